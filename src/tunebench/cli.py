@@ -1,0 +1,182 @@
+"""The ``tunebench`` command: run a study, re-evaluate a saved run, classify text.
+
+Every user error ends as one sentence on stderr (``error: ...``) and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+
+from tunebench.errors import SpecError, TunebenchError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Compare ways of fine-tuning an encoder for text classification, fairly and measured.",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _split_strategies(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    items: list[str] = []
+    for value in values:
+        items.extend(v for v in value.replace(";", " ").split() if v)
+    return items
+
+
+@app.command()
+def run(
+    study_file: Annotated[Path | None, typer.Argument(help="study spec (YAML); default: the built-in study")] = None,
+    model: Annotated[str | None, typer.Option(help="local model folder, hub id, or minilm-l6")] = None,
+    dataset: Annotated[str | None, typer.Option(help="built-in name (snli), local CSV/TSV/JSONL/Parquet, or hub id")] = None,
+    dataset_config: Annotated[str | None, typer.Option("--dataset-config", help="hub dataset configuration")] = None,
+    text_column: Annotated[str | None, typer.Option(help="column with the text")] = None,
+    text_pair_column: Annotated[str | None, typer.Option(help="column with the second text of a pair")] = None,
+    label_column: Annotated[str | None, typer.Option(help="column with the label")] = None,
+    encoding: Annotated[str | None, typer.Option(help="encoding of a local file (default utf-8)")] = None,
+    strategies: Annotated[list[str] | None, typer.Option(
+        "--strategies", "-s", help="strategies, space-separated or repeated: 'full partial:k=2 lora:r=8 head'")] = None,
+    epochs: Annotated[int | None, typer.Option(help="training epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="training batch size")] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate for every strategy (default: per strategy)")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="linear, cosine or constant")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    max_length: Annotated[int | None, typer.Option(help="truncate inputs to this many tokens")] = None,
+    train_limit: Annotated[int | None, typer.Option(help="stratified sample of the training split")] = None,
+    val_limit: Annotated[int | None, typer.Option(help="stratified sample of the validation split")] = None,
+    test_limit: Annotated[int | None, typer.Option(help="stratified sample of the test split")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, bf16, fp16 or auto")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="output folder")] = None,
+    name: Annotated[str | None, typer.Option(help="study name (runs are grouped by it in the store)")] = None,
+    no_checkpoints: Annotated[bool, typer.Option("--no-checkpoints", help="do not save best checkpoints")] = False,
+    force: Annotated[bool, typer.Option("--force", help="redo runs already finished in the store")] = False,
+) -> None:
+    """Run a study: every strategy on the same data, splits, seed and evaluation."""
+    from tunebench.spec import default_study, load_spec, spec_from_dict
+
+    base = load_spec(study_file) if study_file else default_study()
+    data = base.to_dict()
+    overrides: dict[tuple[str, str], Any] = {
+        ("model", "name"): model, ("model", "max_length"): max_length,
+        ("data", "source"): dataset, ("data", "config"): dataset_config,
+        ("data", "text_column"): text_column, ("data", "text_pair_column"): text_pair_column,
+        ("data", "label_column"): label_column, ("data", "encoding"): encoding,
+        ("data", "train_limit"): train_limit, ("data", "val_limit"): val_limit,
+        ("data", "test_limit"): test_limit,
+        ("training", "epochs"): epochs, ("training", "batch_size"): batch_size, ("training", "lr"): lr,
+        ("training", "scheduler"): scheduler, ("training", "seed"): seed,
+        ("training", "precision"): precision, ("training", "device"): device,
+        ("output", "dir"): str(output) if output else None,
+    }
+    if dataset is not None and study_file is None:
+        # a user dataset replaces the default SNLI slice: drop the default limits unless given
+        for key in ("train_limit", "val_limit", "test_limit"):
+            if overrides[("data", key)] is None:
+                data["data"][key] = None
+    for (section, key), value in overrides.items():
+        if value is not None:
+            data[section][key] = value
+    if name:
+        data["name"] = name
+    if no_checkpoints:
+        data["output"]["save_checkpoints"] = False
+    chosen = _split_strategies(strategies)
+    if chosen is not None:
+        data["strategies"] = chosen
+    spec = spec_from_dict(data, source="options")
+    _run(spec, force)
+
+
+def _run(spec, force: bool) -> None:
+    from tunebench.console import RichReporter, comparison_table
+    from tunebench.outputs import results_frame
+    from tunebench.study import run_study
+
+    reporter = RichReporter(err)
+    err.print(f"[bold]tunebench[/bold] study '{spec.name}': {len(spec.strategies)} strategies "
+              f"({', '.join(s.label for s in spec.strategies)}) → {spec.output.dir}")
+    try:
+        records = run_study(spec, force=force, reporter=reporter)
+    finally:
+        reporter.close()
+    out.print(comparison_table(results_frame(records), title=f"tunebench: {spec.name}"))
+    out.print(f"results: {spec.output.dir}/results.csv, results.json, summary.md, tunebench.sqlite")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a run's checkpoint folder (OUTPUT/runs/...)")],
+    dataset: Annotated[str | None, typer.Option(help="data to evaluate on (default: the run's own test split)")] = None,
+    text_column: Annotated[str | None, typer.Option()] = None,
+    text_pair_column: Annotated[str | None, typer.Option()] = None,
+    label_column: Annotated[str | None, typer.Option()] = None,
+    split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
+    batch_size: Annotated[int, typer.Option()] = 64,
+) -> None:
+    """Re-evaluate a saved run on a dataset split and print its metrics."""
+    from tunebench.inference import evaluate_checkpoint
+
+    if split not in ("train", "validation", "test"):
+        raise SpecError(f"--split must be one of train, validation, test (got '{split}')")
+    metrics = evaluate_checkpoint(run_dir, dataset=dataset, text_column=text_column,
+                                  text_pair_column=text_pair_column, label_column=label_column,
+                                  split=split, batch_size=batch_size)
+    out.print(f"{metrics['n']} examples ({split}): accuracy {metrics['accuracy']:.4f}, "
+              f"macro-F1 {metrics['macro_f1']:.4f}, weighted F1 {metrics['weighted_f1']:.4f}")
+    for label, row in metrics["per_class"].items():
+        out.print(f"  {label:>20}  precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
+                  f"F1 {row['f1-score']:.3f}  support {int(row['support'])}")
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="a run's checkpoint folder (OUTPUT/runs/...)")],
+    text: Annotated[list[str], typer.Argument(help="text(s) to classify")],
+    pair: Annotated[str | None, typer.Option(help="second sentence (for sentence-pair models)")] = None,
+) -> None:
+    """Classify text with a saved run."""
+    from tunebench.inference import predict_texts
+
+    for t, (label, probs) in zip(text, predict_texts(run_dir, text, pair=pair)):
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(probs.items(), key=lambda kv: -kv[1]))
+        out.print(f"{label}\t{t}\t({shown})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the typer app and turns every user error into one sentence + exit 2."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(args=argv, standalone_mode=False)
+    except TunebenchError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        return exc.exit_code
+    except click.ClickException as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
+        err.print(f"[red]error:[/red] {exc.format_message()}{hint}", highlight=False)
+        return 2
+    except click.exceptions.Abort:
+        err.print("[red]error:[/red] interrupted")
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("[red]error:[/red] interrupted; finished runs are kept in the store")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

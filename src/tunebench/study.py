@@ -1,0 +1,208 @@
+"""Run a study: data → model → strategy → engine → record → store → outputs, one run at a time.
+
+Every strategy of a study sees the same tokenized splits, the same seed and the same evaluation.
+A run's id is a hash of everything that determines its result (model, data spec and split
+hashes, strategy, resolved training settings), so running the same study again skips the runs
+already in the store, and a changed setting makes a new run instead of reusing a stale one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from tunebench import engine
+from tunebench.checkpoint import save_checkpoint
+from tunebench.data import DatasetBundle, load_dataset_bundle
+from tunebench.modeling import check_model_source, count_parameters, load_classifier, load_tokenizer
+from tunebench.outputs import write_outputs
+from tunebench.resources import environment
+from tunebench.spec import StrategySpec, StudySpec, stable_hash
+from tunebench.store import STORE_NAME, Store
+from tunebench.strategies import build_strategy
+
+
+class Reporter(Protocol):
+    """What the study tells its user interface; every method is optional to act on."""
+
+    def message(self, text: str) -> None: ...
+    def run_started(self, position: int, total: int, label: str, batches_per_epoch: int,
+                    epochs: int) -> None: ...
+    def step(self, info: dict[str, Any]) -> None: ...
+    def run_finished(self, record: dict[str, Any]) -> None: ...
+    def run_skipped(self, label: str, run_id: str) -> None: ...
+
+
+class SilentReporter:
+    def message(self, text: str) -> None:
+        pass
+
+    def run_started(self, position: int, total: int, label: str, batches_per_epoch: int,
+                    epochs: int) -> None:
+        pass
+
+    def step(self, info: dict[str, Any]) -> None:
+        pass
+
+    def run_finished(self, record: dict[str, Any]) -> None:
+        pass
+
+    def run_skipped(self, label: str, run_id: str) -> None:
+        pass
+
+
+@dataclass
+class Prepared:
+    """What every run of a study shares: data, tokenizer, encoded splits, device, precision."""
+
+    bundle: DatasetBundle
+    model_source: str
+    tokenizer: Any
+    train: engine.EncodedSplit
+    validation: engine.EncodedSplit
+    test: engine.EncodedSplit
+    device: torch.device
+    precision: str
+
+
+def prepare(spec: StudySpec, reporter: Reporter) -> Prepared:
+    """Load and split the data, check the model, tokenize every split once."""
+    device = engine.pick_device(spec.training.device)
+    precision = engine.resolve_precision(spec.training.precision, device)
+    model_source = check_model_source(spec.model.name)
+    reporter.message(f"loading data '{spec.data.source}'")
+    bundle = load_dataset_bundle(spec.data, seed=spec.training.seed)
+    tokenizer = load_tokenizer(model_source)
+    encoded = [engine.encode_split(tokenizer, s.texts, s.pairs, s.labels, spec.model.max_length)
+               for s in (bundle.train, bundle.validation, bundle.test)]
+    return Prepared(bundle, model_source, tokenizer, *encoded, device=device, precision=precision)
+
+
+def run_config(spec: StudySpec, strategy: StrategySpec, precision: str) -> engine.RunConfig:
+    t = spec.training
+    return engine.RunConfig(
+        epochs=spec.resolved_epochs(strategy), batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
+        lr=spec.resolved_lr(strategy), weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio,
+        scheduler=spec.resolved_scheduler(strategy), max_grad_norm=t.max_grad_norm,
+        grad_accumulation=t.grad_accumulation, seed=t.seed, precision=precision,
+    )
+
+
+def run_id_for(spec: StudySpec, strategy: StrategySpec, bundle: DatasetBundle, cfg: engine.RunConfig,
+               device: torch.device) -> str:
+    """A stable id from everything that determines the run's result."""
+    return stable_hash({
+        "model": spec.model.model_dump(),
+        "data": spec.data.model_dump(),
+        "hashes": bundle.hashes(),
+        "strategy": strategy.model_dump(),
+        "run": vars(cfg),
+        "device": device.type,
+    })
+
+
+def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None = None) -> list[dict[str, Any]]:
+    """Run every strategy of ``spec`` not already finished in the store; return all records."""
+    reporter = reporter or SilentReporter()
+    out_dir = Path(spec.output.dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prepared = prepare(spec, reporter)
+    for note in prepared.bundle.notes:
+        reporter.message(note)
+    env = environment(prepared.device)
+    with Store(out_dir / STORE_NAME) as store:
+        total = len(spec.strategies)
+        for position, strategy_spec in enumerate(spec.strategies):
+            cfg = run_config(spec, strategy_spec, prepared.precision)
+            run_id = run_id_for(spec, strategy_spec, prepared.bundle, cfg, prepared.device)
+            if store.finished(run_id) and not force:
+                reporter.run_skipped(strategy_spec.label, run_id)
+                continue
+            record, labels, probs = execute_run(spec, strategy_spec, position, total, run_id, cfg,
+                                                prepared, env, reporter)
+            store.put(record, labels, probs)
+            reporter.run_finished(record)
+            write_outputs(_study_records(store, spec), out_dir)
+        records = _study_records(store, spec)
+    write_outputs(records, out_dir)
+    return records
+
+
+def _study_records(store: Store, spec: StudySpec) -> list[dict[str, Any]]:
+    """The stored runs that belong to the current spec, in the spec's order."""
+    wanted = {s.label: i for i, s in enumerate(spec.strategies)}
+    records = [r for r in store.records(spec.name) if r["strategy"] in wanted]
+    latest: dict[str, dict[str, Any]] = {}
+    for r in records:  # a re-run with --force replaces; keep the newest per strategy
+        if r["strategy"] not in latest or r["finished_at"] >= latest[r["strategy"]]["finished_at"]:
+            latest[r["strategy"]] = r
+    return sorted(latest.values(), key=lambda r: wanted[r["strategy"]])
+
+
+def execute_run(spec: StudySpec, strategy_spec: StrategySpec, position: int, total: int, run_id: str,
+                cfg: engine.RunConfig, prepared: Prepared, env: dict[str, Any],
+                reporter: Reporter) -> tuple[dict[str, Any], list[int], list[list[float]]]:
+    """Train and evaluate one strategy; save its best checkpoint; return its record."""
+    started = datetime.now(timezone.utc)
+    engine.seed_everything(cfg.seed)  # same head initialisation for every strategy
+    bundle = prepared.bundle
+    model = load_classifier(prepared.model_source, bundle.label_names)
+    strategy = build_strategy(strategy_spec)
+    model = strategy.prepare(model)
+    trainable, total_params = count_parameters(model)
+    batches_per_epoch = -(-len(prepared.train) // cfg.batch_size)
+    reporter.run_started(position, total, strategy_spec.label, batches_per_epoch, cfg.epochs)
+    pad_id = prepared.tokenizer.pad_token_id or 0
+    result = engine.train_and_evaluate(model, prepared.train, prepared.validation, prepared.test,
+                                       bundle.label_names, cfg, prepared.device, pad_id,
+                                       on_step=reporter.step)
+    slug = strategy_spec.label.replace(":", "-").replace(",", "_").replace("=", "").replace("+", "-")
+    checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
+    save_bytes = None
+    if spec.output.save_checkpoints:
+        meta = {"run_id": run_id, "strategy": strategy_spec.label, "label_names": bundle.label_names,
+                "max_length": spec.model.max_length, "base_model": prepared.model_source,
+                "model_name": spec.model.name, "is_pair": bundle.is_pair,
+                "data": spec.data.model_dump(), "seed": cfg.seed, "precision": cfg.precision}
+        tmp = checkpoint.with_name(checkpoint.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_bytes = save_checkpoint(model.to("cpu"), prepared.tokenizer, tmp, meta)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        tmp.rename(checkpoint)
+    record = {
+        "run_id": run_id,
+        "study": spec.name,
+        "position": position,
+        "strategy": strategy_spec.label,
+        "status": "finished",
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "spec": strategy_spec.model_dump(),
+        "study_spec": spec.to_dict(),
+        "resolved": {**vars(cfg), "device": prepared.device.type, "max_length": spec.model.max_length},
+        "data": {"name": bundle.name, "origin": bundle.origin, "label_names": bundle.label_names,
+                 "sizes": bundle.sizes(), "hashes": bundle.hashes(), "notes": bundle.notes,
+                 "is_pair": bundle.is_pair},
+        "model": {"name": spec.model.name, "source": prepared.model_source,
+                  "n_layers": strategy.n_layers, "lowest_trainable_layer": strategy.lowest_trainable_layer},
+        "params": {"trainable": trainable, "total": total_params,
+                   "share_pct": round(100.0 * trainable / max(total_params, 1), 4)},
+        "save_bytes": save_bytes,
+        "trainable_bytes": trainable * 4,
+        "checkpoint": str(checkpoint) if spec.output.save_checkpoints else None,
+        "curves": result.curves,
+        "best_epoch": result.best_epoch,
+        "val": result.val_metrics,
+        "test": result.test_metrics,
+        "resources": result.resources,
+        "environment": env,
+        "wall_time_s": round(time.time() - started.timestamp(), 2),
+    }
+    probs = [[round(float(x), 6) for x in row] for row in result.test_probabilities]
+    return record, prepared.test.labels.tolist(), probs
