@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import gc
 import platform
 import subprocess
 import threading
@@ -31,8 +35,11 @@ class PeakMemory:
         self._stop = threading.Event()
         self._sampled = 0
         self._kernel = False
+        self._start_rss = 0
 
     def start(self) -> None:
+        release_free_memory()
+        self._start_rss = psutil.Process().memory_info().rss
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -60,6 +67,7 @@ class PeakMemory:
         peak = _read_hwm() if self._kernel else self._sampled
         out: dict[str, float | str | None] = {
             "peak_rss_mb": round(peak / 2**20, 1) if peak else None,
+            "rss_at_start_mb": round(self._start_rss / 2**20, 1),
             "rss_method": "kernel VmHWM" if self._kernel else "sampled every 20 ms",
             "cuda_max_allocated_mb": None,
             "cuda_max_reserved_mb": None,
@@ -69,6 +77,19 @@ class PeakMemory:
             out["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
             out["cuda_max_reserved_mb"] = round(torch.cuda.max_memory_reserved(self.device) / 2**20, 1)
         return out
+
+
+def release_free_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``).
+
+    Without it, memory a previous run freed stays in the process's heap, and every later run of
+    a study would report the earlier run's peak as its own.
+    """
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name:
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
+            ctypes.CDLL(name).malloc_trim(0)
 
 
 def _read_hwm() -> int | None:
