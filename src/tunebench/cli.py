@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
+from typer.exceptions import Abort, Exit, TyperException
 from rich.console import Console
+from rich.markup import escape
 
 from tunebench.errors import SpecError, TunebenchError
 
@@ -102,9 +103,11 @@ def run(
 
 def _run(spec, force: bool) -> None:
     from tunebench.console import RichReporter, comparison_table
+    from tunebench.modeling import quiet_libraries
     from tunebench.outputs import results_frame
     from tunebench.study import run_study
 
+    quiet_libraries()
     reporter = RichReporter(err)
     err.print(f"[bold]tunebench[/bold] study '{spec.name}': {len(spec.strategies)} strategies "
               f"({', '.join(s.label for s in spec.strategies)}) → {spec.output.dir}")
@@ -112,7 +115,8 @@ def _run(spec, force: bool) -> None:
         records = run_study(spec, force=force, reporter=reporter)
     finally:
         reporter.close()
-    out.print(comparison_table(results_frame(records), title=f"tunebench: {spec.name}"))
+    table_console = out if out.is_terminal else Console(width=160)
+    table_console.print(comparison_table(results_frame(records), title=f"tunebench: {spec.name}"))
     out.print(f"results: {spec.output.dir}/results.csv, results.json, summary.md, tunebench.sqlite")
 
 
@@ -150,27 +154,27 @@ def predict(
     """Classify text with a saved run."""
     from tunebench.inference import predict_texts
 
-    for t, (label, probs) in zip(text, predict_texts(run_dir, text, pair=pair)):
+    for t, (label, probs) in zip(text, predict_texts(run_dir, text, pair=pair), strict=True):
         shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(probs.items(), key=lambda kv: -kv[1]))
-        out.print(f"{label}\t{t}\t({shown})")
+        typer.echo(f"{label}\t{t}\t({shown})")  # tab-separated, for programs too
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the typer app and turns every user error into one sentence + exit 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="tunebench", standalone_mode=False)
     except TunebenchError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    except click.ClickException as exc:
+    except TyperException as exc:  # typer's usage errors: bad flag, bad value, missing argument
         hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
-        err.print(f"[red]error:[/red] {exc.format_message()}{hint}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(exc.format_message() + hint)}", highlight=False, soft_wrap=True)
         return 2
-    except click.exceptions.Abort:
+    except Abort:
         err.print("[red]error:[/red] interrupted")
         return 130
-    except click.exceptions.Exit as exc:
+    except Exit as exc:
         return exc.exit_code
     except KeyboardInterrupt:
         err.print("[red]error:[/red] interrupted; finished runs are kept in the store")

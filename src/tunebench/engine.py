@@ -12,7 +12,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,7 +256,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                 out = model(**batch)
             loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch}, batch {i + 1}")
+                raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1}")
             scaled = loss / cfg.grad_accumulation
             (scaler.scale(scaled) if scaler else scaled).backward()
             if (i + 1) % cfg.grad_accumulation == 0 or i + 1 == len(plan):

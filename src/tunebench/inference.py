@@ -53,4 +53,4 @@ def predict_texts(run_dir: Path, texts: list[str], pair: str | None = None
     encoded = engine.encode_split(tokenizer, list(texts), pairs, [0] * len(texts), meta["max_length"])
     probs, _ = engine.predict(model, encoded, 64, tokenizer.pad_token_id or 0, torch.device("cpu"), "fp32")
     names = meta["label_names"]
-    return [(names[int(row.argmax())], {n: float(p) for n, p in zip(names, row)}) for row in probs]
+    return [(names[int(row.argmax())], {n: float(p) for n, p in zip(names, row, strict=True)}) for row in probs]

@@ -77,6 +77,23 @@ def _in_hub_cache(repo_id: str) -> bool:
         return False
 
 
+def quiet_libraries() -> None:
+    """Silence library chatter that is noise in a study: weight-loading bars and deprecation notes.
+
+    tunebench draws its own progress bars; transformers' per-load bars and peft's FutureWarnings
+    would interleave with them.  Errors still surface as exceptions.
+    """
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    for module in ("transformers", "peft", "torch"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+        warnings.filterwarnings("ignore", category=UserWarning, module=module)
+
+
 def load_tokenizer(source: str):
     from transformers import AutoTokenizer
 

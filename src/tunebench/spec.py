@@ -124,21 +124,31 @@ def parse_strategy(text: str) -> StrategySpec:
     kind = kind.strip().lower()
     allowed = ["full", "head", "partial", "lora"]
     if kind not in allowed:
-        raise SpecError(f"unknown strategy '{kind}' in '{text}'; choose one of: {', '.join(allowed)} "
+        raise SpecError(f"unknown strategy {kind!r} in {text!r}; choose one of: {', '.join(allowed)} "
                         "(e.g. full, head, partial:k=2, lora:r=8)")
     fields: dict[str, Any] = {"kind": kind}
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or not value.strip():
-            raise SpecError(f"strategy option '{item}' in '{text}' must look like key=value")
+            raise SpecError(f"strategy option {item!r} in {text!r} must look like key=value")
         value = value.strip()
         if key in _LIST_FIELDS:
             parts = [v for v in value.split("+") if v]
             fields[key] = [int(v) for v in parts] if key == "layers" and _all_int(parts) else parts
         else:
-            fields[key] = value
+            fields[key] = _number(value) if key in _INT_FIELDS | _FLOAT_FIELDS else value
     return strategy_from_mapping(fields, where=text)
+
+
+def _number(text: str) -> Any:
+    """``"8"`` → 8, ``"5e-4"`` → 0.0005; anything else stays text for pydantic to reject by name."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _all_int(parts: list[str]) -> bool:
@@ -149,7 +159,7 @@ def strategy_from_mapping(fields: dict[str, Any], where: str | None = None) -> S
     try:
         return StrategySpec.model_validate(fields)
     except ValidationError as exc:
-        raise SpecError(_explain(exc, prefix=f"strategy '{where or fields}'")) from None
+        raise SpecError(_explain(exc, prefix=f"strategy {where or fields!r}")) from None
 
 
 class DataSpec(_Strict):
@@ -281,7 +291,7 @@ def _explain(exc: ValidationError, prefix: str = "") -> str:
     value = err.get("input")
     shown = "" if err["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
     where = f"{prefix}: " if prefix else ""
-    field = f"field '{loc}' " if loc else ""
+    field = f"field {loc!r} " if loc else ""
     more = len(exc.errors()) - 1
     tail = f"; {more} more problem(s) in the same spec" if more > 0 else ""
     return f"{where}{field}{msg}{shown}{tail}"
