@@ -159,6 +159,10 @@ def predict(
         typer.echo(f"{label}\t{t}\t({shown})")  # tab-separated, for programs too
 
 
+# --- command groups that live in their own modules (each adds its commands to ``app``) ----------
+# one line per module, e.g.:  from tunebench import cli_data; cli_data.register(app)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the typer app and turns every user error into one sentence + exit 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
