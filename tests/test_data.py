@@ -289,14 +289,31 @@ def test_limits_larger_than_split_keep_it_whole(tmp_path):
     assert b.sizes() == {"train": 36, "validation": 4, "test": 10}
 
 
-def test_rare_class_falls_back_to_unstratified_limit(tmp_path):
+def test_rare_class_limit_stays_stratified(tmp_path):
     path = tmp_path / "rare.csv"
     df = _frame(60)
     df.loc[5, "label"] = "rare"
     df.to_csv(path, index=False)
     b = _load(path, train_limit=20)
     assert "rare" in b.label_names  # the single example stays in train when test/validation are held out
-    assert any("train: kept 20 of" in n and "NOT stratified" in n for n in b.notes)
+    assert any("train: kept 20 of" in n and "stratified by label, seed 0" in n for n in b.notes)
+    counts = Counter(b.label_names[y] for y in b.train.labels)
+    assert counts == {"neg": 10, "pos": 10}  # proportional; the one-row class is too rare for a whole row
+
+
+def test_many_classes_small_limits_proportional(tmp_path):
+    """Like reuters-r52 with --train-limit 200: more classes than scikit-learn can stratify."""
+    path = tmp_path / "many.csv"
+    labels = [f"c{k:02d}" for k in range(30) for _ in range(2 + (k == 0) * 300 + (k == 1) * 100)]
+    pd.DataFrame({"text": [f"t{i}" for i in range(len(labels))], "label": labels}).to_csv(path, index=False)
+    a = _load(path, 0, train_limit=25, test_limit=20, val_limit=10)
+    assert a.sizes() == {"train": 25, "validation": 10, "test": 20}
+    assert all("NOT stratified" not in n for n in a.notes)
+    train = Counter(a.label_names[y] for y in a.train.labels)
+    for name, rows in (("c00", 302), ("c01", 102)):  # within one row of the class's share of the data
+        assert abs(train[name] - 25 * rows / len(labels)) < 1
+    assert a.hashes() == _load(path, 0, train_limit=25, test_limit=20, val_limit=10).hashes()
+    assert a.hashes()["train"] != _load(path, 1, train_limit=25, test_limit=20, val_limit=10).hashes()["train"]
 
 
 def test_duplicates_noted_not_dropped(tmp_path):
@@ -459,3 +476,32 @@ def test_csv_round_trip_property(tmp_path, texts, quote_all):
         path, index=False, quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
     b = _load(path)
     assert sorted(_all_rows(b)) == sorted((t, None, y) for t, y in zip(texts, labels, strict=True))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(_texts, min_size=8, max_size=14), fmt=st.sampled_from([".tsv", ".jsonl"]), pairs=st.booleans())
+def test_tsv_and_jsonl_round_trip_property(tmp_path, texts, fmt, pairs):
+    """Tabs, quotes, newlines, unicode and very long fields survive TSV (quoted) and JSON Lines, with pairs."""
+    path = tmp_path / f"prop{fmt}"
+    labels = [["x", "y"][i % 2] for i in range(len(texts))]
+    seconds = [t[::-1] for t in texts] if pairs else None
+    frame = pd.DataFrame({"sentence1" if pairs else "text": texts, "label": labels})
+    if pairs:
+        frame.insert(1, "sentence2", seconds)
+    if fmt == ".tsv":
+        frame.to_csv(path, sep="\t", index=False, quoting=csv.QUOTE_ALL)
+    else:
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in frame.to_dict("records")),
+                        encoding="utf-8")
+    b = _load(path)
+    assert b.is_pair == pairs
+    expected = zip(texts, seconds or [None] * len(texts), labels, strict=True)
+    assert sorted(_all_rows(b)) == sorted(expected)
+
+
+def test_all_texts_empty_after_cleaning(tmp_path):
+    path = tmp_path / "blank.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(["", " ", "\n"] * 4)),
+                    encoding="utf-8")
+    with pytest.raises(DataError, match=r"the file of data file '.*blank\.jsonl' has no usable rows after dropping"):
+        _load(path)

