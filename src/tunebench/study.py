@@ -113,6 +113,9 @@ def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None
     out_dir = Path(spec.output.dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prepared = prepare(spec, reporter)
+    from tunebench.eda import dataset_profile, write_profile  # the data section of the outputs
+
+    write_profile(dataset_profile(prepared.bundle, prepared.tokenizer, spec.model.max_length), out_dir)
     for note in prepared.bundle.notes:
         reporter.message(note)
     env = environment(prepared.device)
