@@ -161,6 +161,9 @@ def predict(
 
 # --- command groups that live in their own modules (each adds its commands to ``app``) ----------
 # one line per module, e.g.:  from tunebench import cli_data; cli_data.register(app)
+from tunebench import cli_data  # noqa: E402
+
+cli_data.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
