@@ -74,6 +74,9 @@ def test_records_hold_metrics_curves_resources_and_provenance(finished_study):
         assert r["environment"]["packages"]["torch"] == torch.__version__
         assert r["resolved"]["lr"] == 3e-3 and r["resolved"]["precision"] == "fp32"
         assert r["study_spec"]["model"]["max_length"] == 32
+        # bytes to keep = the trained parameters in fp32 plus a small safetensors header
+        assert r["params"]["trainable"] * 4 <= r["save_bytes"] < r["params"]["trainable"] * 4 + 65536
+        assert r["checkpoint_bytes"] >= 0.9 * r["save_bytes"]  # the saved folder holds at least that
     assert records[0]["test"]["accuracy"] >= 0.8  # full fine-tuning learns the easy task
 
 

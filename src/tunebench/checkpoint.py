@@ -25,6 +25,19 @@ def weights_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))
 
 
+def essential_bytes(model: nn.Module) -> int:
+    """Bytes of a safetensors file holding only the trained parameters.
+
+    That is what a user must keep to reproduce the run on top of the base model: everything for
+    ``full``, the top layers and head for ``partial``, the head for ``head``, the adapter (LoRA
+    matrices plus the head copies) for LoRA.  One rule for every strategy, so the figures compare.
+    """
+    from safetensors.torch import save
+
+    state = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    return len(save(state))
+
+
 def save_checkpoint(model: nn.Module, tokenizer, folder: Path, meta: dict[str, Any]) -> int:
     """Save ``model`` (a transformers or peft model) + tokenizer + meta; return the weight bytes."""
     folder = Path(folder)

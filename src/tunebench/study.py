@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import torch
 
 from tunebench import engine
-from tunebench.checkpoint import save_checkpoint
+from tunebench.checkpoint import essential_bytes, save_checkpoint
 from tunebench.data import DatasetBundle, load_dataset_bundle
 from tunebench.modeling import check_model_source, count_parameters, load_classifier, load_tokenizer
 from tunebench.outputs import write_outputs
@@ -175,7 +175,7 @@ def execute_run(spec: StudySpec, strategy_spec: StrategySpec, position: int, tot
                 "data": spec.data.model_dump(), "seed": cfg.seed, "precision": cfg.precision}
         tmp = checkpoint.with_name(checkpoint.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        save_bytes = save_checkpoint(model.to("cpu"), prepared.tokenizer, tmp, meta)
+        checkpoint_bytes = save_checkpoint(model.to("cpu"), prepared.tokenizer, tmp, meta)
         shutil.rmtree(checkpoint, ignore_errors=True)
         tmp.rename(checkpoint)
     record = {
@@ -197,7 +197,7 @@ def execute_run(spec: StudySpec, strategy_spec: StrategySpec, position: int, tot
         "params": {"trainable": trainable, "total": total_params,
                    "share_pct": round(100.0 * trainable / max(total_params, 1), 4)},
         "save_bytes": save_bytes,
-        "trainable_bytes": trainable * 4,
+        "checkpoint_bytes": checkpoint_bytes,
         "checkpoint": str(checkpoint) if spec.output.save_checkpoints else None,
         "curves": result.curves,
         "best_epoch": result.best_epoch,
