@@ -167,7 +167,7 @@ def execute_run(spec: StudySpec, strategy_spec: StrategySpec, position: int, tot
                                        on_step=reporter.step)
     slug = strategy_spec.label.replace(":", "-").replace(",", "_").replace("=", "").replace("+", "-")
     checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
-    save_bytes = None
+    save_bytes, checkpoint_bytes = essential_bytes(model), None
     if spec.output.save_checkpoints:
         meta = {"run_id": run_id, "strategy": strategy_spec.label, "label_names": bundle.label_names,
                 "max_length": spec.model.max_length, "base_model": prepared.model_source,
