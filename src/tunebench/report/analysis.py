@@ -1,0 +1,137 @@
+"""Pure functions over stored records: the headline frame, best values, Pareto fronts,
+confusion summaries and the recommendation.  No plotting, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tunebench.outputs import results_frame
+from tunebench.report.cost import cost_per_f1_point, run_cost
+
+#: headline columns whose best value is marked: column -> "max" or "min".
+BETTER = {
+    "trainable_params": "min", "trainable_share_pct": "min", "train_time_s": "min", "examples_per_s": "max",
+    "peak_memory_mb": "min", "save_bytes": "min", "val_macro_f1": "max", "test_macro_f1": "max",
+    "test_accuracy": "max", "test_weighted_f1": "max", "test_weighted_precision": "max",
+    "test_weighted_recall": "max", "cost_usd": "min", "cost_per_f1_point": "min",
+}
+
+
+def headline_frame(records: list[dict[str, Any]], prices: dict[str, float]) -> pd.DataFrame:
+    """results.csv's columns plus the estimated training cost and cost per point of macro-F1."""
+    frame = results_frame(records)
+    costs = [run_cost(r, prices) for r in records]
+    frame["cost_usd"] = costs
+    frame["cost_per_f1_point"] = [cost_per_f1_point(c, r["test"]["macro_f1"]) for c, r in zip(costs, records, strict=True)]
+    return frame
+
+
+def best_rows(frame: pd.DataFrame) -> dict[str, set[int]]:
+    """For each column in :data:`BETTER`, the positions of the rows holding its best value (ties kept)."""
+    marks: dict[str, set[int]] = {}
+    for col, direction in BETTER.items():
+        if col not in frame:
+            continue
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if values.notna().sum() < 2:
+            continue
+        best = values.max() if direction == "max" else values.min()
+        marks[col] = {i for i, v in enumerate(values) if v == best}
+    return marks
+
+
+def pareto_front(cost: list[float | None], quality: list[float]) -> list[int]:
+    """Indices of the runs no other run beats on both axes (lower cost, higher quality), by cost."""
+    points = [(c, q, i) for i, (c, q) in enumerate(zip(cost, quality, strict=True)) if c is not None and c == c]
+    front = []
+    for c, q, i in points:
+        dominated = any(c2 <= c and q2 >= q and (c2 < c or q2 > q) for c2, q2, _ in points)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (cost[i], -quality[i], i))
+
+
+def normalised_confusion(matrix: list[list[int]]) -> np.ndarray:
+    """Row-normalised confusion matrix: the share of each true class predicted as each class."""
+    m = np.asarray(matrix, dtype=float)
+    sums = m.sum(axis=1, keepdims=True)
+    return np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
+
+
+def per_class_f1(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows: classes; columns: runs; values: test F1."""
+    names = records[0]["data"]["label_names"]
+    return pd.DataFrame({r["strategy"]: [r["test"]["per_class"].get(n, {}).get("f1-score", float("nan"))
+                                         for n in names] for r in records}, index=names)
+
+
+def worst_classes(records: list[dict[str, Any]], n: int = 15) -> pd.DataFrame:
+    """The ``n`` classes with the lowest mean test F1 across runs (per-run F1 as columns)."""
+    table = per_class_f1(records)
+    table["mean"] = table.mean(axis=1)
+    return table.sort_values(["mean"], kind="stable").head(n)
+
+
+def confused_pairs(record: dict[str, Any], n: int = 10) -> list[tuple[str, str, int, float]]:
+    """The ``n`` largest off-diagonal cells: (true, predicted, count, share of the true class)."""
+    names = record["data"]["label_names"]
+    m = np.asarray(record["test"]["confusion_matrix"])
+    share = normalised_confusion(m)
+    cells = [(int(m[i, j]), float(share[i, j]), i, j) for i in range(len(names)) for j in range(len(names))
+             if i != j and m[i, j] > 0]
+    cells.sort(key=lambda c: (-c[0], -c[1], c[2], c[3]))
+    return [(names[i], names[j], count, s) for count, s, i, j in cells[:n]]
+
+
+def recommendation(frame: pd.DataFrame, records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Plain-word picks (best quality, cheapest near the best, fastest, least memory) and caveats."""
+    f1 = frame["test_macro_f1"]
+    best = frame.loc[f1.idxmax()]
+    picks = [f"Best quality: {best['strategy']} (test macro-F1 {best['test_macro_f1']:.3f}, "
+             f"accuracy {best['test_accuracy']:.3f})."]
+    near = frame[f1 >= f1.max() - 0.01]
+    if near["cost_usd"].notna().all():
+        cheap, how = near.loc[near["cost_usd"].idxmin()], f"${near['cost_usd'].min():.3g} to train"
+    else:
+        cheap, how = near.loc[near["train_time_s"].idxmin()], "shortest training among them; no price for its device"
+    picks.append(f"Cheapest within 1 point of the best macro-F1: {cheap['strategy']} "
+                 f"(macro-F1 {cheap['test_macro_f1']:.3f}, {how}).")
+    fast = frame.loc[frame["train_time_s"].idxmin()]
+    picks.append(f"Fastest to train: {fast['strategy']} ({fast['train_time_s']:.1f} s, "
+                 f"{fast['examples_per_s']:.1f} examples/s).")
+    mem = pd.to_numeric(frame["peak_memory_mb"], errors="coerce")
+    if mem.notna().any():
+        low = frame.loc[mem.idxmin()]
+        picks.append(f"Least memory: {low['strategy']} (peak {low['peak_memory_mb']:.0f} MB).")
+    return picks, caveats(frame, records)
+
+
+def caveats(frame: pd.DataFrame, records: list[dict[str, Any]]) -> list[str]:
+    """The confounds that apply to this study, each in one sentence."""
+    out = []
+    seeds = sorted({r["resolved"]["seed"] for r in records})
+    if frame["strategy"].is_unique:
+        out.append(f"Single seed ({', '.join(map(str, seeds))}) per strategy: differences of a point or two "
+                   "may be noise; repeat with other seeds before trusting a small gap.")
+    sizes = records[0]["data"]["sizes"]
+    if sizes["test"] < 1000 or sizes["train"] < 5000:
+        out.append(f"Small data (train {sizes['train']:,}, test {sizes['test']:,} examples): one test example "
+                   f"is {100 / max(sizes['test'], 1):.2f} points of accuracy.")
+    lrs = sorted({r["resolved"]["lr"] for r in records})
+    if len(lrs) > 1:
+        out.append("Learning rate differs per strategy (" + ", ".join(
+            f"{r['strategy']} {r['resolved']['lr']:g}" for r in records) + "); none was tuned per strategy here.")
+    else:
+        out.append(f"The same learning rate ({lrs[0]:g}) for every strategy: it may suit some strategies better "
+                   "than others (LoRA and head-only usually want a higher one).")
+    epochs = sorted({r["resolved"]["epochs"] for r in records})
+    if len(epochs) > 1:
+        out.append("Epochs differ per strategy: " + ", ".join(
+            f"{r['strategy']} {r['resolved']['epochs']}" for r in records) + ".")
+    if records[0]["resolved"]["device"] == "cpu":
+        out.append("Peak memory on CPU is the process's peak resident memory, which includes the framework "
+                   "itself; compare differences between runs rather than absolute values.")
+    return out
