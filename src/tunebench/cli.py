@@ -117,7 +117,9 @@ def _run(spec, force: bool) -> None:
         reporter.close()
     table_console = out if out.is_terminal else Console(width=160)
     table_console.print(comparison_table(results_frame(records), title=f"tunebench: {spec.name}"))
-    out.print(f"results: {spec.output.dir}/results.csv, results.json, summary.md, tunebench.sqlite")
+    from tunebench.report import build_report  # the report is a pure function of the store; rebuild: tunebench report
+    build_report(spec.output.dir, study=spec.name)
+    out.print(f"results: {spec.output.dir}/report.html, report.md, results.csv, results.json, tunebench.sqlite")
 
 
 @app.command()
@@ -164,6 +166,10 @@ def predict(
 from tunebench import cli_data  # noqa: E402
 
 cli_data.register(app)
+
+from tunebench import cli_report  # noqa: E402
+
+cli_report.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

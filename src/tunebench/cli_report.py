@@ -1,0 +1,33 @@
+"""``tunebench report OUTPUT_DIR``: rebuild the report from the store alone, without retraining."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report(
+        output_dir: Annotated[Path, typer.Argument(help="a study's output folder (holds tunebench.sqlite)")],
+        price: Annotated[list[str] | None, typer.Option(
+            "--price", help="device price in USD per hour, repeatable: --price T4=0.526 --price L4=0.8")] = None,
+        study: Annotated[str | None, typer.Option(help="study name in the store (default: the latest one)")] = None,
+        track: Annotated[list[str] | None, typer.Option(
+            "--track", help="also log the runs to tensorboard or mlflow (repeatable)")] = None,
+    ) -> None:
+        """Build report.html and report.md from the stored runs (no training)."""
+        from tunebench.report import build_report, cost, tracking
+
+        prices = cost.parse_prices(price)
+        backends = tracking.check_backends(track)
+        paths = build_report(output_dir, prices=prices, study=study)
+        typer.echo(f"report: {paths['html']} and {paths['markdown']} (figures in {output_dir / 'figures'})")
+        if backends:
+            from tunebench.report.inputs import load_inputs
+
+            records = load_inputs(output_dir, study).records
+            for name, where in tracking.track(backends, records, output_dir, paths).items():
+                typer.echo(f"{name}: {where}")

@@ -1,0 +1,43 @@
+"""The report: a pure function of the store.
+
+``build_report(out_dir)`` reads ``OUTPUT/tunebench.sqlite`` (and ``dataset_profile.json`` if
+present), draws the figures into ``OUTPUT/figures``, and writes ``report.html`` (self-contained:
+figures inlined, no scripts, no external references) and ``report.md`` (figures linked).  The
+same store gives byte-identical files: nothing in them depends on the time of the build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunebench.outputs import atomic_write
+from tunebench.report import sections, sections_data
+from tunebench.report.analysis import headline_frame
+from tunebench.report.cost import DEFAULT_PRICES
+from tunebench.report.document import Document
+from tunebench.report.html import render_html
+from tunebench.report.inputs import load_inputs
+from tunebench.report.markdown import render_markdown
+
+SECTIONS = [sections.headline, sections.comparison, sections.pareto, sections.curves, sections.confusion,
+            sections_data.errors, sections_data.dataset, sections.cost, sections.recommendation,
+            sections.environment]
+
+
+def build_document(out_dir: Path, prices: dict[str, float] | None = None, study: str | None = None) -> Document:
+    """Read the store and draw the figures; return the report as a :class:`Document`."""
+    out_dir = Path(out_dir)
+    inputs = load_inputs(out_dir, study)
+    prices = dict(DEFAULT_PRICES if prices is None else prices)
+    ctx = sections.Context(inputs, prices, headline_frame(inputs.records, prices), out_dir / "figures")
+    return Document(f"tunebench report: {inputs.study}", sections.intro(ctx), [build(ctx) for build in SECTIONS])
+
+
+def build_report(out_dir: Path, prices: dict[str, float] | None = None, study: str | None = None) -> dict[str, Path]:
+    """Write report.html and report.md (and figures/) into ``out_dir``; return their paths."""
+    out_dir = Path(out_dir)
+    doc = build_document(out_dir, prices, study)
+    paths = {"html": out_dir / "report.html", "markdown": out_dir / "report.md"}
+    atomic_write(paths["html"], render_html(doc))
+    atomic_write(paths["markdown"], render_markdown(doc, out_dir))
+    return paths

@@ -1,0 +1,101 @@
+"""Everything the report reads, gathered once: records and predictions from the store, the test
+texts rebuilt from the stored data spec (checked against the stored split hash), and the dataset
+profile if one was written."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunebench.errors import SpecError
+from tunebench.store import STORE_NAME, Store
+
+PROFILE_NAME = "dataset_profile.json"
+
+
+@dataclass
+class TestTexts:
+    """The test split's texts (pairs joined) in prediction order, or why they are unavailable."""
+
+    texts: list[str] | None
+    note: str
+    split_texts: dict[str, list[str]] = field(default_factory=dict)
+    split_labels: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass
+class ReportInputs:
+    out_dir: Path
+    study: str
+    records: list[dict[str, Any]]
+    predictions: dict[str, tuple[list[int], list[list[float]]]]
+    texts: TestTexts
+    profile: dict[str, Any] | None
+
+
+def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
+    """Read the store in ``out_dir``; ``study`` defaults to the study of the latest finished run."""
+    out_dir = Path(out_dir)
+    path = out_dir / STORE_NAME
+    if not path.is_file():
+        raise SpecError(f"no study store in {out_dir} (expected {path.name}); run 'tunebench run -o {out_dir}' first")
+    with Store(path) as store:
+        everything = [r for r in store.records() if r["status"] == "finished"]
+        if not everything:
+            raise SpecError(f"the store in {out_dir} holds no finished runs; run a study first")
+        names = sorted({r["study"] for r in everything})
+        if study is None:
+            study = max(everything, key=lambda r: r["finished_at"])["study"]
+        elif study not in names:
+            raise SpecError(f"no study named '{study}' in {out_dir} (studies there: {', '.join(names)})")
+        records = latest_per_strategy([r for r in everything if r["study"] == study])
+        preds = {r["run_id"]: p for r in records if (p := store.predictions(r["run_id"])) is not None}
+    return ReportInputs(out_dir, study, records, preds, load_test_texts(records[0]), load_profile(out_dir))
+
+
+def latest_per_strategy(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per strategy (the newest), in study order."""
+    latest: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["strategy"] not in latest or r["finished_at"] >= latest[r["strategy"]]["finished_at"]:
+            latest[r["strategy"]] = r
+    return sorted(latest.values(), key=lambda r: (r["position"], r["strategy"]))
+
+
+def load_test_texts(record: dict[str, Any]) -> TestTexts:
+    """Rebuild the splits from the stored data spec and seed; use them only if the test hash matches."""
+    from tunebench.data import SPLITS, load_dataset_bundle
+    from tunebench.errors import TunebenchError
+    from tunebench.spec import DataSpec
+
+    try:
+        bundle = load_dataset_bundle(DataSpec.model_validate(record["study_spec"]["data"]),
+                                     seed=record["resolved"]["seed"])
+    except (TunebenchError, OSError, ValueError) as exc:
+        return TestTexts(None, f"The test texts could not be reloaded ({exc}); the analysis below uses "
+                               "labels and probabilities only.")
+    stored = record["data"]["hashes"]["test"]
+    if bundle.hashes()["test"] != stored:
+        return TestTexts(None, f"The data now gives a different test split (hash {bundle.hashes()['test']}, "
+                               f"stored {stored}): the data changed since the study ran, so texts are not shown.")
+    joined = {s: _join(getattr(bundle, s)) for s in SPLITS}
+    return TestTexts(joined["test"], f"Test texts rebuilt from the stored data spec (split hash {stored} matches).",
+                     joined, {s: list(getattr(bundle, s).labels) for s in SPLITS})
+
+
+def _join(split: Any) -> list[str]:
+    if split.pairs is None:
+        return list(split.texts)
+    return [f"{a} ‖ {b}" for a, b in zip(split.texts, split.pairs, strict=True)]
+
+
+def load_profile(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / PROFILE_NAME
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,191 @@
+"""The report's sections, built from :class:`ReportInputs` into the document model.
+
+One function per section; numbers come from the stored records (through the same results frame
+as results.csv), figures are drawn into ``OUTPUT/figures``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from tunebench.outputs import _fmt_bytes as format_bytes
+from tunebench.report import analysis, figures
+from tunebench.report import error_analysis as ea
+from tunebench.report.cost import RELATIVE_SPEED, device_key, study_cost_by_device
+from tunebench.report.document import Bullets, Cell, Code, Figure, Para, Section, Table, cell, text_table
+from tunebench.report.inputs import ReportInputs
+
+MANY_CLASSES = 15
+TEXT_CHARS = 300
+
+
+@dataclass
+class Context:
+    inputs: ReportInputs
+    prices: dict[str, float]
+    frame: pd.DataFrame
+    fig_dir: Path
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return self.inputs.records
+
+    @property
+    def names(self) -> list[str]:
+        return self.records[0]["data"]["label_names"]
+
+    def figure(self, name: str) -> Path:
+        return self.fig_dir / name
+
+
+def short(text: str, n: int = TEXT_CHARS) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def settings(record: dict[str, Any]) -> str:
+    r = record["resolved"]
+    return f"lr {r['lr']:g}, {r['scheduler']}, {r['epochs']} ep, batch {r['batch_size']}"
+
+
+HEADLINE = [  # (header, frame column, format)
+    ("trainable", "trainable_params", ",d"), ("total", "total_params", ",d"), ("share %", "trainable_share_pct", ".2f"),
+    ("train s", "train_time_s", ".1f"), ("ex/s", "examples_per_s", ".1f"), ("peak MB", "peak_memory_mb", ".0f"),
+    ("save", "save_bytes", "bytes"), ("val macro-F1", "val_macro_f1", ".3f"), ("test macro-F1", "test_macro_f1", ".3f"),
+    ("test acc", "test_accuracy", ".3f"), ("weighted F1", "test_weighted_f1", ".3f"),
+    ("weighted P", "test_weighted_precision", ".3f"), ("weighted R", "test_weighted_recall", ".3f"),
+    ("cost $", "cost_usd", ".3g"), ("$ / F1 point", "cost_per_f1_point", ".3g"),
+]
+
+
+def headline(ctx: Context) -> Section:
+    marks = analysis.best_rows(ctx.frame)
+    rows = []
+    for i, (rec, (_, row)) in enumerate(zip(ctx.records, ctx.frame.iterrows(), strict=True)):
+        cells = [Cell(rec["strategy"]), Cell(settings(rec))]
+        for _, col, fmt in HEADLINE:
+            best = i in marks.get(col, set())
+            value = row[col]
+            if fmt == "bytes":
+                c = cell(value, best=best)
+                cells.append(Cell(format_bytes(c.value), c.value, best))
+            else:
+                cells.append(cell(value, fmt, best))
+        rows.append(cells)
+    table = Table(["strategy", "settings"] + [h for h, _, _ in HEADLINE], rows, key="headline",
+                  caption="★ marks the best value of each column. Cost is the measured train time times the "
+                          "price of the run's device (section 8).")
+    return Section("headline", "1. Headline", [table])
+
+
+def comparison(ctx: Context) -> Section:
+    fig = figures.comparison(ctx.frame, ctx.figure("comparison.png"))
+    return Section("comparison", "2. Comparison", [Figure(fig, "Quality, parameter efficiency (log scale), "
+                                                              "training time and estimated cost per run.")])
+
+
+def pareto(ctx: Context) -> Section:
+    fig = figures.pareto(ctx.frame, ctx.figure("pareto.png"))
+    f1 = list(ctx.frame["test_macro_f1"])
+    rows = []
+    for col, label, _ in figures.PARETO_AXES:
+        xs = [None if v is None or v != v else float(v) for v in ctx.frame[col]]
+        front = analysis.pareto_front(xs, f1)
+        rows.append([label, ", ".join(ctx.frame["strategy"].iloc[i] for i in front) or "—"])
+    return Section("pareto", "3. Pareto fronts", [
+        Figure(fig, "Test macro-F1 against cost; the dashed line joins the runs no other run beats on both axes."),
+        text_table(["cost axis", "non-dominated runs (cheapest first)"], rows, key="pareto")])
+
+
+def curves(ctx: Context) -> Section:
+    fig = figures.curves(ctx.records, ctx.figure("curves.png"))
+    rows = [[r["strategy"], c["epoch"], cell(c.get("train_loss"), ".4f"), cell(c.get("val_loss"), ".4f"),
+             cell(c.get("val_accuracy"), ".3f"), cell(c.get("val_macro_f1"), ".3f"), cell(c.get("train_time_s"), ".1f"),
+             "★" if c["epoch"] == r["best_epoch"] else ""]
+            for r in ctx.records for c in r["curves"]]
+    return Section("curves", "4. Training curves", [
+        Figure(fig, "Per-epoch train loss, validation loss, validation accuracy and macro-F1."),
+        text_table(["run", "epoch", "train loss", "val loss", "val acc", "val macro-F1", "epoch s", "best"], rows,
+                   key="curves", caption="★ the epoch kept (best validation macro-F1), evaluated on test.")])
+
+
+def confusion(ctx: Context) -> Section:
+    section = Section("confusion", "5. Confusion matrices and per-class F1")
+    table = analysis.per_class_f1(ctx.records)
+    if len(ctx.names) <= MANY_CLASSES:
+        section.add(Figure(figures.confusion_grid(ctx.records, ctx.figure("confusion.png")),
+                           "Row-normalised: each row shows where the examples of one true class went."),
+                    Figure(figures.per_class_f1(table, ctx.figure("per_class_f1.png")), "Per-class test F1."))
+        rows = [[name] + [cell(v, ".3f") for v in table.loc[name]] for name in table.index]
+        section.add(text_table(["class"] + list(table.columns), rows, key="per-class-f1"))
+        return section
+    worst = analysis.worst_classes(ctx.records, MANY_CLASSES)
+    section.add(Para(f"{len(ctx.names)} classes are too many for a readable grid: the {len(worst)} classes with the "
+                     "lowest mean F1 and the most confused pairs are shown instead."),
+                Figure(figures.per_class_f1(worst, ctx.figure("per_class_f1.png"), "Worst classes: test F1"),
+                       "Test F1 of the worst classes, per run."))
+    rows = [[name] + [cell(v, ".3f") for v in worst.loc[name]] for name in worst.index]
+    section.add(text_table(["class"] + list(worst.columns), rows, key="worst-classes"))
+    pairs = [[r["strategy"], t, p, n, cell(s, ".2f")] for r in ctx.records for t, p, n, s in analysis.confused_pairs(r)]
+    section.add(text_table(["run", "true", "predicted as", "count", "share of true class"], pairs, key="confused-pairs"))
+    return section
+
+
+def cost(ctx: Context) -> Section:
+    measured = {device_key(r, ctx.prices) for r in ctx.records}
+    prices = [[name, cell(usd, ".3f"), cell(RELATIVE_SPEED.get(name), "g"), "yes" if name in measured else ""]
+              for name, usd in ctx.prices.items()]
+    per_run = [[r["strategy"], r["environment"]["device"], device_key(r, ctx.prices) or "not priced",
+                cell(row["train_time_s"], ".1f"), cell(row["cost_usd"], ".3g"), cell(row["cost_per_f1_point"], ".3g")]
+               for r, (_, row) in zip(ctx.records, ctx.frame.iterrows(), strict=True)]
+    study = [[d.device, cell(d.usd_per_hour, ".3f"), cell(None if d.hours is None else d.hours * 3600, ".1f"),
+              cell(d.usd, ".3g"), d.basis] for d in study_cost_by_device(ctx.records, ctx.prices)]
+    return Section("cost", "8. Cost", [
+        Para("Prices are approximate public on-demand rates per device and hour (one GPU); edit them with "
+             "`tunebench report OUTPUT --price NAME=USD_PER_HOUR` (e.g. --price T4=0.35). Relative speeds are "
+             "rough assumptions used only to estimate time on devices the study did not run on."),
+        text_table(["device", "$/hour", "relative speed (assumed, T4 = 1)", "study ran here"], prices, key="prices"),
+        text_table(["run", "device", "priced as", "train s", "cost $", "$ per macro-F1 point"], per_run, key="run-cost"),
+        text_table(["device", "$/hour", "study train s", "study cost $", "basis"], study, key="study-cost",
+                   caption="What training every run of this study would cost on each device.")])
+
+
+def recommendation(ctx: Context) -> Section:
+    picks, caveats = analysis.recommendation(ctx.frame, ctx.records)
+    return Section("recommendation", "9. Recommendation", [Bullets(picks), Para("Caveats:"), Bullets(caveats)])
+
+
+def environment(ctx: Context) -> Section:
+    first = ctx.records[0]
+    env = first["environment"]
+    facts = [["python", env.get("python")], ["platform", env.get("platform")], ["device", env.get("device")],
+             ["torch threads", env.get("torch_threads")], ["tunebench commit", env.get("git_commit") or "unknown"],
+             ["model", f"{first['model']['name']} ({first['model']['n_layers']} layers)"]]
+    facts += [[f"{split} split hash", h] for split, h in first["data"]["hashes"].items()]
+    facts += [[f"package {k}", v] for k, v in sorted((env.get("packages") or {}).items())]
+    runs = [[r["strategy"], r["run_id"], r["finished_at"], r["environment"].get("device")] for r in ctx.records]
+    spec = yaml.safe_dump(first["study_spec"], sort_keys=False, allow_unicode=True)
+    return Section("environment", "10. Environment", [
+        text_table(["what", "value"], facts, key="environment"),
+        text_table(["run", "run id", "finished (UTC)", "device"], runs, key="runs"),
+        Para("The full study spec:"), Code(spec)])
+
+
+def predicted(ctx: Context) -> dict[str, np.ndarray]:
+    return {r["strategy"]: ea.predictions(ctx.inputs.predictions[r["run_id"]][1])
+            for r in ctx.records if r["run_id"] in ctx.inputs.predictions}
+
+
+def intro(ctx: Context) -> list[str]:
+    first = ctx.records[0]
+    data, sizes = first["data"], first["data"]["sizes"]
+    return [f"Study '{ctx.inputs.study}': {len(ctx.records)} strategies "
+            f"({', '.join(r['strategy'] for r in ctx.records)}) fine-tuning {first['model']['name']} on "
+            f"{data['name']} ({len(data['label_names'])} classes; train {sizes['train']:,}, validation "
+            f"{sizes['validation']:,}, test {sizes['test']:,}), same splits, seed and evaluation for every run, "
+            f"on {first['environment']['device']}."]
