@@ -16,8 +16,7 @@ from matplotlib.figure import Figure
 
 from tunebench.report.analysis import normalised_confusion, pareto_front
 
-# text.parse_math off: a label such as "$5 & $6" from the data is drawn as text, never as math
-_RC = {"svg.hashsalt": "tunebench", "font.size": 9, "axes.titlesize": 10, "figure.dpi": 100, "text.parse_math": False}
+_RC = {"svg.hashsalt": "tunebench", "font.size": 9, "axes.titlesize": 10, "figure.dpi": 100}
 COLORS = matplotlib.colormaps["tab10"].colors
 F = TypeVar("F", bound=Callable[..., Path])
 
@@ -29,6 +28,11 @@ def styled(fn: F) -> F:
         with matplotlib.rc_context(_RC):
             return fn(*args, **kwargs)
     return wrapper  # type: ignore[return-value]
+
+
+def plain(labels: list[Any]) -> list[str]:
+    """Class names from the data, drawn as text: a "$5 & $6" label must not be parsed as math."""
+    return [str(x).replace("$", r"\$") for x in labels]
 
 
 def color(i: int) -> tuple[float, ...]:
@@ -126,7 +130,7 @@ def curves(records: list[dict[str, Any]], path: Path) -> Path:
 @styled
 def confusion_grid(records: list[dict[str, Any]], path: Path) -> Path:
     """Row-normalised confusion matrices, one panel per run (for up to ~15 classes)."""
-    names = records[0]["data"]["label_names"]
+    names = plain(records[0]["data"]["label_names"])
     n = len(records)
     cols = min(n, 4)
     side = 1.0 + 0.45 * len(names)
@@ -156,7 +160,7 @@ def per_class_f1(table: pd.DataFrame, path: Path, title: str = "Per-class test F
     w = 0.8 / max(len(runs), 1)
     for i, run in enumerate(runs):
         ax.bar(xs + (i - (len(runs) - 1) / 2) * w, table[run].fillna(0), w, color=color(i), label=run)
-    ax.set_xticks(xs, [str(x) for x in table.index], rotation=45, ha="right")
+    ax.set_xticks(xs, plain(list(table.index)), rotation=45, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("F1")
     ax.set_title(title)
@@ -172,7 +176,7 @@ def error_labels(counts: dict[str, tuple[list[int], list[int]]], names: list[str
     for ax, (run, (true, pred)) in zip(axes, counts.items(), strict=True):
         ax.bar(xs - 0.2, true, 0.4, label="true label", color="#4c72b0")
         ax.bar(xs + 0.2, pred, 0.4, label="predicted label", color="#c44e52")
-        ax.set_xticks(xs, names, rotation=45, ha="right", fontsize=7)
+        ax.set_xticks(xs, plain(names), rotation=45, ha="right", fontsize=7)
         ax.set_title(f"errors of {run}")
     axes[0].legend(fontsize=7)
     return save(fig, path)
@@ -184,7 +188,7 @@ def probability_gaps(gaps: dict[str, dict[int, list[float]]], names: list[str], 
     fig, axes = _new(len(gaps), width=max(3.2, 0.4 * len(names) + 1.5))
     for ax, (run, by_class) in zip(axes, gaps.items(), strict=True):
         data = [by_class.get(k, []) for k in range(len(names))]
-        ax.boxplot([d if d else [np.nan] for d in data], tick_labels=names)
+        ax.boxplot([d if d else [np.nan] for d in data], tick_labels=plain(names))
         ax.tick_params(axis="x", rotation=45, labelsize=7)
         ax.set_ylim(0, 1)
         ax.set_ylabel("p(predicted) − p(true)")
