@@ -38,6 +38,7 @@ def test_run_from_flags_then_evaluate_and_predict(capsys, tiny_bert, reviews_csv
     assert "partial:k=1" in stdout and "test F1" in stdout
     frame = pd.read_csv(out / "results.csv")
     assert frame["strategy"].tolist() == ["head", "partial:k=1"]
+    assert "study 'reviews-bert'" in stderr  # named after the data and model, not the default study
     assert frame["lr"].tolist() == [0.003, 0.003] and set(frame["epochs"]) == {1}
     run_dirs = sorted((out / "runs").iterdir())
     assert [d.name.split("-")[0] for d in run_dirs] == ["00", "01"]

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.exceptions import Abort, Exit, TyperException
 from rich.console import Console
 from rich.markup import escape
+from typer.exceptions import Abort, Exit, TyperException
 
 from tunebench.errors import SpecError, TunebenchError
 
@@ -92,6 +92,8 @@ def run(
             data[section][key] = value
     if name:
         data["name"] = name
+    elif study_file is None and (dataset is not None or model is not None):
+        data["name"] = _study_name(data["data"]["source"], data["model"]["name"])
     if no_checkpoints:
         data["output"]["save_checkpoints"] = False
     chosen = _split_strategies(strategies)
@@ -99,6 +101,14 @@ def run(
         data["strategies"] = chosen
     spec = spec_from_dict(data, source="options")
     _run(spec, force)
+
+
+def _study_name(dataset: str, model: str) -> str:
+    """``reviews-minilm-l6`` from ``data/reviews.csv`` and ``minilm-l6``: runs are grouped by study name."""
+    def stem(text: str) -> str:
+        return Path(text.rstrip("/")).stem.removeprefix("hf:") or text
+
+    return f"{stem(dataset)}-{stem(model)}"
 
 
 def _run(spec, force: bool) -> None:
