@@ -64,6 +64,10 @@ def run(
     name: Annotated[str | None, typer.Option(help="study name (runs are grouped by it in the store)")] = None,
     no_checkpoints: Annotated[bool, typer.Option("--no-checkpoints", help="do not save best checkpoints")] = False,
     force: Annotated[bool, typer.Option("--force", help="redo runs already finished in the store")] = False,
+    no_prefix_cache: Annotated[bool, typer.Option(
+        "--no-prefix-cache", help="recompute frozen layers every epoch instead of caching their outputs")] = False,
+    no_bucketing: Annotated[bool, typer.Option(
+        "--no-bucketing", help="plain shuffled batches instead of length buckets")] = False,
 ) -> None:
     """Run a study: every strategy on the same data, splits, seed and evaluation."""
     from tunebench.spec import default_study, load_spec, spec_from_dict
@@ -96,6 +100,10 @@ def run(
         data["name"] = _study_name(data["data"]["source"], data["model"]["name"])
     if no_checkpoints:
         data["output"]["save_checkpoints"] = False
+    if no_prefix_cache:
+        data["training"]["prefix_cache"] = False
+    if no_bucketing:
+        data["training"]["bucketing"] = False
     chosen = _split_strategies(strategies)
     if chosen is not None:
         data["strategies"] = chosen

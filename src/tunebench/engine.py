@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from tunebench.metrics import classification_metrics
+from tunebench.prefix import FrozenPrefix, HiddenCache
 from tunebench.resources import PeakMemory
 
 # --- data: tokenized once, padded per batch --------------------------------------------------
@@ -60,6 +61,9 @@ def batches(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: int = 
     (evaluation): sorted by length overall.  Every example appears exactly once.
     """
     lengths = split.lengths
+    if shuffle and bucket <= 0:  # bucketing off: a plain seeded shuffle (more padding)
+        order = np.random.default_rng(seed).permutation(len(split))
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if not shuffle:
         order = np.argsort(lengths, kind="stable")
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -112,6 +116,8 @@ class RunConfig:
     grad_accumulation: int
     seed: int
     precision: str  # resolved: fp32 | bf16 | fp16
+    prefix_cache: bool = True  # train on cached outputs of the frozen layers (see tunebench.prefix)
+    bucketing: bool = True  # length-bucketed batches; off: a plain shuffle
 
 
 def pick_device(requested: str) -> torch.device:
@@ -198,8 +204,11 @@ def _scheduler(optimizer, cfg: RunConfig, total_steps: int):
 
 
 def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int, device: torch.device,
-            precision: str) -> tuple[np.ndarray, float]:
-    """Class probabilities for every example of ``split`` (in its order) and the mean loss."""
+            precision: str, cached: tuple[Any, HiddenCache] | None = None) -> tuple[np.ndarray, float]:
+    """Class probabilities for every example of ``split`` (in its order) and the mean loss.
+
+    ``cached``: (the ``_Inject`` of an active :meth:`FrozenPrefix.bypass`, the split's cache).
+    """
     model.eval()
     n_labels = None
     probs: np.ndarray | None = None
@@ -207,6 +216,8 @@ def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int,
     with torch.inference_mode():
         for index in batches(split, batch_size, shuffle=False):
             batch = collate(split, index, pad_id, device)
+            if cached is not None:
+                cached[0].current = cached[1].batch(index, batch["input_ids"].shape[1], device)
             with _autocast(device, precision):
                 out = model(**batch)
             logits = out.logits.float()
@@ -226,8 +237,13 @@ def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: EncodedSplit, test: EncodedSplit,
                        label_names: list[str], cfg: RunConfig, device: torch.device, pad_id: int,
-                       on_step: StepCallback | None = None) -> EngineResult:
-    """Train ``model`` (whose trainable parameters the strategy has already chosen) and evaluate it."""
+                       on_step: StepCallback | None = None,
+                       lowest_trainable_layer: int | None = None) -> EngineResult:
+    """Train ``model`` (whose trainable parameters the strategy has already chosen) and evaluate it.
+
+    ``lowest_trainable_layer`` (from the strategy): layers below it are frozen, run in eval mode,
+    and — with ``cfg.prefix_cache`` — are computed once per example instead of every epoch.
+    """
     seed_everything(cfg.seed)
     model.to(device)
     memory = PeakMemory(device)
@@ -238,65 +254,89 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     scheduler = _scheduler(optimizer, cfg, total_steps)
     scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" and device.type == "cuda" else None
     params = [p for p in model.parameters() if p.requires_grad]
+    prefix = FrozenPrefix.for_model(model, lowest_trainable_layer) if lowest_trainable_layer else None
 
     curves: list[dict[str, float]] = []
     best_f1, best_epoch, best_state, best_val = -1.0, 0, {}, {}
     train_time = eval_time = 0.0
     seen_examples = seen_tokens = 0
     step = 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        epoch_start = time.perf_counter()
-        loss_sum, loss_n = 0.0, 0
-        plan = batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch)
-        optimizer.zero_grad(set_to_none=True)
-        for i, index in enumerate(plan):
-            batch = collate(train, index, pad_id, device)
-            with _autocast(device, cfg.precision):
-                out = model(**batch)
-            loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1}")
-            scaled = loss / cfg.grad_accumulation
-            (scaler.scale(scaled) if scaler else scaled).backward()
-            if (i + 1) % cfg.grad_accumulation == 0 or i + 1 == len(plan):
-                if scaler:
-                    scaler.unscale_(optimizer)
-                if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-            loss_sum += float(loss.detach()) * len(index)
-            loss_n += len(index)
-            seen_examples += len(index)
-            seen_tokens += int(batch["attention_mask"].sum())
-            if on_step is not None:
-                elapsed = train_time + time.perf_counter() - epoch_start
-                on_step({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(plan),
-                         "loss": loss_sum / loss_n, "examples_per_s": seen_examples / max(elapsed, 1e-9)})
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_train = time.perf_counter() - epoch_start
-        train_time += epoch_train
+    caches: dict[str, HiddenCache] = {}
+    notes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        inject = None
+        if prefix is not None and cfg.prefix_cache:
+            started = time.perf_counter()
+            caches["train"] = prefix.compute(train, cfg.eval_batch_size, pad_id, device)
+            train_time += time.perf_counter() - started  # the first pass is part of training's cost
+            started = time.perf_counter()
+            caches["validation"] = prefix.compute(validation, cfg.eval_batch_size, pad_id, device)
+            eval_time += time.perf_counter() - started
+            probe = _probe(model, train, pad_id, device, cfg.precision)
+            inject = stack.enter_context(prefix.bypass())
+            if not _bypass_agrees(model, inject, caches["train"], probe, device, cfg.precision):
+                stack.close()
+                inject, caches = None, {}
+                notes.append("frozen-prefix cache disabled: its outputs differed from the model's own")
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            if prefix is not None:
+                prefix.set_eval()
+            epoch_start = time.perf_counter()
+            loss_sum, loss_n = 0.0, 0
+            plan = batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
+                           bucket=50 if cfg.bucketing else 0)
+            optimizer.zero_grad(set_to_none=True)
+            for i, index in enumerate(plan):
+                batch = collate(train, index, pad_id, device)
+                if inject is not None:
+                    inject.current = caches["train"].batch(index, batch["input_ids"].shape[1], device)
+                with _autocast(device, cfg.precision):
+                    out = model(**batch)
+                loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1}")
+                scaled = loss / cfg.grad_accumulation
+                (scaler.scale(scaled) if scaler else scaled).backward()
+                if (i + 1) % cfg.grad_accumulation == 0 or i + 1 == len(plan):
+                    if scaler:
+                        scaler.unscale_(optimizer)
+                    if cfg.max_grad_norm:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    if scaler:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
+                loss_sum += float(loss.detach()) * len(index)
+                loss_n += len(index)
+                seen_examples += len(index)
+                seen_tokens += int(batch["attention_mask"].sum())
+                if on_step is not None:
+                    elapsed = train_time + time.perf_counter() - epoch_start
+                    on_step({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(plan),
+                             "loss": loss_sum / loss_n, "examples_per_s": seen_examples / max(elapsed, 1e-9)})
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            epoch_train = time.perf_counter() - epoch_start
+            train_time += epoch_train
 
-        eval_start = time.perf_counter()
-        val_probs, val_loss = predict(model, validation, cfg.eval_batch_size, pad_id, device, cfg.precision)
-        val = classification_metrics(validation.labels, val_probs.argmax(1), label_names)
-        eval_time += time.perf_counter() - eval_start
-        curves.append({"epoch": epoch, "train_loss": loss_sum / max(loss_n, 1), "val_loss": val_loss,
-                       "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
-                       "train_time_s": epoch_train})
-        if val["macro_f1"] > best_f1:
-            best_f1, best_epoch, best_val = val["macro_f1"], epoch, val
-            best_state = _trainable_state(model)
-
-    # restore the best epoch, then test once
+            eval_start = time.perf_counter()
+            cached = (inject, caches["validation"]) if inject is not None else None
+            val_probs, val_loss = predict(model, validation, cfg.eval_batch_size, pad_id, device, cfg.precision,
+                                          cached)
+            val = classification_metrics(validation.labels, val_probs.argmax(1), label_names)
+            eval_time += time.perf_counter() - eval_start
+            curves.append({"epoch": epoch, "train_loss": loss_sum / max(loss_n, 1), "val_loss": val_loss,
+                           "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
+                           "train_time_s": epoch_train})
+            if val["macro_f1"] > best_f1:
+                best_f1, best_epoch, best_val = val["macro_f1"], epoch, val
+                best_state = _trainable_state(model)
+    # the prefix is back in place: restore the best epoch, then test once through the whole model
     with torch.no_grad():
         named = dict(model.named_parameters())
         for name, value in best_state.items():
@@ -317,7 +357,39 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
         "train_examples_per_s": seen_examples / max(train_time, 1e-9),
         "train_tokens_per_s": seen_tokens / max(train_time, 1e-9),
         "optimizer_steps": step,
+        "frozen_prefix_layers": prefix.m if prefix is not None else 0,
+        "prefix_cache_bytes": sum(c.nbytes for c in caches.values()),
+        "prefix_cache_on_disk": any(c.on_disk for c in caches.values()),
+        "engine_notes": notes,
     })
     return EngineResult(curves=curves, best_epoch=best_epoch, val_metrics=best_val, test_metrics=test,
                         test_probabilities=test_probs, test_predictions=test_preds, resources=resources,
                         best_state=best_state)
+
+
+def _probe(model: nn.Module, split: EncodedSplit, pad_id: int, device: torch.device, precision: str
+           ) -> tuple[np.ndarray, dict[str, Any], torch.Tensor]:
+    """One batch (the longest examples) and the whole model's logits on it, in eval mode."""
+    index = batches(split, 8, shuffle=False)[-1]
+    batch = collate(split, index, pad_id, device)
+    batch.pop("labels")
+    model.eval()
+    with torch.inference_mode(), _autocast(device, precision):
+        logits = model(**batch).logits.float()
+    return index, batch, logits
+
+
+def _bypass_agrees(model: nn.Module, inject, cache: HiddenCache, probe, device: torch.device,
+                   precision: str) -> bool:
+    """Check that the model with its prefix bypassed gives the whole model's logits on the probe batch.
+
+    A safety net for architectures whose forward does more between embeddings and layers than
+    the bypass reproduces: if the logits differ, the engine trains without the cache.
+    """
+    index, batch, whole = probe
+    model.eval()
+    with torch.inference_mode(), _autocast(device, precision):
+        inject.current = cache.batch(index, batch["input_ids"].shape[1], device)
+        bypassed = model(**batch).logits.float()
+    tol = 1e-4 if precision == "fp32" else 5e-2
+    return bool(torch.allclose(bypassed, whole, atol=tol, rtol=tol))

@@ -196,6 +196,8 @@ class TrainingSpec(_Strict):
     seed: int = 0
     precision: Precision = "auto"
     device: Device = "auto"
+    prefix_cache: bool = Field(default=True, description="compute frozen layers once, not every epoch")
+    bucketing: bool = Field(default=True, description="length-bucketed batches (little padding)")
 
 
 class OutputSpec(_Strict):

@@ -91,6 +91,7 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str) -> engin
         lr=spec.resolved_lr(strategy), weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio,
         scheduler=spec.resolved_scheduler(strategy), max_grad_norm=t.max_grad_norm,
         grad_accumulation=t.grad_accumulation, seed=t.seed, precision=precision,
+        prefix_cache=t.prefix_cache, bucketing=t.bucketing,
     )
 
 
@@ -164,7 +165,8 @@ def execute_run(spec: StudySpec, strategy_spec: StrategySpec, position: int, tot
     pad_id = prepared.tokenizer.pad_token_id or 0
     result = engine.train_and_evaluate(model, prepared.train, prepared.validation, prepared.test,
                                        bundle.label_names, cfg, prepared.device, pad_id,
-                                       on_step=reporter.step)
+                                       on_step=reporter.step,
+                                       lowest_trainable_layer=strategy.lowest_trainable_layer)
     slug = strategy_spec.label.replace(":", "-").replace(",", "_").replace("=", "").replace("+", "-")
     checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
     save_bytes, checkpoint_bytes = essential_bytes(model), None

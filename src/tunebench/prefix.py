@@ -1,0 +1,234 @@
+"""The frozen prefix of an encoder, and a cache of its outputs.
+
+When a strategy trains nothing below layer ``m`` (``head``: m = n_layers, ``partial:k``:
+m = n_layers - k, LoRA restricted to the top layers), the embeddings and layers ``0..m-1`` are a
+fixed function of the input.  The engine then
+
+* runs them in eval mode (no dropout in frozen layers), and
+* computes their output once per example (:meth:`FrozenPrefix.compute`), then trains every epoch
+  on that cache: inside :meth:`FrozenPrefix.bypass` the embeddings return zeros of the right
+  shape, layers ``0..m-2`` pass their input through, and layer ``m-1`` returns the cached states
+  of the current batch.  The model's own forward still builds the attention mask, runs the
+  trainable top, the pooler and the classifier, so the same code path serves every architecture.
+
+The cache holds each example's states unpadded, in one float32 array (in memory, or a memmap in a
+temporary file above ``spill_bytes``).  A batch is padded to its longest member, exactly as the
+token ids are, so results equal the uncached path up to floating-point summation order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tunebench.modeling import find_layer_stack
+
+#: Above this many bytes the cache lives in a memmap on disk instead of RAM.
+DEFAULT_SPILL_BYTES = 2 * 2**30
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the prefix output is captured."""
+
+
+@dataclass
+class HiddenCache:
+    """Per-example hidden states at the top of the frozen prefix, stored flat."""
+
+    states: np.ndarray  # (total_tokens, hidden), float32; RAM or memmap
+    offsets: np.ndarray  # (n + 1,), start of example i at offsets[i]
+    on_disk: bool = False
+    _tmp: Any = field(default=None, repr=False)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.states.nbytes)
+
+    def batch(self, index: np.ndarray, width: int, device: torch.device) -> torch.Tensor:
+        """States of the examples in ``index``, zero-padded to ``width`` tokens."""
+        out = torch.zeros((len(index), width, self.states.shape[1]), dtype=torch.float32)
+        for row, i in enumerate(index):
+            start, end = self.offsets[i], self.offsets[i + 1]
+            out[row, : end - start] = torch.from_numpy(np.asarray(self.states[start:end]))
+        return out.to(device, non_blocking=True)
+
+
+class _Zeros(nn.Module):
+    """Stands in for the embeddings: a zero tensor of the shape the encoder expects."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            ids = kwargs.get("inputs_embeds", kwargs.get("input_embeds"))
+        return torch.zeros((*ids.shape[:2], self.width), device=ids.device)
+
+
+def _shaped(value: torch.Tensor, template: Any) -> Any:
+    """``value`` in the structure a layer returns (a tensor, or a tuple led by the states)."""
+    if isinstance(template, tuple):
+        return (value, *([None] * (template[1] - 1)))
+    return value
+
+
+class _Pass(nn.Module):
+    """Stands in for a frozen layer below the top of the prefix: returns its input."""
+
+    def __init__(self, template: Any) -> None:
+        super().__init__()
+        self.template = template
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        return _shaped(hidden_states, self.template)
+
+
+class _Inject(nn.Module):
+    """Stands in for the top frozen layer: returns the cached states of the current batch."""
+
+    def __init__(self, template: Any) -> None:
+        super().__init__()
+        self.template = template
+        self.current: torch.Tensor | None = None
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        assert self.current is not None and self.current.shape[:2] == hidden_states.shape[:2]
+        return _shaped(self.current, self.template)
+
+
+def _structure(output: Any) -> Any:
+    return ("tuple", len(output)) if isinstance(output, tuple) else "tensor"
+
+
+def _find_embeddings(model: nn.Module, stack_name: str) -> tuple[nn.Module, str]:
+    """The embeddings module beside the layer stack (``bert.embeddings``, ``distilbert.embeddings``, ...)."""
+    owner = stack_name.rsplit(".", 2)[0]  # "bert.encoder.layer" -> "bert"
+    candidates = [(n, m) for n, m in model.named_modules()
+                  if n.endswith("embeddings") and n.rsplit(".", 1)[0] == owner and list(m.parameters())]
+    if len(candidates) != 1:
+        raise LookupError(f"no unique embeddings module under '{owner}'")
+    return candidates[0][1], candidates[0][0]
+
+
+def _set_child(model: nn.Module, dotted: str, module: nn.Module) -> None:
+    parent_name, _, child = dotted.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    if isinstance(parent, nn.ModuleList):
+        parent[int(child)] = module
+    else:
+        setattr(parent, child, module)
+
+
+class FrozenPrefix:
+    """Embeddings + layers ``0..m-1`` of ``model``, which no parameter below layer ``m`` trains."""
+
+    def __init__(self, model: nn.Module, lowest_trainable_layer: int) -> None:
+        self.model = model
+        self.stack_name, self.stack = find_layer_stack(model)
+        self.m = lowest_trainable_layer
+        self.embeddings, self.embeddings_name = _find_embeddings(model, self.stack_name)
+        if any(p.requires_grad for p in self.modules_params()):
+            raise ValueError("a parameter in the frozen prefix requires grad")
+        self.layer_output: Any = None
+        self.embedding_width: int | None = None
+
+    @classmethod
+    def for_model(cls, model: nn.Module, lowest_trainable_layer: int) -> FrozenPrefix | None:
+        """The prefix when there is one worth caching (m >= 1), else None."""
+        if lowest_trainable_layer < 1:
+            return None
+        try:
+            return cls(model, lowest_trainable_layer)
+        except (LookupError, ValueError):
+            return None
+
+    def modules(self) -> list[nn.Module]:
+        return [self.embeddings, *self.stack[: self.m]]
+
+    def modules_params(self) -> Iterator[nn.Parameter]:
+        for module in self.modules():
+            yield from module.parameters()
+
+    def set_eval(self) -> None:
+        """Frozen layers run without dropout, cached or not, so both paths compute the same thing."""
+        for module in self.modules():
+            module.eval()
+
+    def compute(self, split, batch_size: int, pad_id: int, device: torch.device,
+                spill_bytes: int | None = None) -> HiddenCache:
+        """Run the prefix once over ``split`` and keep every example's states at its top."""
+        spill_bytes = DEFAULT_SPILL_BYTES if spill_bytes is None else spill_bytes
+        from tunebench.engine import batches, collate  # engine imports this module
+
+        lengths = split.lengths
+        offsets = np.zeros(len(split) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        top = self.stack[self.m - 1]
+        captured: dict[str, Any] = {}
+
+        def grab_embeddings(_module, _inputs, output):
+            captured["embedding_width"] = output.shape[-1]
+
+        def grab(_module, _inputs, output):
+            captured["structure"] = _structure(output)
+            captured["states"] = output[0] if isinstance(output, tuple) else output
+            raise _Stop
+
+        hidden = None
+        states: np.ndarray | None = None
+        tmp = None
+        handles = [self.embeddings.register_forward_hook(grab_embeddings), top.register_forward_hook(grab)]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for index in batches(split, batch_size, shuffle=False):
+                    batch = collate(split, index, pad_id, device)
+                    batch.pop("labels")
+                    with contextlib.suppress(_Stop):
+                        self.model(**batch)
+                    out = captured["states"].float().cpu().numpy()
+                    if states is None:
+                        hidden = out.shape[-1]
+                        shape = (int(offsets[-1]), hidden)
+                        if shape[0] * hidden * 4 > spill_bytes:
+                            tmp = tempfile.NamedTemporaryFile(prefix="tunebench-prefix-", suffix=".f32")  # noqa: SIM115 (lives with the cache)
+                            states = np.memmap(tmp.name, dtype=np.float32, mode="w+", shape=shape)
+                        else:
+                            states = np.empty(shape, dtype=np.float32)
+                    for row, i in enumerate(index):
+                        states[offsets[i]:offsets[i + 1]] = out[row, : lengths[i]]
+        finally:
+            for handle in handles:
+                handle.remove()
+            self.model.train(was_training)
+        self.layer_output = captured["structure"]
+        self.embedding_width = captured["embedding_width"]
+        assert states is not None
+        return HiddenCache(states=states, offsets=offsets, on_disk=tmp is not None, _tmp=tmp)
+
+    @contextlib.contextmanager
+    def bypass(self) -> Iterator[_Inject]:
+        """Swap the prefix for the cache; yields the module whose ``current`` the caller sets per batch."""
+        if self.layer_output is None or self.embedding_width is None:
+            raise RuntimeError("compute() the cache before bypassing the prefix")
+        inject = _Inject(self.layer_output)
+        originals = [(self.embeddings_name, self.embeddings)]
+        _set_child(self.model, self.embeddings_name, _Zeros(self.embedding_width))
+        for i in range(self.m):
+            originals.append((f"{self.stack_name}.{i}", self.stack[i]))
+            self.stack[i] = inject if i == self.m - 1 else _Pass(self.layer_output)
+        try:
+            yield inject
+        finally:
+            for name, module in originals:
+                _set_child(self.model, name, module)
