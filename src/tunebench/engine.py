@@ -1,9 +1,10 @@
 """The training engine: a lean PyTorch loop that trains, validates each epoch and tests once.
 
-Reads top to bottom: tokenize once (``encode_split``), batch with dynamic padding
-(``batches``), train an epoch (``_train_epoch``), evaluate (``predict``), keep the best epoch
-by validation macro-F1, restore it, test.  It measures train time (evaluation excluded),
-evaluation time, examples/s, tokens/s and peak memory.  No HF Trainer.
+Reads top to bottom: tokenize once (``encode_split``), batch with little padding (``batches``)
+and pad per batch (``collate``), then ``train_and_evaluate``: frozen layers computed once when
+the strategy allows it (:mod:`tunebench.prefix`), an epoch of steps, validation (``predict``),
+the best epoch by validation macro-F1 kept and restored, one test pass.  It measures train time
+(evaluation excluded), evaluation time, examples/s, tokens/s and peak memory.  No HF Trainer.
 """
 
 from __future__ import annotations
