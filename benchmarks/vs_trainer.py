@@ -131,8 +131,13 @@ def run_peer(work: dict, strategy: str, args) -> dict:
     """What the reference notebooks wrote: Trainer, DataCollatorWithPadding, PEFT for LoRA, fp32."""
     import numpy as np
     from datasets import Dataset
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from tunebench.modeling import check_model_source
     from tunebench.spec import DEFAULT_LR, parse_strategy
@@ -248,7 +253,8 @@ def main() -> None:
     runs = []
     for strategy in args.strategies:
         for tool in ("peer", "tunebench"):
-            runs.append({"tool": tool, "strategy": strategy, "variant": "default", **launch(tool, strategy, "default", args)})
+            result = launch(tool, strategy, "default", args)
+            runs.append({"tool": tool, "strategy": strategy, "variant": "default", **result})
     if not args.no_ablations:
         for strategy, variant in ABLATIONS:
             if strategy in args.strategies:

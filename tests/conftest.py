@@ -91,3 +91,19 @@ def reviews_csv(tmp_path) -> Path:
 def _isolated_home(tmp_path, monkeypatch):
     """Keep every test's dataset cache inside its own temporary folder."""
     monkeypatch.setenv("TUNEBENCH_HOME", str(tmp_path / "tunebench-home"))
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    """Run ``tunebench ARGV`` in-process: (exit code, stdout, stderr)."""
+    from tunebench.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error(err: str) -> str:
+    """Assert stderr ends in one ``error: ...`` sentence and no traceback; return it on one line."""
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and "Traceback" not in err, err
+    return " ".join(err.split())  # rich may wrap a long sentence; compare it as one line

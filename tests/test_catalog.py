@@ -19,25 +19,17 @@ import pytest
 
 from tunebench import data
 from tunebench.catalog import BUILTINS, HUB_DATASETS, hub_entry, offline_twin
-from tunebench.cli import main
 from tunebench.data import load_dataset_bundle, tunebench_home
 from tunebench.errors import DataError
 from tunebench.spec import DataSpec
+
+from .conftest import cli, one_error
 
 _REAL_DOWNLOAD = data._download_artifact
 FIVE = ["snli", "reuters-r8", "reuters-r52", "20newsgroups", "rotten-tomatoes"]
 
 
-def _cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _error(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("error: ") and "Traceback" not in err, err
-    return " ".join(err.split())
+_cli, _error = cli, one_error
 
 
 def _wheel(path: Path, members: dict[str, bytes]) -> Path:

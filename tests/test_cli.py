@@ -9,20 +9,9 @@ import sys
 import pandas as pd
 import pytest
 
-from tunebench.cli import main
+from .conftest import cli, one_error
 
-
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _one_error(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("error: "), err
-    assert "Traceback" not in err
-    return " ".join(err.split())  # rich may wrap a long sentence; compare it as one line
+_run, _one_error = cli, one_error
 
 
 def _flags(model, csv, out, *extra):
