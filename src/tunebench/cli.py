@@ -180,19 +180,17 @@ def predict(
 
 
 # --- command groups that live in their own modules (each adds its commands to ``app``) ----------
-# one line per module, e.g.:  from tunebench import cli_data; cli_data.register(app)
-from tunebench import cli_data  # noqa: E402
+from tunebench import cli_data, cli_report  # noqa: E402
 
 cli_data.register(app)
-
-from tunebench import cli_report  # noqa: E402
-
 cli_report.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the typer app and turns every user error into one sentence + exit 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # transformers' per-load progress bars would interleave with tunebench's own (every command)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app(args=argv, prog_name="tunebench", standalone_mode=False)
     except TunebenchError as exc:
