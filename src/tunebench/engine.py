@@ -255,7 +255,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     scheduler = _scheduler(optimizer, cfg, total_steps)
     scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" and device.type == "cuda" else None
     params = [p for p in model.parameters() if p.requires_grad]
-    prefix = FrozenPrefix.for_model(model, lowest_trainable_layer) if lowest_trainable_layer else None
+    prefix = FrozenPrefix.for_model(model, lowest_trainable_layer or 0)
 
     curves: list[dict[str, float]] = []
     best_f1, best_epoch, best_state, best_val = -1.0, 0, {}, {}

@@ -79,10 +79,6 @@ class Store:
                 db.execute("INSERT INTO predictions (run_id, split, labels, probabilities) VALUES (?, ?, ?, ?)",
                            (record["run_id"], "test", json.dumps(labels), json.dumps(probabilities)))
 
-    def delete(self, run_id: str) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
-
     def records(self, study: str | None = None) -> list[dict[str, Any]]:
         """Every stored run (of ``study`` if given) in study order."""
         query = "SELECT record FROM runs"
