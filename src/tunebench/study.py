@@ -108,6 +108,31 @@ def run_id_for(spec: StudySpec, strategy: StrategySpec, bundle: DatasetBundle, c
     })
 
 
+@dataclass
+class PlannedRun:
+    """One run of a study: a strategy, its resolved settings, its place in the study and its stable id."""
+
+    position: int
+    strategy: StrategySpec
+    cfg: engine.RunConfig
+    run_id: str
+
+    @property
+    def label(self) -> str:
+        """The run's name in tables and progress; unique within a study."""
+        return self.strategy.label
+
+
+def plan_runs(spec: StudySpec, prepared: Prepared) -> list[PlannedRun]:
+    """Every run the study asks for, in order: one per strategy."""
+    plan = []
+    for position, strategy_spec in enumerate(spec.strategies):
+        cfg = run_config(spec, strategy_spec, prepared.precision)
+        run_id = run_id_for(spec, strategy_spec, prepared.bundle, cfg, prepared.device)
+        plan.append(PlannedRun(position, strategy_spec, cfg, run_id))
+    return plan
+
+
 def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None = None) -> list[dict[str, Any]]:
     """Run every strategy of ``spec`` not already finished in the store; return all records."""
     reporter = reporter or SilentReporter()
@@ -121,38 +146,39 @@ def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None
         reporter.message(note)
     env = environment(prepared.device)
     with Store(out_dir / STORE_NAME) as store:
-        total = len(spec.strategies)
-        for position, strategy_spec in enumerate(spec.strategies):
-            cfg = run_config(spec, strategy_spec, prepared.precision)
-            run_id = run_id_for(spec, strategy_spec, prepared.bundle, cfg, prepared.device)
-            if store.finished(run_id) and not force:
-                reporter.run_skipped(strategy_spec.label, run_id)
+        plan = plan_runs(spec, prepared)
+        for planned in plan:
+            if store.finished(planned.run_id) and not force:
+                reporter.run_skipped(planned.label, planned.run_id)
                 continue
-            record, labels, probs = execute_run(spec, strategy_spec, position, total, run_id, cfg,
-                                                prepared, env, reporter)
+            record, labels, probs = execute_run(spec, planned, len(plan), prepared, env, reporter)
             store.put(record, labels, probs)
             reporter.run_finished(record)
-            write_outputs(_study_records(store, spec), out_dir)
-        records = _study_records(store, spec)
+            write_outputs(_study_records(store, spec, plan), out_dir)
+        records = _study_records(store, spec, plan)
     write_outputs(records, out_dir)
     return records
 
 
-def _study_records(store: Store, spec: StudySpec) -> list[dict[str, Any]]:
-    """The stored runs that belong to the current spec, in the spec's order."""
-    wanted = {s.label: i for i, s in enumerate(spec.strategies)}
-    records = [r for r in store.records(spec.name) if r["strategy"] in wanted]
+def _study_records(store: Store, spec: StudySpec, plan: list[PlannedRun]) -> list[dict[str, Any]]:
+    """The stored runs that belong to the current plan, in the plan's order."""
+    wanted = {p.label: p.position for p in plan}
+    records = [r for r in store.records(spec.name) if _label(r) in wanted]
     latest: dict[str, dict[str, Any]] = {}
-    for r in records:  # a re-run with --force replaces; keep the newest per strategy
-        if r["strategy"] not in latest or r["finished_at"] >= latest[r["strategy"]]["finished_at"]:
-            latest[r["strategy"]] = r
-    return sorted(latest.values(), key=lambda r: wanted[r["strategy"]])
+    for r in records:  # a re-run with --force replaces; keep the newest per label
+        if _label(r) not in latest or r["finished_at"] >= latest[_label(r)]["finished_at"]:
+            latest[_label(r)] = r
+    return sorted(latest.values(), key=lambda r: wanted[_label(r)])
 
 
-def execute_run(spec: StudySpec, strategy_spec: StrategySpec, position: int, total: int, run_id: str,
-                cfg: engine.RunConfig, prepared: Prepared, env: dict[str, Any],
+def _label(record: dict[str, Any]) -> str:
+    return record.get("label", record["strategy"])
+
+
+def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prepared, env: dict[str, Any],
                 reporter: Reporter) -> tuple[dict[str, Any], list[int], list[list[float]]]:
-    """Train and evaluate one strategy; save its best checkpoint; return its record."""
+    """Train and evaluate one planned run; save its best checkpoint; return its record."""
+    strategy_spec, position, run_id, cfg = planned.strategy, planned.position, planned.run_id, planned.cfg
     started = datetime.now(timezone.utc)
     engine.seed_everything(cfg.seed)  # same head initialisation for every strategy
     bundle = prepared.bundle
@@ -161,7 +187,7 @@ def execute_run(spec: StudySpec, strategy_spec: StrategySpec, position: int, tot
     model = strategy.prepare(model)
     trainable, total_params = count_parameters(model)
     batches_per_epoch = -(-len(prepared.train) // cfg.batch_size)
-    reporter.run_started(position, total, strategy_spec.label, batches_per_epoch, cfg.epochs)
+    reporter.run_started(position, total, planned.label, batches_per_epoch, cfg.epochs)
     pad_id = prepared.tokenizer.pad_token_id or 0
     result = engine.train_and_evaluate(model, prepared.train, prepared.validation, prepared.test,
                                        bundle.label_names, cfg, prepared.device, pad_id,
@@ -185,6 +211,7 @@ def execute_run(spec: StudySpec, strategy_spec: StrategySpec, position: int, tot
         "study": spec.name,
         "position": position,
         "strategy": strategy_spec.label,
+        "label": planned.label,
         "status": "finished",
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
