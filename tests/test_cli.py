@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,13 +23,17 @@ def _flags(model, csv, out, *extra):
 def test_run_from_flags_then_evaluate_and_predict(capsys, tiny_bert, reviews_csv, tmp_path):
     out = tmp_path / "out"
     code, stdout, stderr = _run(capsys, *_flags(tiny_bert, reviews_csv, out, "-s", "head partial:k=1",
-                                                "--lr", "0.003"))
+                                                "--lr", "0.003",
+                                                "--attention", "eager"))
     assert code == 0, stderr
     assert "partial:k=1" in stdout and "test F1" in stdout
     frame = pd.read_csv(out / "results.csv")
     assert frame["strategy"].tolist() == ["head", "partial:k=1"]
     assert "study 'reviews-bert'" in stderr  # named after the data and model, not the default study
     assert frame["lr"].tolist() == [0.003, 0.003] and set(frame["epochs"]) == {1}
+    records = json.loads((out / "results.json").read_text())["runs"]
+    assert {r["resources"]["attention"] for r in records} == {"eager"}
+    assert {r["resources"]["compiled"] for r in records} == {False}
     run_dirs = sorted((out / "runs").iterdir())
     assert [d.name.split("-")[0] for d in run_dirs] == ["00", "01"]
 
@@ -42,7 +47,8 @@ def test_run_from_flags_then_evaluate_and_predict(capsys, tiny_bert, reviews_csv
     rows = stdout.strip().splitlines()
     assert len(rows) == 2 and all(r.split("\t")[0] in ("pos", "neg") for r in rows)
 
-    code, _, stderr = _run(capsys, *_flags(tiny_bert, reviews_csv, out, "-s", "head", "--lr", "0.003"))
+    code, _, stderr = _run(capsys, *_flags(tiny_bert, reviews_csv, out, "-s", "head", "--lr", "0.003",
+                                           "--attention", "eager"))
     assert code == 0 and "already finished in the store" in " ".join(stderr.split())
 
 
@@ -56,6 +62,7 @@ def test_run_from_flags_then_evaluate_and_predict(capsys, tiny_bert, reviews_csv
     (["--text-column", "review"], "review"),
     (["--label-column", "stars"], "stars"),
     (["--device", "cuda"], "--device cuda was asked for but no CUDA GPU is visible to torch"),
+    (["--attention", "flash"], "field 'model.attention' must be one of 'auto', 'sdpa' or 'eager' (got 'flash')"),
 ])
 def test_bad_options_get_one_sentence_and_exit_2(capsys, tiny_bert, reviews_csv, tmp_path, extra, message):
     code, _, err = _run(capsys, *_flags(tiny_bert, reviews_csv, tmp_path / "out", *extra))

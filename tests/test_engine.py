@@ -111,3 +111,27 @@ def test_non_finite_loss_raises_with_where(tiny_bert):
 def test_auto_precision_is_fp32_on_cpu():
     assert engine.resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert engine.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_compiled_model_trains_to_the_same_result(tiny_bert, monkeypatch):
+    # dynamo traces the model, AOT autograd builds the backward; inductor's C++ codegen (the default
+    # backend) takes minutes on 2 cores, so the suite swaps in aot_eager: the same graphs, run eagerly
+    calls = []
+
+    def compile_aot_eager(model):
+        calls.append(model)
+        return torch.compile(model, dynamic=True, backend="aot_eager")
+
+    monkeypatch.setattr(engine, "_compiled", compile_aot_eager)
+    _, eager, _ = _train(tiny_bert, _cfg(epochs=2))
+    model, compiled, _ = _train(tiny_bert, _cfg(epochs=2, compile=True))
+    assert calls == [model]
+    assert compiled.resources["compiled"] is True and eager.resources["compiled"] is False
+    assert compiled.test_metrics["accuracy"] == eager.test_metrics["accuracy"]
+    np.testing.assert_allclose(compiled.test_probabilities, eager.test_probabilities, atol=1e-4)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_attention_kernel_is_chosen_and_recorded(tiny_bert, attention):
+    model = load_classifier(str(tiny_bert), ["neg", "pos"], attention=attention)
+    assert model.config._attn_implementation == attention

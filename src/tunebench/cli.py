@@ -68,6 +68,9 @@ def run(
         "--no-prefix-cache", help="recompute frozen layers every epoch instead of caching their outputs")] = False,
     no_bucketing: Annotated[bool, typer.Option(
         "--no-bucketing", help="plain shuffled batches instead of length buckets")] = False,
+    attention: Annotated[str | None, typer.Option(help="attention kernel: auto, sdpa or eager")] = None,
+    compile_model: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the model (dynamic shapes; minutes of compiling first)")] = False,
 ) -> None:
     """Run a study: every strategy on the same data, splits, seed and evaluation."""
     from tunebench.spec import default_study, load_spec, spec_from_dict
@@ -75,7 +78,7 @@ def run(
     base = load_spec(study_file) if study_file else default_study()
     data = base.to_dict()
     overrides: dict[tuple[str, str], Any] = {
-        ("model", "name"): model, ("model", "max_length"): max_length,
+        ("model", "name"): model, ("model", "max_length"): max_length, ("model", "attention"): attention,
         ("data", "source"): dataset, ("data", "config"): dataset_config,
         ("data", "text_column"): text_column, ("data", "text_pair_column"): text_pair_column,
         ("data", "label_column"): label_column, ("data", "encoding"): encoding,
@@ -104,6 +107,8 @@ def run(
         data["training"]["prefix_cache"] = False
     if no_bucketing:
         data["training"]["bucketing"] = False
+    if compile_model:
+        data["training"]["compile"] = True
     chosen = _split_strategies(strategies)
     if chosen is not None:
         data["strategies"] = chosen

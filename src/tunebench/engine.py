@@ -119,6 +119,7 @@ class RunConfig:
     precision: str  # resolved: fp32 | bf16 | fp16
     prefix_cache: bool = True  # train on cached outputs of the frozen layers (see tunebench.prefix)
     bucketing: bool = True  # length-bucketed batches; off: a plain shuffle
+    compile: bool = False  # torch.compile(model, dynamic=True) for training and evaluation
 
 
 def pick_device(requested: str) -> torch.device:
@@ -256,6 +257,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" and device.type == "cuda" else None
     params = [p for p in model.parameters() if p.requires_grad]
     prefix = FrozenPrefix.for_model(model, lowest_trainable_layer or 0)
+    runner = _compiled(model) if cfg.compile else model  # what is called; parameters stay model's
 
     curves: list[dict[str, float]] = []
     best_f1, best_epoch, best_state, best_val = -1.0, 0, {}, {}
@@ -293,7 +295,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                 if inject is not None:
                     inject.current = caches["train"].batch(index, batch["input_ids"].shape[1], device)
                 with _autocast(device, cfg.precision):
-                    out = model(**batch)
+                    out = runner(**batch)
                 loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1}")
@@ -327,7 +329,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
 
             eval_start = time.perf_counter()
             cached = (inject, caches["validation"]) if inject is not None else None
-            val_probs, val_loss = predict(model, validation, cfg.eval_batch_size, pad_id, device, cfg.precision,
+            val_probs, val_loss = predict(runner, validation, cfg.eval_batch_size, pad_id, device, cfg.precision,
                                           cached)
             val = classification_metrics(validation.labels, val_probs.argmax(1), label_names)
             eval_time += time.perf_counter() - eval_start
@@ -343,7 +345,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
         for name, value in best_state.items():
             named[name].copy_(value.to(named[name].device))
     eval_start = time.perf_counter()
-    test_probs, test_loss = predict(model, test, cfg.eval_batch_size, pad_id, device, cfg.precision)
+    test_probs, test_loss = predict(runner, test, cfg.eval_batch_size, pad_id, device, cfg.precision)
     eval_time += time.perf_counter() - eval_start
     test_preds = test_probs.argmax(1)
     test = classification_metrics(test.labels, test_preds, label_names)
@@ -362,10 +364,18 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
         "prefix_cache_bytes": sum(c.nbytes for c in caches.values()),
         "prefix_cache_on_disk": any(c.on_disk for c in caches.values()),
         "engine_notes": notes,
+        "compiled": bool(cfg.compile),
+        "attention": getattr(getattr(model, "config", None), "_attn_implementation", None),
     })
     return EngineResult(curves=curves, best_epoch=best_epoch, val_metrics=best_val, test_metrics=test,
                         test_probabilities=test_probs, test_predictions=test_preds, resources=resources,
                         best_state=best_state)
+
+
+def _compiled(model: nn.Module) -> nn.Module:
+    """``torch.compile`` with dynamic shapes (batches vary in length); the wrapper shares the model's
+    parameters, and swapping the frozen prefix in and out only makes it recompile."""
+    return torch.compile(model, dynamic=True)
 
 
 def _probe(model: nn.Module, split: EncodedSplit, pad_id: int, device: torch.device, precision: str

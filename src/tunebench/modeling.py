@@ -103,8 +103,13 @@ def load_tokenizer(source: str):
         raise ModelError(f"could not load a tokenizer for model '{source}': {_first_line(exc)}") from None
 
 
-def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = torch.float32) -> nn.Module:
-    """Load ``AutoModelForSequenceClassification`` with a fresh head sized to the labels."""
+def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = torch.float32,
+                    attention: str = "auto") -> nn.Module:
+    """Load ``AutoModelForSequenceClassification`` with a fresh head sized to the labels.
+
+    ``attention``: ``auto`` leaves the kernel to transformers (sdpa where the architecture has it);
+    ``sdpa`` or ``eager`` asks for that one.
+    """
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -112,9 +117,10 @@ def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = to
     label2id = {name: i for i, name in id2label.items()}
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected here
+    kwargs = {} if attention == "auto" else {"attn_implementation": attention}
     try:
         return AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=len(label_names), id2label=id2label, label2id=label2id, dtype=dtype,
+            source, num_labels=len(label_names), id2label=id2label, label2id=label2id, dtype=dtype, **kwargs,
         )
     except (OSError, ValueError) as exc:
         raise ModelError(f"could not load model '{source}' for sequence classification: "

@@ -181,6 +181,8 @@ class DataSpec(_Strict):
 class ModelSpec(_Strict):
     name: str = Field(default=DEFAULT_MODEL, description="local folder, hub id, or 'minilm-l6'")
     max_length: int = Field(default=128, ge=8, le=8192)
+    attention: Literal["auto", "sdpa", "eager"] = Field(
+        default="auto", description="attention kernel: auto (transformers' choice, sdpa where supported), sdpa, eager")
 
 
 class TrainingSpec(_Strict):
@@ -198,6 +200,7 @@ class TrainingSpec(_Strict):
     device: Device = "auto"
     prefix_cache: bool = Field(default=True, description="compute frozen layers once, not every epoch")
     bucketing: bool = Field(default=True, description="length-bucketed batches (little padding)")
+    compile: bool = Field(default=False, description="torch.compile the model (dynamic shapes); slow to start")
 
 
 class OutputSpec(_Strict):

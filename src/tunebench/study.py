@@ -91,7 +91,7 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str) -> engin
         lr=spec.resolved_lr(strategy), weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio,
         scheduler=spec.resolved_scheduler(strategy), max_grad_norm=t.max_grad_norm,
         grad_accumulation=t.grad_accumulation, seed=t.seed, precision=precision,
-        prefix_cache=t.prefix_cache, bucketing=t.bucketing,
+        prefix_cache=t.prefix_cache, bucketing=t.bucketing, compile=t.compile,
     )
 
 
@@ -182,7 +182,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     started = datetime.now(timezone.utc)
     engine.seed_everything(cfg.seed)  # same head initialisation for every strategy
     bundle = prepared.bundle
-    model = load_classifier(prepared.model_source, bundle.label_names)
+    model = load_classifier(prepared.model_source, bundle.label_names, attention=spec.model.attention)
     strategy = build_strategy(strategy_spec)
     model = strategy.prepare(model)
     trainable, total_params = count_parameters(model)
