@@ -107,24 +107,27 @@ def run_tunebench(work: dict, strategy: str, variant: str, args) -> dict:
 
     source = check_model_source("minilm-l6")
     tokenizer = load_tokenizer(source)
-    enc = {s: engine.encode_split(tokenizer, work[s]["s1"], work[s]["s2"], work[s]["y"], args.max_length)
+    enc = {s: engine.encode_split(tokenizer, work[s]["s1"], work[s].get("s2"), work[s]["y"], args.max_length)
            for s in ("train", "validation", "test")}
-    spec = StudySpec(strategies=[strategy], training={"epochs": args.epochs, "batch_size": 16})
+    batch_size = getattr(args, "batch_size", 16)
+    spec = StudySpec(strategies=[strategy], training={"epochs": args.epochs, "batch_size": batch_size})
     sspec = spec.strategies[0]
-    cfg = engine.RunConfig(epochs=args.epochs, batch_size=16, eval_batch_size=64, lr=spec.resolved_lr(sspec),
+    cfg = engine.RunConfig(epochs=args.epochs, batch_size=batch_size, eval_batch_size=64, lr=spec.resolved_lr(sspec),
                            weight_decay=0.01, warmup_ratio=0.06, scheduler="linear", max_grad_norm=1.0,
                            grad_accumulation=1, seed=0, precision="fp32",
-                           prefix_cache=variant != "no-prefix-cache", bucketing=variant != "no-bucketing")
+                           prefix_cache=variant != "no-prefix-cache", bucketing=variant != "no-bucketing",
+                           compile=variant == "compile")
     engine.seed_everything(0)
     strat = build_strategy(parse_strategy(strategy))
-    model = strat.prepare(load_classifier(source, work["labels"]))
+    attention = "eager" if variant == "eager-attention" else "auto"
+    model = strat.prepare(load_classifier(source, work["labels"], attention=attention))
     result = engine.train_and_evaluate(model, enc["train"], enc["validation"], enc["test"], work["labels"], cfg,
                                        torch.device("cpu"), tokenizer.pad_token_id,
                                        lowest_trainable_layer=strat.lowest_trainable_layer)
     res = result.resources
     return {"train_s": res["train_time_s"], "examples": res["train_examples"], "tokens": res["train_tokens"],
             "cached": res["prefix_cache_bytes"] > 0, **_metrics(work["test"]["y"], result.test_predictions),
-            "lr": cfg.lr}
+            "lr": cfg.lr, "attention": res["attention"], "compiled": res["compiled"]}
 
 
 def run_peer(work: dict, strategy: str, args) -> dict:
@@ -145,9 +148,13 @@ def run_peer(work: dict, strategy: str, args) -> dict:
     source = check_model_source("minilm-l6")
     tokenizer = AutoTokenizer.from_pretrained(source)
 
+    pad_to = getattr(args, "pad_to", None)  # the reference notebooks: padding="max_length"
+    batch_size = getattr(args, "batch_size", 16)
+
     def dataset(split):
         d = Dataset.from_dict({"s1": work[split]["s1"], "s2": work[split]["s2"], "label": work[split]["y"]})
-        return d.map(lambda b: tokenizer(b["s1"], b["s2"], truncation=True, max_length=args.max_length),
+        padding = {"padding": "max_length", "max_length": pad_to} if pad_to else {"max_length": args.max_length}
+        return d.map(lambda b: tokenizer(b["s1"], b["s2"], truncation=True, **padding),
                      batched=True, remove_columns=["s1", "s2"])
 
     train, test = dataset("train"), dataset("test")
@@ -167,7 +174,7 @@ def run_peer(work: dict, strategy: str, args) -> dict:
             p.requires_grad = "pooler" in name or "classifier" in name
     targs = TrainingArguments(
         output_dir=str(args.tmp / f"peer-{spec.kind}"), num_train_epochs=args.epochs,
-        per_device_train_batch_size=16, per_device_eval_batch_size=64, learning_rate=DEFAULT_LR[spec.kind],
+        per_device_train_batch_size=batch_size, per_device_eval_batch_size=64, learning_rate=DEFAULT_LR[spec.kind],
         weight_decay=0.01, warmup_steps=0.06, lr_scheduler_type="linear", max_grad_norm=1.0, seed=0,
         eval_strategy="no", save_strategy="no", logging_strategy="no", report_to=[], use_cpu=True,
         dataloader_num_workers=0, disable_tqdm=True)
@@ -178,7 +185,7 @@ def run_peer(work: dict, strategy: str, args) -> dict:
     train_s = out.metrics.get("train_runtime", time.perf_counter() - started)
     logits = trainer.predict(test).predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
-    tokens = sum(len(ids) for ids in train["input_ids"])
+    tokens = sum(len(ids) for ids in train["input_ids"])  # with pad_to: padded tokens, what the peer computes
     return {"train_s": train_s, "examples": len(train) * args.epochs, "tokens": tokens * args.epochs,
             "cached": False, **_metrics(work["test"]["y"], np.asarray(logits).argmax(1)), "lr": DEFAULT_LR[spec.kind]}
 
