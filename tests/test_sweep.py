@@ -107,3 +107,42 @@ def test_rank_by_seed_study_runs_and_reruns_without_training(tiny_bert, reviews_
     monkeypatch.setattr(study_module.engine, "train_and_evaluate", lambda *a, **k: calls.append(1))
     again = study_module.run_study(spec)
     assert calls == [] and [r["run_id"] for r in again] == [r["run_id"] for r in records]
+
+
+def test_optuna_search_prunes_is_seeded_and_resumes_from_the_store(tiny_bert, reviews_csv, tmp_path, monkeypatch):
+    import optuna
+
+    from tunebench.search import search_name
+    from tunebench.store import STORE_NAME, Store
+
+    def spec(out, trials=4):
+        return StudySpec(name="search", data={"source": str(reviews_csv)},
+                         model={"name": str(tiny_bert), "max_length": 32}, strategies=["head", "lora"],
+                         training={"epochs": 2, "batch_size": 32},
+                         sweep={"search": "optuna", "trials": trials, "sampler_seed": 3,
+                                "random": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "lora.r": [2, 4]}},
+                         output={"dir": str(out), "save_checkpoints": False})
+
+    first = study_module.run_study(spec(tmp_path / "a"))
+    url = f"sqlite:///{tmp_path / 'a' / STORE_NAME}"
+    trials = optuna.load_study(study_name=search_name(spec(tmp_path / "a")), storage=url).trials
+    assert len(trials) == 4 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(first) == len({r["run_id"] for r in first}) >= 1
+    assert all(r["status"] == "finished" and "trial" in r for r in first)
+    with Store(tmp_path / "a" / STORE_NAME) as store:
+        pruned = [r for r in store.records("search") if r["status"] == "pruned"]
+    assert len(pruned) == len(trials) - len(complete) >= 1 and all(r["curves"] for r in pruned)
+    best = max(complete, key=lambda t: t.value)
+    assert best.value == max(r["val"]["macro_f1"] for r in first)
+
+    calls = []
+    monkeypatch.setattr(study_module.engine, "train_and_evaluate", lambda *a, **k: calls.append(1))
+    again = study_module.run_study(spec(tmp_path / "a"))
+    assert calls == [] and [r["run_id"] for r in again] == [r["run_id"] for r in first]
+    monkeypatch.undo()
+    study_module.run_study(spec(tmp_path / "b", trials=2))
+    fresh = optuna.load_study(study_name=search_name(spec(tmp_path / "b")),
+                              storage=f"sqlite:///{tmp_path / 'b' / STORE_NAME}").trials
+    assert [t.params for t in fresh] == [t.params for t in trials[:2]]  # seeded: a fresh search proposes the same
+

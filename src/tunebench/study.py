@@ -26,6 +26,7 @@ from tunebench.resources import environment
 from tunebench.spec import DEFAULT_LR, StrategySpec, StudySpec, TrainingSpec, stable_hash
 from tunebench.store import STORE_NAME, Store
 from tunebench.strategies import build_strategy
+from tunebench.sweep import Configuration, configurations, run_label
 
 
 class Reporter(Protocol):
@@ -134,21 +135,24 @@ class PlannedRun:
 def plan_runs(spec: StudySpec, prepared: Prepared) -> list[PlannedRun]:
     """Every run the study asks for, in order: each configuration of the sweep (one per strategy
     without a sweep), once per seed.  The data split stays the one of ``training.seed``."""
-    from tunebench.sweep import configurations, run_label
-
     seeds = spec.sweep.seed_list
     plan: list[PlannedRun] = []
     seen: set[str] = set()
     for config in configurations(spec):
         for seed in seeds or [config.training.seed]:
-            cfg = run_config(spec, config.strategy, prepared.precision, config.training, seed)
-            run_id = run_id_for(spec, config.strategy, prepared.bundle, cfg, prepared.device)
-            if run_id in seen:
-                continue
-            seen.add(run_id)
-            plan.append(PlannedRun(len(plan), config.strategy, cfg, run_id, run_label(config.group, seed, seeds),
-                                   config.group, config.params))
+            planned = planned_run(spec, prepared, config, seed, len(plan))
+            if planned.run_id not in seen:
+                seen.add(planned.run_id)
+                plan.append(planned)
     return plan
+
+
+def planned_run(spec: StudySpec, prepared: Prepared, config: Configuration, seed: int, position: int) -> PlannedRun:
+    """One configuration with one seed, resolved into engine settings and its stable run id."""
+    cfg = run_config(spec, config.strategy, prepared.precision, config.training, seed)
+    run_id = run_id_for(spec, config.strategy, prepared.bundle, cfg, prepared.device)
+    return PlannedRun(position, config.strategy, cfg, run_id, run_label(config.group, seed, spec.sweep.seed_list),
+                      config.group, config.params)
 
 
 def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None = None) -> list[dict[str, Any]]:
@@ -164,15 +168,20 @@ def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None
         reporter.message(note)
     env = environment(prepared.device)
     with Store(out_dir / STORE_NAME) as store:
-        plan = plan_runs(spec, prepared)
-        for planned in plan:
-            if store.finished(planned.run_id) and not force:
-                reporter.run_skipped(planned.label, planned.run_id)
-                continue
-            record, labels, probs = execute_run(spec, planned, len(plan), prepared, env, reporter)
-            store.put(record, labels, probs)
-            reporter.run_finished(record)
-            write_outputs(_study_records(store, spec, plan), out_dir)
+        if spec.sweep.method == "optuna":  # configurations chosen as results come in, not planned up front
+            from tunebench.search import run_search
+
+            plan = run_search(spec, prepared, store, env, reporter, force)
+        else:
+            plan = plan_runs(spec, prepared)
+            for planned in plan:
+                if store.finished(planned.run_id) and not force:
+                    reporter.run_skipped(planned.label, planned.run_id)
+                    continue
+                record, labels, probs = execute_run(spec, planned, len(plan), prepared, env, reporter)
+                store.put(record, labels, probs)
+                reporter.run_finished(record)
+                write_outputs(_study_records(store, spec, plan), out_dir)
         records = _study_records(store, spec, plan)
     write_outputs(records, out_dir)
     return records
@@ -194,8 +203,12 @@ def _label(record: dict[str, Any]) -> str:
 
 
 def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prepared, env: dict[str, Any],
-                reporter: Reporter) -> tuple[dict[str, Any], list[int], list[list[float]]]:
-    """Train and evaluate one planned run; save its best checkpoint; return its record."""
+                reporter: Reporter, on_epoch: engine.StepCallback | None = None
+                ) -> tuple[dict[str, Any], list[int], list[list[float]]]:
+    """Train and evaluate one planned run; save its best checkpoint; return its record.
+
+    ``on_epoch`` (a search's pruner) sees each epoch's validation metrics and may stop the run.
+    """
     strategy_spec, position, run_id, cfg = planned.strategy, planned.position, planned.run_id, planned.cfg
     started = datetime.now(timezone.utc)
     engine.seed_everything(cfg.seed)  # same head initialisation for every strategy
@@ -210,7 +223,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     result = engine.train_and_evaluate(model, prepared.train, prepared.validation, prepared.test,
                                        bundle.label_names, cfg, prepared.device, pad_id,
                                        on_step=reporter.step,
-                                       lowest_trainable_layer=strategy.lowest_trainable_layer)
+                                       lowest_trainable_layer=strategy.lowest_trainable_layer, on_epoch=on_epoch)
     slug = strategy_spec.label.replace(":", "-").replace(",", "_").replace("=", "").replace("+", "-")
     checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
     save_bytes, checkpoint_bytes = essential_bytes(model), None
