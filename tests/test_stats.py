@@ -81,3 +81,15 @@ def test_summarize_mean_std_and_an_interval_around_the_mean():
     one = stats.summarize([0.5])
     assert one.mean == 0.5 and math.isnan(one.std) and math.isnan(one.low)
     assert stats.summarize([0.7, 0.7]).low == 0.7
+
+
+def test_recommendation_uses_ties_not_point_estimates():
+    import pandas as pd
+
+    from tunebench.report.analysis import tied_pick
+
+    frame = pd.DataFrame({"strategy": ["full", "partial:k=2", "head"], "test_macro_f1": [0.86, 0.85, 0.70],
+                          "cost_usd": [0.30, 0.10, 0.01], "train_time_s": [300.0, 100.0, 10.0]})
+    pick = tied_pick(frame, ["full", "partial:k=2"])
+    assert pick.startswith("Recommended: partial:k=2 — full, partial:k=2 are tied") and "3.0× cheaper" in pick
+    assert tied_pick(frame, ["full"]).startswith("Recommended: full — no other configuration is tied")

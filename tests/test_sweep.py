@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 
@@ -107,6 +108,22 @@ def test_rank_by_seed_study_runs_and_reruns_without_training(tiny_bert, reviews_
     monkeypatch.setattr(study_module.engine, "train_and_evaluate", lambda *a, **k: calls.append(1))
     again = study_module.run_study(spec)
     assert calls == [] and [r["run_id"] for r in again] == [r["run_id"] for r in records]
+
+    by_config = pd.read_csv(tmp_path / "results_by_config.csv")
+    assert by_config["config"].tolist() == ["lora:r=2", "lora:r=4"] and by_config["seeds"].tolist() == [2, 2]
+    f1 = [r["test"]["macro_f1"] for r in records[:2]]
+    assert by_config.loc[0, "test_macro_f1_mean"] == pytest.approx(sum(f1) / 2, abs=1e-4)
+    assert "Over seeds (mean ± std [95% bootstrap CI" in (tmp_path / "summary.md").read_text()
+
+    from tunebench.report import build_report
+
+    markdown = build_report(tmp_path)["markdown"].read_text()
+    assert "| configuration | settings | seeds | test macro-F1 95% CI |" in markdown  # headline over seeds
+    assert "## 2. Ranking and significance" in markdown and "## 3. Sweep" in markdown
+    ranking = [line for line in markdown.splitlines() if line.startswith(("| 1 | lora", "| 1 (tied) | lora", "| 2 | lora"))]
+    assert len(ranking) == 2 and "| best |" in ranking[0] and "(tied)" in ranking[1]  # identical scores: a tie
+    assert "| lora.r | configurations | mean test macro-F1 |" in markdown
+    assert "Recommended: " in markdown and "Up to 2 seeds per configuration" in markdown
 
 
 def test_optuna_search_prunes_is_seeded_and_resumes_from_the_store(tiny_bert, reviews_csv, tmp_path, monkeypatch):
