@@ -163,3 +163,27 @@ def test_optuna_search_prunes_is_seeded_and_resumes_from_the_store(tiny_bert, re
                               storage=f"sqlite:///{tmp_path / 'b' / STORE_NAME}").trials
     assert [t.params for t in fresh] == [t.params for t in trials[:2]]  # seeded: a fresh search proposes the same
 
+
+
+def test_cli_sweep_is_run_with_a_grid_and_seeds(capsys, tiny_bert, reviews_csv, tmp_path):
+    from .conftest import cli, one_error
+
+    out = tmp_path / "out"
+    code, stdout, stderr = cli(capsys, "sweep", "--model", str(tiny_bert), "--dataset", str(reviews_csv), "-s", "head",
+                               "--epochs", "1", "--max-length", "32", "--no-checkpoints", "-o", str(out),
+                               "--grid", "lr=1e-3,5e-3", "--seeds", "0,1")
+    assert code == 0, stderr
+    assert "sweep: grid, seeds 0 1" in " ".join(stderr.split())
+    frame = pd.read_csv(out / "results.csv")
+    assert frame["label"].tolist() == ["head lr=0.001 seed=0", "head lr=0.001 seed=1",
+                                       "head lr=0.005 seed=0", "head lr=0.005 seed=1"]
+    assert frame["lr"].tolist() == [1e-3, 1e-3, 5e-3, 5e-3] and frame["seed"].tolist() == [0, 1, 0, 1]
+    assert (out / "report.html").is_file() and (out / "results_by_config.csv").is_file()
+
+    for argv, message in [(["--grid", "lora.rr=1,2"], "sweep key 'lora.rr' is not something a sweep can vary"),
+                          (["--grid", "lr"], "--grid must look like KEY=V1,V2"),
+                          (["--random", "3"], "--random and --optuna draw from the --grid values"),
+                          (["--seeds", "0,x"], "--seeds must be whole numbers"),
+                          ([], "tunebench sweep needs --grid")]:
+        code, _, stderr = cli(capsys, "sweep", "--dataset", str(reviews_csv), "-s", "lora", *argv)
+        assert code == 2 and message in one_error(stderr)

@@ -243,13 +243,22 @@ class SweepSpec(_Strict):
     sampler_seed: int = Field(default=0, description="seed of the random / Optuna sampler")
     seeds: list[int] | None = Field(default=None, description="training seeds; every configuration runs once per seed")
 
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any) -> Any:
+        """YAML reads ``1e-4`` (no dot) as text: make every number-like value a number."""
+        if not isinstance(value, dict):
+            return value
+        return {k: [_number(x) if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
+                for k, v in value.items()}
+
     @field_validator("random", mode="before")
     @classmethod
     def _choices_or_range(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
         out = {}
-        for key, item in value.items():
+        for key, item in cls._numbers(value).items():
             if isinstance(item, dict):
                 try:
                     item = RangeSpec.model_validate(item)
