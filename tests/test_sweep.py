@@ -35,6 +35,9 @@ def test_grid_applies_kind_keys_to_their_kind_and_plain_keys_to_all():
     lora = [c for c in configurations(spec) if c.strategy.kind == "lora"]
     assert [(c.strategy.r, c.strategy.alpha, c.strategy.lr) for c in lora[:2]] == [(4, 8.0, 1e-4), (4, 8.0, 5e-4)]
     assert lora[0].params == {"lora.r": 4, "lr": 1e-4}
+    round_trip = spec_from_dict(spec.to_dict())  # as the CLI rebuilds a spec: every default now explicit
+    assert [c.group for c in configurations(round_trip)] == groups
+    assert [c.strategy.alpha for c in configurations(round_trip) if c.strategy.kind == "lora"][0] == 8.0
 
 
 def test_grid_over_training_fields_targets_and_explicit_alpha():

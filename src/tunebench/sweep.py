@@ -97,7 +97,9 @@ class Configuration:
 def apply(spec: StudySpec, strategy: StrategySpec, values: dict[SweepKey, Any]) -> Configuration:
     """``strategy`` and the study's training settings with the swept ``values`` set (checked)."""
     fields = {name: getattr(strategy, name) for name in strategy.model_fields_set}
-    fields["kind"] = strategy.kind  # alpha etc. left unset re-derive from a swept rank
+    fields["kind"] = strategy.kind
+    if strategy.kind == "lora" and strategy.alpha == 2 * (strategy.r or 0):
+        fields.pop("alpha", None)  # the default alpha (2 r) follows a swept rank, even after a round trip
     swept_training = {k.field for k in values if k.field in STRATEGY_TRAINING}
     base = {name: v for name, v in fields.items() if name not in swept_training}
     training = spec.training.model_dump()
