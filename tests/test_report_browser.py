@@ -27,8 +27,8 @@ from .test_study import tiny_spec
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), shutil.which("google-chrome"))
                  if p), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
-SECTIONS = ["headline", "comparison", "pareto", "curves", "confusion", "errors", "dataset", "cost", "recommendation",
-            "environment"]
+SECTIONS = ["headline", "significance", "comparison", "pareto", "curves", "confusion", "errors", "dataset", "cost",
+            "recommendation", "environment"]
 
 
 class DevTools:

@@ -73,23 +73,31 @@ def run(
         "--compile", help="torch.compile the model (dynamic shapes; minutes of compiling first)")] = False,
 ) -> None:
     """Run a study: every strategy on the same data, splits, seed and evaluation."""
+    options = dict(locals())
+    _run(spec_from_options(options), options["force"])
+
+
+def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) -> Any:
+    """The study spec of ``run``'s options (``o``: its arguments by name), with a ``sweep`` section if given."""
     from tunebench.spec import default_study, load_spec, spec_from_dict
 
+    study_file = o["study_file"]
     base = load_spec(study_file) if study_file else default_study()
     data = base.to_dict()
     overrides: dict[tuple[str, str], Any] = {
-        ("model", "name"): model, ("model", "max_length"): max_length, ("model", "attention"): attention,
-        ("data", "source"): dataset, ("data", "config"): dataset_config,
-        ("data", "text_column"): text_column, ("data", "text_pair_column"): text_pair_column,
-        ("data", "label_column"): label_column, ("data", "encoding"): encoding,
-        ("data", "train_limit"): train_limit, ("data", "val_limit"): val_limit,
-        ("data", "test_limit"): test_limit,
-        ("training", "epochs"): epochs, ("training", "batch_size"): batch_size, ("training", "lr"): lr,
-        ("training", "scheduler"): scheduler, ("training", "seed"): seed,
-        ("training", "precision"): precision, ("training", "device"): device,
-        ("output", "dir"): str(output) if output else None,
+        ("model", "name"): o["model"], ("model", "max_length"): o["max_length"],
+        ("model", "attention"): o["attention"],
+        ("data", "source"): o["dataset"], ("data", "config"): o["dataset_config"],
+        ("data", "text_column"): o["text_column"], ("data", "text_pair_column"): o["text_pair_column"],
+        ("data", "label_column"): o["label_column"], ("data", "encoding"): o["encoding"],
+        ("data", "train_limit"): o["train_limit"], ("data", "val_limit"): o["val_limit"],
+        ("data", "test_limit"): o["test_limit"],
+        ("training", "epochs"): o["epochs"], ("training", "batch_size"): o["batch_size"], ("training", "lr"): o["lr"],
+        ("training", "scheduler"): o["scheduler"], ("training", "seed"): o["seed"],
+        ("training", "precision"): o["precision"], ("training", "device"): o["device"],
+        ("output", "dir"): str(o["output"]) if o["output"] else None,
     }
-    if dataset is not None and study_file is None:
+    if o["dataset"] is not None and study_file is None:
         # a user dataset replaces the default SNLI slice: drop the default limits unless given
         for key in ("train_limit", "val_limit", "test_limit"):
             if overrides[("data", key)] is None:
@@ -97,23 +105,24 @@ def run(
     for (section, key), value in overrides.items():
         if value is not None:
             data[section][key] = value
-    if name:
-        data["name"] = name
-    elif study_file is None and (dataset is not None or model is not None):
+    if o["name"]:
+        data["name"] = o["name"]
+    elif study_file is None and (o["dataset"] is not None or o["model"] is not None):
         data["name"] = _study_name(data["data"]["source"], data["model"]["name"])
-    if no_checkpoints:
+    if o["no_checkpoints"]:
         data["output"]["save_checkpoints"] = False
-    if no_prefix_cache:
+    if o["no_prefix_cache"]:
         data["training"]["prefix_cache"] = False
-    if no_bucketing:
+    if o["no_bucketing"]:
         data["training"]["bucketing"] = False
-    if compile_model:
+    if o["compile_model"]:
         data["training"]["compile"] = True
-    chosen = _split_strategies(strategies)
+    chosen = _split_strategies(o["strategies"])
     if chosen is not None:
         data["strategies"] = chosen
-    spec = spec_from_dict(data, source="options")
-    _run(spec, force)
+    if sweep:
+        data["sweep"] = {**data.get("sweep", {}), **sweep}
+    return spec_from_dict(data, source="options")
 
 
 def _study_name(dataset: str, model: str) -> str:
@@ -132,8 +141,10 @@ def _run(spec, force: bool) -> None:
 
     quiet_libraries()
     reporter = RichReporter(err)
+    swept = f", sweep: {spec.sweep.method}" if spec.sweep.method else ""
+    seeds = f", seeds {' '.join(map(str, spec.sweep.seed_list))}" if spec.sweep.seed_list else ""
     err.print(f"[bold]tunebench[/bold] study '{spec.name}': {len(spec.strategies)} strategies "
-              f"({', '.join(s.label for s in spec.strategies)}) → {spec.output.dir}")
+              f"({', '.join(s.label for s in spec.strategies)}){swept}{seeds} → {spec.output.dir}")
     try:
         records = run_study(spec, force=force, reporter=reporter)
     finally:
@@ -185,10 +196,11 @@ def predict(
 
 
 # --- command groups that live in their own modules (each adds its commands to ``app``) ----------
-from tunebench import cli_data, cli_report  # noqa: E402
+from tunebench import cli_data, cli_report, cli_sweep  # noqa: E402
 
 cli_data.register(app)
 cli_report.register(app)
+cli_sweep.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -240,8 +240,12 @@ def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: EncodedSplit, test: EncodedSplit,
                        label_names: list[str], cfg: RunConfig, device: torch.device, pad_id: int,
                        on_step: StepCallback | None = None,
-                       lowest_trainable_layer: int | None = None) -> EngineResult:
+                       lowest_trainable_layer: int | None = None,
+                       on_epoch: StepCallback | None = None) -> EngineResult:
     """Train ``model`` (whose trainable parameters the strategy has already chosen) and evaluate it.
+
+    ``on_epoch`` gets each epoch's curve point (validation metrics) and may raise to stop the run
+    (a search's pruner does).
 
     ``lowest_trainable_layer`` (from the strategy): layers below it are frozen, run in eval mode,
     and — with ``cfg.prefix_cache`` — are computed once per example instead of every epoch.
@@ -336,6 +340,8 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
             curves.append({"epoch": epoch, "train_loss": loss_sum / max(loss_n, 1), "val_loss": val_loss,
                            "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
                            "train_time_s": epoch_train})
+            if on_epoch is not None:
+                on_epoch(curves[-1])
             if val["macro_f1"] > best_f1:
                 best_f1, best_epoch, best_val = val["macro_f1"], epoch, val
                 best_state = _trainable_state(model)

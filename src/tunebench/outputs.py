@@ -17,7 +17,7 @@ import pandas as pd
 
 #: results.csv columns, in order.
 COLUMNS = [
-    "run", "strategy", "kind", "k", "rank", "alpha", "lr", "scheduler", "epochs", "best_epoch",
+    "run", "strategy", "label", "config", "kind", "k", "rank", "alpha", "lr", "scheduler", "epochs", "best_epoch",
     "trainable_params", "total_params", "trainable_share_pct", "train_time_s", "eval_time_s",
     "examples_per_s", "tokens_per_s", "peak_memory_mb", "save_bytes", "val_macro_f1",
     "test_accuracy", "test_macro_f1", "test_macro_precision", "test_macro_recall",
@@ -35,6 +35,8 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "run": record["run_id"],
         "strategy": record["strategy"],
+        "label": record.get("label", record["strategy"]),
+        "config": record.get("group") or record.get("label", record["strategy"]),
         "kind": spec["kind"],
         "k": spec.get("k"),
         "rank": spec.get("r"),
@@ -71,6 +73,33 @@ def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame([summary_row(r) for r in records], columns=COLUMNS)
 
 
+#: metrics summarised per configuration over its seeds in results_by_config.csv
+SEED_METRICS = ["test_macro_f1", "test_accuracy", "val_macro_f1", "test_weighted_f1"]
+
+
+def config_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: its seeds, and per metric the mean, std and 95% bootstrap CI over them."""
+    from tunebench.stats import summarize
+
+    rows = []
+    for config, part in frame.groupby("config", sort=False):
+        row: dict[str, Any] = {"config": config, "strategy": part["strategy"].iloc[0], "seeds": len(part),
+                               "seed_list": " ".join(str(s) for s in part["seed"])}
+        for metric in SEED_METRICS:
+            s = summarize(part[metric].tolist())
+            row.update({f"{metric}_mean": round(s.mean, 4), f"{metric}_std": round(s.std, 4),
+                        f"{metric}_ci_low": round(s.low, 4), f"{metric}_ci_high": round(s.high, 4)})
+        row["train_time_s_mean"] = round(float(part["train_time_s"].mean()), 2)
+        row["trainable_params"] = int(part["trainable_params"].iloc[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def repeated(frame: pd.DataFrame) -> bool:
+    """True when some configuration ran with several seeds."""
+    return bool(len(frame)) and frame["config"].duplicated().any()
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +124,9 @@ def write_outputs(records: list[dict[str, Any]], out_dir: Path) -> dict[str, Pat
     atomic_write(paths["csv"], frame.to_csv(index=False))
     atomic_write(paths["json"], json.dumps({"runs": records}, indent=2) + "\n")
     atomic_write(paths["summary"], summary_markdown(records, frame))
+    if repeated(frame):
+        paths["by_config"] = out_dir / "results_by_config.csv"
+        atomic_write(paths["by_config"], config_frame(frame).to_csv(index=False))
     return paths
 
 
@@ -115,7 +147,7 @@ def _fmt_bytes(n: Any) -> str:
 
 #: (header, frame column, formatter) of the human-readable table, shared by Markdown and terminal.
 DISPLAY = [
-    ("strategy", "strategy", str),
+    ("strategy", "label", str),
     ("trainable", "trainable_params", _fmt_int),
     ("share %", "trainable_share_pct", lambda v: f"{v:.2f}"),
     ("lr", "lr", lambda v: f"{v:g}"),
@@ -133,6 +165,22 @@ def display_rows(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     headers = [h for h, _, _ in DISPLAY]
     rows = [[fmt(row[col]) for _, col, fmt in DISPLAY] for _, row in frame.iterrows()]
     return headers, rows
+
+
+def seed_table(configs: pd.DataFrame) -> list[str]:
+    """Markdown lines: per configuration over its seeds, mean ± std [95% bootstrap CI]."""
+    def show(row: pd.Series, metric: str) -> str:
+        mean, std, low, high = (row[f"{metric}_{x}"] for x in ("mean", "std", "ci_low", "ci_high"))
+        if row["seeds"] < 2:
+            return f"{mean:.3f}"
+        return f"{mean:.3f} ± {std:.3f} [{low:.3f}, {high:.3f}]"
+
+    lines = ["Over seeds (mean ± std [95% bootstrap CI of the mean]):", "",
+             "| configuration | seeds | test macro-F1 | test acc | val macro-F1 | train s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['config']} | {r['seeds']} | {show(r, 'test_macro_f1')} | {show(r, 'test_accuracy')} | "
+              f"{show(r, 'val_macro_f1')} | {r['train_time_s_mean']:.1f} |" for _, r in configs.iterrows()]
+    return lines
 
 
 def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None = None) -> str:
@@ -160,10 +208,12 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
     lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|")
     lines.extend("| " + " | ".join(r) + " |" for r in rows)
     lines.append("")
+    if repeated(frame):
+        lines += seed_table(config_frame(frame)) + [""]
     best = frame.loc[frame["test_macro_f1"].idxmax()]
     fastest = frame.loc[frame["examples_per_s"].idxmax()]
-    lines.append(f"Best test macro-F1: **{best['strategy']}** ({best['test_macro_f1']:.3f}). "
-                 f"Fastest training: **{fastest['strategy']}** ({fastest['examples_per_s']:.1f} examples/s).")
+    lines.append(f"Best test macro-F1 (one run): **{best['label']}** ({best['test_macro_f1']:.3f}). "
+                 f"Fastest training: **{fastest['label']}** ({fastest['examples_per_s']:.1f} examples/s).")
     lines.append("")
     lines.append("Caveats: one seed per strategy (differences of a point or two may be noise); "
                  "learning rates differ per strategy (see the lr column); the best epoch is chosen "

@@ -208,6 +208,87 @@ class OutputSpec(_Strict):
     save_checkpoints: bool = True
 
 
+class RangeSpec(_Strict):
+    """A range to sample from in a random or Optuna search: ``{low: 1e-5, high: 1e-3, log: true}``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _order(self) -> RangeSpec:
+        if not self.low < self.high:
+            raise ValueError(f"a range needs low < high (got low={self.low:g}, high={self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low:g})")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return float(self.low).is_integer() and float(self.high).is_integer() and not self.log
+
+
+class SweepSpec(_Strict):
+    """What a study varies beyond its strategies: a grid, a random or Optuna search, and seeds.
+
+    Keys name a training field (``lr``, ``scheduler``, ``warmup_ratio``, ``epochs``, ``batch_size``,
+    ``weight_decay``) or a strategy option as ``kind.option`` (``lora.r``, ``lora.alpha``,
+    ``lora.dropout``, ``lora.targets``, ``lora.layers``, ``partial.k``, ``lora.lr``), which applies
+    to the strategies of that kind only.  See :mod:`tunebench.sweep`.
+    """
+
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="every combination of these values")
+    random: dict[str, list[Any] | RangeSpec] = Field(
+        default_factory=dict, description="sample trials from these choices or ranges")
+    trials: int | None = Field(default=None, ge=1, description="random / optuna: number of sampled configurations")
+    search: Literal["grid", "random", "optuna"] | None = Field(
+        default=None, description="default: grid if grid is given, random if random is given")
+    sampler_seed: int = Field(default=0, description="seed of the random / Optuna sampler")
+    seeds: list[int] | None = Field(default=None, description="training seeds; every configuration runs once per seed")
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any) -> Any:
+        """YAML reads ``1e-4`` (no dot) as text: make every number-like value a number."""
+        if not isinstance(value, dict):
+            return value
+        return {k: [_number(x) if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
+                for k, v in value.items()}
+
+    @field_validator("random", mode="before")
+    @classmethod
+    def _choices_or_range(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for key, item in cls._numbers(value).items():
+            if isinstance(item, dict):
+                try:
+                    item = RangeSpec.model_validate(item)
+                except ValidationError as exc:
+                    raise ValueError(f"range for {key!r}: " + _explain(exc)) from None
+            elif not isinstance(item, list):
+                raise ValueError(f"{key!r} must be a list of choices or a range such as "
+                                 f"{{low: 1e-5, high: 1e-3, log: true}} (got {item!r})")
+            out[key] = item
+        return out
+
+    @property
+    def space(self) -> dict[str, list[Any] | RangeSpec]:
+        return dict(self.grid or self.random)
+
+    @property
+    def method(self) -> str | None:
+        """grid, random, optuna, or None when nothing is swept."""
+        if self.search is not None:
+            return self.search
+        return "grid" if self.grid else "random" if self.random else None
+
+    @property
+    def seed_list(self) -> list[int] | None:
+        return list(dict.fromkeys(self.seeds)) if self.seeds else None
+
+
 class StudySpec(_Strict):
     """A whole study: data, model, strategies to compare, training, outputs."""
 
@@ -216,6 +297,7 @@ class StudySpec(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     strategies: list[StrategySpec] = Field(default_factory=list)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    sweep: SweepSpec = Field(default_factory=SweepSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
 
     @field_validator("strategies", mode="before")
@@ -245,6 +327,9 @@ class StudySpec(_Strict):
         dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
         if dupes:
             raise ValueError(f"strategies are listed twice: {', '.join(dupes)}")
+        from tunebench.sweep import check_sweep  # the sweep's keys and values are checked against the strategies
+
+        check_sweep(self)
         return self
 
     def resolved_lr(self, strategy: StrategySpec) -> float:

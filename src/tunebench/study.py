@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,9 +23,10 @@ from tunebench.data import DatasetBundle, load_dataset_bundle
 from tunebench.modeling import check_model_source, count_parameters, load_classifier, load_tokenizer
 from tunebench.outputs import write_outputs
 from tunebench.resources import environment
-from tunebench.spec import StrategySpec, StudySpec, stable_hash
+from tunebench.spec import DEFAULT_LR, StrategySpec, StudySpec, TrainingSpec, stable_hash
 from tunebench.store import STORE_NAME, Store
 from tunebench.strategies import build_strategy
+from tunebench.sweep import Configuration, configurations, run_label
 
 
 class Reporter(Protocol):
@@ -84,13 +85,15 @@ def prepare(spec: StudySpec, reporter: Reporter) -> Prepared:
     return Prepared(bundle, model_source, tokenizer, *encoded, device=device, precision=precision)
 
 
-def run_config(spec: StudySpec, strategy: StrategySpec, precision: str) -> engine.RunConfig:
-    t = spec.training
+def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training: TrainingSpec | None = None,
+               seed: int | None = None) -> engine.RunConfig:
+    """The engine's settings for ``strategy``: ``training`` (a sweep's, default the study's) and ``seed``."""
+    t = training or spec.training
     return engine.RunConfig(
-        epochs=spec.resolved_epochs(strategy), batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
-        lr=spec.resolved_lr(strategy), weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio,
-        scheduler=spec.resolved_scheduler(strategy), max_grad_norm=t.max_grad_norm,
-        grad_accumulation=t.grad_accumulation, seed=t.seed, precision=precision,
+        epochs=strategy.epochs or t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
+        lr=strategy.lr or t.lr or DEFAULT_LR[strategy.kind], weight_decay=t.weight_decay,
+        warmup_ratio=t.warmup_ratio, scheduler=strategy.scheduler or t.scheduler, max_grad_norm=t.max_grad_norm,
+        grad_accumulation=t.grad_accumulation, seed=t.seed if seed is None else seed, precision=precision,
         prefix_cache=t.prefix_cache, bucketing=t.bucketing, compile=t.compile,
     )
 
@@ -110,27 +113,46 @@ def run_id_for(spec: StudySpec, strategy: StrategySpec, bundle: DatasetBundle, c
 
 @dataclass
 class PlannedRun:
-    """One run of a study: a strategy, its resolved settings, its place in the study and its stable id."""
+    """One run of a study: a strategy, its resolved settings, its place in the study and its stable id.
+
+    ``group`` names the configuration without the seed (the runs of one group differ only in their
+    seed); ``label`` names the run, unique within a study; ``params`` holds the swept values.
+    """
 
     position: int
     strategy: StrategySpec
     cfg: engine.RunConfig
     run_id: str
+    label: str = ""
+    group: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def label(self) -> str:
-        """The run's name in tables and progress; unique within a study."""
-        return self.strategy.label
+    def __post_init__(self) -> None:
+        self.group = self.group or self.strategy.label
+        self.label = self.label or self.group
 
 
 def plan_runs(spec: StudySpec, prepared: Prepared) -> list[PlannedRun]:
-    """Every run the study asks for, in order: one per strategy."""
-    plan = []
-    for position, strategy_spec in enumerate(spec.strategies):
-        cfg = run_config(spec, strategy_spec, prepared.precision)
-        run_id = run_id_for(spec, strategy_spec, prepared.bundle, cfg, prepared.device)
-        plan.append(PlannedRun(position, strategy_spec, cfg, run_id))
+    """Every run the study asks for, in order: each configuration of the sweep (one per strategy
+    without a sweep), once per seed.  The data split stays the one of ``training.seed``."""
+    seeds = spec.sweep.seed_list
+    plan: list[PlannedRun] = []
+    seen: set[str] = set()
+    for config in configurations(spec):
+        for seed in seeds or [config.training.seed]:
+            planned = planned_run(spec, prepared, config, seed, len(plan))
+            if planned.run_id not in seen:
+                seen.add(planned.run_id)
+                plan.append(planned)
     return plan
+
+
+def planned_run(spec: StudySpec, prepared: Prepared, config: Configuration, seed: int, position: int) -> PlannedRun:
+    """One configuration with one seed, resolved into engine settings and its stable run id."""
+    cfg = run_config(spec, config.strategy, prepared.precision, config.training, seed)
+    run_id = run_id_for(spec, config.strategy, prepared.bundle, cfg, prepared.device)
+    return PlannedRun(position, config.strategy, cfg, run_id, run_label(config.group, seed, spec.sweep.seed_list),
+                      config.group, config.params)
 
 
 def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None = None) -> list[dict[str, Any]]:
@@ -146,15 +168,20 @@ def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None
         reporter.message(note)
     env = environment(prepared.device)
     with Store(out_dir / STORE_NAME) as store:
-        plan = plan_runs(spec, prepared)
-        for planned in plan:
-            if store.finished(planned.run_id) and not force:
-                reporter.run_skipped(planned.label, planned.run_id)
-                continue
-            record, labels, probs = execute_run(spec, planned, len(plan), prepared, env, reporter)
-            store.put(record, labels, probs)
-            reporter.run_finished(record)
-            write_outputs(_study_records(store, spec, plan), out_dir)
+        if spec.sweep.method == "optuna":  # configurations chosen as results come in, not planned up front
+            from tunebench.search import run_search
+
+            plan = run_search(spec, prepared, store, env, reporter, force)
+        else:
+            plan = plan_runs(spec, prepared)
+            for planned in plan:
+                if store.finished(planned.run_id) and not force:
+                    reporter.run_skipped(planned.label, planned.run_id)
+                    continue
+                record, labels, probs = execute_run(spec, planned, len(plan), prepared, env, reporter)
+                store.put(record, labels, probs)
+                reporter.run_finished(record)
+                write_outputs(_study_records(store, spec, plan), out_dir)
         records = _study_records(store, spec, plan)
     write_outputs(records, out_dir)
     return records
@@ -176,8 +203,12 @@ def _label(record: dict[str, Any]) -> str:
 
 
 def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prepared, env: dict[str, Any],
-                reporter: Reporter) -> tuple[dict[str, Any], list[int], list[list[float]]]:
-    """Train and evaluate one planned run; save its best checkpoint; return its record."""
+                reporter: Reporter, on_epoch: engine.StepCallback | None = None
+                ) -> tuple[dict[str, Any], list[int], list[list[float]]]:
+    """Train and evaluate one planned run; save its best checkpoint; return its record.
+
+    ``on_epoch`` (a search's pruner) sees each epoch's validation metrics and may stop the run.
+    """
     strategy_spec, position, run_id, cfg = planned.strategy, planned.position, planned.run_id, planned.cfg
     started = datetime.now(timezone.utc)
     engine.seed_everything(cfg.seed)  # same head initialisation for every strategy
@@ -192,7 +223,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     result = engine.train_and_evaluate(model, prepared.train, prepared.validation, prepared.test,
                                        bundle.label_names, cfg, prepared.device, pad_id,
                                        on_step=reporter.step,
-                                       lowest_trainable_layer=strategy.lowest_trainable_layer)
+                                       lowest_trainable_layer=strategy.lowest_trainable_layer, on_epoch=on_epoch)
     slug = strategy_spec.label.replace(":", "-").replace(",", "_").replace("=", "").replace("+", "-")
     checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
     save_bytes, checkpoint_bytes = essential_bytes(model), None
@@ -212,6 +243,8 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
         "position": position,
         "strategy": strategy_spec.label,
         "label": planned.label,
+        "group": planned.group,
+        "sweep": planned.params,
         "status": "finished",
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),

@@ -12,14 +12,17 @@ from pathlib import Path
 
 from tunebench.outputs import atomic_write
 from tunebench.report import sections, sections_data
-from tunebench.report.analysis import headline_frame
+from tunebench.report import sections_significance as significance_sections
+from tunebench.report.analysis import headline_frame, seed_means
 from tunebench.report.cost import DEFAULT_PRICES
 from tunebench.report.document import Document
 from tunebench.report.html import render_html
 from tunebench.report.inputs import load_inputs
 from tunebench.report.markdown import render_markdown
+from tunebench.report.significance import group_of
 
-SECTIONS = [sections.headline, sections.comparison, sections.pareto, sections.curves, sections.confusion,
+SECTIONS = [sections.headline, significance_sections.significance_section,
+            significance_sections.sweep_section, sections.comparison, sections.pareto, sections.curves, sections.confusion,
             sections_data.errors, sections_data.dataset, sections.cost, sections.recommendation,
             sections.environment]
 
@@ -29,8 +32,14 @@ def build_document(out_dir: Path, prices: dict[str, float] | None = None, study:
     out_dir = Path(out_dir)
     inputs = load_inputs(out_dir, study)
     prices = dict(DEFAULT_PRICES if prices is None else prices)
-    ctx = sections.Context(inputs, prices, headline_frame(inputs.records, prices), out_dir / "figures")
-    return Document(f"tunebench report: {inputs.study}", sections.intro(ctx), [build(ctx) for build in SECTIONS])
+    frame = headline_frame(inputs.records, prices)
+    if inputs.repeated:  # one row per configuration: the mean over its seeds
+        frame = seed_means(frame, headline_frame(inputs.runs, prices), [group_of(r) for r in inputs.runs])
+    ctx = sections.Context(inputs, prices, frame, out_dir / "figures")
+    built = [section for build in SECTIONS if (section := build(ctx)) is not None]
+    for number, section in enumerate(built, 1):  # sections that apply only to some studies: number what is there
+        section.title = f"{number}. {section.title.split('. ', 1)[-1]}"
+    return Document(f"tunebench report: {inputs.study}", sections.intro(ctx), built)
 
 
 def build_report(out_dir: Path, prices: dict[str, float] | None = None, study: str | None = None) -> dict[str, Path]:

@@ -29,6 +29,23 @@ def headline_frame(records: list[dict[str, Any]], prices: dict[str, float]) -> p
     return frame
 
 
+def seed_means(frame: pd.DataFrame, runs_frame: pd.DataFrame, run_groups: list[str]) -> pd.DataFrame:
+    """``frame`` (one row per configuration, in order) with every measured column replaced by the
+    mean over the configuration's seeds (from ``runs_frame``, one row per run), plus ``seeds``."""
+    runs_frame = runs_frame.assign(config=run_groups)
+    order = list(dict.fromkeys(run_groups))
+    # measured values (floats) are averaged; counts such as trainable parameters do not vary by seed
+    numeric = [c for c in runs_frame.columns if c in frame.columns and pd.api.types.is_float_dtype(runs_frame[c])
+               and c not in ("alpha", "lr")]
+    grouped = runs_frame.groupby("config", sort=False)
+    means = grouped[numeric].mean().reindex(order)
+    out = frame.copy()
+    for col in numeric:
+        out[col] = means[col].to_numpy()
+    out["seeds"] = grouped.size().reindex(order).to_numpy()
+    return out
+
+
 def best_rows(frame: pd.DataFrame) -> dict[str, set[int]]:
     """For each column in :data:`BETTER`, the positions of the rows holding its best value (ties kept)."""
     marks: dict[str, set[int]] = {}
@@ -86,12 +103,19 @@ def confused_pairs(record: dict[str, Any], n: int = 10) -> list[tuple[str, str, 
     return [(names[i], names[j], count, s) for count, s, i, j in cells[:n]]
 
 
-def recommendation(frame: pd.DataFrame, records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    """Plain-word picks (best quality, cheapest near the best, fastest, least memory) and caveats."""
+def recommendation(frame: pd.DataFrame, records: list[dict[str, Any]], tied: list[str] | None = None
+                   ) -> tuple[list[str], list[str]]:
+    """Plain-word picks (best quality, cheapest near the best, fastest, least memory) and caveats.
+
+    ``tied``: the configurations the data cannot tell apart from the best (significance tests,
+    best first); when given, the recommendation is the cheapest of them, not a point estimate.
+    """
     f1 = frame["test_macro_f1"]
     best = frame.loc[f1.idxmax()]
     picks = [f"Best quality: {best['strategy']} (test macro-F1 {best['test_macro_f1']:.3f}, "
              f"accuracy {best['test_accuracy']:.3f})."]
+    if tied is not None:
+        picks.append(tied_pick(frame, tied))
     near = frame[f1 >= f1.max() - 0.01]
     if near["cost_usd"].notna().all():
         cheap, how = near.loc[near["cost_usd"].idxmin()], f"${near['cost_usd'].min():.3g} to train"
@@ -109,11 +133,33 @@ def recommendation(frame: pd.DataFrame, records: list[dict[str, Any]]) -> tuple[
     return picks, caveats(frame, records)
 
 
+def tied_pick(frame: pd.DataFrame, tied: list[str]) -> str:
+    """"a and b are tied on macro-F1; b is 3.1x cheaper → recommended: b" (or: the best stands alone)."""
+    rows = frame[frame["strategy"].isin(tied)]
+    best = rows.loc[rows["test_macro_f1"].idxmax()]
+    if len(rows) < 2:
+        return (f"Recommended: {best['strategy']} — no other configuration is tied with it on test macro-F1 "
+                "(every difference is beyond test-set and seed noise).")
+    column, what = ("cost_usd", "cheaper to train") if rows["cost_usd"].notna().all() and rows["cost_usd"].min() > 0 \
+        else ("train_time_s", "faster to train")
+    cheap = rows.loc[rows[column].idxmin()]
+    names = ", ".join(rows["strategy"])
+    if cheap["strategy"] == best["strategy"]:
+        return (f"Recommended: {best['strategy']} — tied on test macro-F1 with {names} (the data cannot tell them "
+                f"apart) and the cheapest of them.")
+    ratio = best[column] / max(cheap[column], 1e-12)
+    return (f"Recommended: {cheap['strategy']} — {names} are tied on test macro-F1 (the data cannot tell them "
+            f"apart); {cheap['strategy']} is {ratio:.1f}× {what} than {best['strategy']}.")
+
+
 def caveats(frame: pd.DataFrame, records: list[dict[str, Any]]) -> list[str]:
     """The confounds that apply to this study, each in one sentence."""
     out = []
     seeds = sorted({r["resolved"]["seed"] for r in records})
-    if frame["strategy"].is_unique:
+    if "seeds" in frame and frame["seeds"].max() > 1:
+        out.append(f"Up to {int(frame['seeds'].max())} seeds per configuration: numbers are means over its seeds; "
+                   "the ranking says which differences exceed seed and test-set noise.")
+    else:
         out.append(f"Single seed ({', '.join(map(str, seeds))}) per strategy: differences of a point or two "
                    "may be noise; repeat with other seeds before trusting a small gap.")
     sizes = records[0]["data"]["sizes"]

@@ -27,12 +27,22 @@ class TestTexts:
 
 @dataclass
 class ReportInputs:
+    """``runs``: every finished run; ``records``: one run per configuration (its first seed), named by
+    the configuration (``strategy`` holds the group, e.g. ``lora:r=8 lr=0.0005``) — the rows of
+    the report's per-configuration sections.  Without sweeps or seeds the two lists are the same."""
+
     out_dir: Path
     study: str
     records: list[dict[str, Any]]
     predictions: dict[str, tuple[list[int], list[list[float]]]]
     texts: TestTexts
     profile: dict[str, Any] | None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def repeated(self) -> bool:
+        """True when some configuration ran with several seeds."""
+        return len(self.runs) > len(self.records)
 
 
 def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
@@ -50,18 +60,27 @@ def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
             study = max(everything, key=lambda r: r["finished_at"])["study"]
         elif study not in names:
             raise SpecError(f"no study named '{study}' in {out_dir} (studies there: {', '.join(names)})")
-        records = latest_per_strategy([r for r in everything if r["study"] == study])
-        preds = {r["run_id"]: p for r in records if (p := store.predictions(r["run_id"])) is not None}
-    return ReportInputs(out_dir, study, records, preds, load_test_texts(records[0]), load_profile(out_dir))
+        runs = latest_per_label([r for r in everything if r["study"] == study])
+        preds = {r["run_id"]: p for r in runs if (p := store.predictions(r["run_id"])) is not None}
+    records = representatives(runs)
+    return ReportInputs(out_dir, study, records, preds, load_test_texts(records[0]), load_profile(out_dir), runs)
 
 
-def latest_per_strategy(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per strategy (the newest), in study order."""
+def latest_per_label(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per run label (the newest), in study order."""
     latest: dict[str, dict[str, Any]] = {}
     for r in records:
-        if r["strategy"] not in latest or r["finished_at"] >= latest[r["strategy"]]["finished_at"]:
-            latest[r["strategy"]] = r
-    return sorted(latest.values(), key=lambda r: (r["position"], r["strategy"]))
+        label = r.get("label", r["strategy"])
+        if label not in latest or r["finished_at"] >= latest[label]["finished_at"]:
+            latest[label] = r
+    return sorted(latest.values(), key=lambda r: (r["position"], r.get("label", r["strategy"])))
+
+
+def representatives(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first run (lowest seed) of each configuration, named by its configuration."""
+    from tunebench.report.significance import groups
+
+    return [{**rs[0], "strategy": group} for group, rs in groups(runs).items()]
 
 
 def load_test_texts(record: dict[str, Any]) -> TestTexts:

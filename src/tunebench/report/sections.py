@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 
 from tunebench.outputs import _fmt_bytes as format_bytes
-from tunebench.report import analysis, figures
+from tunebench.report import analysis, figures, significance
 from tunebench.report import error_analysis as ea
 from tunebench.report.cost import RELATIVE_SPEED, device_key, study_cost_by_device
 from tunebench.report.document import Bullets, Cell, Code, Figure, Para, Section, Table, cell, text_table
@@ -77,10 +77,26 @@ def headline(ctx: Context) -> Section:
             else:
                 cells.append(cell(value, fmt, best))
         rows.append(cells)
-    table = Table(["strategy", "settings"] + [h for h, _, _ in HEADLINE], rows, key="headline",
-                  caption="★ marks the best value of each column. Cost is the measured train time times the "
-                          "price of the run's device (section 8).")
-    return Section("headline", "1. Headline", [table])
+    caption = ("★ marks the best value of each column. Cost is the measured train time times the price of the "
+               "run's device (see Cost).")
+    if ctx.inputs.repeated:
+        summ = significance.summaries(ctx.inputs.runs)
+        quality = {"val_macro_f1": "val_macro_f1", "test_macro_f1": "test_macro_f1", "test_accuracy": "test_accuracy",
+                   "test_weighted_f1": "test_weighted_f1"}
+        columns = [col for _, col, _ in HEADLINE]
+        for rec, cells in zip(ctx.records, rows, strict=True):
+            s = summ[rec["strategy"]]
+            for col, key in quality.items():
+                i = 2 + columns.index(col)
+                cells[i] = Cell(significance.fmt_summary(s[key]), cells[i].value, cells[i].best)
+            ci = s["test_macro_f1"]
+            cells[2:2] = [cell(ci.n), Cell(significance.fmt_interval(ci.low, ci.high))]
+        caption += (" Several seeds: every number is the mean over a configuration's seeds; ± is their standard "
+                    "deviation; the interval is a 95% bootstrap confidence interval of the mean test macro-F1.")
+        headers = ["configuration", "settings", "seeds", "test macro-F1 95% CI"] + [h for h, _, _ in HEADLINE]
+    else:
+        headers = ["strategy", "settings"] + [h for h, _, _ in HEADLINE]
+    return Section("headline", "1. Headline", [Table(headers, rows, key="headline", caption=caption)])
 
 
 def comparison(ctx: Context) -> Section:
@@ -156,7 +172,12 @@ def cost(ctx: Context) -> Section:
 
 
 def recommendation(ctx: Context) -> Section:
-    picks, caveats = analysis.recommendation(ctx.frame, ctx.records)
+    tied = None
+    runs = ctx.inputs.runs or ctx.records
+    if len(significance.groups(runs)) > 1:
+        best, comparisons = significance.compare_with_best(runs, ctx.inputs.predictions)
+        tied = [best] + significance.tied_with_best(comparisons)
+    picks, caveats = analysis.recommendation(ctx.frame, ctx.records, tied)
     return Section("recommendation", "9. Recommendation", [Bullets(picks), Para("Caveats:"), Bullets(caveats)])
 
 

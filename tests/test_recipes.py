@@ -1,0 +1,46 @@
+"""Every recipe parses into a StudySpec, names data and models tunebench knows, and has a README row;
+offline twins stay offline and small."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunebench.catalog import BUILTINS, hub_entry
+from tunebench.modeling import ALIASES
+from tunebench.spec import load_spec
+from tunebench.sweep import configurations
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+HUB_MODELS = {"bert-base-uncased", "distilbert-base-uncased", "roberta-large"}  # the reference studies' models
+ALL = sorted(RECIPES.glob("*.yaml"))
+
+
+def test_there_is_an_offline_twin_for_every_hub_recipe():
+    names = {p.stem for p in ALL}
+    assert len(ALL) == 9
+    for twin in ("banking77-offline", "ag-news-offline", "snli-offline", "financial-phrasebank-offline"):
+        assert twin in names
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_recipe_validates(path):
+    spec = load_spec(path)
+    assert spec.name == path.stem and str(spec.output.dir) == f"tunebench-out/{path.stem}"
+    runs = len(configurations(spec)) * len(spec.sweep.seed_list or [0])
+    assert 2 <= runs <= 60
+    if path.stem.endswith("-offline"):
+        assert spec.data.source in BUILTINS and spec.model.name in ALIASES
+        assert spec.data.train_limit and spec.data.train_limit <= 1500 and spec.training.epochs <= 3
+        assert runs <= 10  # sized for 5-10 minutes on 2 CPU cores
+        twin = hub_entry(load_spec(_hub_recipe(path)).data.source)
+        assert twin is not None and twin.twin == spec.data.source  # the catalog's own twin
+    else:
+        assert hub_entry(spec.data.source) is not None and spec.model.name in HUB_MODELS
+    assert f"`{path.name}`" in (RECIPES / "README.md").read_text()
+
+
+def _hub_recipe(offline: Path) -> Path:
+    stem = offline.stem.removesuffix("-offline")
+    return next(p for p in ALL if p.stem.startswith(stem) and not p.stem.endswith("-offline"))
