@@ -68,6 +68,13 @@ def run(
         "--no-prefix-cache", help="recompute frozen layers every epoch instead of caching their outputs")] = False,
     no_bucketing: Annotated[bool, typer.Option(
         "--no-bucketing", help="plain shuffled batches instead of length buckets")] = False,
+    backend: Annotated[str | None, typer.Option(
+        help="local (here, one run at a time) or ray (one Ray task per run; see docs/SCALING.md)")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="ray: the cluster's address (HOST:PORT, ray://HOST:10001, auto); default: a local Ray instance")] = None,
+    max_retries: Annotated[int | None, typer.Option(help="ray: retries of a run whose worker was lost")] = None,
+    nproc: Annotated[int | None, typer.Option(
+        help="processes per run (DDP: CPU processes or one per GPU); also works under torchrun/accelerate launch")] = None,
 ) -> None:
     """Run a study: every strategy on the same data, splits, seed and evaluation."""
     from tunebench.spec import default_study, load_spec, spec_from_dict
@@ -85,6 +92,8 @@ def run(
         ("training", "scheduler"): scheduler, ("training", "seed"): seed,
         ("training", "precision"): precision, ("training", "device"): device,
         ("output", "dir"): str(output) if output else None,
+        ("execution", "backend"): backend, ("execution", "address"): address,
+        ("execution", "max_retries"): max_retries, ("execution", "nproc"): nproc,
     }
     if dataset is not None and study_file is None:
         # a user dataset replaces the default SNLI slice: drop the default limits unless given
@@ -120,21 +129,35 @@ def _study_name(dataset: str, model: str) -> str:
 
 
 def _run(spec, force: bool) -> None:
+    from tunebench import distributed
     from tunebench.console import RichReporter, comparison_table
     from tunebench.modeling import quiet_libraries
     from tunebench.outputs import results_frame
     from tunebench.study import run_study
 
+    distributed.check_nproc(spec.execution.nproc, spec.training.device)
+    if spec.execution.nproc > 1 and distributed.launched_world_size() == 1:
+        err.print(f"[bold]tunebench[/bold]: starting {spec.execution.nproc} processes (torch.distributed.run)")
+        code = distributed.launch(spec.to_dict(), spec.execution.nproc, force)
+        if code:
+            raise Exit(code)
+        return
     quiet_libraries()
+    if distributed.launched_rank() != 0:  # the other processes of a DDP launch train and stay quiet
+        run_study(spec, force=force)
+        return
     reporter = RichReporter(err)
     err.print(f"[bold]tunebench[/bold] study '{spec.name}': {len(spec.strategies)} strategies "
-              f"({', '.join(s.label for s in spec.strategies)}) → {spec.output.dir}")
+              f"({', '.join(s.label for s in spec.strategies)}) → {spec.output.dir}"
+              + (f", on Ray ({spec.execution.address or 'a local instance'})" if spec.execution.backend == "ray" else ""))
     try:
         records = run_study(spec, force=force, reporter=reporter)
     finally:
         reporter.close()
     table_console = out if out.is_terminal else Console(width=160)
     table_console.print(comparison_table(results_frame(records), title=f"tunebench: {spec.name}"))
+    if not any(r["status"] == "finished" for r in records):
+        raise TunebenchError(f"no run of study '{spec.name}' finished; see results.csv for why")
     from tunebench.report import build_report  # the report is a pure function of the store; rebuild: tunebench report
     build_report(spec.output.dir, study=spec.name)
     out.print(f"results: {spec.output.dir}/report.html, report.md, results.csv, results.json, tunebench.sqlite")
