@@ -124,7 +124,8 @@ def sum_over_processes(*values: float) -> list[float]:
     """Per-process counters (loss sums, examples, tokens) summed over all processes."""
     if world_size() == 1:
         return list(values)
-    t = torch.tensor(values, dtype=torch.float64)
+    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor(values, dtype=torch.float64, device=on)  # NCCL reduces GPU tensors only
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
 

@@ -151,41 +151,48 @@ def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None
     """
     from tunebench.backends import backend_for
 
-    reporter = reporter or SilentReporter()
-    out_dir = Path(spec.output.dir)
     with distributed.session(spec.training.device) as writer, (backend or backend_for(spec.execution)) as runner:
-        reporter = reporter if writer else SilentReporter()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with distributed.writer_first():  # rank 0 fills the dataset cache before the others read it
-            prepared = prepare(spec, reporter, runner.placement(spec))
-        from tunebench.eda import dataset_profile, write_profile  # the data section of the outputs
+        reporter = (reporter or SilentReporter()) if writer else SilentReporter()
+        if spec.execution.nproc > distributed.world_size():
+            reporter.message(f"execution.nproc is {spec.execution.nproc} but this is one process: "
+                             "'tunebench run' or torchrun starts the processes")
+        return _run_study(spec, force, reporter, runner, writer)
 
-        if writer:
-            write_profile(dataset_profile(prepared.bundle, prepared.tokenizer, spec.model.max_length), out_dir)
-        for note in prepared.bundle.notes:
-            reporter.message(note)
-        env = environment(prepared.device)
-        with Store(out_dir / STORE_NAME) if writer else contextlib.nullcontext() as store:
-            plan = plan_runs(spec, prepared)
-            todo = []
-            for planned in plan:
-                if writer and store.finished(planned.run_id) and not force:
-                    reporter.run_skipped(planned.label, planned.run_id)
-                else:
-                    todo.append(planned)
-            wanted = distributed.from_writer({p.run_id for p in todo})  # every process runs what rank 0 decided
-            todo = [p for p in plan if p.run_id in wanted]
 
-            def keep(record: dict[str, Any], labels: list[int] | None, probs: list[list[float]] | None) -> None:
-                if store is not None:
-                    store.put(record, labels, probs)
-                    reporter.run_finished(record)
-                    write_outputs(_study_records(store, spec, plan), out_dir)
+def _run_study(spec: StudySpec, force: bool, reporter: Reporter, runner: Any, writer: bool) -> list[dict[str, Any]]:
+    out_dir = Path(spec.output.dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with distributed.writer_first():  # rank 0 fills the dataset cache before the others read it
+        prepared = prepare(spec, reporter, runner.placement(spec))
+    from tunebench.eda import dataset_profile, write_profile  # the data section of the outputs
 
-            runner.run(spec, todo, len(plan), prepared, env, reporter, keep)
-            records = _study_records(store, spec, plan) if store is not None else []
-        if writer:
-            write_outputs(records, out_dir)
+    if writer:
+        write_profile(dataset_profile(prepared.bundle, prepared.tokenizer, spec.model.max_length), out_dir)
+    for note in prepared.bundle.notes:
+        reporter.message(note)
+    env = environment(prepared.device)
+    with Store(out_dir / STORE_NAME) if writer else contextlib.nullcontext() as store:
+        plan = plan_runs(spec, prepared)
+        todo = []
+        for planned in plan:
+            if writer and store.finished(planned.run_id) and not force:
+                reporter.run_skipped(planned.label, planned.run_id)
+                continue
+            todo.append(planned)
+        wanted = distributed.from_writer({p.run_id for p in todo})  # every process runs what rank 0 decided
+        todo = [p for p in plan if p.run_id in wanted]
+
+        def keep(record: dict[str, Any], labels: list[int] | None, probs: list[list[float]] | None) -> None:
+            """The single writer: each result goes to the store and the outputs as it arrives."""
+            if store is not None:
+                store.put(record, labels, probs)
+                reporter.run_finished(record)
+                write_outputs(_study_records(store, spec, plan), out_dir)
+
+        runner.run(spec, todo, len(plan), prepared, env, reporter, keep)
+        records = _study_records(store, spec, plan) if store is not None else []
+    if writer:
+        write_outputs(records, out_dir)
     return records
 
 
