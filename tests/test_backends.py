@@ -52,7 +52,17 @@ def killing_run(marker_dir: str, kills: dict[str, int], spec, planned, total, pr
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    """A local Ray instance on loopback whose workers can import this module (for ``killing_run``)."""
+    saved = os.environ.get("PYTHONPATH")
+    root = str(Path(__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, saved]))  # workers inherit it
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = saved
     yield
     ray.shutdown()
 

@@ -37,6 +37,13 @@ def no_dropout_bert(tmp_path_factory):
     return folder
 
 
+def _spec(model, csv, out, strategies, epochs) -> StudySpec:
+    """The study ``_flags`` describes, built in Python (same run ids)."""
+    return StudySpec(name="ddp", data={"source": str(csv)}, model={"name": str(model), "max_length": 32},
+                     strategies=strategies, training={"epochs": epochs, "batch_size": 8, "lr": 3e-3},
+                     output={"dir": str(out)})
+
+
 def _flags(model, csv, out, *extra):
     return ["run", "--model", str(model), "--dataset", str(csv), "--strategies", STRATEGIES, "--epochs", "2",
             "--batch-size", "8", "--lr", "3e-3", "--max-length", "32", "--name", "ddp", "-o", str(out), *extra]
@@ -44,7 +51,7 @@ def _flags(model, csv, out, *extra):
 
 def test_two_processes_match_one_process_with_the_same_effective_batch(capsys, no_dropout_bert, reviews_csv,
                                                                          tmp_path):
-    assert cli(capsys, *_flags(no_dropout_bert, reviews_csv, tmp_path / "one"))[0] == 0
+    study_module.run_study(_spec(no_dropout_bert, reviews_csv, tmp_path / "one", STRATEGIES.split(), epochs=2))
     code, stdout, _ = cli(capsys, *_flags(no_dropout_bert, reviews_csv, tmp_path / "two", "--nproc", "2"))
     assert code == 0
     with Store(tmp_path / "one" / STORE_NAME) as a, Store(tmp_path / "two" / STORE_NAME) as b:
@@ -68,10 +75,7 @@ def test_two_processes_match_one_process_with_the_same_effective_batch(capsys, n
 
 def test_a_process_other_than_rank_0_writes_nothing(no_dropout_bert, reviews_csv, tmp_path, monkeypatch):
     monkeypatch.setattr(distributed, "rank", lambda: 1)
-    spec = StudySpec(name="ddp", data={"source": str(reviews_csv)},
-                     model={"name": str(no_dropout_bert), "max_length": 32}, strategies=["head"],
-                     training={"epochs": 1, "batch_size": 8}, output={"dir": str(tmp_path / "out")})
-    assert study_module.run_study(spec) == []
+    assert study_module.run_study(_spec(no_dropout_bert, reviews_csv, tmp_path / "out", ["head"], epochs=1)) == []
     assert [p for p in (tmp_path / "out").rglob("*")] == []
 
 
