@@ -71,6 +71,13 @@ def run(
     attention: Annotated[str | None, typer.Option(help="attention kernel: auto, sdpa or eager")] = None,
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="torch.compile the model (dynamic shapes; minutes of compiling first)")] = False,
+    backend: Annotated[str | None, typer.Option(
+        help="local (here, one run at a time) or ray (one Ray task per run; see docs/SCALING.md)")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="ray: the cluster's address (HOST:PORT, ray://HOST:10001, auto); default: a local Ray instance")] = None,
+    max_retries: Annotated[int | None, typer.Option(help="ray: retries of a run whose worker was lost")] = None,
+    nproc: Annotated[int | None, typer.Option(
+        help="processes per run (DDP: CPU processes or one per GPU); also works under torchrun/accelerate launch")] = None,
 ) -> None:
     """Run a study: every strategy on the same data, splits, seed and evaluation."""
     options = dict(locals())
@@ -96,6 +103,8 @@ def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) ->
         ("training", "scheduler"): o["scheduler"], ("training", "seed"): o["seed"],
         ("training", "precision"): o["precision"], ("training", "device"): o["device"],
         ("output", "dir"): str(o["output"]) if o["output"] else None,
+        ("execution", "backend"): o["backend"], ("execution", "address"): o["address"],
+        ("execution", "max_retries"): o["max_retries"], ("execution", "nproc"): o["nproc"],
     }
     if o["dataset"] is not None and study_file is None:
         # a user dataset replaces the default SNLI slice: drop the default limits unless given
@@ -134,23 +143,37 @@ def _study_name(dataset: str, model: str) -> str:
 
 
 def _run(spec, force: bool) -> None:
+    from tunebench import distributed
     from tunebench.console import RichReporter, comparison_table
     from tunebench.modeling import quiet_libraries
     from tunebench.outputs import results_frame
     from tunebench.study import run_study
 
+    distributed.check_nproc(spec.execution.nproc, spec.training.device)
+    if spec.execution.nproc > 1 and distributed.launched_world_size() == 1:
+        err.print(f"[bold]tunebench[/bold]: starting {spec.execution.nproc} processes (torch.distributed.run)")
+        code = distributed.launch(spec.to_dict(), spec.execution.nproc, force)
+        if code:
+            raise Exit(code)
+        return
     quiet_libraries()
+    if distributed.launched_rank() != 0:  # the other processes of a DDP launch train and stay quiet
+        run_study(spec, force=force)
+        return
     reporter = RichReporter(err)
     swept = f", sweep: {spec.sweep.method}" if spec.sweep.method else ""
     seeds = f", seeds {' '.join(map(str, spec.sweep.seed_list))}" if spec.sweep.seed_list else ""
     err.print(f"[bold]tunebench[/bold] study '{spec.name}': {len(spec.strategies)} strategies "
-              f"({', '.join(s.label for s in spec.strategies)}){swept}{seeds} → {spec.output.dir}")
+              f"({', '.join(s.label for s in spec.strategies)}){swept}{seeds} → {spec.output.dir}"
+              + (f", on Ray ({spec.execution.address or 'a local instance'})" if spec.execution.backend == "ray" else ""))
     try:
         records = run_study(spec, force=force, reporter=reporter)
     finally:
         reporter.close()
     table_console = out if out.is_terminal else Console(width=160)
     table_console.print(comparison_table(results_frame(records), title=f"tunebench: {spec.name}"))
+    if not any(r["status"] == "finished" for r in records):
+        raise TunebenchError(f"no run of study '{spec.name}' finished; see results.csv for why")
     from tunebench.report import build_report  # the report is a pure function of the store; rebuild: tunebench report
     build_report(spec.output.dir, study=spec.name)
     out.print(f"results: {spec.output.dir}/report.html, report.md, results.csv, results.json, tunebench.sqlite")

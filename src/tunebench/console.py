@@ -1,4 +1,4 @@
-"""The terminal side of a study: a rich progress bar per run and the final comparison table."""
+"""The terminal side of a study: rich progress bars (the study, each run) and the final comparison table."""
 
 from __future__ import annotations
 
@@ -13,43 +13,71 @@ from tunebench.outputs import display_rows
 
 
 class RichReporter:
-    """Shows one progress bar per run: strategy, epoch, running loss, examples/s."""
+    """Progress for the whole study: a bar for the study's runs and one per run in progress.
+
+    Runs may progress at the same time (the Ray backend); a step names its run with ``position``,
+    else it belongs to the run started last.
+    """
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
         self._progress: Progress | None = None
-        self._task: TaskID | None = None
-        self._batches = 0
+        self._study: TaskID | None = None
+        self._runs: dict[int, TaskID] = {}
+        self._batches: dict[int, int] = {}
+        self._current: int | None = None
+        self._done = 0
 
     def message(self, text: str) -> None:
         self.console.print(f"[dim]{text}[/dim]")
 
+    def _bars(self, total: int) -> Progress:
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}[/bold]"), BarColumn(), TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
+            )
+            self._progress.start()
+            if total > 1:
+                self._study = self._progress.add_task("study", total=total, completed=self._done,
+                                                      detail=f"{self._done}/{total} runs")
+        return self._progress
+
     def run_started(self, position: int, total: int, label: str, batches_per_epoch: int,
                     epochs: int) -> None:
-        self._close()
-        self._batches = batches_per_epoch
-        self._progress = Progress(
-            TextColumn(f"[bold]{position + 1}/{total} {label}[/bold]"),
-            BarColumn(),
-            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[speed]} ex/s"),
-            TimeElapsedColumn(), TimeRemainingColumn(),
-            console=self.console, transient=False,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(label, total=batches_per_epoch * epochs, epoch=1, epochs=epochs,
-                                             loss="—", speed="—")
+        bars = self._bars(total)
+        if position in self._runs:  # started again (a Ray retry)
+            bars.remove_task(self._runs.pop(position))
+        self._batches[position] = batches_per_epoch
+        self._runs[position] = bars.add_task(f"{position + 1}/{total} {label}", total=batches_per_epoch * epochs,
+                                             detail=f"epoch 1/{epochs}")
+        self._current = position
 
     def step(self, info: dict[str, Any]) -> None:
-        if self._progress is None or self._task is None:
+        position = info.get("position", self._current)
+        if self._progress is None or position not in self._runs:
             return
-        done = (info["epoch"] - 1) * self._batches + info["batch"]
-        self._progress.update(self._task, completed=done, epoch=info["epoch"], loss=f"{info['loss']:.4f}",
-                              speed=f"{info['examples_per_s']:.1f}")
+        done = (info["epoch"] - 1) * self._batches[position] + info["batch"]
+        self._progress.update(self._runs[position], completed=done,
+                              detail=f"epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  "
+                                     f"{info['examples_per_s']:.1f} ex/s")
+
+    def _ended(self, position: int | None) -> None:
+        self._done += 1
+        if self._progress is None:
+            return
+        if position in self._runs:
+            self._progress.remove_task(self._runs.pop(position))
+        if self._study is not None:
+            total = self._progress.tasks[self._study].total
+            self._progress.update(self._study, completed=self._done, detail=f"{self._done}/{total:.0f} runs")
 
     def run_finished(self, record: dict[str, Any]) -> None:
-        self._close()
+        self._ended(record.get("position"))
+        if record.get("status", "finished") != "finished":
+            self.console.print(f"  [red]✗[/red] {record['strategy']}: {record['status']} — "
+                               f"{record.get('error', 'no result')}")
+            return
         res, test = record["resources"], record["test"]
         self.console.print(
             f"  [green]✓[/green] {record['strategy']}: test macro-F1 {test['macro_f1']:.3f}, "
@@ -57,17 +85,15 @@ class RichReporter:
             f"train {res['train_time_s']:.1f} s")
 
     def run_skipped(self, label: str, run_id: str) -> None:
+        self._done += 1
         self.console.print(f"  [yellow]↷[/yellow] {label}: already finished in the store (run {run_id}); "
                            "--force redoes it")
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-            self._task = None
-
-    def close(self) -> None:
-        self._close()
+            self._runs.clear()
 
 
 def comparison_table(frame: pd.DataFrame, title: str = "Comparison") -> Table:

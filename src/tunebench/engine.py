@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tunebench import distributed
 from tunebench.metrics import classification_metrics
 from tunebench.prefix import FrozenPrefix, HiddenCache
 from tunebench.resources import PeakMemory
@@ -250,7 +251,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     ``lowest_trainable_layer`` (from the strategy): layers below it are frozen, run in eval mode,
     and — with ``cfg.prefix_cache`` — are computed once per example instead of every epoch.
     """
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed + distributed.rank())  # other dropout per process, as across one big batch
     model.to(device)
     memory = PeakMemory(device)
     memory.start()
@@ -294,18 +295,26 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
             plan = batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
                            bucket=50 if cfg.bucketing else 0)
             optimizer.zero_grad(set_to_none=True)
-            for i, index in enumerate(plan):
-                batch = collate(train, index, pad_id, device)
-                if inject is not None:
-                    inject.current = caches["train"].batch(index, batch["input_ids"].shape[1], device)
-                with _autocast(device, cfg.precision):
-                    out = runner(**batch)
-                loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1}")
-                scaled = loss / cfg.grad_accumulation
-                (scaler.scale(scaled) if scaler else scaled).backward()
+            for i, whole in enumerate(plan):
+                index = distributed.shard(whole)  # this process's part of the batch (all of it in one process)
+                if len(index):
+                    batch = collate(train, index, pad_id, device)
+                    if inject is not None:
+                        inject.current = caches["train"].batch(index, batch["input_ids"].shape[1], device)
+                    with _autocast(device, cfg.precision):
+                        out = runner(**batch)
+                    loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1}")
+                    # weighted by the shard's share, so the gradients summed over processes are the batch mean's
+                    scaled = loss * (len(index) / len(whole)) / cfg.grad_accumulation
+                    (scaler.scale(scaled) if scaler else scaled).backward()
+                    loss_sum += float(loss.detach()) * len(index)
+                    loss_n += len(index)
+                    seen_examples += len(index)
+                    seen_tokens += int(batch["attention_mask"].sum())
                 if (i + 1) % cfg.grad_accumulation == 0 or i + 1 == len(plan):
+                    distributed.all_reduce_grads(params)
                     if scaler:
                         scaler.unscale_(optimizer)
                     if cfg.max_grad_norm:
@@ -318,14 +327,11 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
-                loss_sum += float(loss.detach()) * len(index)
-                loss_n += len(index)
-                seen_examples += len(index)
-                seen_tokens += int(batch["attention_mask"].sum())
-                if on_step is not None:
+                if on_step is not None and loss_n:
                     elapsed = train_time + time.perf_counter() - epoch_start
                     on_step({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(plan),
                              "loss": loss_sum / loss_n, "examples_per_s": seen_examples / max(elapsed, 1e-9)})
+            loss_sum, loss_n = distributed.sum_over_processes(loss_sum, loss_n)  # the whole batch's loss
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             epoch_train = time.perf_counter() - epoch_start
@@ -357,6 +363,10 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     test = classification_metrics(test.labels, test_preds, label_names)
     test["loss"] = test_loss
 
+    seen_examples, seen_tokens = (int(v) for v in distributed.sum_over_processes(seen_examples, seen_tokens))
+    if distributed.world_size() > 1:
+        notes.append(f"trained in {distributed.world_size()} processes (DDP: each a shard of every batch, "
+                     "gradients summed); evaluation repeated in each; time and memory are rank 0's")
     resources = memory.stop()
     resources.update({
         "train_time_s": train_time,
@@ -372,6 +382,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
         "engine_notes": notes,
         "compiled": bool(cfg.compile),
         "attention": getattr(getattr(model, "config", None), "_attn_implementation", None),
+        "processes": distributed.world_size(),
     })
     return EngineResult(curves=curves, best_epoch=best_epoch, val_metrics=best_val, test_metrics=test,
                         test_probabilities=test_probs, test_predictions=test_preds, resources=resources,

@@ -27,7 +27,9 @@ COLUMNS = [
 
 
 def summary_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One flat row of the headline numbers of a run record."""
+    """One flat row of the headline numbers of a run record (a run without a result: its settings and status)."""
+    if record["status"] != "finished" and "test" not in record:
+        return _unfinished_row(record)
     spec = record["spec"]
     res = record["resources"]
     test, val = record["test"], record["val"]
@@ -67,6 +69,17 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "seed": record["resolved"]["seed"],
         "status": record["status"],
     }
+
+
+def _unfinished_row(record: dict[str, Any]) -> dict[str, Any]:
+    spec, resolved = record["spec"], record.get("resolved", {})
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update({"run": record["run_id"], "strategy": record["strategy"], "kind": spec["kind"], "k": spec.get("k"),
+                "rank": spec.get("r"), "alpha": spec.get("alpha"), "lr": resolved.get("lr"),
+                "scheduler": resolved.get("scheduler"), "epochs": resolved.get("epochs"),
+                "precision": resolved.get("precision"), "device": resolved.get("device"),
+                "seed": resolved.get("seed"), "status": record["status"]})
+    return row
 
 
 def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -161,9 +174,14 @@ DISPLAY = [
 ]
 
 
+def _missing(value: Any) -> str | None:
+    """``—`` for a number a run does not have (it failed), else None."""
+    return "—" if value is None or (isinstance(value, float) and value != value) else None
+
+
 def display_rows(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     headers = [h for h, _, _ in DISPLAY]
-    rows = [[fmt(row[col]) for _, col, fmt in DISPLAY] for _, row in frame.iterrows()]
+    rows = [[_missing(row[col]) or fmt(row[col]) for _, col, fmt in DISPLAY] for _, row in frame.iterrows()]
     return headers, rows
 
 
@@ -186,9 +204,10 @@ def seed_table(configs: pd.DataFrame) -> list[str]:
 def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None = None) -> str:
     """A short Markdown summary: what was compared, on what, and the headline table."""
     frame = results_frame(records) if frame is None else frame
-    if not records:
+    finished = [r for r in records if r["status"] == "finished"]
+    if not finished:
         return "# tunebench study\n\nNo finished runs yet.\n"
-    first = records[0]
+    first = finished[0]
     data, model, env = first["data"], first["model"], first["environment"]
     lines = [f"# tunebench study: {first['study']}", ""]
     lines.append(f"- **Model**: `{model['name']}` ({_fmt_int(first['params']['total'])} parameters, "
@@ -210,8 +229,9 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
     lines.append("")
     if repeated(frame):
         lines += seed_table(config_frame(frame)) + [""]
-    best = frame.loc[frame["test_macro_f1"].idxmax()]
-    fastest = frame.loc[frame["examples_per_s"].idxmax()]
+    done = frame[frame["status"] == "finished"]
+    best = done.loc[done["test_macro_f1"].idxmax()]
+    fastest = done.loc[done["examples_per_s"].idxmax()]
     lines.append(f"Best test macro-F1 (one run): **{best['label']}** ({best['test_macro_f1']:.3f}). "
                  f"Fastest training: **{fastest['label']}** ({fastest['examples_per_s']:.1f} examples/s).")
     lines.append("")
@@ -219,6 +239,10 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
                  "learning rates differ per strategy (see the lr column); the best epoch is chosen "
                  "on validation macro-F1; peak memory is the process's peak RSS on CPU, or CUDA max "
                  "allocated on GPU.")
+    unfinished = [r for r in records if r["status"] != "finished"]
+    if unfinished:
+        lines += ["", "Runs without a result:", ""] + [
+            f"- {r['strategy']}: {r['status']}" + (f" — {r['error']}" if r.get("error") else "") for r in unfinished]
     notes = data.get("notes") or []
     if notes:
         lines += ["", "Data notes:", ""] + [f"- {n}" for n in notes]

@@ -21,6 +21,7 @@ Scheduler = Literal["linear", "cosine", "constant"]
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 StrategyKind = Literal["full", "head", "partial", "lora"]
+BackendName = Literal["local", "ray"]
 
 #: Learning rates used when neither the strategy nor ``training.lr`` sets one.  Fewer trainable
 #: parameters tolerate (and need) a larger step: LoRA's low-rank update starts at zero and
@@ -289,8 +290,32 @@ class SweepSpec(_Strict):
         return list(dict.fromkeys(self.seeds)) if self.seeds else None
 
 
+class ExecutionSpec(_Strict):
+    """Where the runs execute: here one at a time, on a Ray cluster, or each across processes (DDP).
+
+    Not part of any run's id: where a run executes does not change what it computes.
+    """
+
+    backend: BackendName = Field(default="local", description="local: here, one run at a time; ray: one Ray task per run")
+    address: str | None = Field(default=None, description="ray: cluster address (host:port, ray://host:10001, auto); "
+                                                           "none starts a local Ray instance")
+    max_retries: int = Field(default=2, ge=0, description="ray: times a run is retried when its worker is lost")
+    cpus_per_run: int | None = Field(default=None, ge=1, description="ray: CPUs (and torch threads) per CPU run; "
+                                                                     "default 1")
+    gpus_per_run: float = Field(default=1.0, gt=0, description="ray: GPUs per CUDA run")
+    nproc: int = Field(default=1, ge=1, description="local: processes per run (DDP, torch.distributed)")
+
+    @model_validator(mode="after")
+    def _check(self) -> ExecutionSpec:
+        if self.nproc > 1 and self.backend == "ray":
+            raise ValueError("nproc > 1 works with the local backend only (a Ray task runs in one process)")
+        if self.address is not None and self.backend != "ray":
+            raise ValueError("an address is for the ray backend; add --backend ray")
+        return self
+
+
 class StudySpec(_Strict):
-    """A whole study: data, model, strategies to compare, training, outputs."""
+    """A whole study: data, model, strategies to compare, training, execution, outputs."""
 
     name: str = "study"
     data: DataSpec = Field(default_factory=DataSpec)
@@ -298,6 +323,9 @@ class StudySpec(_Strict):
     strategies: list[StrategySpec] = Field(default_factory=list)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     sweep: SweepSpec = Field(default_factory=SweepSpec)
+
+
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
 
     @field_validator("strategies", mode="before")

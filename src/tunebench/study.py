@@ -8,6 +8,7 @@ already in the store, and a changed setting makes a new run instead of reusing a
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from typing import Any, Protocol
 
 import torch
 
-from tunebench import engine
+from tunebench import distributed, engine
 from tunebench.checkpoint import essential_bytes, save_checkpoint
 from tunebench.data import DatasetBundle, load_dataset_bundle
+from tunebench.errors import SpecError
 from tunebench.modeling import check_model_source, count_parameters, load_classifier, load_tokenizer
 from tunebench.outputs import write_outputs
 from tunebench.resources import environment
@@ -72,10 +74,17 @@ class Prepared:
     precision: str
 
 
-def prepare(spec: StudySpec, reporter: Reporter) -> Prepared:
-    """Load and split the data, check the model, tokenize every split once."""
-    device = engine.pick_device(spec.training.device)
-    precision = engine.resolve_precision(spec.training.precision, device)
+def prepare(spec: StudySpec, reporter: Reporter, placement: tuple[torch.device, str] | None = None) -> Prepared:
+    """Load and split the data, check the model, tokenize every split once.
+
+    ``placement``: the (device, precision) the runs will use when they run elsewhere (a Ray cluster's
+    GPUs); by default this machine's, from the spec.
+    """
+    if placement is None:
+        device = engine.pick_device(spec.training.device)
+        precision = engine.resolve_precision(spec.training.precision, device)
+    else:
+        device, precision = placement
     model_source = check_model_source(spec.model.name)
     reporter.message(f"loading data '{spec.data.source}'")
     bundle = load_dataset_bundle(spec.data, seed=spec.training.seed)
@@ -155,35 +164,66 @@ def planned_run(spec: StudySpec, prepared: Prepared, config: Configuration, seed
                       config.group, config.params)
 
 
-def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None = None) -> list[dict[str, Any]]:
-    """Run every strategy of ``spec`` not already finished in the store; return all records."""
-    reporter = reporter or SilentReporter()
+def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None = None,
+              backend: Any = None) -> list[dict[str, Any]]:
+    """Run every strategy of ``spec`` not already finished in the store; return all records.
+
+    ``backend`` executes the runs (:mod:`tunebench.backends`; default: from ``spec.execution``);
+    whatever it is, this process alone writes the store and the outputs.  Under a multi-process
+    launcher every process calls this and only rank 0 writes (and returns the records).
+    """
+    from tunebench.backends import backend_for
+
+    with distributed.session(spec.training.device) as writer, (backend or backend_for(spec.execution)) as runner:
+        reporter = (reporter or SilentReporter()) if writer else SilentReporter()
+        if spec.execution.nproc > distributed.world_size():
+            reporter.message(f"execution.nproc is {spec.execution.nproc} but this is one process: "
+                             "'tunebench run' or torchrun starts the processes")
+        return _run_study(spec, force, reporter, runner, writer)
+
+
+def _run_study(spec: StudySpec, force: bool, reporter: Reporter, runner: Any, writer: bool) -> list[dict[str, Any]]:
     out_dir = Path(spec.output.dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    prepared = prepare(spec, reporter)
+    with distributed.writer_first():  # rank 0 fills the dataset cache before the others read it
+        prepared = prepare(spec, reporter, runner.placement(spec))
     from tunebench.eda import dataset_profile, write_profile  # the data section of the outputs
 
-    write_profile(dataset_profile(prepared.bundle, prepared.tokenizer, spec.model.max_length), out_dir)
+    if writer:
+        write_profile(dataset_profile(prepared.bundle, prepared.tokenizer, spec.model.max_length), out_dir)
     for note in prepared.bundle.notes:
         reporter.message(note)
     env = environment(prepared.device)
-    with Store(out_dir / STORE_NAME) as store:
+    with Store(out_dir / STORE_NAME) if writer else contextlib.nullcontext() as store:
         if spec.sweep.method == "optuna":  # configurations chosen as results come in, not planned up front
             from tunebench.search import run_search
 
+            if distributed.world_size() > 1 or spec.execution.backend != "local":
+                raise SpecError("sweep.search: optuna picks each trial from the results before it, so it runs "
+                                "here in one process; use grid or random with --backend ray or --nproc")
             plan = run_search(spec, prepared, store, env, reporter, force)
         else:
             plan = plan_runs(spec, prepared)
+            todo = []
             for planned in plan:
-                if store.finished(planned.run_id) and not force:
+                if writer and store.finished(planned.run_id) and not force:
                     reporter.run_skipped(planned.label, planned.run_id)
                     continue
-                record, labels, probs = execute_run(spec, planned, len(plan), prepared, env, reporter)
-                store.put(record, labels, probs)
-                reporter.run_finished(record)
-                write_outputs(_study_records(store, spec, plan), out_dir)
-        records = _study_records(store, spec, plan)
-    write_outputs(records, out_dir)
+                todo.append(planned)
+            wanted = distributed.from_writer({p.run_id for p in todo})  # every process runs what rank 0 decided
+            todo = [p for p in plan if p.run_id in wanted]
+
+            def keep(record: dict[str, Any], labels: list[int] | None, probs: list[list[float]] | None) -> None:
+                """The single writer: each result goes to the store and the outputs as it arrives."""
+                if store is not None:
+                    store.put(record, labels, probs)
+                    reporter.run_finished(record)
+                    write_outputs(_study_records(store, spec, plan), out_dir)
+
+            runner.run(spec, todo, len(plan), prepared, env, reporter, keep)
+        records = _study_records(store, spec, plan) if store is not None else []
+    if writer:
+        write_outputs(records, out_dir)
     return records
 
 
@@ -227,7 +267,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     slug = strategy_spec.label.replace(":", "-").replace(",", "_").replace("=", "").replace("+", "-")
     checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
     save_bytes, checkpoint_bytes = essential_bytes(model), None
-    if spec.output.save_checkpoints:
+    if spec.output.save_checkpoints and distributed.is_writer():
         meta = {"run_id": run_id, "strategy": strategy_spec.label, "label_names": bundle.label_names,
                 "max_length": spec.model.max_length, "base_model": prepared.model_source,
                 "model_name": spec.model.name, "is_pair": bundle.is_pair,
@@ -271,3 +311,25 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     }
     probs = [[round(float(x), 6) for x in row] for row in result.test_probabilities]
     return record, prepared.test.labels.tolist(), probs
+
+
+def failed_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, error: str,
+                  started: datetime | None = None) -> dict[str, Any]:
+    """The record of a run that ended without a result (its worker lost for good, an exception): status and error."""
+    now = datetime.now(timezone.utc)
+    started = started or now
+    return {
+        "run_id": planned.run_id,
+        "study": spec.name,
+        "position": planned.position,
+        "strategy": planned.strategy.label,
+        "label": planned.label,
+        "status": "failed",
+        "error": error,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": now.isoformat(timespec="milliseconds"),
+        "spec": planned.strategy.model_dump(),
+        "study_spec": spec.to_dict(),
+        "resolved": {**vars(planned.cfg), "device": prepared.device.type, "max_length": spec.model.max_length},
+        "wall_time_s": round(now.timestamp() - started.timestamp(), 2),
+    }

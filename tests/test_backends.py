@@ -1,0 +1,126 @@
+"""The Ray backend on a local, loopback-only Ray instance: same results as local, lost workers retried or failed.
+
+One Ray study of three runs covers the three behaviours at once (Ray's start-up is the slow part):
+``head`` has its worker SIGKILLed mid-training on the first attempt, ``partial:k=1`` on every attempt,
+``lora:r=4`` runs undisturbed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tunebench import study as study_module
+from tunebench.spec import StudySpec
+from tunebench.store import STORE_NAME, Store
+
+from .conftest import easy_reviews
+
+ray = pytest.importorskip("ray")
+
+SAME = ["head", "lora:r=4"]  # run by both backends
+KILLED_ONCE, KILLED_ALWAYS = "head", "partial:k=1"
+RETRIES = 1
+
+
+def spec_for(model, csv, out, strategies) -> StudySpec:
+    return StudySpec(name="tiny", data={"source": str(csv)}, model={"name": str(model), "max_length": 32},
+                     strategies=strategies, training={"epochs": 2, "batch_size": 8, "lr": 3e-3},
+                     output={"dir": str(out)})
+
+
+def killing_run(marker_dir: str, kills: dict[str, int], spec, planned, total, prepared, env, reporter):
+    """``execute_run`` whose worker process SIGKILLs itself at its first training step, ``kills[label]`` times."""
+    attempts = Path(marker_dir) / f"{planned.position}.attempts"
+    attempt = int(attempts.read_text()) + 1 if attempts.exists() else 1
+    attempts.write_text(str(attempt))
+    step = reporter.step
+
+    def step_or_die(info):
+        if attempt <= kills.get(planned.label, 0):
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker is lost mid-run, as when a node dies
+        step(info)
+
+    reporter.step = step_or_die
+    return study_module.execute_run(spec, planned, total, prepared, env, reporter)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray instance on loopback whose workers can import this module (for ``killing_run``)."""
+    saved = os.environ.get("PYTHONPATH")
+    root = str(Path(__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, saved]))  # workers inherit it
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = saved
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def both(ray_cluster, tiny_models, tmp_path_factory):
+    """(local records, ray records, ray output folder, marker folder)."""
+    from tunebench.backends import RayBackend
+
+    root = tmp_path_factory.mktemp("backends")
+    csv = root / "reviews.csv"
+    easy_reviews().to_csv(csv, index=False)
+    markers = root / "markers"
+    markers.mkdir()
+    local = study_module.run_study(spec_for(tiny_models["bert"], csv, root / "local", SAME))
+    run = functools.partial(killing_run, str(markers), {KILLED_ONCE: 1, KILLED_ALWAYS: RETRIES + 1})
+    backend = RayBackend(max_retries=RETRIES, run=run)
+    spec = spec_for(tiny_models["bert"], csv, root / "ray", SAME + [KILLED_ALWAYS])
+    remote = study_module.run_study(spec, backend=backend)
+    return local, remote, root / "ray", markers
+
+
+def _results(record):
+    curves = [{k: v for k, v in c.items() if k != "train_time_s"} for c in record["curves"]]
+    return record["run_id"], record["val"], record["test"], record["best_epoch"], curves, record["params"]
+
+
+def test_ray_backend_gives_the_local_backends_metrics_and_predictions(both):
+    local, remote, ray_out, _ = both
+    by_label = {r["label"]: r for r in remote}
+    for record in local:
+        assert _results(by_label[record["label"]]) == _results(record)  # equal, not close
+    local_store = Store(Path(local[0]["checkpoint"]).parents[1] / STORE_NAME)
+    with local_store, Store(ray_out / STORE_NAME) as ray_store:
+        for record in local:
+            assert ray_store.predictions(record["run_id"]) == local_store.predictions(record["run_id"])
+    assert Path(by_label["lora:r=4"]["checkpoint"]).is_dir()  # written by the worker into the output folder
+
+
+def test_a_worker_killed_mid_run_is_retried_and_the_run_finishes(both):
+    _, remote, _, markers = both
+    head = next(r for r in remote if r["label"] == KILLED_ONCE)
+    assert (markers / f"{head['position']}.attempts").read_text() == "2"
+    assert head["status"] == "finished" and head["test"]["accuracy"] > 0
+
+
+def test_a_run_lost_on_every_retry_is_failed_and_the_others_finish(both):
+    _, remote, ray_out, markers = both
+    assert [(r["label"], r["status"]) for r in remote] == [
+        ("head", "finished"), ("lora:r=4", "finished"), ("partial:k=1", "failed")]
+    failed = remote[-1]
+    assert (markers / f"{failed['position']}.attempts").read_text() == str(RETRIES + 1)
+    assert failed["error"].startswith(f"its Ray worker was lost {RETRIES + 1} times")
+    with Store(ray_out / STORE_NAME) as store:  # the driver wrote it, with its reason
+        stored = {r["label"]: r for r in store.records("tiny")}
+        assert stored["partial:k=1"]["status"] == "failed" and stored["partial:k=1"]["error"] == failed["error"]
+        assert not store.finished(failed["run_id"])  # a re-run tries it again
+    csv = (ray_out / "results.csv").read_text().splitlines()
+    assert len(csv) == 4 and csv[-1].startswith(f"{failed['run_id']},partial:k=1,") and csv[-1].endswith(",failed")
+    assert "partial:k=1: failed — its Ray worker was lost" in (ray_out / "summary.md").read_text()
+    assert len(json.loads((ray_out / "results.json").read_text())["runs"]) == 3
