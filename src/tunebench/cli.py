@@ -68,6 +68,12 @@ def run(
         "--no-prefix-cache", help="recompute frozen layers every epoch instead of caching their outputs")] = False,
     no_bucketing: Annotated[bool, typer.Option(
         "--no-bucketing", help="plain shuffled batches instead of length buckets")] = False,
+    checkpoint_every: Annotated[int | None, typer.Option(
+        "--checkpoint-every", help="save a resume state every N optimizer steps (a killed run resumes mid-epoch)")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", help="let a model folder run its own Python code (only for sources you trust)")] = False,
+    allow_pickle: Annotated[bool, typer.Option(
+        "--allow-pickle", help="load pickle-based weights (pytorch_model.bin); they can run arbitrary code")] = False,
 ) -> None:
     """Run a study: every strategy on the same data, splits, seed and evaluation."""
     from tunebench.spec import default_study, load_spec, spec_from_dict
@@ -84,6 +90,7 @@ def run(
         ("training", "epochs"): epochs, ("training", "batch_size"): batch_size, ("training", "lr"): lr,
         ("training", "scheduler"): scheduler, ("training", "seed"): seed,
         ("training", "precision"): precision, ("training", "device"): device,
+        ("training", "checkpoint_every"): checkpoint_every,
         ("output", "dir"): str(output) if output else None,
     }
     if dataset is not None and study_file is None:
@@ -104,6 +111,10 @@ def run(
         data["training"]["prefix_cache"] = False
     if no_bucketing:
         data["training"]["bucketing"] = False
+    if trust_remote_code:
+        data["model"]["trust_remote_code"] = True
+    if allow_pickle:
+        data["model"]["allow_pickle"] = True
     chosen = _split_strategies(strategies)
     if chosen is not None:
         data["strategies"] = chosen
@@ -135,9 +146,15 @@ def _run(spec, force: bool) -> None:
         reporter.close()
     table_console = out if out.is_terminal else Console(width=160)
     table_console.print(comparison_table(results_frame(records), title=f"tunebench: {spec.name}"))
+    from tunebench.faults import unfinished_error
     from tunebench.report import build_report  # the report is a pure function of the store; rebuild: tunebench report
-    build_report(spec.output.dir, study=spec.name)
+
+    if any(r["status"] == "finished" for r in records):
+        build_report(spec.output.dir, study=spec.name)
     out.print(f"results: {spec.output.dir}/report.html, report.md, results.csv, results.json, tunebench.sqlite")
+    problem = unfinished_error(records)
+    if problem is not None:  # diverged or failed runs: outputs are written, the exit code says so
+        raise problem
 
 
 @app.command()

@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -22,7 +23,7 @@ class RichReporter:
         self._batches = 0
 
     def message(self, text: str) -> None:
-        self.console.print(f"[dim]{text}[/dim]")
+        self.console.print(f"[dim]{escape(text)}[/dim]")  # text may come from data: never markup
 
     def run_started(self, position: int, total: int, label: str, batches_per_epoch: int,
                     epochs: int) -> None:
@@ -50,6 +51,11 @@ class RichReporter:
 
     def run_finished(self, record: dict[str, Any]) -> None:
         self._close()
+        if record["status"] != "finished":
+            failure = record.get("failure") or {}
+            self.console.print(f"  [red]✗[/red] {escape(record['strategy'])}: {record['status']} "
+                               f"({escape(str(failure.get('error', '')))})")
+            return
         res, test = record["resources"], record["test"]
         self.console.print(
             f"  [green]✓[/green] {record['strategy']}: test macro-F1 {test['macro_f1']:.3f}, "

@@ -181,6 +181,8 @@ class DataSpec(_Strict):
 class ModelSpec(_Strict):
     name: str = Field(default=DEFAULT_MODEL, description="local folder, hub id, or 'minilm-l6'")
     max_length: int = Field(default=128, ge=8, le=8192)
+    trust_remote_code: bool = Field(default=False, description="run Python code shipped with the model (auto_map)")
+    allow_pickle: bool = Field(default=False, description="load pickle-based weights (pytorch_model.bin)")
 
 
 class TrainingSpec(_Strict):
@@ -198,6 +200,7 @@ class TrainingSpec(_Strict):
     device: Device = "auto"
     prefix_cache: bool = Field(default=True, description="compute frozen layers once, not every epoch")
     bucketing: bool = Field(default=True, description="length-bucketed batches (little padding)")
+    checkpoint_every: int | None = Field(default=None, ge=1, description="save a resume state every N optimizer steps")
 
 
 class OutputSpec(_Strict):

@@ -14,7 +14,7 @@ from tunebench.outputs import atomic_write
 from tunebench.report import sections, sections_data
 from tunebench.report.analysis import headline_frame
 from tunebench.report.cost import DEFAULT_PRICES
-from tunebench.report.document import Document
+from tunebench.report.document import Document, Section, cell, text_table
 from tunebench.report.html import render_html
 from tunebench.report.inputs import load_inputs
 from tunebench.report.markdown import render_markdown
@@ -30,7 +30,22 @@ def build_document(out_dir: Path, prices: dict[str, float] | None = None, study:
     inputs = load_inputs(out_dir, study)
     prices = dict(DEFAULT_PRICES if prices is None else prices)
     ctx = sections.Context(inputs, prices, headline_frame(inputs.records, prices), out_dir / "figures")
-    return Document(f"tunebench report: {inputs.study}", sections.intro(ctx), [build(ctx) for build in SECTIONS])
+    built = [build(ctx) for build in SECTIONS]
+    if inputs.unfinished:  # runs that diverged, failed or were interrupted, right after the headline table
+        built.insert(1, unfinished_section(inputs.unfinished))
+    return Document(f"tunebench report: {inputs.study}", sections.intro(ctx), built)
+
+
+def unfinished_section(records: list[dict]) -> Section:
+    """One row per run that did not finish: status, where it stopped, the last finite loss, the error."""
+    rows = []
+    for r in records:
+        failure = r.get("failure") or {}
+        rows.append([r["strategy"], r["status"], failure.get("epoch"), failure.get("step"),
+                     cell(failure.get("last_finite_loss"), ".4g"), failure.get("error", "")])
+    table = text_table(["strategy", "status", "epoch", "step", "last finite loss", "error"], rows, key="unfinished",
+                       caption="Not part of any ranking or recommendation; the next 'tunebench run' tries them again.")
+    return Section("unfinished", "Runs that did not finish").add(table)
 
 
 def build_report(out_dir: Path, prices: dict[str, float] | None = None, study: str | None = None) -> dict[str, Path]:

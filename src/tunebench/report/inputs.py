@@ -33,6 +33,7 @@ class ReportInputs:
     predictions: dict[str, tuple[list[int], list[list[float]]]]
     texts: TestTexts
     profile: dict[str, Any] | None
+    unfinished: list[dict[str, Any]] = field(default_factory=list)  # diverged / failed / interrupted runs
 
 
 def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
@@ -42,7 +43,8 @@ def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
     if not path.is_file():
         raise SpecError(f"no study store in {out_dir} (expected {path.name}); run 'tunebench run -o {out_dir}' first")
     with Store(path) as store:
-        everything = [r for r in store.records() if r["status"] == "finished"]
+        stored = store.records()
+        everything = [r for r in stored if r["status"] == "finished"]
         if not everything:
             raise SpecError(f"the store in {out_dir} holds no finished runs; run a study first")
         names = sorted({r["study"] for r in everything})
@@ -52,7 +54,15 @@ def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
             raise SpecError(f"no study named '{study}' in {out_dir} (studies there: {', '.join(names)})")
         records = latest_per_strategy([r for r in everything if r["study"] == study])
         preds = {r["run_id"]: p for r in records if (p := store.predictions(r["run_id"])) is not None}
-    return ReportInputs(out_dir, study, records, preds, load_test_texts(records[0]), load_profile(out_dir))
+    unfinished = _unfinished(stored, records, study)
+    return ReportInputs(out_dir, study, records, preds, load_test_texts(records[0]), load_profile(out_dir), unfinished)
+
+
+def _unfinished(stored: list[dict[str, Any]], finished: list[dict[str, Any]], study: str) -> list[dict[str, Any]]:
+    """The study's runs that did not finish, unless the same strategy finished later."""
+    done = {r["strategy"]: r["finished_at"] for r in finished}
+    latest = latest_per_strategy([r for r in stored if r["study"] == study and r["status"] != "finished"])
+    return [r for r in latest if r["finished_at"] > done.get(r["strategy"], "")]
 
 
 def latest_per_strategy(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
