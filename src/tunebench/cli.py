@@ -209,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     # transformers' per-load progress bars would interleave with tunebench's own (every command)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        app(args=argv, prog_name="tunebench", standalone_mode=False)
+        code = app(args=argv, prog_name="tunebench", standalone_mode=False)
+        if code == 130:  # typer turns KeyboardInterrupt (a second Ctrl-C) into a returned 130
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            return code
     except TunebenchError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
