@@ -232,6 +232,11 @@ class StudySpec(_Strict):
             elif isinstance(item, dict) and "kind" not in item and len(item) == 1:
                 # YAML form  - lora: {r: 8}
                 (kind, opts), = item.items()
+                if opts is not None and not isinstance(opts, dict):
+                    raise ValueError(f"the options of strategy {kind!r} must be a mapping such as {{r: 8}} "
+                                     f"(got {opts!r})")
+                if opts and "kind" in opts:
+                    raise ValueError(f"strategy {kind!r} must not set kind again (got kind {opts['kind']!r})")
                 out.append({"kind": kind, **(opts or {})})
             else:
                 out.append(item)
@@ -312,6 +317,8 @@ def spec_from_dict(data: dict[str, Any], source: str = "spec") -> StudySpec:
 def load_spec(path: str | Path) -> StudySpec:
     """Read a study spec from YAML; every problem becomes one :class:`SpecError` sentence."""
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"study file '{path}' is a folder; name a YAML file")
     if not path.is_file():
         raise SpecError(f"study file '{path}' does not exist")
     try:
@@ -323,8 +330,9 @@ def load_spec(path: str | Path) -> StudySpec:
                         f"{getattr(exc, 'problem', None) or exc}") from None
     except UnicodeDecodeError:
         raise SpecError(f"study file '{path}' is not UTF-8 text") from None
-    if data is None:
-        data = {}
+    if data is None:  # an empty file is a mistake, not a request for the default study
+        raise SpecError(f"study file '{path}' is empty; it must hold a mapping with keys such as data, model, "
+                        "strategies, training, output")
     if not isinstance(data, dict):
         raise SpecError(f"study file '{path}' must hold a mapping with keys such as data, model, "
                         f"strategies, training, output (got a {type(data).__name__})")
