@@ -233,10 +233,9 @@ class StudySpec(_Strict):
                 # YAML form  - lora: {r: 8}
                 (kind, opts), = item.items()
                 if opts is not None and not isinstance(opts, dict):
-                    raise ValueError(f"the options of strategy {kind!r} must be a mapping such as {{r: 8}} "
-                                     f"(got {opts!r})")
+                    raise ValueError(f"the options of strategy {kind!r} must be a mapping such as {{r: 8}}")
                 if opts and "kind" in opts:
-                    raise ValueError(f"strategy {kind!r} must not set kind again (got kind {opts['kind']!r})")
+                    raise ValueError(f"strategy {kind!r} must not set its kind again inside its options")
                 out.append({"kind": kind, **(opts or {})})
             else:
                 out.append(item)

@@ -215,6 +215,8 @@ def attempt_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     started = datetime.now(timezone.utc)
     oom_retry = None
     while True:
+        if oom_retry is not None:
+            _free_cuda()  # outside the except block: the failed attempt's tensors are released by now
         try:
             record, labels, probs = execute_run(spec, planned, total, prepared, env, reporter, stop=stop)
             if oom_retry is not None:
@@ -231,9 +233,7 @@ def attempt_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
                                                        grad_accumulation=cfg.grad_accumulation * 2))
                 reporter.message(f"{planned.label}: CUDA out of memory; retrying once with batch "
                                  f"{cfg.batch_size // 2} and gradient accumulation {cfg.grad_accumulation * 2}")
-                _free_cuda()
                 continue
-            _free_cuda()
             return unfinished_record(spec, planned, prepared, env, started, exc, oom_retry), None, None
 
 
