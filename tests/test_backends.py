@@ -115,12 +115,14 @@ def test_a_run_lost_on_every_retry_is_failed_and_the_others_finish(both):
         ("head", "finished"), ("lora:r=4", "finished"), ("partial:k=1", "failed")]
     failed = remote[-1]
     assert (markers / f"{failed['position']}.attempts").read_text() == str(RETRIES + 1)
-    assert failed["error"].startswith(f"its Ray worker was lost {RETRIES + 1} times")
+    assert failed["failure"]["error"].startswith(f"its Ray worker was lost {RETRIES + 1} times")
     with Store(ray_out / STORE_NAME) as store:  # the driver wrote it, with its reason
         stored = {r["label"]: r for r in store.records("tiny")}
-        assert stored["partial:k=1"]["status"] == "failed" and stored["partial:k=1"]["error"] == failed["error"]
+        assert stored["partial:k=1"]["status"] == "failed"
+        assert stored["partial:k=1"]["failure"]["error"] == failed["failure"]["error"]
         assert not store.finished(failed["run_id"])  # a re-run tries it again
     csv = (ray_out / "results.csv").read_text().splitlines()
-    assert len(csv) == 4 and csv[-1].startswith(f"{failed['run_id']},partial:k=1,") and csv[-1].endswith(",failed")
-    assert "partial:k=1: failed — its Ray worker was lost" in (ray_out / "summary.md").read_text()
+    assert len(csv) == 4 and csv[-1].startswith(f"{failed['run_id']},partial:k=1,")
+    assert ",failed,its Ray worker was lost" in csv[-1]
+    assert "- **partial:k=1**: failed — its Ray worker was lost" in (ray_out / "summary.md").read_text()
     assert len(json.loads((ray_out / "results.json").read_text())["runs"]) == 3

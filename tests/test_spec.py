@@ -111,9 +111,9 @@ def test_bad_yaml_gets_one_sentence(tmp_path, text, message):
     assert "\n" not in str(info.value)
 
 
-def test_empty_yaml_is_the_default_strategy_set(tmp_path):
+def test_empty_mapping_is_the_default_strategy_set(tmp_path):
     path = tmp_path / "empty.yaml"
-    path.write_text("")
+    path.write_text("{}\n")  # an empty file is an error (tests/faults/bad_inputs); an empty mapping is not
     assert [s.label for s in load_spec(path).strategies] == ["full", "partial:k=2", "lora:r=8", "head"]
 
 

@@ -55,11 +55,15 @@ class LocalBackend:
         return None
 
     def run(self, spec: StudySpec, todo: list[Any], total: int, prepared: Any, env: dict[str, Any],
-            reporter: Any, keep: Keep) -> None:
-        from tunebench.study import execute_run
+            reporter: Any, keep: Keep, stop: Callable[[], bool] | None = None) -> None:
+        from tunebench.faults import StudyInterrupted
+        from tunebench.study import attempt_run
 
         for planned in todo:
-            keep(*execute_run(spec, planned, total, prepared, env, reporter))
+            if stop is not None and stop():
+                raise StudyInterrupted(f"interrupted before run '{planned.label}' started; finished runs are kept "
+                                       "and the same command continues the study")
+            keep(*attempt_run(spec, planned, total, prepared, env, reporter, stop))
 
 
 class RayBackend:
@@ -67,7 +71,7 @@ class RayBackend:
 
     ``address``: a running cluster (``host:port``, ``ray://host:10001``, ``auto``); ``None`` uses the
     Ray instance this process already joined, else starts a local one.  ``run`` replaces
-    :func:`tunebench.study.execute_run` inside the workers (tests use it to kill a worker).
+    :func:`tunebench.study.attempt_run` inside the workers (tests use it to kill a worker).
     """
 
     name = "ray"
@@ -120,13 +124,14 @@ class RayBackend:
         return device, engine.resolve_precision(precision, device)
 
     def run(self, spec: StudySpec, todo: list[Any], total: int, prepared: Any, env: dict[str, Any],
-            reporter: Any, keep: Keep) -> None:
+            reporter: Any, keep: Keep, stop: Callable[[], bool] | None = None) -> None:
         if not todo:
             return
         import ray
         from ray.util.queue import Queue
 
-        from tunebench.study import execute_run, failed_record
+        from tunebench.faults import StudyInterrupted
+        from tunebench.study import attempt_run, failed_record
 
         cuda = prepared.device.type == "cuda"
         cpus = self.cpus_per_run or 1
@@ -138,10 +143,13 @@ class RayBackend:
         pending: dict[Any, tuple[Any, datetime]] = {}
         for planned in todo:
             ref = task.options(name=f"tunebench {planned.label}", **options).remote(
-                spec, planned, total, shared, progress, None if cuda else cpus, self._run or execute_run)
+                spec, planned, total, shared, progress, None if cuda else cpus, self._run or attempt_run)
             pending[ref] = (planned, datetime.now(timezone.utc))
         try:
             while pending:
+                if stop is not None and stop():
+                    raise StudyInterrupted(f"interrupted with {len(pending)} runs still on the Ray cluster (cancelled); "
+                                           "finished runs are kept and the same command continues the study")
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
                 _forward_progress(progress, reporter)
                 for ref in done:
@@ -150,7 +158,8 @@ class RayBackend:
                         record, labels, probs = ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         reason = _failure(exc, self.max_retries)
-                        record, labels, probs = failed_record(spec, planned, prepared, reason, submitted), None, None
+                        record = failed_record(spec, planned, prepared, reason, submitted, env)
+                        labels = probs = None
                     keep(record, labels, probs)
         finally:
             for ref in pending:  # interrupted: stop what still runs

@@ -65,17 +65,19 @@ def load_checkpoint(folder: Path) -> tuple[nn.Module, Any, dict[str, Any]]:
     folder = Path(folder)
     meta = read_meta(folder)
     labels = meta["label_names"]
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    trust, pickle_ok = bool(meta.get("trust_remote_code")), bool(meta.get("allow_pickle"))
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
     if (folder / "adapter_config.json").is_file():
         from peft import PeftModel
 
         from tunebench.modeling import load_classifier
 
-        base = load_classifier(meta["base_model"], labels)
+        base = load_classifier(meta["base_model"], labels, trust_remote_code=trust, allow_pickle=pickle_ok)
         model = PeftModel.from_pretrained(base, folder)
     else:
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(folder)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, trust_remote_code=trust, use_safetensors=None if pickle_ok else True)
         except OSError as exc:
             raise ModelError(f"could not load the model saved in '{folder}': {exc}") from None
     model.eval()

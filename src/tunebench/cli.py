@@ -78,6 +78,12 @@ def run(
     max_retries: Annotated[int | None, typer.Option(help="ray: retries of a run whose worker was lost")] = None,
     nproc: Annotated[int | None, typer.Option(
         help="processes per run (DDP: CPU processes or one per GPU); also works under torchrun/accelerate launch")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(
+        "--checkpoint-every", help="save a resume state every N optimizer steps (a killed run resumes mid-epoch)")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", help="let a model folder run its own Python code (only for sources you trust)")] = False,
+    allow_pickle: Annotated[bool, typer.Option(
+        "--allow-pickle", help="load pickle-based weights (pytorch_model.bin); they can run arbitrary code")] = False,
 ) -> None:
     """Run a study: every strategy on the same data, splits, seed and evaluation."""
     options = dict(locals())
@@ -105,6 +111,7 @@ def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) ->
         ("output", "dir"): str(o["output"]) if o["output"] else None,
         ("execution", "backend"): o["backend"], ("execution", "address"): o["address"],
         ("execution", "max_retries"): o["max_retries"], ("execution", "nproc"): o["nproc"],
+        ("training", "checkpoint_every"): o["checkpoint_every"],
     }
     if o["dataset"] is not None and study_file is None:
         # a user dataset replaces the default SNLI slice: drop the default limits unless given
@@ -126,6 +133,10 @@ def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) ->
         data["training"]["bucketing"] = False
     if o["compile_model"]:
         data["training"]["compile"] = True
+    if o["trust_remote_code"]:
+        data["model"]["trust_remote_code"] = True
+    if o["allow_pickle"]:
+        data["model"]["allow_pickle"] = True
     chosen = _split_strategies(o["strategies"])
     if chosen is not None:
         data["strategies"] = chosen
@@ -172,11 +183,15 @@ def _run(spec, force: bool) -> None:
         reporter.close()
     table_console = out if out.is_terminal else Console(width=160)
     table_console.print(comparison_table(results_frame(records), title=f"tunebench: {spec.name}"))
-    if not any(r["status"] == "finished" for r in records):
-        raise TunebenchError(f"no run of study '{spec.name}' finished; see results.csv for why")
+    from tunebench.faults import unfinished_error
     from tunebench.report import build_report  # the report is a pure function of the store; rebuild: tunebench report
-    build_report(spec.output.dir, study=spec.name)
+
+    if any(r["status"] == "finished" for r in records):
+        build_report(spec.output.dir, study=spec.name)
     out.print(f"results: {spec.output.dir}/report.html, report.md, results.csv, results.json, tunebench.sqlite")
+    problem = unfinished_error(records)
+    if problem is not None:  # diverged or failed runs: outputs are written, the exit code says so
+        raise problem
 
 
 @app.command()
@@ -232,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     # transformers' per-load progress bars would interleave with tunebench's own (every command)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        app(args=argv, prog_name="tunebench", standalone_mode=False)
+        code = app(args=argv, prog_name="tunebench", standalone_mode=False)
+        if code == 130:  # typer turns KeyboardInterrupt (a second Ctrl-C) into a returned 130
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            return code
     except TunebenchError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code

@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -29,7 +30,7 @@ class RichReporter:
         self._done = 0
 
     def message(self, text: str) -> None:
-        self.console.print(f"[dim]{text}[/dim]")
+        self.console.print(f"[dim]{escape(text)}[/dim]")  # text may come from data: never markup
 
     def _bars(self, total: int) -> Progress:
         if self._progress is None:
@@ -75,8 +76,10 @@ class RichReporter:
     def run_finished(self, record: dict[str, Any]) -> None:
         self._ended(record.get("position"))
         if record.get("status", "finished") != "finished":
-            self.console.print(f"  [red]✗[/red] {record['strategy']}: {record['status']} — "
-                               f"{record.get('error', 'no result')}")
+            failure = record.get("failure") or {}
+            error = failure.get("error") or record.get("error") or "no result"
+            self.console.print(f"  [red]✗[/red] {escape(record.get('label', record['strategy']))}: {record['status']} "
+                               f"({escape(str(error))})")
             return
         res, test = record["resources"], record["test"]
         self.console.print(

@@ -22,9 +22,11 @@ import torch
 from torch import nn
 
 from tunebench import distributed
+from tunebench.faults import Diverged, Interrupted
 from tunebench.metrics import classification_metrics
 from tunebench.prefix import FrozenPrefix, HiddenCache
 from tunebench.resources import PeakMemory
+from tunebench.resume import ResumePoint
 
 # --- data: tokenized once, padded per batch --------------------------------------------------
 
@@ -164,6 +166,11 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def data_order_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's batch plan: the order is a pure function of the run's seed and the epoch."""
+    return seed * 1000 + epoch
+
+
 # --- the loop ---------------------------------------------------------------------------------
 
 
@@ -242,7 +249,9 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                        label_names: list[str], cfg: RunConfig, device: torch.device, pad_id: int,
                        on_step: StepCallback | None = None,
                        lowest_trainable_layer: int | None = None,
-                       on_epoch: StepCallback | None = None) -> EngineResult:
+                       on_epoch: StepCallback | None = None,
+                       should_stop: Callable[[], bool] | None = None,
+                       resume: ResumePoint | None = None) -> EngineResult:
     """Train ``model`` (whose trainable parameters the strategy has already chosen) and evaluate it.
 
     ``on_epoch`` gets each epoch's curve point (validation metrics) and may raise to stop the run
@@ -250,6 +259,9 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
 
     ``lowest_trainable_layer`` (from the strategy): layers below it are frozen, run in eval mode,
     and — with ``cfg.prefix_cache`` — are computed once per example instead of every epoch.
+    A NaN/inf loss raises :class:`~tunebench.faults.Diverged`; ``should_stop()`` true raises
+    :class:`~tunebench.faults.Interrupted` at the next batch; ``resume`` saves the whole training
+    state every N optimizer steps and, when a saved state exists, continues from it mid-epoch.
     """
     seed_everything(cfg.seed + distributed.rank())  # other dropout per process, as across one big batch
     model.to(device)
@@ -286,16 +298,30 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                 stack.close()
                 inject, caches = None, {}
                 notes.append("frozen-prefix cache disabled: its outputs differed from the model's own")
-        for epoch in range(1, cfg.epochs + 1):
+        # --- resume hook: continue a killed run from its last saved state (tunebench.resume) ---
+        start_epoch, skip, epoch_done, last_finite = 1, 0, 0.0, None
+        restored = resume.load(model, optimizer, scheduler, scaler) if resume is not None else None
+        if restored is not None:
+            p, best_state = restored
+            start_epoch, skip, step, epoch_done = p["epoch"], p["next_batch"], p["step"], p["epoch_elapsed"]
+            train_time, eval_time, curves = p["train_time"], p["eval_time"], p["curves"]
+            seen_examples, seen_tokens, last_finite = p["seen_examples"], p["seen_tokens"], p["last_finite_loss"]
+            best_f1, best_epoch, best_val = p["best_f1"], p["best_epoch"], p["best_val"]
+        for epoch in range(start_epoch, cfg.epochs + 1):
             model.train()
             if prefix is not None:
                 prefix.set_eval()
             epoch_start = time.perf_counter()
-            loss_sum, loss_n = 0.0, 0
-            plan = batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
+            loss_sum, loss_n = (p["loss_sum"], p["loss_n"]) if restored is not None and epoch == start_epoch else (0.0, 0)
+            plan = batches(train, cfg.batch_size, shuffle=True, seed=data_order_seed(cfg.seed, epoch),
                            bucket=50 if cfg.bucketing else 0)
             optimizer.zero_grad(set_to_none=True)
             for i, whole in enumerate(plan):
+                if epoch == start_epoch and i < skip:
+                    continue  # trained before the resume point
+                if should_stop is not None and should_stop():
+                    raise Interrupted(f"interrupted at epoch {epoch}, batch {i + 1}", epoch=epoch, batch=i + 1,
+                                      step=step, last_finite_loss=last_finite, curves=curves)
                 index = distributed.shard(whole)  # this process's part of the batch (all of it in one process)
                 if len(index):
                     batch = collate(train, index, pad_id, device)
@@ -305,11 +331,14 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                         out = runner(**batch)
                     loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
                     if not torch.isfinite(loss):
-                        raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1}")
+                        raise Diverged(f"loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1} "
+                                       f"(step {step}); last finite loss {last_finite}", epoch=epoch, batch=i + 1,
+                                       step=step, last_finite_loss=last_finite, curves=curves)
+                    last_finite = float(loss.detach())
                     # weighted by the shard's share, so the gradients summed over processes are the batch mean's
                     scaled = loss * (len(index) / len(whole)) / cfg.grad_accumulation
                     (scaler.scale(scaled) if scaler else scaled).backward()
-                    loss_sum += float(loss.detach()) * len(index)
+                    loss_sum += last_finite * len(index)
                     loss_n += len(index)
                     seen_examples += len(index)
                     seen_tokens += int(batch["attention_mask"].sum())
@@ -327,6 +356,13 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
+                if resume is not None and resume.due(step) and ((i + 1) % cfg.grad_accumulation == 0 or i + 1 == len(plan)):
+                    resume.save(model, optimizer, scheduler, scaler, {
+                        "epoch": epoch, "next_batch": i + 1, "step": step, "loss_sum": loss_sum, "loss_n": loss_n,
+                        "seen_examples": seen_examples, "seen_tokens": seen_tokens, "train_time": train_time,
+                        "eval_time": eval_time, "epoch_elapsed": epoch_done + time.perf_counter() - epoch_start,
+                        "curves": curves, "best_f1": best_f1, "best_epoch": best_epoch, "best_val": best_val,
+                        "last_finite_loss": last_finite}, best_state)
                 if on_step is not None and loss_n:
                     elapsed = train_time + time.perf_counter() - epoch_start
                     on_step({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(plan),
@@ -334,7 +370,8 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
             loss_sum, loss_n = distributed.sum_over_processes(loss_sum, loss_n)  # the whole batch's loss
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            epoch_train = time.perf_counter() - epoch_start
+            epoch_train = epoch_done + time.perf_counter() - epoch_start
+            epoch_done = 0.0
             train_time += epoch_train
 
             eval_start = time.perf_counter()

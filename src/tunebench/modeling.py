@@ -45,14 +45,20 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def check_model_source(name: str) -> str:
-    """Return a loadable path or hub id, or raise one clear :class:`ModelError`."""
+def check_model_source(name: str, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> str:
+    """Return a loadable path or hub id, or raise one clear :class:`ModelError`.
+
+    A local folder that needs its own Python code (``auto_map`` in config.json) is refused unless
+    ``trust_remote_code``; one whose weights are only pickle files (``pytorch_model.bin``, ``*.pt``)
+    is refused unless ``allow_pickle``: unpickling can run arbitrary code.
+    """
     path = resolve_model_path(name)
     local = Path(path).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise ModelError(f"model folder '{path}' has no config.json; point --model at a folder saved "
                              "by transformers' save_pretrained")
+        check_folder_is_safe(local, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         return str(local)
     if local.exists():
         raise ModelError(f"--model '{path}' is a file; it must be a model folder or a hub id")
@@ -65,6 +71,29 @@ def check_model_source(name: str) -> str:
                          "(offline); pass a local model folder, or --model minilm-l6 for the bundled "
                          "MiniLM-L6 encoder")
     return path
+
+
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def check_folder_is_safe(folder: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> None:
+    """Refuse a model folder that would run code it ships (custom modules, pickled weights) unless allowed."""
+    import json
+
+    if not trust_remote_code:
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = {}
+        if isinstance(config, dict) and config.get("auto_map"):
+            raise ModelError(f"model folder '{folder}' needs its own Python code to load (auto_map in config.json); "
+                             "pass --trust-remote-code only if you trust where it came from")
+    if not allow_pickle and not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
+        if pickled:
+            raise ModelError(f"model folder '{folder}' holds only pickle-based weights ({pickled[0]}), which can run "
+                             "arbitrary code when loaded; convert them to safetensors, or pass --allow-pickle if you "
+                             "trust where they came from")
 
 
 def _in_hub_cache(repo_id: str) -> bool:
@@ -94,19 +123,20 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", category=UserWarning, module=module)
 
 
-def load_tokenizer(source: str):
+def load_tokenizer(source: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source)
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ModelError(f"could not load a tokenizer for model '{source}': {_first_line(exc)}") from None
 
 
-def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = torch.float32,
-                    attention: str = "auto") -> nn.Module:
+def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = torch.float32, *,
+                    attention: str = "auto", trust_remote_code: bool = False, allow_pickle: bool = False) -> nn.Module:
     """Load ``AutoModelForSequenceClassification`` with a fresh head sized to the labels.
 
+    Safetensors only unless ``allow_pickle``; the model's own code runs only with ``trust_remote_code``.
     ``attention``: ``auto`` leaves the kernel to transformers (sdpa where the architecture has it);
     ``sdpa`` or ``eager`` asks for that one.
     """
@@ -120,7 +150,8 @@ def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = to
     kwargs = {} if attention == "auto" else {"attn_implementation": attention}
     try:
         return AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=len(label_names), id2label=id2label, label2id=label2id, dtype=dtype, **kwargs,
+            source, num_labels=len(label_names), id2label=id2label, label2id=label2id, dtype=dtype,
+            trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True, **kwargs,
         )
     except (OSError, ValueError) as exc:
         raise ModelError(f"could not load model '{source}' for sequence classification: "

@@ -22,18 +22,26 @@ COLUMNS = [
     "examples_per_s", "tokens_per_s", "peak_memory_mb", "save_bytes", "val_macro_f1",
     "test_accuracy", "test_macro_f1", "test_macro_precision", "test_macro_recall",
     "test_weighted_f1", "test_weighted_precision", "test_weighted_recall", "precision", "device",
-    "seed", "status",
+    "seed", "status", "failure",
 ]
 
 
+def _r4(value: Any) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def summary_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One flat row of the headline numbers of a run record (a run without a result: its settings and status)."""
-    if record["status"] != "finished" and "test" not in record:
-        return _unfinished_row(record)
+    """One flat row of the headline numbers of a run record (empty metrics for a run that did not finish)."""
     spec = record["spec"]
-    res = record["resources"]
-    test, val = record["test"], record["val"]
+    res = record.get("resources") or {}
+    test, val = record.get("test") or {}, record.get("val") or {}
+    params = record.get("params") or {}
     peak = res.get("cuda_max_allocated_mb") or res.get("peak_rss_mb")
+    resolved = record.get("resolved") or {}
+    failure = record.get("failure") or ({"error": record["error"]} if record.get("error") else {})
+    step = f" at step {failure['step']}" if failure.get("step") is not None else ""
+    loss = failure.get("last_finite_loss")
+    last = f", last finite loss {loss:.4g}" if isinstance(loss, float) else ""
     return {
         "run": record["run_id"],
         "strategy": record["strategy"],
@@ -43,43 +51,34 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "k": spec.get("k"),
         "rank": spec.get("r"),
         "alpha": spec.get("alpha"),
-        "lr": record["resolved"]["lr"],
-        "scheduler": record["resolved"]["scheduler"],
-        "epochs": record["resolved"]["epochs"],
-        "best_epoch": record["best_epoch"],
-        "trainable_params": record["params"]["trainable"],
-        "total_params": record["params"]["total"],
-        "trainable_share_pct": record["params"]["share_pct"],
-        "train_time_s": round(res["train_time_s"], 2),
-        "eval_time_s": round(res["eval_time_s"], 2),
-        "examples_per_s": round(res["train_examples_per_s"], 1),
-        "tokens_per_s": round(res["train_tokens_per_s"], 0),
+        "lr": resolved.get("lr"),
+        "scheduler": resolved.get("scheduler"),
+        "epochs": resolved.get("epochs"),
+        "best_epoch": record.get("best_epoch"),
+        "trainable_params": params.get("trainable"),
+        "total_params": params.get("total"),
+        "trainable_share_pct": params.get("share_pct"),
+        "train_time_s": round(res["train_time_s"], 2) if res else None,
+        "eval_time_s": round(res["eval_time_s"], 2) if res else None,
+        "examples_per_s": round(res["train_examples_per_s"], 1) if res else None,
+        "tokens_per_s": round(res["train_tokens_per_s"], 0) if res else None,
         "peak_memory_mb": peak,
-        "save_bytes": record["save_bytes"],
-        "val_macro_f1": round(val["macro_f1"], 4),
-        "test_accuracy": round(test["accuracy"], 4),
-        "test_macro_f1": round(test["macro_f1"], 4),
-        "test_macro_precision": round(test["macro_precision"], 4),
-        "test_macro_recall": round(test["macro_recall"], 4),
-        "test_weighted_f1": round(test["weighted_f1"], 4),
-        "test_weighted_precision": round(test["weighted_precision"], 4),
-        "test_weighted_recall": round(test["weighted_recall"], 4),
-        "precision": record["resolved"]["precision"],
-        "device": record["resolved"]["device"],
-        "seed": record["resolved"]["seed"],
+        "save_bytes": record.get("save_bytes"),
+        "val_macro_f1": _r4(val.get("macro_f1")),
+        "test_accuracy": _r4(test.get("accuracy")),
+        "test_macro_f1": _r4(test.get("macro_f1")),
+        "test_macro_precision": _r4(test.get("macro_precision")),
+        "test_macro_recall": _r4(test.get("macro_recall")),
+        "test_weighted_f1": _r4(test.get("weighted_f1")),
+        "test_weighted_precision": _r4(test.get("weighted_precision")),
+        "test_weighted_recall": _r4(test.get("weighted_recall")),
+        "precision": resolved.get("precision"),
+        "device": resolved.get("device"),
+        "seed": resolved.get("seed"),
         "status": record["status"],
+        "failure": f"{failure.get('error', '')}{step}{last}" if failure else None,
     }
 
-
-def _unfinished_row(record: dict[str, Any]) -> dict[str, Any]:
-    spec, resolved = record["spec"], record.get("resolved", {})
-    row: dict[str, Any] = dict.fromkeys(COLUMNS)
-    row.update({"run": record["run_id"], "strategy": record["strategy"], "kind": spec["kind"], "k": spec.get("k"),
-                "rank": spec.get("r"), "alpha": spec.get("alpha"), "lr": resolved.get("lr"),
-                "scheduler": resolved.get("scheduler"), "epochs": resolved.get("epochs"),
-                "precision": resolved.get("precision"), "device": resolved.get("device"),
-                "seed": resolved.get("seed"), "status": record["status"]})
-    return row
 
 
 def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -95,7 +94,7 @@ def config_frame(frame: pd.DataFrame) -> pd.DataFrame:
     from tunebench.stats import summarize
 
     rows = []
-    for config, part in frame.groupby("config", sort=False):
+    for config, part in frame[frame["status"] == "finished"].groupby("config", sort=False):
         row: dict[str, Any] = {"config": config, "strategy": part["strategy"].iloc[0], "seeds": len(part),
                                "seed_list": " ".join(str(s) for s in part["seed"])}
         for metric in SEED_METRICS:
@@ -110,7 +109,8 @@ def config_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def repeated(frame: pd.DataFrame) -> bool:
     """True when some configuration ran with several seeds."""
-    return bool(len(frame)) and frame["config"].duplicated().any()
+    done = frame[frame["status"] == "finished"]
+    return bool(len(done)) and done["config"].duplicated().any()
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -174,14 +174,22 @@ DISPLAY = [
 ]
 
 
-def _missing(value: Any) -> str | None:
-    """``—`` for a number a run does not have (it failed), else None."""
-    return "—" if value is None or (isinstance(value, float) and value != value) else None
+def _shown(fmt, value: Any) -> str:
+    """``fmt(value)``, or '—' for a missing number (a run that did not finish has none)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    return fmt(value)
 
 
 def display_rows(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted rows; a run that did not finish shows its status instead of numbers."""
     headers = [h for h, _, _ in DISPLAY]
-    rows = [[_missing(row[col]) or fmt(row[col]) for _, col, fmt in DISPLAY] for _, row in frame.iterrows()]
+    rows = []
+    for _, row in frame.iterrows():
+        cells = [_shown(fmt, row[col]) for _, col, fmt in DISPLAY]
+        if row["status"] != "finished":
+            cells[0] = f"{cells[0]} ({row['status']})"
+        rows.append(cells)
     return headers, rows
 
 
@@ -210,8 +218,9 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
     first = finished[0]
     data, model, env = first["data"], first["model"], first["environment"]
     lines = [f"# tunebench study: {first['study']}", ""]
-    lines.append(f"- **Model**: `{model['name']}` ({_fmt_int(first['params']['total'])} parameters, "
-                 f"{model['n_layers']} layers)")
+    total = next((r["params"]["total"] for r in records if r.get("params")), None)
+    lines.append(f"- **Model**: `{model['name']}` ({_fmt_int(total)} parameters, "
+                 f"{model.get('n_layers', '?')} layers)")
     sizes = data["sizes"]
     lines.append(f"- **Data**: `{data['name']}` — {len(data['label_names'])} classes "
                  f"({', '.join(data['label_names'][:10])}{', …' if len(data['label_names']) > 10 else ''}); "
@@ -229,12 +238,20 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
     lines.append("")
     if repeated(frame):
         lines += seed_table(config_frame(frame)) + [""]
-    done = frame[frame["status"] == "finished"]
-    best = done.loc[done["test_macro_f1"].idxmax()]
-    fastest = done.loc[done["examples_per_s"].idxmax()]
-    lines.append(f"Best test macro-F1 (one run): **{best['label']}** ({best['test_macro_f1']:.3f}). "
-                 f"Fastest training: **{fastest['label']}** ({fastest['examples_per_s']:.1f} examples/s).")
+    done = frame[frame["status"] == "finished"]  # rankings use finished runs only
+    if len(done):
+        best = done.loc[done["test_macro_f1"].astype(float).idxmax()]
+        fastest = done.loc[done["examples_per_s"].astype(float).idxmax()]
+        lines.append(f"Best test macro-F1 (one run): **{best['label']}** ({best['test_macro_f1']:.3f}). "
+                     f"Fastest training: **{fastest['label']}** ({fastest['examples_per_s']:.1f} examples/s).")
+    else:
+        lines.append("No run has finished yet, so there is no ranking.")
     lines.append("")
+    unfinished = frame[frame["status"] != "finished"]
+    if len(unfinished):
+        lines += ["Runs that did not finish (the next `tunebench run` tries them again):", ""]
+        lines += [f"- **{r['label']}**: {r['status']} — {r['failure']}" for _, r in unfinished.iterrows()]
+        lines.append("")
     lines.append("Caveats: one seed per strategy (differences of a point or two may be noise); "
                  "learning rates differ per strategy (see the lr column); the best epoch is chosen "
                  "on validation macro-F1; peak memory is the process's peak RSS on CPU, or CUDA max "

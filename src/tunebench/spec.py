@@ -184,6 +184,8 @@ class ModelSpec(_Strict):
     max_length: int = Field(default=128, ge=8, le=8192)
     attention: Literal["auto", "sdpa", "eager"] = Field(
         default="auto", description="attention kernel: auto (transformers' choice, sdpa where supported), sdpa, eager")
+    trust_remote_code: bool = Field(default=False, description="run Python code shipped with the model (auto_map)")
+    allow_pickle: bool = Field(default=False, description="load pickle-based weights (pytorch_model.bin)")
 
 
 class TrainingSpec(_Strict):
@@ -202,6 +204,7 @@ class TrainingSpec(_Strict):
     prefix_cache: bool = Field(default=True, description="compute frozen layers once, not every epoch")
     bucketing: bool = Field(default=True, description="length-bucketed batches (little padding)")
     compile: bool = Field(default=False, description="torch.compile the model (dynamic shapes); slow to start")
+    checkpoint_every: int | None = Field(default=None, ge=1, description="save a resume state every N optimizer steps")
 
 
 class OutputSpec(_Strict):
@@ -342,6 +345,10 @@ class StudySpec(_Strict):
             elif isinstance(item, dict) and "kind" not in item and len(item) == 1:
                 # YAML form  - lora: {r: 8}
                 (kind, opts), = item.items()
+                if opts is not None and not isinstance(opts, dict):
+                    raise ValueError(f"the options of strategy {kind!r} must be a mapping such as {{r: 8}}")
+                if opts and "kind" in opts:
+                    raise ValueError(f"strategy {kind!r} must not set its kind again inside its options")
                 out.append({"kind": kind, **(opts or {})})
             else:
                 out.append(item)
@@ -425,6 +432,8 @@ def spec_from_dict(data: dict[str, Any], source: str = "spec") -> StudySpec:
 def load_spec(path: str | Path) -> StudySpec:
     """Read a study spec from YAML; every problem becomes one :class:`SpecError` sentence."""
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"study file '{path}' is a folder; name a YAML file")
     if not path.is_file():
         raise SpecError(f"study file '{path}' does not exist")
     try:
@@ -436,8 +445,9 @@ def load_spec(path: str | Path) -> StudySpec:
                         f"{getattr(exc, 'problem', None) or exc}") from None
     except UnicodeDecodeError:
         raise SpecError(f"study file '{path}' is not UTF-8 text") from None
-    if data is None:
-        data = {}
+    if data is None:  # an empty file is a mistake, not a request for the default study
+        raise SpecError(f"study file '{path}' is empty; it must hold a mapping with keys such as data, model, "
+                        "strategies, training, output")
     if not isinstance(data, dict):
         raise SpecError(f"study file '{path}' must hold a mapping with keys such as data, model, "
                         f"strategies, training, output (got a {type(data).__name__})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,10 +21,13 @@ import torch
 from tunebench import distributed, engine
 from tunebench.checkpoint import essential_bytes, save_checkpoint
 from tunebench.data import DatasetBundle, load_dataset_bundle
-from tunebench.errors import SpecError
+from tunebench.errors import SpecError, TunebenchError
+from tunebench.faults import InterruptGuard, RunStopped, StudyInterrupted, disk_guard, error_line, is_cuda_oom
+from tunebench.lock import StudyLock
 from tunebench.modeling import check_model_source, count_parameters, load_classifier, load_tokenizer
 from tunebench.outputs import write_outputs
 from tunebench.resources import environment
+from tunebench.resume import ResumePoint
 from tunebench.spec import DEFAULT_LR, StrategySpec, StudySpec, TrainingSpec, stable_hash
 from tunebench.store import STORE_NAME, Store
 from tunebench.strategies import build_strategy
@@ -85,10 +88,11 @@ def prepare(spec: StudySpec, reporter: Reporter, placement: tuple[torch.device, 
         precision = engine.resolve_precision(spec.training.precision, device)
     else:
         device, precision = placement
-    model_source = check_model_source(spec.model.name)
+    model_source = check_model_source(spec.model.name, trust_remote_code=spec.model.trust_remote_code,
+                                      allow_pickle=spec.model.allow_pickle)
     reporter.message(f"loading data '{spec.data.source}'")
     bundle = load_dataset_bundle(spec.data, seed=spec.training.seed)
-    tokenizer = load_tokenizer(model_source)
+    tokenizer = load_tokenizer(model_source, trust_remote_code=spec.model.trust_remote_code)
     encoded = [engine.encode_split(tokenizer, s.texts, s.pairs, s.labels, spec.model.max_length)
                for s in (bundle.train, bundle.validation, bundle.test)]
     return Prepared(bundle, model_source, tokenizer, *encoded, device=device, precision=precision)
@@ -107,11 +111,15 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training
     )
 
 
+#: Model options that decide whether a model may load, not what it computes: not part of the run id.
+MODEL_LOADING_OPTIONS = ("trust_remote_code", "allow_pickle")
+
+
 def run_id_for(spec: StudySpec, strategy: StrategySpec, bundle: DatasetBundle, cfg: engine.RunConfig,
                device: torch.device) -> str:
     """A stable id from everything that determines the run's result."""
     return stable_hash({
-        "model": spec.model.model_dump(),
+        "model": spec.model.model_dump(exclude=set(MODEL_LOADING_OPTIONS)),
         "data": spec.data.model_dump(),
         "hashes": bundle.hashes(),
         "strategy": strategy.model_dump(),
@@ -185,6 +193,13 @@ def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None
 def _run_study(spec: StudySpec, force: bool, reporter: Reporter, runner: Any, writer: bool) -> list[dict[str, Any]]:
     out_dir = Path(spec.output.dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    lock = StudyLock(out_dir) if writer else contextlib.nullcontext()  # one study per folder (rank 0 holds it)
+    with lock, InterruptGuard() as stop:  # Ctrl-C stops at the next step
+        return _run_locked(spec, out_dir, force, reporter, runner, writer, stop)
+
+
+def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter, runner: Any, writer: bool,
+                stop: InterruptGuard) -> list[dict[str, Any]]:
     with distributed.writer_first():  # rank 0 fills the dataset cache before the others read it
         prepared = prepare(spec, reporter, runner.placement(spec))
     from tunebench.eda import dataset_profile, write_profile  # the data section of the outputs
@@ -216,11 +231,19 @@ def _run_study(spec: StudySpec, force: bool, reporter: Reporter, runner: Any, wr
             def keep(record: dict[str, Any], labels: list[int] | None, probs: list[list[float]] | None) -> None:
                 """The single writer: each result goes to the store and the outputs as it arrives."""
                 if store is not None:
-                    store.put(record, labels, probs)
+                    with disk_guard("a run's result", store.path):
+                        store.put(record, labels, probs)
+                    if record["status"] in ("finished", "diverged"):
+                        _resume_point(spec, by_id[record["run_id"]]).discard()  # stored: no longer needed
                     reporter.run_finished(record)
                     write_outputs(_study_records(store, spec, plan), out_dir)
+                if record["status"] == "interrupted":
+                    raise StudyInterrupted(
+                        f"interrupted during run '{record['label']}' at step {record['failure']['step']} (recorded "
+                        "as interrupted); finished runs are kept and the same command continues the study")
 
-            runner.run(spec, todo, len(plan), prepared, env, reporter, keep)
+            by_id = {p.run_id: p for p in plan}
+            runner.run(spec, todo, len(plan), prepared, env, reporter, keep, stop=stop)
         records = _study_records(store, spec, plan) if store is not None else []
     if writer:
         write_outputs(records, out_dir)
@@ -242,8 +265,107 @@ def _label(record: dict[str, Any]) -> str:
     return record.get("label", record["strategy"])
 
 
+# --- run outcomes: diverged / failed / interrupted / out-of-memory retry (see tunebench.faults) ---
+
+
+def attempt_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prepared, env: dict[str, Any],
+                reporter: Reporter, stop: InterruptGuard | None = None
+                ) -> tuple[dict[str, Any], list[int] | None, list[list[float]] | None]:
+    """:func:`execute_run`, turning what can go wrong in one run into a record instead of an abort.
+
+    CUDA out of memory: one retry with half the batch and twice the gradient accumulation (the same
+    effective batch), recorded as ``oom_retry``.  A :class:`TunebenchError` (the user's input or
+    environment) still stops the study.
+    """
+    started = datetime.now(timezone.utc)
+    oom_retry = None
+    while True:
+        if oom_retry is not None:
+            _free_cuda()  # outside the except block: the failed attempt's tensors are released by now
+        try:
+            record, labels, probs = execute_run(spec, planned, total, prepared, env, reporter, stop=stop)
+            if oom_retry is not None:
+                record["oom_retry"] = oom_retry
+            return record, labels, probs
+        except TunebenchError:
+            raise
+        except Exception as exc:
+            cfg = planned.cfg
+            if is_cuda_oom(exc) and oom_retry is None and cfg.batch_size > 1:
+                oom_retry = {"error": error_line(exc), "from_batch_size": cfg.batch_size,
+                             "batch_size": cfg.batch_size // 2, "grad_accumulation": cfg.grad_accumulation * 2}
+                planned = replace(planned, cfg=replace(cfg, batch_size=cfg.batch_size // 2,
+                                                       grad_accumulation=cfg.grad_accumulation * 2))
+                reporter.message(f"{planned.label}: CUDA out of memory; retrying once with batch "
+                                 f"{cfg.batch_size // 2} and gradient accumulation {cfg.grad_accumulation * 2}")
+                continue
+            return unfinished_record(spec, planned, prepared, env, started, exc, oom_retry), None, None
+
+
+def _free_cuda() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _resume_point(spec: StudySpec, planned: PlannedRun) -> ResumePoint:
+    return ResumePoint.for_run(spec.output.dir, planned.run_id, spec.training.checkpoint_every or 0, vars(planned.cfg))
+
+
+def seeds_used(spec: StudySpec, cfg: engine.RunConfig) -> dict[str, Any]:
+    """Every seed a run uses: python/numpy/torch (model init, dropout), data order per epoch, the split."""
+    return {"python": cfg.seed, "numpy": cfg.seed, "torch": cfg.seed,
+            "data_order": [engine.data_order_seed(cfg.seed, e) for e in range(1, cfg.epochs + 1)],
+            "split": spec.training.seed}
+
+
+def _base_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, env: dict[str, Any], status: str,
+                 started: datetime) -> dict[str, Any]:
+    """The fields every record has, whatever its status."""
+    bundle, cfg = prepared.bundle, planned.cfg
+    return {
+        "run_id": planned.run_id,
+        "study": spec.name,
+        "position": planned.position,
+        "strategy": planned.strategy.label,
+        "label": planned.label,
+        "group": planned.group,
+        "sweep": planned.params,
+        "status": status,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "spec": planned.strategy.model_dump(),
+        "study_spec": spec.to_dict(),
+        "resolved": {**vars(cfg), "device": prepared.device.type, "max_length": spec.model.max_length},
+        "seeds": seeds_used(spec, cfg),
+        "data": {"name": bundle.name, "origin": bundle.origin, "label_names": bundle.label_names,
+                 "sizes": bundle.sizes(), "hashes": bundle.hashes(), "notes": bundle.notes,
+                 "is_pair": bundle.is_pair},
+        "environment": env,
+        "wall_time_s": round(time.time() - started.timestamp(), 2),
+    }
+
+
+def unfinished_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, env: dict[str, Any],
+                      started: datetime, exc: Exception, oom_retry: dict[str, Any] | None = None,
+                      failure: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record of a run that diverged, failed or was interrupted: where it stopped and why."""
+    status = exc.status if isinstance(exc, RunStopped) else "failed"
+    failure = failure or (exc.details() if isinstance(exc, RunStopped) else {"error": error_line(exc)})
+    record = _base_record(spec, planned, prepared, env, status, started)
+    record.update({
+        "model": {"name": spec.model.name, "source": prepared.model_source},
+        "failure": failure,
+        "curves": exc.curves if isinstance(exc, RunStopped) else [],
+        "best_epoch": None, "val": None, "test": None, "params": None, "resources": None,
+        "save_bytes": None, "checkpoint_bytes": None, "checkpoint": None,
+    })
+    if oom_retry is not None:
+        record["oom_retry"] = oom_retry
+    return record
+
+
 def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prepared, env: dict[str, Any],
-                reporter: Reporter, on_epoch: engine.StepCallback | None = None
+                reporter: Reporter, stop: InterruptGuard | None = None, on_epoch: engine.StepCallback | None = None
                 ) -> tuple[dict[str, Any], list[int], list[list[float]]]:
     """Train and evaluate one planned run; save its best checkpoint; return its record.
 
@@ -253,47 +375,44 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     started = datetime.now(timezone.utc)
     engine.seed_everything(cfg.seed)  # same head initialisation for every strategy
     bundle = prepared.bundle
-    model = load_classifier(prepared.model_source, bundle.label_names, attention=spec.model.attention)
+    model = load_classifier(prepared.model_source, bundle.label_names, attention=spec.model.attention,
+                            trust_remote_code=spec.model.trust_remote_code, allow_pickle=spec.model.allow_pickle)
     strategy = build_strategy(strategy_spec)
     model = strategy.prepare(model)
     trainable, total_params = count_parameters(model)
     batches_per_epoch = -(-len(prepared.train) // cfg.batch_size)
     reporter.run_started(position, total, planned.label, batches_per_epoch, cfg.epochs)
     pad_id = prepared.tokenizer.pad_token_id or 0
+    # a resume point belongs to one process's training state: not under a multi-process (DDP) launch
+    resume = _resume_point(spec, planned) if spec.training.checkpoint_every and distributed.world_size() == 1 else None
     result = engine.train_and_evaluate(model, prepared.train, prepared.validation, prepared.test,
                                        bundle.label_names, cfg, prepared.device, pad_id,
                                        on_step=reporter.step,
-                                       lowest_trainable_layer=strategy.lowest_trainable_layer, on_epoch=on_epoch)
-    slug = strategy_spec.label.replace(":", "-").replace(",", "_").replace("=", "").replace("+", "-")
+                                       lowest_trainable_layer=strategy.lowest_trainable_layer, on_epoch=on_epoch,
+                                       should_stop=stop, resume=resume)
+    slug = safe_slug(strategy_spec.label)
     checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
     save_bytes, checkpoint_bytes = essential_bytes(model), None
     if spec.output.save_checkpoints and distributed.is_writer():
         meta = {"run_id": run_id, "strategy": strategy_spec.label, "label_names": bundle.label_names,
                 "max_length": spec.model.max_length, "base_model": prepared.model_source,
                 "model_name": spec.model.name, "is_pair": bundle.is_pair,
-                "data": spec.data.model_dump(), "seed": cfg.seed, "precision": cfg.precision}
+                "data": spec.data.model_dump(), "seed": cfg.seed, "precision": cfg.precision,
+                "trust_remote_code": spec.model.trust_remote_code, "allow_pickle": spec.model.allow_pickle}
         tmp = checkpoint.with_name(checkpoint.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        checkpoint_bytes = save_checkpoint(model.to("cpu"), prepared.tokenizer, tmp, meta)
+        try:
+            with disk_guard("the best checkpoint", checkpoint):
+                checkpoint_bytes = save_checkpoint(model.to("cpu"), prepared.tokenizer, tmp, meta)
+        finally:
+            if checkpoint_bytes is None:
+                shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(checkpoint, ignore_errors=True)
         tmp.rename(checkpoint)
-    record = {
-        "run_id": run_id,
-        "study": spec.name,
-        "position": position,
-        "strategy": strategy_spec.label,
-        "label": planned.label,
-        "group": planned.group,
-        "sweep": planned.params,
-        "status": "finished",
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        "spec": strategy_spec.model_dump(),
-        "study_spec": spec.to_dict(),
-        "resolved": {**vars(cfg), "device": prepared.device.type, "max_length": spec.model.max_length},
-        "data": {"name": bundle.name, "origin": bundle.origin, "label_names": bundle.label_names,
-                 "sizes": bundle.sizes(), "hashes": bundle.hashes(), "notes": bundle.notes,
-                 "is_pair": bundle.is_pair},
+    record = _base_record(spec, planned, prepared, env, "finished", started)
+    if resume is not None and resume.resumed_from is not None:
+        record["resumed_from"] = resume.resumed_from
+    record.update({
         "model": {"name": spec.model.name, "source": prepared.model_source,
                   "n_layers": strategy.n_layers, "lowest_trainable_layer": strategy.lowest_trainable_layer},
         "params": {"trainable": trainable, "total": total_params,
@@ -306,30 +425,23 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
         "val": result.val_metrics,
         "test": result.test_metrics,
         "resources": result.resources,
-        "environment": env,
-        "wall_time_s": round(time.time() - started.timestamp(), 2),
-    }
+    })
     probs = [[round(float(x), 6) for x in row] for row in result.test_probabilities]
     return record, prepared.test.labels.tolist(), probs
 
 
 def failed_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, error: str,
-                  started: datetime | None = None) -> dict[str, Any]:
-    """The record of a run that ended without a result (its worker lost for good, an exception): status and error."""
-    now = datetime.now(timezone.utc)
-    started = started or now
-    return {
-        "run_id": planned.run_id,
-        "study": spec.name,
-        "position": planned.position,
-        "strategy": planned.strategy.label,
-        "label": planned.label,
-        "status": "failed",
-        "error": error,
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": now.isoformat(timespec="milliseconds"),
-        "spec": planned.strategy.model_dump(),
-        "study_spec": spec.to_dict(),
-        "resolved": {**vars(planned.cfg), "device": prepared.device.type, "max_length": spec.model.max_length},
-        "wall_time_s": round(now.timestamp() - started.timestamp(), 2),
-    }
+                  started: datetime | None = None, env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record of a run that ended without a result in a way only its executor saw (a Ray worker lost
+    for good): ``failed`` with the reason."""
+    started = started or datetime.now(timezone.utc)
+    return unfinished_record(spec, planned, prepared, env or {}, started, RuntimeError(error), failure={"error": error})
+
+
+def safe_slug(label: str) -> str:
+    """A folder name from a strategy label: letters, digits, ``.``, ``_`` and ``-`` only, never ``..``."""
+    import re
+
+    slug = label.replace(":", "-").replace(",", "_").replace("=", "").replace("+", "-")
+    slug = re.sub(r"[^A-Za-z0-9._-]", "_", slug).replace("..", "_")
+    return slug.lstrip(".") or "run"

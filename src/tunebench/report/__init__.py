@@ -15,7 +15,7 @@ from tunebench.report import sections, sections_data
 from tunebench.report import sections_significance as significance_sections
 from tunebench.report.analysis import headline_frame, seed_means
 from tunebench.report.cost import DEFAULT_PRICES
-from tunebench.report.document import Document
+from tunebench.report.document import Document, Section, cell, text_table
 from tunebench.report.html import render_html
 from tunebench.report.inputs import load_inputs
 from tunebench.report.markdown import render_markdown
@@ -37,9 +37,23 @@ def build_document(out_dir: Path, prices: dict[str, float] | None = None, study:
         frame = seed_means(frame, headline_frame(inputs.runs, prices), [group_of(r) for r in inputs.runs])
     ctx = sections.Context(inputs, prices, frame, out_dir / "figures")
     built = [section for build in SECTIONS if (section := build(ctx)) is not None]
+    if inputs.unfinished:  # runs that diverged, failed or were interrupted, right after the headline table
+        built.insert(1, unfinished_section(inputs.unfinished))
     for number, section in enumerate(built, 1):  # sections that apply only to some studies: number what is there
         section.title = f"{number}. {section.title.split('. ', 1)[-1]}"
     return Document(f"tunebench report: {inputs.study}", sections.intro(ctx), built)
+
+
+def unfinished_section(records: list[dict]) -> Section:
+    """One row per run that did not finish: status, where it stopped, the last finite loss, the error."""
+    rows = []
+    for r in records:
+        failure = r.get("failure") or {}
+        rows.append([r.get("label", r["strategy"]), r["status"], failure.get("epoch"), failure.get("step"),
+                     cell(failure.get("last_finite_loss"), ".4g"), failure.get("error") or r.get("error", "")])
+    table = text_table(["run", "status", "epoch", "step", "last finite loss", "error"], rows, key="unfinished",
+                       caption="Not part of any ranking or recommendation; the next 'tunebench run' tries them again.")
+    return Section("unfinished", "Runs that did not finish").add(table)
 
 
 def build_report(out_dir: Path, prices: dict[str, float] | None = None, study: str | None = None) -> dict[str, Path]:

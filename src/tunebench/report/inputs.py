@@ -38,6 +38,7 @@ class ReportInputs:
     texts: TestTexts
     profile: dict[str, Any] | None
     runs: list[dict[str, Any]] = field(default_factory=list)
+    unfinished: list[dict[str, Any]] = field(default_factory=list)  # diverged / failed / interrupted runs
 
     @property
     def repeated(self) -> bool:
@@ -52,7 +53,8 @@ def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
     if not path.is_file():
         raise SpecError(f"no study store in {out_dir} (expected {path.name}); run 'tunebench run -o {out_dir}' first")
     with Store(path) as store:
-        everything = [r for r in store.records() if r["status"] == "finished"]
+        stored = store.records()
+        everything = [r for r in stored if r["status"] == "finished"]
         if not everything:
             raise SpecError(f"the store in {out_dir} holds no finished runs; run a study first")
         names = sorted({r["study"] for r in everything})
@@ -63,7 +65,16 @@ def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
         runs = latest_per_label([r for r in everything if r["study"] == study])
         preds = {r["run_id"]: p for r in runs if (p := store.predictions(r["run_id"])) is not None}
     records = representatives(runs)
-    return ReportInputs(out_dir, study, records, preds, load_test_texts(records[0]), load_profile(out_dir), runs)
+    unfinished = _unfinished(stored, runs, study)
+    return ReportInputs(out_dir, study, records, preds, load_test_texts(records[0]), load_profile(out_dir), runs,
+                        unfinished)
+
+
+def _unfinished(stored: list[dict[str, Any]], finished: list[dict[str, Any]], study: str) -> list[dict[str, Any]]:
+    """The study's runs that did not finish, unless the same run label finished later."""
+    done = {r.get("label", r["strategy"]): r["finished_at"] for r in finished}
+    latest = latest_per_label([r for r in stored if r["study"] == study and r["status"] not in ("finished", "pruned")])
+    return [r for r in latest if r["finished_at"] > done.get(r.get("label", r["strategy"]), "")]
 
 
 def latest_per_label(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,154 @@
+"""What can go wrong inside a study, and what the study does about it.
+
+A run ends in one of four statuses:
+
+``finished``
+    trained, evaluated, stored; never redone unless ``--force``.
+``diverged``
+    the training loss became NaN or infinite (:class:`Diverged`, raised by the engine with the
+    step and the last finite loss); the study goes on with the next run.
+``failed``
+    any other exception inside the run (a bug, a library error, CUDA out of memory twice); the
+    record holds the error in one line and the study goes on.  A :class:`TunebenchError` is
+    different: it is about the user's input or environment (a strategy the model cannot take, a
+    full disk), so it stops the study with its one sentence and exit code 2.
+``interrupted``
+    Ctrl-C (:class:`InterruptGuard`): the engine stops at the next step (:class:`Interrupted`),
+    the run is recorded, outputs are written, and the study ends (:class:`StudyInterrupted`).
+
+Runs that are not ``finished`` are attempted again by the next ``tunebench run``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import signal
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tunebench.errors import TunebenchError
+
+STATUSES = ("finished", "diverged", "failed", "interrupted")
+
+
+class RunStopped(Exception):
+    """The engine stopped a run early; carries where it was."""
+
+    status = "failed"
+
+    def __init__(self, message: str, *, epoch: int, batch: int, step: int,
+                 last_finite_loss: float | None = None, curves: list[dict[str, float]] | None = None) -> None:
+        super().__init__(message)
+        self.epoch, self.batch, self.step = epoch, batch, step
+        self.last_finite_loss = last_finite_loss
+        self.curves = curves or []
+
+    def details(self) -> dict[str, Any]:
+        return {"error": str(self), "epoch": self.epoch, "batch": self.batch, "step": self.step,
+                "last_finite_loss": self.last_finite_loss}
+
+
+class Diverged(RunStopped, FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+    status = "diverged"
+
+
+class Interrupted(RunStopped):
+    """The user pressed Ctrl-C; the engine stopped at the next step."""
+
+    status = "interrupted"
+
+
+class StudyInterrupted(TunebenchError):
+    """The study stopped after Ctrl-C (the current run is recorded as interrupted)."""
+
+    exit_code = 130
+
+
+class RunsUnfinishedError(TunebenchError):
+    """The study ran to its end but some runs diverged or failed (exit code 1)."""
+
+    exit_code = 1
+
+
+def unfinished_error(records: list[dict[str, Any]]) -> RunsUnfinishedError | None:
+    """One sentence naming the runs that did not finish, or None when all did."""
+    bad = [r for r in records if r.get("status") != "finished"]
+    if not bad:
+        return None
+    parts = []
+    for r in bad:
+        failure = r.get("failure") or {}
+        where = f" at step {failure['step']}" if failure.get("step") is not None else ""
+        why = f" ({failure['error']})" if r.get("status") == "failed" and failure.get("error") else ""
+        parts.append(f"{r['strategy']} {r['status']}{where}{why}")
+    return RunsUnfinishedError(f"{len(bad)} of {len(records)} runs did not finish: {'; '.join(parts)}; the finished "
+                               "runs are in the outputs, and the next 'tunebench run' tries the others again")
+
+
+class DiskFullError(TunebenchError):
+    """No space left while writing a checkpoint or a result."""
+
+
+def error_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: how a failed run's error is stored and shown."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def is_cuda_oom(exc: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    return oom is not None and isinstance(exc, oom)
+
+
+@contextlib.contextmanager
+def disk_guard(what: str, path: Path | str) -> Iterator[None]:
+    """Turn "no space left" (or a full quota) while writing ``what`` into one :class:`DiskFullError`."""
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as exc:
+        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(exc)
+        if full:
+            raise DiskFullError(f"no space left on the device while saving {what} to '{path}'; free some "
+                                "space and run the same command again (finished runs are kept in the store)") from None
+        raise
+
+
+class InterruptGuard:
+    """Ctrl-C handling for a study: the first SIGINT asks the current run to stop, the second exits.
+
+    Use as a context manager around the study; call the guard (``guard()``) to ask whether a stop
+    was requested.  Outside the main thread (where signal handlers cannot be installed) it only
+    reports ``False``.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # the second Ctrl-C: leave at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
