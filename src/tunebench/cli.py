@@ -90,6 +90,17 @@ def run(
     _run(spec_from_options(options), options["force"])
 
 
+#: on/off flags of ``run``: option name → (spec section, field, value when the flag is given)
+SWITCHES = {
+    "no_checkpoints": ("output", "save_checkpoints", False),
+    "no_prefix_cache": ("training", "prefix_cache", False),
+    "no_bucketing": ("training", "bucketing", False),
+    "compile_model": ("training", "compile", True),
+    "trust_remote_code": ("model", "trust_remote_code", True),
+    "allow_pickle": ("model", "allow_pickle", True),
+}
+
+
 def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) -> Any:
     """The study spec of ``run``'s options (``o``: its arguments by name), with a ``sweep`` section if given."""
     from tunebench.spec import default_study, load_spec, spec_from_dict
@@ -125,18 +136,9 @@ def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) ->
         data["name"] = o["name"]
     elif study_file is None and (o["dataset"] is not None or o["model"] is not None):
         data["name"] = _study_name(data["data"]["source"], data["model"]["name"])
-    if o["no_checkpoints"]:
-        data["output"]["save_checkpoints"] = False
-    if o["no_prefix_cache"]:
-        data["training"]["prefix_cache"] = False
-    if o["no_bucketing"]:
-        data["training"]["bucketing"] = False
-    if o["compile_model"]:
-        data["training"]["compile"] = True
-    if o["trust_remote_code"]:
-        data["model"]["trust_remote_code"] = True
-    if o["allow_pickle"]:
-        data["model"]["allow_pickle"] = True
+    for option, (section, key, value) in SWITCHES.items():  # a switch given on the command line wins
+        if o[option]:
+            data[section][key] = value
     chosen = _split_strategies(o["strategies"])
     if chosen is not None:
         data["strategies"] = chosen
