@@ -93,3 +93,18 @@ class Store:
         row = self._db.execute("SELECT labels, probabilities FROM predictions WHERE run_id = ?",
                                (run_id,)).fetchone()
         return None if row is None else (json.loads(row[0]), json.loads(row[1]))
+
+
+def label_of(record: dict[str, Any]) -> str:
+    """A stored run's name in its study (records from before sweeps have only a strategy)."""
+    return record.get("label", record["strategy"])
+
+
+def latest_per_label(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per run label, the newest (a re-run with --force replaces), in study order."""
+    latest: dict[str, dict[str, Any]] = {}
+    for r in records:
+        label = label_of(r)
+        if label not in latest or r["finished_at"] >= latest[label]["finished_at"]:
+            latest[label] = r
+    return sorted(latest.values(), key=lambda r: (r["position"], label_of(r)))

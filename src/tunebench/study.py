@@ -29,7 +29,7 @@ from tunebench.outputs import write_outputs
 from tunebench.resources import environment
 from tunebench.resume import ResumePoint
 from tunebench.spec import DEFAULT_LR, StrategySpec, StudySpec, TrainingSpec, stable_hash
-from tunebench.store import STORE_NAME, Store
+from tunebench.store import STORE_NAME, Store, label_of, latest_per_label
 from tunebench.strategies import build_strategy
 from tunebench.sweep import Configuration, configurations, run_label
 
@@ -251,18 +251,10 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
 
 
 def _study_records(store: Store, spec: StudySpec, plan: list[PlannedRun]) -> list[dict[str, Any]]:
-    """The stored runs that belong to the current plan, in the plan's order."""
+    """The stored runs that belong to the current plan (the newest of each), in the plan's order."""
     wanted = {p.label: p.position for p in plan}
-    records = [r for r in store.records(spec.name) if _label(r) in wanted]
-    latest: dict[str, dict[str, Any]] = {}
-    for r in records:  # a re-run with --force replaces; keep the newest per label
-        if _label(r) not in latest or r["finished_at"] >= latest[_label(r)]["finished_at"]:
-            latest[_label(r)] = r
-    return sorted(latest.values(), key=lambda r: wanted[_label(r)])
-
-
-def _label(record: dict[str, Any]) -> str:
-    return record.get("label", record["strategy"])
+    records = latest_per_label([r for r in store.records(spec.name) if label_of(r) in wanted])
+    return sorted(records, key=lambda r: wanted[label_of(r)])
 
 
 # --- run outcomes: diverged / failed / interrupted / out-of-memory retry (see tunebench.faults) ---

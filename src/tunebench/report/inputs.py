@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebench.errors import SpecError
-from tunebench.store import STORE_NAME, Store
+from tunebench.store import STORE_NAME, Store, latest_per_label
 
 PROFILE_NAME = "dataset_profile.json"
 
@@ -75,16 +75,6 @@ def _unfinished(stored: list[dict[str, Any]], finished: list[dict[str, Any]], st
     done = {r.get("label", r["strategy"]): r["finished_at"] for r in finished}
     latest = latest_per_label([r for r in stored if r["study"] == study and r["status"] not in ("finished", "pruned")])
     return [r for r in latest if r["finished_at"] > done.get(r.get("label", r["strategy"]), "")]
-
-
-def latest_per_label(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per run label (the newest), in study order."""
-    latest: dict[str, dict[str, Any]] = {}
-    for r in records:
-        label = r.get("label", r["strategy"])
-        if label not in latest or r["finished_at"] >= latest[label]["finished_at"]:
-            latest[label] = r
-    return sorted(latest.values(), key=lambda r: (r["position"], r.get("label", r["strategy"])))
 
 
 def representatives(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
