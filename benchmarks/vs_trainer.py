@@ -12,7 +12,7 @@ run's alone and both tools are measured the same way.  MFU = useful training FLO
 fp32 matmul peak measured at the start of the same sitting (useful: real tokens only, padding not
 counted; formula in ``useful_flops``).
 
-    python benchmarks/vs_trainer.py                 # the full table (about 25 minutes on 2 cores)
+    python benchmarks/vs_trainer.py                 # the full table (about 35 minutes on 2 cores)
     python benchmarks/vs_trainer.py --train 200 --test 100 --epochs 1   # a quick smoke run
 """
 
@@ -32,7 +32,40 @@ HERE = Path(__file__).resolve().parent
 STRATEGIES = ["full", "lora:r=8", "partial:k=2", "head"]
 TARGETS = {"full": 3.0, "lora:r=8": 3.0, "partial:k=2": 4.0, "head": 8.0}
 #: tunebench variants with one technique switched off, to show each technique's effect
-ABLATIONS = [("partial:k=2", "no-prefix-cache"), ("head", "no-prefix-cache"), ("full", "no-bucketing")]
+ABLATIONS = [("partial:k=2", "no-prefix-cache"), ("head", "no-prefix-cache"), ("full", "no-bucketing"),
+             ("full", "eager-attention"), ("full", "foreach-adamw"), ("full", "no-memory-savings"),
+             ("head", "no-memory-savings")]
+
+
+def foreach_adamw() -> None:
+    """The ablation ``foreach-adamw``: the engine's optimizer before it used the fused kernel on CPU."""
+    import torch
+
+    adamw = torch.optim.AdamW
+
+    def foreach(*args, **kwargs):
+        kwargs.pop("fused", None)
+        return adamw(*args, foreach=True, **kwargs)
+
+    torch.optim.AdamW = foreach
+
+
+def without_memory_savings() -> None:
+    """The ablation ``no-memory-savings``: the best epoch's weights copied in RAM and the frozen-prefix
+    cache in RAM up to 2 GiB, as before the engine moved both into temporary files."""
+    from tunebench import engine, prefix
+
+    prefix.DEFAULT_SPILL_BYTES = 2 * 2**30
+
+    class InRam(engine.BestWeights):
+        def keep_state(self, state):
+            self.kept = {n: t.detach().to("cpu", copy=True) for n, t in state.items()}
+            self.file = True
+
+        def state(self):
+            return getattr(self, "kept", {})
+
+    engine.BestWeights = InRam
 
 
 def load_workload(n_train: int, n_val: int, n_test: int) -> dict:
@@ -105,6 +138,10 @@ def run_tunebench(work: dict, strategy: str, variant: str, args) -> dict:
     from tunebench.spec import StudySpec, parse_strategy
     from tunebench.strategies import build_strategy
 
+    if variant == "no-memory-savings":
+        without_memory_savings()
+    if variant == "foreach-adamw":
+        foreach_adamw()
     source = check_model_source("minilm-l6")
     tokenizer = load_tokenizer(source)
     enc = {s: engine.encode_split(tokenizer, work[s]["s1"], work[s].get("s2"), work[s]["y"], args.max_length)

@@ -126,3 +126,63 @@ def test_a_run_lost_on_every_retry_is_failed_and_the_others_finish(both):
     assert ",failed,its Ray worker was lost" in csv[-1]
     assert "- **partial:k=1**: failed — its Ray worker was lost" in (ray_out / "summary.md").read_text()
     assert len(json.loads((ray_out / "results.json").read_text())["runs"]) == 3
+
+
+GRID = {"lora.r": [2, 4], "lr": [1e-3, 3e-3]}
+SEEDS = [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def grid_both(ray_cluster, tiny_models, tmp_path_factory):
+    """A rank × LR grid with three seeds (12 runs) from one spec, run locally and on Ray."""
+    from tunebench.backends import RayBackend
+
+    root = tmp_path_factory.mktemp("grid")
+    csv = root / "reviews.csv"
+    easy_reviews().to_csv(csv, index=False)
+
+    def spec(out):
+        return StudySpec(name="grid", data={"source": str(csv)}, model={"name": str(tiny_models["bert"]),
+                                                                       "max_length": 32},
+                         strategies=["lora"], training={"epochs": 2, "batch_size": 8},
+                         sweep={"grid": GRID, "seeds": SEEDS}, output={"dir": str(out)})
+
+    local = study_module.run_study(spec(root / "local"))
+    remote = study_module.run_study(spec(root / "ray"), backend=RayBackend(max_retries=0))
+    return local, remote, root
+
+
+def _table_without_times(path: Path) -> list[dict[str, str]]:
+    import csv as csv_module
+
+    with path.open() as handle:
+        rows = list(csv_module.DictReader(handle))
+    timing = ("time", "per_s", "memory", "bytes", "cost", "usd", "checkpoint", "device", "processes")
+    return [{k: v for k, v in row.items() if not any(t in k for t in timing)} for row in rows]
+
+
+def test_a_rank_by_lr_grid_with_three_seeds_is_identical_locally_and_on_ray(grid_both):
+    local, remote, root = grid_both
+    groups = sorted({r["group"] for r in local})
+    assert groups == ["lora:r=2 lr=0.001", "lora:r=2 lr=0.003", "lora:r=4 lr=0.001", "lora:r=4 lr=0.003"]
+    assert len(local) == len(remote) == 12
+    assert sorted(r["seed"] for r in local) == sorted(SEEDS * 4)
+    assert all(r["status"] == "finished" for r in local + remote)
+    by_id = {r["run_id"]: r for r in remote}
+    assert set(by_id) == {r["run_id"] for r in local}
+    for record in local:
+        assert _results(by_id[record["run_id"]]) == _results(record)  # equal, not close
+    with Store(root / "local" / STORE_NAME) as a, Store(root / "ray" / STORE_NAME) as b:
+        for record in local:
+            assert a.predictions(record["run_id"]) == b.predictions(record["run_id"])
+    by_config = _table_without_times(root / "local" / "results_by_config.csv")
+    assert len(by_config) == 4 and all(row["seeds"] == "3" for row in by_config)
+    assert _table_without_times(root / "ray" / "results_by_config.csv") == by_config
+
+
+def test_the_grid_report_shows_intervals_and_significance(grid_both):
+    _, _, root = grid_both
+    report = (root / "ray" / "report.md").read_text()
+    assert "Ranking and significance" in report
+    assert "95%" in report or "95 %" in report
+    assert "McNemar" in report

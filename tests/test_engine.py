@@ -98,6 +98,23 @@ def test_best_epoch_by_validation_f1_is_restored(tiny_bert):
         assert torch.equal(named[name].detach().cpu(), value)
 
 
+def test_best_weights_live_in_a_file_and_come_back_exactly(tiny_bert):
+    model = load_classifier(str(tiny_bert), ["neg", "pos"])
+    best = engine.BestWeights()
+    assert best.state() == {}  # nothing kept yet: restoring changes nothing
+    best.keep(model)
+    kept = {n: p.detach().clone() for n, p in model.named_parameters()}
+    size = best.file.seek(0, 2)
+    assert size > 4 * sum(p.numel() for p in model.parameters())  # every weight went to the file
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    state = best.restore(model)
+    assert set(state) == set(kept)
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), kept[name])
+
+
 def test_gradient_accumulation_counts_optimizer_steps(tiny_bert):
     _, result, _ = _train(tiny_bert, _cfg(epochs=1, grad_accumulation=3))
     assert result.resources["optimizer_steps"] == 3  # 8 batches → steps after 3, 6 and the last

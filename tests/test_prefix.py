@@ -57,6 +57,23 @@ def test_cache_spills_to_disk_with_the_same_results(tiny_bert, monkeypatch):
     assert np.array_equal(spilled.test_probabilities, in_memory.test_probabilities)
 
 
+def test_a_spilled_cache_is_a_file_read_per_batch_with_the_same_rows(tiny_bert):
+    tokenizer = load_tokenizer(str(tiny_bert))
+    split = _encoded(tokenizer, easy_reviews(40))
+    model = build_strategy(parse_strategy("head")).prepare(load_classifier(str(tiny_bert), ["neg", "pos"]))
+    frozen = prefix.FrozenPrefix.for_model(model, 3)
+    in_memory = frozen.compute(split, 16, tokenizer.pad_token_id, torch.device("cpu"))
+    on_disk = frozen.compute(split, 16, tokenizer.pad_token_id, torch.device("cpu"), spill_bytes=0)
+    assert not in_memory.on_disk and on_disk.on_disk and on_disk.states is None  # nothing held in RAM
+    assert on_disk.nbytes == in_memory.nbytes == int(split.lengths.sum()) * in_memory.hidden * 4
+    for index in (np.array([0, 1, 2]), np.array([39, 7, 20, 3]), np.arange(40)):
+        width = int(split.lengths[index].max()) + 2  # padded wider than the longest: the tail stays zero
+        a = in_memory.batch(index, width, torch.device("cpu"))
+        b = on_disk.batch(index, width, torch.device("cpu"))
+        assert torch.equal(a, b) and a.abs().sum() > 0
+        assert torch.all(b[:, -2:] == 0)
+
+
 def test_a_cache_that_disagrees_is_dropped(tiny_bert, monkeypatch):
     real = prefix.FrozenPrefix.compute
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from tunebench import distributed
-from tunebench.faults import Diverged, Interrupted
+from tunebench.faults import Diverged, Interrupted, disk_guard
 from tunebench.metrics import classification_metrics
 from tunebench.prefix import FrozenPrefix, HiddenCache
 from tunebench.resources import PeakMemory
@@ -197,12 +198,13 @@ def _optimizer(model: nn.Module, cfg: RunConfig, device: torch.device) -> torch.
         (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    kwargs: dict[str, Any] = {"lr": cfg.lr}
-    if device.type == "cuda":
-        kwargs["fused"] = True
-    else:
-        kwargs["foreach"] = True
-    return torch.optim.AdamW([g for g in groups if g["params"]], **kwargs)
+    groups = [g for g in groups if g["params"]]
+    try:
+        # one fused kernel per parameter, CUDA and CPU alike (as Trainer's default optimizer): on CPU it
+        # steps full fine-tuning of MiniLM-L6 in ~20 ms against ~110 ms for foreach, with no temporaries
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    except RuntimeError:  # a device without the fused kernel (mps, older builds): torch's default
+        return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def _scheduler(optimizer, cfg: RunConfig, total_steps: int):
@@ -241,8 +243,45 @@ def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int,
     return probs, total_loss / max(len(split), 1)
 
 
-def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+class BestWeights:
+    """The best epoch's trainable weights, kept in an anonymous temporary file rather than in RAM.
+
+    A copy in memory adds every trainable weight to peak memory for the rest of the run (87 MB,
+    the whole model, for full fine-tuning of MiniLM-L6).  ``torch.save`` writes one storage at a
+    time, without a second copy, and the file's pages sit in the page cache, not in the process.
+    The cost is one write per epoch that improves validation macro-F1.  The file has no name: it
+    goes when the object does.
+    """
+
+    def __init__(self) -> None:
+        self.file: Any = None
+
+    def keep(self, model: nn.Module) -> None:
+        self.keep_state({n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad})
+
+    def keep_state(self, state: dict[str, torch.Tensor]) -> None:
+        if self.file is None:
+            self.file = tempfile.TemporaryFile(prefix="tunebench-best-", suffix=".pt")  # noqa: SIM115 (lives with self)
+        self.file.seek(0)
+        self.file.truncate()
+        with disk_guard("the best epoch's weights", tempfile.gettempdir()):
+            torch.save(state, self.file)
+            self.file.flush()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        if self.file is None:
+            return {}
+        self.file.seek(0)
+        return torch.load(self.file, map_location="cpu", weights_only=True)
+
+    def restore(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Copy the kept weights back into ``model``; return them."""
+        state = self.state()
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                named[name].copy_(value.to(named[name].device))
+        return state
 
 
 def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: EncodedSplit, test: EncodedSplit,
@@ -277,12 +316,13 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     runner = _compiled(model) if cfg.compile else model  # what is called; parameters stay model's
 
     curves: list[dict[str, float]] = []
-    best_f1, best_epoch, best_state, best_val = -1.0, 0, {}, {}
+    best_f1, best_epoch, best_val = -1.0, 0, {}
     train_time = eval_time = 0.0
     seen_examples = seen_tokens = 0
     step = 0
     caches: dict[str, HiddenCache] = {}
     notes: list[str] = []
+    best = BestWeights()
     with contextlib.ExitStack() as stack:
         inject = None
         if prefix is not None and cfg.prefix_cache:
@@ -303,6 +343,9 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
         restored = resume.load(model, optimizer, scheduler, scaler) if resume is not None else None
         if restored is not None:
             p, best_state = restored
+            if best_state:
+                best.keep_state(best_state)
+            del best_state
             start_epoch, skip, step, epoch_done = p["epoch"], p["next_batch"], p["step"], p["epoch_elapsed"]
             train_time, eval_time, curves = p["train_time"], p["eval_time"], p["curves"]
             seen_examples, seen_tokens, last_finite = p["seen_examples"], p["seen_tokens"], p["last_finite_loss"]
@@ -362,7 +405,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                         "seen_examples": seen_examples, "seen_tokens": seen_tokens, "train_time": train_time,
                         "eval_time": eval_time, "epoch_elapsed": epoch_done + time.perf_counter() - epoch_start,
                         "curves": curves, "best_f1": best_f1, "best_epoch": best_epoch, "best_val": best_val,
-                        "last_finite_loss": last_finite}, best_state)
+                        "last_finite_loss": last_finite}, best.state())
                 if on_step is not None and loss_n:
                     elapsed = train_time + time.perf_counter() - epoch_start
                     on_step({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(plan),
@@ -387,12 +430,9 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                 on_epoch(curves[-1])
             if val["macro_f1"] > best_f1:
                 best_f1, best_epoch, best_val = val["macro_f1"], epoch, val
-                best_state = _trainable_state(model)
+                best.keep(model)
     # the prefix is back in place: restore the best epoch, then test once through the whole model
-    with torch.no_grad():
-        named = dict(model.named_parameters())
-        for name, value in best_state.items():
-            named[name].copy_(value.to(named[name].device))
+    best_state = best.restore(model)
     eval_start = time.perf_counter()
     test_probs, test_loss = predict(runner, test, cfg.eval_batch_size, pad_id, device, cfg.precision)
     eval_time += time.perf_counter() - eval_start

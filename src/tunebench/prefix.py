@@ -11,9 +11,13 @@ fixed function of the input.  The engine then
   of the current batch.  The model's own forward still builds the attention mask, runs the
   trainable top, the pooler and the classifier, so the same code path serves every architecture.
 
-The cache holds each example's states unpadded, in one float32 array (in memory, or a memmap in a
-temporary file above ``spill_bytes``).  A batch is padded to its longest member, exactly as the
-token ids are, so results equal the uncached path up to floating-point summation order.
+The cache holds each example's states unpadded, in one float32 array: in memory up to
+``spill_bytes`` (64 MiB by default), above that in a temporary file that each batch reads its rows
+from.  The file's pages live in the operating system's page cache, which it can drop and re-read
+under memory pressure, so a large cache does not add its size to the process's resident memory (a
+memmap would: its touched pages count as resident).  A batch is padded to its longest member,
+exactly as the token ids are, so results equal the uncached path up to floating-point summation
+order.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from torch import nn
 
 from tunebench.modeling import find_layer_stack
 
-#: Above this many bytes the cache lives in a memmap on disk instead of RAM.
-DEFAULT_SPILL_BYTES = 2 * 2**30
+#: Above this many bytes the cache lives in a temporary file (read through the page cache) instead of RAM.
+DEFAULT_SPILL_BYTES = 64 * 2**20
 
 
 class _Stop(Exception):
@@ -40,23 +44,35 @@ class _Stop(Exception):
 
 @dataclass
 class HiddenCache:
-    """Per-example hidden states at the top of the frozen prefix, stored flat."""
+    """Per-example hidden states at the top of the frozen prefix, stored flat.
 
-    states: np.ndarray  # (total_tokens, hidden), float32; RAM or memmap
+    ``states`` (RAM) or ``file`` (a temporary file of the same float32 rows) holds them.
+    """
+
+    states: np.ndarray | None  # (total_tokens, hidden) float32 in RAM, or None when on disk
     offsets: np.ndarray  # (n + 1,), start of example i at offsets[i]
-    on_disk: bool = False
-    _tmp: Any = field(default=None, repr=False)
+    hidden: int
+    file: Any = field(default=None, repr=False)  # an open binary temporary file when on disk
+
+    @property
+    def on_disk(self) -> bool:
+        return self.file is not None
 
     @property
     def nbytes(self) -> int:
-        return int(self.states.nbytes)
+        return int(self.offsets[-1]) * self.hidden * 4
 
     def batch(self, index: np.ndarray, width: int, device: torch.device) -> torch.Tensor:
         """States of the examples in ``index``, zero-padded to ``width`` tokens."""
-        out = torch.zeros((len(index), width, self.states.shape[1]), dtype=torch.float32)
+        out = torch.zeros((len(index), width, self.hidden), dtype=torch.float32)
+        rows = out.numpy()
         for row, i in enumerate(index):
-            start, end = self.offsets[i], self.offsets[i + 1]
-            out[row, : end - start] = torch.from_numpy(np.asarray(self.states[start:end]))
+            start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+            if self.states is not None:
+                rows[row, : end - start] = self.states[start:end]
+            else:  # read straight into the batch's rows: no intermediate copy
+                self.file.seek(start * self.hidden * 4)
+                self.file.readinto(memoryview(rows[row, : end - start]).cast("B"))
         return out.to(device, non_blocking=True)
 
 
@@ -197,24 +213,28 @@ class FrozenPrefix:
                     with contextlib.suppress(_Stop):
                         self.model(**batch)
                     out = captured["states"].float().cpu().numpy()
-                    if states is None:
+                    if hidden is None:
                         hidden = out.shape[-1]
-                        shape = (int(offsets[-1]), hidden)
-                        if shape[0] * hidden * 4 > spill_bytes:
-                            tmp = tempfile.NamedTemporaryFile(prefix="tunebench-prefix-", suffix=".f32")  # noqa: SIM115 (lives with the cache)
-                            states = np.memmap(tmp.name, dtype=np.float32, mode="w+", shape=shape)
+                        if int(offsets[-1]) * hidden * 4 > spill_bytes:
+                            tmp = tempfile.TemporaryFile(prefix="tunebench-prefix-", suffix=".f32")  # noqa: SIM115 (lives with the cache)
                         else:
-                            states = np.empty(shape, dtype=np.float32)
+                            states = np.empty((int(offsets[-1]), hidden), dtype=np.float32)
                     for row, i in enumerate(index):
-                        states[offsets[i]:offsets[i + 1]] = out[row, : lengths[i]]
+                        if states is not None:
+                            states[offsets[i]:offsets[i + 1]] = out[row, : lengths[i]]
+                        else:
+                            tmp.seek(int(offsets[i]) * hidden * 4)
+                            tmp.write(np.ascontiguousarray(out[row, : lengths[i]]).tobytes())
         finally:
             for handle in handles:
                 handle.remove()
             self.model.train(was_training)
         self.layer_output = captured["structure"]
         self.embedding_width = captured["embedding_width"]
-        assert states is not None
-        return HiddenCache(states=states, offsets=offsets, on_disk=tmp is not None, _tmp=tmp)
+        assert hidden is not None
+        if tmp is not None:
+            tmp.flush()
+        return HiddenCache(states=states, offsets=offsets, hidden=hidden, file=tmp)
 
     @contextlib.contextmanager
     def bypass(self) -> Iterator[_Inject]:
