@@ -1,7 +1,9 @@
 """Issue 7's check: one rank × LR grid with 3 seeds, run locally and on a local Ray cluster, identical.
 
-Runs the same ``tunebench sweep`` twice — ``--backend local`` and ``--backend ray`` (Ray starts a
-local, single-machine cluster for the driver) — on MiniLM-L6 and a small SNLI slice, then compares
+Runs one study spec (written below) twice — ``tunebench run SPEC`` and ``tunebench run SPEC --backend
+ray`` (Ray starts a local, single-machine cluster for the driver) — on MiniLM-L6 and a small SNLI
+slice, both with the same number of torch threads per run (``OMP_NUM_THREADS`` locally,
+``execution.cpus_per_run`` on Ray: another thread count sums floats in another order), then compares
 every run's metrics in ``results.csv`` and every configuration's mean ± std and 95 % CI in
 ``results_by_config.csv``, leaving out the columns that measure time, memory or money (those
 differ between any two runs).  Also checks that both reports carry the significance section.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import shutil
 import subprocess
 import sys
@@ -21,18 +24,27 @@ import tempfile
 import time
 from pathlib import Path
 
-GRID = ["--grid", "lora.r=4,8", "--grid", "lr=2e-4,5e-4", "--seeds", "0,1,2"]
-SLICE = ["--train-limit", "300", "--val-limit", "100", "--test-limit", "300", "--epochs", "2", "--max-length", "64"]
+THREADS = 2
+SPEC = f"""\
+name: grid
+data: {{source: snli, train_limit: 240, val_limit: 100, test_limit: 300}}
+model: {{name: minilm-l6, max_length: 64}}
+strategies: [lora]
+training: {{epochs: 2, batch_size: 16}}
+sweep:
+  grid: {{lora.r: [4, 8], lr: [2.0e-4, 5.0e-4]}}
+  seeds: [0, 1, 2]
+execution: {{cpus_per_run: {THREADS}}}
+"""
 #: columns that measure the machine, not the model: they differ between any two runs
 MACHINE = ("time", "per_s", "memory", "bytes", "cost", "usd", "checkpoint", "device", "processes")
 
 
-def sweep(out: Path, backend: str) -> float:
-    cmd = [sys.executable, "-m", "tunebench", "sweep", "-s", "lora", *GRID, *SLICE, "--name", "grid",
-           "--backend", backend, "-o", str(out)]
+def study(spec: Path, out: Path, backend: str) -> float:
+    cmd = [sys.executable, "-m", "tunebench", "run", str(spec), "--backend", backend, "-o", str(out)]
     print("$", " ".join(cmd[2:]), flush=True)
     started = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
     return time.perf_counter() - started
 
 
@@ -48,7 +60,10 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="tunebench-grid-"))
     try:
-        seconds = {backend: sweep(root / backend, backend) for backend in ("local", "ray")}
+        spec = root / "grid.yaml"
+        spec.write_text(SPEC)
+        print(SPEC)
+        seconds = {backend: study(spec, root / backend, backend) for backend in ("local", "ray")}
         local, ray = root / "local", root / "ray"
         runs = table(local / "results.csv", "run"), table(ray / "results.csv", "run")
         configs = table(local / "results_by_config.csv", "config"), table(ray / "results_by_config.csv", "config")

@@ -272,6 +272,8 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="*", default=STRATEGIES)
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "vs_trainer.json")
+    parser.add_argument("--rescore", action="store_true",
+                        help="measure the matmul peak again and recompute MFU in --out (no training)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tool", help=argparse.SUPPRESS)
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
@@ -280,6 +282,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         child(args)
+        return
+    if args.rescore:
+        rescore(args.out)
         return
 
     import torch
@@ -304,11 +309,12 @@ def main() -> None:
             if strategy in args.strategies:
                 runs.append({"tool": "tunebench", "strategy": strategy, "variant": variant,
                              **launch("tunebench", strategy, variant, args)})
-    for r in runs:
-        tokens_per_epoch = r["tokens"] / args.epochs
-        flops = useful_flops(r["strategy"], tokens_per_epoch, args.epochs, config.num_hidden_layers,
-                             config.hidden_size, config.intermediate_size, r["cached"])
-        r["mfu_pct"] = 100 * flops / r["train_s"] / (peak * 1e9)
+    # measured again at the end: a shared machine can be slow for a few seconds, and the peak is the best
+    # the machine did in this sitting
+    peaks = [peak, matmul_peak_gflops()]
+    peak = max(peaks)
+    print(f"fp32 matmul peak at the end: {peaks[1]:.1f} GFLOP/s; MFU uses the higher, {peak:.1f}")
+    score(runs, peak, config, args.epochs)
 
     table = render(runs)
     print()
@@ -317,9 +323,37 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": device_name(torch.device("cpu")), "threads": args.threads, "matmul_peak_gflops": peak,
+        "matmul_peaks_start_end": peaks,
         "workload": {"train": args.train, "test": args.test, "epochs": args.epochs, "max_length": args.max_length},
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "runs": runs, "table": table}, indent=2) + "\n")
     print(f"\nwritten: {args.out}")
+
+
+def score(runs: list[dict], peak: float, config, epochs: int) -> None:
+    """Set each run's MFU: useful FLOP/s over ``peak`` GFLOP/s."""
+    for r in runs:
+        flops = useful_flops(r["strategy"], r["tokens"] / epochs, epochs, config.num_hidden_layers,
+                             config.hidden_size, config.intermediate_size, r["cached"])
+        r["mfu_pct"] = 100 * flops / r["train_s"] / (peak * 1e9)
+
+
+def rescore(path: Path) -> None:
+    """Measure the matmul peak now and recompute MFU in an existing results file with the highest peak seen."""
+    import torch
+    from transformers import AutoConfig
+
+    from tunebench.modeling import check_model_source
+
+    data = json.loads(path.read_text())
+    torch.set_num_threads(data["threads"])
+    peaks = [*data.get("matmul_peaks_start_end", [data["matmul_peak_gflops"]]), matmul_peak_gflops()]
+    data["matmul_peaks_start_end"], data["matmul_peak_gflops"] = peaks, max(peaks)
+    score(data["runs"], max(peaks), AutoConfig.from_pretrained(check_model_source("minilm-l6")),
+          data["workload"]["epochs"])
+    data["table"] = render(data["runs"])
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"matmul peaks: {', '.join(f'{p:.1f}' for p in peaks)} GFLOP/s; MFU uses {max(peaks):.1f}\n")
+    print(data["table"])
 
 
 def render(runs: list[dict]) -> str:
