@@ -14,7 +14,7 @@ Four tables, each run in one sitting, every row in its own child process (peak R
   same two strategies with tunebench's defaults (dynamic padding, length buckets, frozen-prefix
   cache), same batch 8, show where LoRA's gap to partial goes.
 
-    python benchmarks/scaling.py                   # all four tables (about 20 minutes on 2 cores)
+    python benchmarks/scaling.py                   # all four tables (about 35 minutes on 2 cores)
     python benchmarks/scaling.py --only kernels    # one table
     python benchmarks/scaling.py --quick           # tiny sizes: checks the script, numbers mean nothing
 """
