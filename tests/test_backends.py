@@ -58,7 +58,8 @@ def ray_cluster():
     root = str(Path(__file__).resolve().parents[1])
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, saved]))  # workers inherit it
     try:
-        ray.init(num_cpus=max(2, torch.get_num_threads()), include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+        ray.init(num_cpus=max(2, torch.get_num_threads()), include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1")
     finally:
         if saved is None:
             os.environ.pop("PYTHONPATH")
