@@ -190,6 +190,9 @@ def test_the_grid_report_shows_intervals_and_significance(grid_both):
     _, _, root = grid_both
     build_report(root / "ray", study="grid")
     report = (root / "ray" / "report.md").read_text()
-    assert "Ranking and significance" in report
-    assert "95%" in report or "95 %" in report
-    assert "McNemar" in report
+    ranking = report.split("Ranking and significance", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in ranking.splitlines() if line.startswith("| ") and "lora:r=" in line]
+    assert len(rows) == 4  # one row per configuration, each over its 3 seeds
+    assert all(row.split(" | ")[2] == "3" for row in rows)
+    assert sum("| best |" in row for row in rows) == 1
+    assert "95% paired bootstrap interval" in ranking and "McNemar p" in ranking
