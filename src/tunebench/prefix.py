@@ -224,7 +224,7 @@ class FrozenPrefix:
                             states[offsets[i]:offsets[i + 1]] = out[row, : lengths[i]]
                         else:
                             tmp.seek(int(offsets[i]) * hidden * 4)
-                            tmp.write(np.ascontiguousarray(out[row, : lengths[i]]).tobytes())
+                            tmp.write(memoryview(np.ascontiguousarray(out[row, : lengths[i]])).cast("B"))
         finally:
             for handle in handles:
                 handle.remove()
