@@ -60,7 +60,6 @@ def without_memory_savings() -> None:
     class InRam(engine.BestWeights):
         def keep_state(self, state):
             self.kept = {n: t.detach().to("cpu", copy=True) for n, t in state.items()}
-            self.file = True
 
         def state(self):
             return getattr(self, "kept", {})
