@@ -55,30 +55,62 @@ def read_meta(folder: Path) -> dict[str, Any]:
         candidates = sorted(p.parent for p in folder.glob(f"**/{META}"))
         hint = f"; checkpoints found under it: {', '.join(str(c) for c in candidates[:4])}" if candidates else ""
         raise ModelError(f"'{folder}' is not a tunebench checkpoint folder (no {META}){hint}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"'{path}' is not readable JSON ({type(exc).__name__}); the checkpoint folder is damaged") from None
+    names = meta.get("label_names") if isinstance(meta, dict) else None
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)
+            and isinstance(meta.get("max_length"), int)):
+        raise ModelError(f"'{path}' lacks label_names (a list of strings) or max_length (an integer); "
+                         "the checkpoint folder is damaged")
+    return meta
 
 
-def load_checkpoint(folder: Path) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """Load a saved run: (model in eval mode, tokenizer, meta)."""
+def load_checkpoint(folder: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False
+                    ) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """Load a saved run: (model in eval mode, tokenizer, meta).
+
+    A run folder is data that may come from anyone, so what it says about itself never widens what
+    is trusted: its ``tunebench.json`` may record that the run was trained with
+    ``trust_remote_code`` or ``allow_pickle``, but only the caller's own arguments (the user's
+    ``--trust-remote-code`` / ``--allow-pickle`` on this command) allow either.  The folder, and
+    the base model an adapter names, get the same checks as ``run --model``.
+    """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tunebench.modeling import check_folder_is_safe, check_model_source, load_classifier
 
     folder = Path(folder)
     meta = read_meta(folder)
     labels = meta["label_names"]
-    trust, pickle_ok = bool(meta.get("trust_remote_code")), bool(meta.get("allow_pickle"))
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
+    check_folder_is_safe(folder, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"could not load the tokenizer saved in '{folder}': {_first_line(exc)}") from None
     if (folder / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        from tunebench.modeling import load_classifier
-
-        base = load_classifier(meta["base_model"], labels, trust_remote_code=trust, allow_pickle=pickle_ok)
-        model = PeftModel.from_pretrained(base, folder)
+        base_name = meta.get("base_model")
+        if not isinstance(base_name, str):
+            raise ModelError(f"'{folder / META}' names no base_model for its adapter; the checkpoint folder is damaged")
+        base_source = check_model_source(base_name, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        base = load_classifier(base_source, labels, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        try:
+            model = PeftModel.from_pretrained(base, folder)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"could not load the adapter saved in '{folder}': {_first_line(exc)}") from None
     else:
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
-                folder, trust_remote_code=trust, use_safetensors=None if pickle_ok else True)
-        except OSError as exc:
-            raise ModelError(f"could not load the model saved in '{folder}': {exc}") from None
+                folder, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"could not load the model saved in '{folder}': {_first_line(exc)}") from None
     model.eval()
     return model, tokenizer, meta
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

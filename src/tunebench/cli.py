@@ -27,6 +27,12 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+#: the user's own permissions, per command: never read from a model or run folder (docs/RELIABILITY.md)
+TRUST_OPTION = typer.Option("--trust-remote-code",
+                            help="let a model folder run its own Python code (only for sources you trust)")
+PICKLE_OPTION = typer.Option("--allow-pickle",
+                             help="load pickle-based weights (pytorch_model.bin); they can run arbitrary code")
+
 
 def _split_strategies(values: list[str] | None) -> list[str] | None:
     if not values:
@@ -80,10 +86,8 @@ def run(
         help="processes per run (DDP: CPU processes or one per GPU); also works under torchrun/accelerate launch")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(
         "--checkpoint-every", help="save a resume state every N optimizer steps (a killed run resumes mid-epoch)")] = None,
-    trust_remote_code: Annotated[bool, typer.Option(
-        "--trust-remote-code", help="let a model folder run its own Python code (only for sources you trust)")] = False,
-    allow_pickle: Annotated[bool, typer.Option(
-        "--allow-pickle", help="load pickle-based weights (pytorch_model.bin); they can run arbitrary code")] = False,
+    trust_remote_code: Annotated[bool, TRUST_OPTION] = False,
+    allow_pickle: Annotated[bool, PICKLE_OPTION] = False,
 ) -> None:
     """Run a study: every strategy on the same data, splits, seed and evaluation."""
     options = dict(locals())
@@ -205,6 +209,8 @@ def evaluate(
     label_column: Annotated[str | None, typer.Option()] = None,
     split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
     batch_size: Annotated[int, typer.Option()] = 64,
+    trust_remote_code: Annotated[bool, TRUST_OPTION] = False,
+    allow_pickle: Annotated[bool, PICKLE_OPTION] = False,
 ) -> None:
     """Re-evaluate a saved run on a dataset split and print its metrics."""
     from tunebench.inference import evaluate_checkpoint
@@ -213,7 +219,8 @@ def evaluate(
         raise SpecError(f"--split must be one of train, validation, test (got '{split}')")
     metrics = evaluate_checkpoint(run_dir, dataset=dataset, text_column=text_column,
                                   text_pair_column=text_pair_column, label_column=label_column,
-                                  split=split, batch_size=batch_size)
+                                  split=split, batch_size=batch_size, trust_remote_code=trust_remote_code,
+                                  allow_pickle=allow_pickle)
     out.print(f"{metrics['n']} examples ({split}): accuracy {metrics['accuracy']:.4f}, "
               f"macro-F1 {metrics['macro_f1']:.4f}, weighted F1 {metrics['weighted_f1']:.4f}")
     for label, row in metrics["per_class"].items():
@@ -226,11 +233,14 @@ def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run's checkpoint folder (OUTPUT/runs/...)")],
     text: Annotated[list[str], typer.Argument(help="text(s) to classify")],
     pair: Annotated[str | None, typer.Option(help="second sentence (for sentence-pair models)")] = None,
+    trust_remote_code: Annotated[bool, TRUST_OPTION] = False,
+    allow_pickle: Annotated[bool, PICKLE_OPTION] = False,
 ) -> None:
     """Classify text with a saved run."""
     from tunebench.inference import predict_texts
 
-    for t, (label, probs) in zip(text, predict_texts(run_dir, text, pair=pair), strict=True):
+    found = predict_texts(run_dir, text, pair=pair, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    for t, (label, probs) in zip(text, found, strict=True):
         shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(probs.items(), key=lambda kv: -kv[1]))
         typer.echo(f"{label}\t{t}\t({shown})")  # tab-separated, for programs too
 
@@ -269,6 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[red]error:[/red] interrupted; finished runs are kept in the store")
         return 130
+    except Exception as exc:  # a full disk in a write no guard named (a figure, the lock): still one sentence
+        from tunebench.faults import is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        where = getattr(exc, "filename", None)
+        text = "no space left on the device" + (f" while writing to '{where}'" if where else "")
+        err.print(f"[red]error:[/red] {escape(text)}; free some space and run the same command again (finished runs "
+                  "are kept in the store)", highlight=False, soft_wrap=True)
+        return 2
     return 0
 
 

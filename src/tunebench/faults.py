@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import signal
-import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,18 +76,30 @@ class RunsUnfinishedError(TunebenchError):
 
 
 def unfinished_error(records: list[dict[str, Any]]) -> RunsUnfinishedError | None:
-    """One sentence naming the runs that did not finish, or None when all did."""
+    """One sentence naming the runs that did not finish, or None when all did.
+
+    ``records`` may carry ``attempts`` (a study's :class:`~tunebench.study.StudyRecords`): reruns
+    that did not finish while their row keeps an earlier finished result; they are named too.
+    """
     bad = [r for r in records if r.get("status") != "finished"]
-    if not bad:
+    masked = list(getattr(records, "attempts", []))
+    if not bad and not masked:
         return None
-    parts = []
-    for r in bad:
-        failure = r.get("failure") or {}
-        where = f" at step {failure['step']}" if failure.get("step") is not None else ""
-        why = f" ({failure['error']})" if r.get("status") == "failed" and failure.get("error") else ""
-        parts.append(f"{r['strategy']} {r['status']}{where}{why}")
-    return RunsUnfinishedError(f"{len(bad)} of {len(records)} runs did not finish: {'; '.join(parts)}; the finished "
-                               "runs are in the outputs, and the next 'tunebench run' tries the others again")
+    reruns = "; ".join(f"{_what_happened(r)} (its earlier finished result is kept)" for r in masked)
+    if not bad:
+        return RunsUnfinishedError(f"{len(masked)} rerun(s) did not finish: {reruns}; the outputs show the "
+                                   "finished results")
+    also = f"; also {reruns}" if masked else ""
+    return RunsUnfinishedError(f"{len(bad)} of {len(records)} runs did not finish: "
+                               f"{'; '.join(_what_happened(r) for r in bad)}{also}; the finished runs are in the "
+                               "outputs, and the next 'tunebench run' tries the others again")
+
+
+def _what_happened(r: dict[str, Any]) -> str:
+    failure = r.get("failure") or {}
+    where = f" at step {failure['step']}" if failure.get("step") is not None else ""
+    why = f" ({failure['error']})" if r.get("status") == "failed" and failure.get("error") else ""
+    return f"{r['strategy']} {r['status']}{where}{why}"
 
 
 class DiskFullError(TunebenchError):
@@ -108,16 +119,44 @@ def is_cuda_oom(exc: BaseException) -> bool:
     return oom is not None and isinstance(exc, oom)
 
 
+def is_disk_full(exc: BaseException | None) -> bool:
+    """True when ``exc``, or an exception it was raised from, is "no space left" (or a full quota).
+
+    Libraries wrap the OS error: safetensors raises ``SafetensorError("... No space left on device
+    (os error 28)")``, ``torch.save`` into a file raises ``RuntimeError("... unexpected pos ...")``
+    from the ``OSError`` it hit, SQLite says "database or disk is full".  Each was seen on a full
+    tmpfs (tests/faults/test_full_disk.py).
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if getattr(exc, "sqlite_errorname", None) == "SQLITE_FULL":
+            return True
+        text = str(exc)
+        if any(mark in text for mark in ("No space left on device", "os error 28", "database or disk is full",
+                                         "Disk quota exceeded")):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full_error(what: str, path: Path | str) -> DiskFullError:
+    return DiskFullError(f"no space left on the device while saving {what} to '{path}'; free some space and run "
+                         "the same command again (finished runs are kept in the store)")
+
+
 @contextlib.contextmanager
 def disk_guard(what: str, path: Path | str) -> Iterator[None]:
     """Turn "no space left" (or a full quota) while writing ``what`` into one :class:`DiskFullError`."""
     try:
         yield
-    except (OSError, sqlite3.OperationalError) as exc:
-        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(exc)
-        if full:
-            raise DiskFullError(f"no space left on the device while saving {what} to '{path}'; free some "
-                                "space and run the same command again (finished runs are kept in the store)") from None
+    except TunebenchError:
+        raise
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(what, path) from None
         raise
 
 

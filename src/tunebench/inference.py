@@ -17,11 +17,16 @@ from tunebench.spec import DataSpec
 
 def evaluate_checkpoint(run_dir: Path, *, dataset: str | None = None, text_column: str | None = None,
                         text_pair_column: str | None = None, label_column: str | None = None,
-                        split: str = "test", batch_size: int = 64) -> dict[str, Any]:
-    """Metrics of a saved run on ``split`` of ``dataset`` (default: the data it was trained on)."""
+                        split: str = "test", batch_size: int = 64, trust_remote_code: bool = False,
+                        allow_pickle: bool = False) -> dict[str, Any]:
+    """Metrics of a saved run on ``split`` of ``dataset`` (default: the data it was trained on).
+
+    ``trust_remote_code`` / ``allow_pickle``: the caller's own permission; the run folder's
+    ``tunebench.json`` cannot grant it (see :func:`tunebench.checkpoint.load_checkpoint`).
+    """
     from tunebench.data import load_dataset_bundle
 
-    model, tokenizer, meta = load_checkpoint(run_dir)
+    model, tokenizer, meta = load_checkpoint(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     data = DataSpec.model_validate(meta["data"])
     if dataset is not None:
         data = DataSpec(source=dataset, text_column=text_column, text_pair_column=text_pair_column,
@@ -43,10 +48,10 @@ def evaluate_checkpoint(run_dir: Path, *, dataset: str | None = None, text_colum
     return metrics
 
 
-def predict_texts(run_dir: Path, texts: list[str], pair: str | None = None
-                  ) -> list[tuple[str, dict[str, float]]]:
-    """(label, {label: probability}) for each text."""
-    model, tokenizer, meta = load_checkpoint(run_dir)
+def predict_texts(run_dir: Path, texts: list[str], pair: str | None = None, *, trust_remote_code: bool = False,
+                  allow_pickle: bool = False) -> list[tuple[str, dict[str, float]]]:
+    """(label, {label: probability}) for each text (permissions as for :func:`evaluate_checkpoint`)."""
+    model, tokenizer, meta = load_checkpoint(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     if meta.get("is_pair") and pair is None:
         raise DataError("this run was trained on sentence pairs; give the second sentence with --pair")
     pairs = [pair] * len(texts) if pair is not None else None

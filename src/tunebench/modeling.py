@@ -77,17 +77,22 @@ PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 
 
 def check_folder_is_safe(folder: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> None:
-    """Refuse a model folder that would run code it ships (custom modules, pickled weights) unless allowed."""
+    """Refuse a model folder that would run code it ships (custom modules, pickled weights) unless allowed.
+
+    Custom code: an ``auto_map`` in ``config.json`` or ``tokenizer_config.json``.  Pickles: a
+    folder whose weights (model or adapter) exist only as ``*.bin`` / ``*.pt`` / ... files.
+    """
     import json
 
     if not trust_remote_code:
-        try:
-            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            config = {}
-        if isinstance(config, dict) and config.get("auto_map"):
-            raise ModelError(f"model folder '{folder}' needs its own Python code to load (auto_map in config.json); "
-                             "pass --trust-remote-code only if you trust where it came from")
+        for name, key in (("config.json", "auto_map"), ("tokenizer_config.json", "auto_map")):
+            try:
+                config = json.loads((folder / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                config = {}
+            if isinstance(config, dict) and config.get(key):
+                raise ModelError(f"model folder '{folder}' needs its own Python code to load ({key} in {name}); "
+                                 "pass --trust-remote-code only if you trust where it came from")
     if not allow_pickle and not any(folder.glob("*.safetensors")):
         pickled = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
         if pickled:
