@@ -150,8 +150,9 @@ def test_optuna_search_prunes_is_seeded_and_resumes_from_the_store(tiny_bert, re
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert len(first) == len({r["run_id"] for r in first}) >= 1
     assert all(r["status"] == "finished" and "trial" in r for r in first)
-    with Store(tmp_path / "a" / STORE_NAME) as store:
-        pruned = [r for r in store.records("search") if r["status"] == "pruned"]
+    with Store(tmp_path / "a" / STORE_NAME) as store:  # pruned runs are attempts, not rows of the outputs
+        pruned = [r for r in store.history("search") if r["status"] == "pruned"]
+        assert not [r for r in store.records("search") if r["status"] == "pruned"]
     assert len(pruned) == len(trials) - len(complete) >= 1 and all(r["curves"] for r in pruned)
     best = max(complete, key=lambda t: t.value)
     assert best.value == max(r["val"]["macro_f1"] for r in first)

@@ -84,7 +84,7 @@ def run_search(spec: StudySpec, prepared: Any, store: Store, env: dict[str, Any]
             for i, seed in enumerate(seeds):
                 planned = study_module.planned_run(spec, prepared, config, seed, position)
                 position += 1
-                stored = _stored(store, spec.name, planned.run_id) if not force else None
+                stored = study_module.stored_result(store, spec, planned, force, reporter)
                 if stored is not None:
                     reporter.run_skipped(planned.label, planned.run_id)
                     record = stored
@@ -111,9 +111,11 @@ def run_search(spec: StudySpec, prepared: Any, store: Store, env: dict[str, Any]
             search.tell(trial, state=states.FAIL)
             raise
         search.tell(trial, sum(values) / len(values))
-        write_outputs(study_module._study_records(store, spec, completed_plan(spec, prepared, search)),
-                      Path(spec.output.dir))
-    return completed_plan(spec, prepared, search)
+        store.set_plan(spec.name, [p.label for p in completed_plan(spec, prepared, search)])
+        write_outputs(store.records(spec.name), Path(spec.output.dir))
+    plan = completed_plan(spec, prepared, search)
+    store.set_plan(spec.name, [p.label for p in plan])
+    return plan
 
 
 def suggest(spec: StudySpec, trial: Any) -> Configuration:
@@ -167,12 +169,6 @@ def _report_curves(trial: Any, curves: list[dict[str, Any]]) -> None:
     """Give a trial whose run was already stored its intermediate values, for the pruner's medians."""
     for point in curves:
         trial.report(point["val_macro_f1"], point["epoch"])
-
-
-def _stored(store: Store, study: str, run_id: str) -> dict[str, Any] | None:
-    if not store.finished(run_id):
-        return None
-    return next((r for r in store.records(study) if r["run_id"] == run_id), None)
 
 
 def _pruned_record(spec: StudySpec, planned: Any, curves: list[dict[str, Any]], trial: int) -> dict[str, Any]:

@@ -1,8 +1,24 @@
-"""The study store: SQLite in the output folder, one row per run, written in one transaction.
+"""The study store: SQLite in the output folder, every attempt at every run, written in one transaction each.
 
-A run's row holds its whole record (config, metrics, curves, resources, environment) as JSON,
-and its test predictions in a second table.  A row is written only when the run has ended, so a
-study that stops half-way keeps every finished run and redoes only the rest.
+Identity (one rule for the store, the outputs and the skip logic):
+
+* a **computation** is a run id: a hash of everything that determines a result (model, data and
+  split hashes, method, resolved training settings, device; see ``study.run_id_for``).  The study
+  name and the run's label are not part of it.  A computation that finished once is not trained
+  again unless ``--force``: any study row that asks for it reuses the stored result (a copy of the
+  record and its predictions, marked ``reused_from``).
+* a **row** of a study is ``(study name, run label)``.  Its current result is its newest
+  ``finished`` attempt, else its newest attempt of any status.  A study's outputs show the rows of
+  its latest plan (``set_plan``), in plan order; rows of an older plan stay in the store.
+* **attempts are never overwritten**: every run that ends (finished, diverged, failed,
+  interrupted, pruned) adds an attempt.  A finished result is replaced only by a newer finished
+  attempt of the same row and computation (``--force``); an unfinished attempt is kept beside it
+  as history and never hides it.
+
+Tables: ``attempts`` (one row per attempt, the whole record as JSON), ``attempt_predictions``
+(test labels and probabilities of an attempt), ``plans`` (each study's latest list of run labels),
+and the view ``runs`` (the current attempt of each row).  A store written before this layout (one
+row per run id) is migrated on open, in one transaction.
 """
 
 from __future__ import annotations
@@ -11,25 +27,43 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+VERSION = 2
+
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id      TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS attempts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      TEXT NOT NULL,
     study       TEXT NOT NULL,
+    label       TEXT NOT NULL,
     position    INTEGER NOT NULL,
     strategy    TEXT NOT NULL,
     status      TEXT NOT NULL,
     finished_at TEXT NOT NULL,
     record      TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS predictions (
-    run_id        TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
+CREATE INDEX IF NOT EXISTS attempts_by_row ON attempts (study, label);
+CREATE INDEX IF NOT EXISTS attempts_by_run ON attempts (run_id, status);
+CREATE TABLE IF NOT EXISTS attempt_predictions (
+    attempt_id    INTEGER PRIMARY KEY REFERENCES attempts(id) ON DELETE CASCADE,
     split         TEXT NOT NULL,
     labels        TEXT NOT NULL,
     probabilities TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS plans (
+    study      TEXT PRIMARY KEY,
+    labels     TEXT NOT NULL,
+    planned_at TEXT NOT NULL
+);
+CREATE VIEW IF NOT EXISTS runs AS
+    SELECT id, run_id, study, label, position, strategy, status, finished_at, record FROM (
+        SELECT *, ROW_NUMBER() OVER (PARTITION BY study, label
+                                     ORDER BY status = 'finished' DESC, finished_at DESC, id DESC) AS newest
+        FROM attempts)
+    WHERE newest = 1;
 """
 
 STORE_NAME = "tunebench.sqlite"
@@ -44,7 +78,26 @@ class Store:
         self._db = sqlite3.connect(self.path, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
+            self._create()
+
+    def _create(self) -> None:
+        """Create the tables (migrating a store of the first layout) in one transaction."""
+        self._db.isolation_level = None  # explicit BEGIN/COMMIT: DDL included in the transaction
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if _has_table(self._db, "runs", kind="table"):  # the layout before attempts
+                    _migrate_v1(self._db)
+                for statement in _statements(SCHEMA):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={VERSION}")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        finally:
+            self._db.isolation_level = ""
 
     def __enter__(self) -> Store:
         return self
@@ -60,39 +113,121 @@ class Store:
         with self._db:  # commits on success, rolls back on error
             yield self._db
 
-    def finished(self, run_id: str) -> bool:
-        row = self._db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return row is not None and row[0] == "finished"
+    # --- writing -------------------------------------------------------------------------------
 
     def put(self, record: dict[str, Any], labels: list[int] | None = None,
-            probabilities: list[list[float]] | None = None) -> None:
-        """Write one run (and its test predictions) atomically, replacing an older row."""
+            probabilities: list[list[float]] | None = None) -> int:
+        """Add one attempt (and its test predictions) atomically; return its id.
+
+        A ``finished`` attempt replaces the older finished attempts of the same row and computation
+        (a ``--force`` rerun); nothing else is ever removed.
+        """
+        record = {k: v for k, v in record.items() if k != "attempt"}
+        label = label_of(record)
         with self._transaction() as db:
-            db.execute("DELETE FROM runs WHERE run_id = ?", (record["run_id"],))
-            db.execute(
-                "INSERT INTO runs (run_id, study, position, strategy, status, finished_at, record) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (record["run_id"], record["study"], record["position"], record["strategy"],
+            if record["status"] == "finished":
+                db.execute("DELETE FROM attempts WHERE study = ? AND label = ? AND run_id = ? AND status = 'finished'",
+                           (record["study"], label, record["run_id"]))
+            cursor = db.execute(
+                "INSERT INTO attempts (run_id, study, label, position, strategy, status, finished_at, record) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (record["run_id"], record["study"], label, record["position"], record["strategy"],
                  record["status"], record["finished_at"], json.dumps(record)),
             )
+            attempt = int(cursor.lastrowid)
             if labels is not None and probabilities is not None:
-                db.execute("INSERT INTO predictions (run_id, split, labels, probabilities) VALUES (?, ?, ?, ?)",
-                           (record["run_id"], "test", json.dumps(labels), json.dumps(probabilities)))
+                db.execute("INSERT INTO attempt_predictions (attempt_id, split, labels, probabilities) "
+                           "VALUES (?, ?, ?, ?)", (attempt, "test", json.dumps(labels), json.dumps(probabilities)))
+        return attempt
+
+    def reuse(self, source: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+        """Store a finished result again under another row (``fields``: study, label, position, ...).
+
+        The computation is the same (same run id), so its record and predictions are copied, not
+        recomputed; ``reused_from`` names the attempt they came from.
+        """
+        stored = self.predictions_of(source)
+        record = {**{k: v for k, v in source.items() if k != "attempt"}, **fields,
+                  "reused_from": {"study": source["study"], "label": label_of(source),
+                                  "finished_at": source["finished_at"]},
+                  "finished_at": now()}
+        labels, probabilities = stored if stored is not None else (None, None)
+        attempt = self.put(record, labels, probabilities)
+        return {**record, "attempt": attempt}
+
+    def set_plan(self, study: str, labels: list[str]) -> None:
+        """The run labels of ``study``'s latest plan, in order: what its outputs show."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO plans (study, labels, planned_at) VALUES (?, ?, ?)",
+                       (study, json.dumps(list(labels)), now()))
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def finished(self, run_id: str) -> bool:
+        """True when the computation ``run_id`` has a finished attempt (in any study)."""
+        return self.finished_result(run_id) is not None
+
+    def finished_result(self, run_id: str) -> dict[str, Any] | None:
+        """The newest finished attempt of the computation ``run_id``, in any study, or None."""
+        row = self._db.execute("SELECT id, record FROM attempts WHERE run_id = ? AND status = 'finished' "
+                               "ORDER BY finished_at DESC, id DESC LIMIT 1", (run_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def current(self, study: str, label: str) -> dict[str, Any] | None:
+        """The current result of one row of a study, or None."""
+        row = self._db.execute("SELECT id, record FROM runs WHERE study = ? AND label = ?", (study, label)).fetchone()
+        return None if row is None else _record(row)
+
+    def plan(self, study: str) -> list[str] | None:
+        row = self._db.execute("SELECT labels FROM plans WHERE study = ?", (study,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def latest_study(self, among: list[str]) -> str | None:
+        """The most recently planned of the studies ``among``, or None if none has a plan."""
+        rows = self._db.execute("SELECT study FROM plans ORDER BY planned_at DESC").fetchall()
+        return next((name for (name,) in rows if name in among), None)
 
     def records(self, study: str | None = None) -> list[dict[str, Any]]:
-        """Every stored run (of ``study`` if given) in study order."""
-        query = "SELECT record FROM runs"
-        args: tuple[Any, ...] = ()
+        """The current result of every row (of ``study`` if given), each study limited to its latest
+        plan's rows in plan order; studies without a stored plan show all their rows."""
+        query, args = "SELECT id, record FROM runs", ()
         if study is not None:
-            query += " WHERE study = ?"
-            args = (study,)
-        query += " ORDER BY position, finished_at"
-        return [json.loads(r[0]) for r in self._db.execute(query, args)]
+            query, args = query + " WHERE study = ?", (study,)
+        rows = [_record(r) for r in self._db.execute(query + " ORDER BY position, finished_at, id", args)]
+        plans = {name: self.plan(name) for name in {r["study"] for r in rows}}
+        kept = []
+        for r in rows:
+            order = plans[r["study"]]
+            if order is None or label_of(r) in order:
+                kept.append(r)
+        return sorted(kept, key=lambda r: (r["study"], _place(plans[r["study"]], r)))
+
+    def history(self, study: str | None = None) -> list[dict[str, Any]]:
+        """Every attempt (of ``study`` if given), oldest first."""
+        query, args = "SELECT id, record FROM attempts", ()
+        if study is not None:
+            query, args = query + " WHERE study = ?", (study,)
+        return [_record(r) for r in self._db.execute(query + " ORDER BY finished_at, id", args)]
+
+    def predictions_of(self, record: dict[str, Any]) -> tuple[list[int], list[list[float]]] | None:
+        """The test predictions of a record read from this store (its ``attempt``)."""
+        if record.get("attempt") is None:
+            return self.predictions(record["run_id"])
+        row = self._db.execute("SELECT labels, probabilities FROM attempt_predictions WHERE attempt_id = ?",
+                               (record["attempt"],)).fetchone()
+        return None if row is None else (json.loads(row[0]), json.loads(row[1]))
 
     def predictions(self, run_id: str) -> tuple[list[int], list[list[float]]] | None:
-        row = self._db.execute("SELECT labels, probabilities FROM predictions WHERE run_id = ?",
-                               (run_id,)).fetchone()
+        """The test predictions of the newest finished attempt of the computation ``run_id``."""
+        row = self._db.execute(
+            "SELECT p.labels, p.probabilities FROM attempt_predictions p JOIN attempts a ON a.id = p.attempt_id "
+            "WHERE a.run_id = ? AND a.status = 'finished' ORDER BY a.finished_at DESC, a.id DESC LIMIT 1",
+            (run_id,)).fetchone()
         return None if row is None else (json.loads(row[0]), json.loads(row[1]))
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def label_of(record: dict[str, Any]) -> str:
@@ -100,11 +235,39 @@ def label_of(record: dict[str, Any]) -> str:
     return record.get("label", record["strategy"])
 
 
-def latest_per_label(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per run label, the newest (a re-run with --force replaces), in study order."""
-    latest: dict[str, dict[str, Any]] = {}
-    for r in records:
-        label = label_of(r)
-        if label not in latest or r["finished_at"] >= latest[label]["finished_at"]:
-            latest[label] = r
-    return sorted(latest.values(), key=lambda r: (r["position"], label_of(r)))
+def _record(row: tuple[int, str]) -> dict[str, Any]:
+    """A stored record with the id of its attempt (``attempt``: not part of the stored JSON)."""
+    return {**json.loads(row[1]), "attempt": int(row[0])}
+
+
+def _place(order: list[str] | None, record: dict[str, Any]) -> tuple[int, int]:
+    if order is None:
+        return (record["position"], 0)
+    return (order.index(label_of(record)), 0)
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _has_table(db: sqlite3.Connection, name: str, kind: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?", (kind, name)).fetchone() is not None
+
+
+def _migrate_v1(db: sqlite3.Connection) -> None:
+    """Move a store of the first layout (``runs`` keyed by run id, ``predictions``) into attempts."""
+    for statement in _statements(SCHEMA.split("CREATE VIEW")[0]):  # the tables; the view takes the old name
+        db.execute(statement)
+    old = db.execute("SELECT run_id, study, position, strategy, status, finished_at, record FROM runs "
+                     "ORDER BY finished_at").fetchall()
+    for run_id, study, position, strategy, status, finished_at, text in old:
+        label = json.loads(text).get("label", strategy)
+        cursor = db.execute(
+            "INSERT INTO attempts (run_id, study, label, position, strategy, status, finished_at, record) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (run_id, study, label, position, strategy, status, finished_at, text))
+        if _has_table(db, "predictions", kind="table"):
+            db.execute("INSERT INTO attempt_predictions (attempt_id, split, labels, probabilities) "
+                       "SELECT ?, split, labels, probabilities FROM predictions WHERE run_id = ?",
+                       (cursor.lastrowid, run_id))
+    db.execute("DROP TABLE IF EXISTS predictions")
+    db.execute("DROP TABLE runs")

@@ -29,7 +29,7 @@ from tunebench.outputs import write_outputs
 from tunebench.resources import environment
 from tunebench.resume import ResumePoint
 from tunebench.spec import DEFAULT_LR, StrategySpec, StudySpec, TrainingSpec, stable_hash
-from tunebench.store import STORE_NAME, Store, label_of, latest_per_label
+from tunebench.store import STORE_NAME, Store
 from tunebench.strategies import build_strategy
 from tunebench.sweep import Configuration, configurations, run_label
 
@@ -209,6 +209,7 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
     for note in prepared.bundle.notes:
         reporter.message(note)
     env = environment(prepared.device)
+    masked: list[dict[str, Any]] = []
     with Store(out_dir / STORE_NAME) if writer else contextlib.nullcontext() as store:
         if spec.sweep.method == "optuna":  # configurations chosen as results come in, not planned up front
             from tunebench.search import run_search
@@ -220,8 +221,11 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
         else:
             plan = plan_runs(spec, prepared)
             todo = []
+            if writer:
+                with disk_guard("the study's plan", store.path):
+                    store.set_plan(spec.name, [p.label for p in plan])
             for planned in plan:
-                if writer and store.finished(planned.run_id) and not force:
+                if writer and stored_result(store, spec, planned, force, reporter) is not None:
                     reporter.run_skipped(planned.label, planned.run_id)
                     continue
                 todo.append(planned)
@@ -235,26 +239,63 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
                         store.put(record, labels, probs)
                     if record["status"] in ("finished", "diverged"):
                         _resume_point(spec, by_id[record["run_id"]]).discard()  # stored: no longer needed
+                    current = store.current(spec.name, record["label"])
+                    if record["status"] != "finished" and current is not None and current["status"] == "finished":
+                        masked.append(record)  # a --force rerun that did not finish: the finished result stays
                     reporter.run_finished(record)
-                    write_outputs(_study_records(store, spec, plan), out_dir)
+                    with disk_guard("the study's tables", out_dir):
+                        write_outputs(store.records(spec.name), out_dir)
                 if record["status"] == "interrupted":
+                    kept = "; its earlier finished result is kept" if masked and masked[-1] is record else ""
                     raise StudyInterrupted(
                         f"interrupted during run '{record['label']}' at step {record['failure']['step']} (recorded "
-                        "as interrupted); finished runs are kept and the same command continues the study")
+                        f"as interrupted{kept}); finished runs are kept and the same command continues the study")
 
             by_id = {p.run_id: p for p in plan}
             runner.run(spec, todo, len(plan), prepared, env, reporter, keep, stop=stop)
-        records = _study_records(store, spec, plan) if store is not None else []
+        records = StudyRecords(store.records(spec.name) if store is not None else [])
+        records.attempts = masked
     if writer:
-        write_outputs(records, out_dir)
+        with disk_guard("the study's tables", out_dir):
+            write_outputs(records, out_dir)
     return records
 
 
-def _study_records(store: Store, spec: StudySpec, plan: list[PlannedRun]) -> list[dict[str, Any]]:
-    """The stored runs that belong to the current plan (the newest of each), in the plan's order."""
-    wanted = {p.label: p.position for p in plan}
-    records = latest_per_label([r for r in store.records(spec.name) if label_of(r) in wanted])
-    return sorted(records, key=lambda r: wanted[label_of(r)])
+class StudyRecords(list):
+    """The study's current rows (what its outputs show), plus ``attempts``: runs of this invocation
+    that did not finish although their row keeps an earlier finished result (a ``--force`` rerun)."""
+
+    attempts: list[dict[str, Any]]
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        super().__init__(rows)
+        self.attempts = []
+
+
+def stored_result(store: Store, spec: StudySpec, planned: PlannedRun, force: bool,
+                  reporter: Reporter | None = None) -> dict[str, Any] | None:
+    """The finished result of ``planned`` if its computation is already in the store, else None.
+
+    The row's own result when it has one; else a finished attempt of the same computation under
+    another row (another study name, or a seed sweep's label) is copied into this row, so that
+    nothing is trained twice and no study's rows are touched.  ``force``: always None (retrain).
+    """
+    if force:
+        return None
+    current = store.current(spec.name, planned.label)
+    if current is not None and current["status"] == "finished" and current["run_id"] == planned.run_id:
+        return current
+    source = store.finished_result(planned.run_id)
+    if source is None:
+        return None
+    fields = {"study": spec.name, "position": planned.position, "label": planned.label, "group": planned.group,
+              "sweep": planned.params, "study_spec": spec.to_dict()}
+    with disk_guard("a run's result", store.path):
+        record = store.reuse(source, fields)
+    if reporter is not None:
+        reporter.message(f"{planned.label}: the same computation finished as '{source['label']}' of study "
+                         f"'{source['study']}'; its result is reused")
+    return record
 
 
 # --- run outcomes: diverged / failed / interrupted / out-of-memory retry (see tunebench.faults) ---
@@ -303,15 +344,16 @@ def _resume_point(spec: StudySpec, planned: PlannedRun) -> ResumePoint:
     return ResumePoint.for_run(spec.output.dir, planned.run_id, spec.training.checkpoint_every or 0, vars(planned.cfg))
 
 
-def seeds_used(spec: StudySpec, cfg: engine.RunConfig) -> dict[str, Any]:
-    """Every seed a run uses: python/numpy/torch (model init, dropout), data order per epoch, the split."""
+def seeds_used(spec: StudySpec, cfg: engine.RunConfig, epochs_run: int) -> dict[str, Any]:
+    """Every seed a run used: python/numpy/torch (model init, dropout), data order per epoch that ran
+    (not per planned epoch: ``--epochs 1000000000`` plans a billion), the split."""
     return {"python": cfg.seed, "numpy": cfg.seed, "torch": cfg.seed,
-            "data_order": [engine.data_order_seed(cfg.seed, e) for e in range(1, cfg.epochs + 1)],
+            "data_order": [engine.data_order_seed(cfg.seed, e) for e in range(1, min(epochs_run, cfg.epochs) + 1)],
             "split": spec.training.seed}
 
 
 def _base_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, env: dict[str, Any], status: str,
-                 started: datetime) -> dict[str, Any]:
+                 started: datetime, epochs_run: int) -> dict[str, Any]:
     """The fields every record has, whatever its status."""
     bundle, cfg = prepared.bundle, planned.cfg
     return {
@@ -328,7 +370,7 @@ def _base_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, env: 
         "spec": planned.strategy.model_dump(),
         "study_spec": spec.to_dict(),
         "resolved": {**vars(cfg), "device": prepared.device.type, "max_length": spec.model.max_length},
-        "seeds": seeds_used(spec, cfg),
+        "seeds": seeds_used(spec, cfg, epochs_run),
         "data": {"name": bundle.name, "origin": bundle.origin, "label_names": bundle.label_names,
                  "sizes": bundle.sizes(), "hashes": bundle.hashes(), "notes": bundle.notes,
                  "is_pair": bundle.is_pair},
@@ -343,7 +385,8 @@ def unfinished_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, 
     """The record of a run that diverged, failed or was interrupted: where it stopped and why."""
     status = exc.status if isinstance(exc, RunStopped) else "failed"
     failure = failure or (exc.details() if isinstance(exc, RunStopped) else {"error": error_line(exc)})
-    record = _base_record(spec, planned, prepared, env, status, started)
+    epochs_run = exc.epoch if isinstance(exc, RunStopped) else 0
+    record = _base_record(spec, planned, prepared, env, status, started, epochs_run)
     record.update({
         "model": {"name": spec.model.name, "source": prepared.model_source},
         "failure": failure,
@@ -401,7 +444,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
                 shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(checkpoint, ignore_errors=True)
         tmp.rename(checkpoint)
-    record = _base_record(spec, planned, prepared, env, "finished", started)
+    record = _base_record(spec, planned, prepared, env, "finished", started, len(result.curves))
     if resume is not None and resume.resumed_from is not None:
         record["resumed_from"] = resume.resumed_from
     record.update({

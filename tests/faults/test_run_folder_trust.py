@@ -115,10 +115,10 @@ def test_predict_and_evaluate_refuse_a_pickle_the_run_folder_ships(capsys, hosti
 
 def test_the_python_api_refuses_it_too(hostile_code, hostile_pickle):
     for folder, marker in (hostile_code, hostile_pickle):
-        for call in (lambda: predict_texts(folder, ["a fine film"]), lambda: evaluate_checkpoint(folder),
-                     lambda: load_checkpoint(folder)):
+        for call, args in ((predict_texts, (folder, ["a fine film"])), (evaluate_checkpoint, (folder,)),
+                           (load_checkpoint, (folder,))):
             with pytest.raises(ModelError, match="pass --"):
-                call()
+                call(*args)
         assert not marker.exists()
 
 

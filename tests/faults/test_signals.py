@@ -74,7 +74,8 @@ def test_sigkill_mid_run_then_rerun_resumes_and_loses_nothing(capsys, tiny_bert,
 def test_sigkill_while_writing_a_result_keeps_the_store_and_outputs_whole(capsys, tiny_bert, tmp_path):
     csv, out = reviews(tmp_path), tmp_path / "out"
     argv = flags(tiny_bert, csv, out, *TWO, "--epochs", "1")
-    proc = start_driver(argv, fault="kill-in-put:2")  # inside the second run's transaction, before COMMIT
+    # transaction 1 stores the study's plan, 2 the first run: kill inside the second run's, before COMMIT
+    proc = start_driver(argv, fault="kill-in-put:3")
     proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL
     assert integrity_ok(out)
@@ -93,3 +94,27 @@ def test_sigkill_while_writing_a_result_keeps_the_store_and_outputs_whole(capsys
     assert sorted(r["strategy"] for r in records) == ["head", "partial:k=1"]
     assert len({r["run_id"] for r in records}) == 2 and all(r["status"] == "finished" for r in records)
     assert pd.read_csv(out / "results.csv")["strategy"].tolist() == ["head", "partial:k=1"]
+
+
+def test_ctrl_c_in_a_run_planned_for_a_billion_epochs_is_recorded(capsys, tiny_bert, tmp_path, monkeypatch):
+    """The record lists the data-order seed of each epoch that ran, not of each planned one (that was a
+    MemoryError, and the run went unrecorded)."""
+    import os
+
+    from tunebench import console
+
+    real_step = console.RichReporter.step
+    def step(self, info):
+        real_step(self, info)
+        if (info["epoch"], info["batch"]) == (2, 1):  # a real SIGINT in the second epoch
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(console.RichReporter, "step", step)
+    out = tmp_path / "out"
+    code, _, err = cli(capsys, *flags(tiny_bert, reviews(tmp_path), out, "-s", "head", "--epochs", "1000000000"))
+    assert code == 130, err
+    assert error_sentence(err).startswith("error: interrupted during run 'head' at step ")
+    (record,) = stored(out)
+    assert record["status"] == "interrupted" and record["resolved"]["epochs"] == 1_000_000_000
+    assert record["failure"]["epoch"] == 2
+    assert len(record["seeds"]["data_order"]) == 2  # epochs 1 and 2 ran

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebench.errors import SpecError
-from tunebench.store import STORE_NAME, Store, latest_per_label
+from tunebench.store import STORE_NAME, Store, label_of
 
 PROFILE_NAME = "dataset_profile.json"
 
@@ -47,7 +47,7 @@ class ReportInputs:
 
 
 def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
-    """Read the store in ``out_dir``; ``study`` defaults to the study of the latest finished run."""
+    """Read the store in ``out_dir``; ``study`` defaults to the one that ran last."""
     out_dir = Path(out_dir)
     path = out_dir / STORE_NAME
     if not path.is_file():
@@ -58,23 +58,32 @@ def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
         if not everything:
             raise SpecError(f"the store in {out_dir} holds no finished runs; run a study first")
         names = sorted({r["study"] for r in everything})
-        if study is None:
-            study = max(everything, key=lambda r: r["finished_at"])["study"]
+        if study is None:  # the study that ran last (planned last), among those with finished runs
+            study = store.latest_study(names) or max(everything, key=lambda r: r["finished_at"])["study"]
         elif study not in names:
             raise SpecError(f"no study named '{study}' in {out_dir} (studies there: {', '.join(names)})")
-        runs = latest_per_label([r for r in everything if r["study"] == study])
-        preds = {r["run_id"]: p for r in runs if (p := store.predictions(r["run_id"])) is not None}
+        runs = [r for r in everything if r["study"] == study]
+        preds = {r["run_id"]: p for r in runs if (p := store.predictions_of(r)) is not None}
+        unfinished = _unfinished(store.history(study), [r for r in stored if r["study"] == study], runs)
     records = representatives(runs)
-    unfinished = _unfinished(stored, runs, study)
     return ReportInputs(out_dir, study, records, preds, load_test_texts(records[0]), load_profile(out_dir), runs,
                         unfinished)
 
 
-def _unfinished(stored: list[dict[str, Any]], finished: list[dict[str, Any]], study: str) -> list[dict[str, Any]]:
-    """The study's runs that did not finish, unless the same run label finished later."""
-    done = {r.get("label", r["strategy"]): r["finished_at"] for r in finished}
-    latest = latest_per_label([r for r in stored if r["study"] == study and r["status"] not in ("finished", "pruned")])
-    return [r for r in latest if r["finished_at"] > done.get(r.get("label", r["strategy"]), "")]
+def _unfinished(history: list[dict[str, Any]], current: list[dict[str, Any]],
+                finished: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest unfinished attempt of each row of the study's plan, unless the row finished later
+    (an attempt that failed after a finished result, e.g. an interrupted ``--force`` rerun, is listed:
+    the finished result is the one shown)."""
+    rows = {label_of(r) for r in current}
+    done = {label_of(r): r["finished_at"] for r in finished}
+    latest: dict[str, dict[str, Any]] = {}
+    for r in history:  # oldest first: the last one of each label wins
+        if r["status"] not in ("finished", "pruned") and label_of(r) in rows:
+            latest[label_of(r)] = r
+    order = {label_of(r): i for i, r in enumerate(current)}
+    return sorted((r for label, r in latest.items() if r["finished_at"] > done.get(label, "")),
+                  key=lambda r: order[label_of(r)])
 
 
 def representatives(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
