@@ -70,8 +70,8 @@ def load_work(data: str, n_train: int, n_test: int) -> dict:
     """The first SNLI pairs (as vs_trainer), or a stratified slice of a catalog dataset."""
     if data == "snli":
         return vs_trainer.load_workload(n_train, 500 if n_train >= 2000 else max(n_train // 4, 16), n_test)
-    from tunebench.data import load_dataset_bundle
-    from tunebench.spec import DataSpec
+    from tunebench.data.loading import load_dataset_bundle
+    from tunebench.spec.schema import DataSpec
 
     bundle = load_dataset_bundle(DataSpec(source=data, train_limit=n_train, val_limit=max(n_train // 5, 16),
                                           test_limit=n_test), seed=0)
@@ -145,7 +145,7 @@ def main() -> None:
         return
     import torch
 
-    from tunebench.resources import device_name
+    from tunebench.training.resources import device_name
 
     torch.set_num_threads(args.threads)
     peak = vs_trainer.matmul_peak_gflops()

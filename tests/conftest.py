@@ -95,7 +95,7 @@ def _isolated_home(tmp_path, monkeypatch):
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
     """Run ``tunebench ARGV`` in-process: (exit code, stdout, stderr)."""
-    from tunebench.cli import main
+    from tunebench.cli.app import main
 
     code = main(list(argv))
     captured = capsys.readouterr()

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tunebench import study as study_module
-from tunebench.spec import StudySpec
-from tunebench.store import STORE_NAME, Store
+from tunebench.results.store import STORE_NAME, Store
+from tunebench.spec.schema import StudySpec
+from tunebench.study import driver as study_module
 
 from .conftest import easy_reviews
 
@@ -72,7 +72,7 @@ def ray_cluster():
 @pytest.fixture(scope="module")
 def both(ray_cluster, tiny_models, tmp_path_factory):
     """(local records, ray records, ray output folder, marker folder)."""
-    from tunebench.backends import RayBackend
+    from tunebench.study.backends import RayBackend
 
     root = tmp_path_factory.mktemp("backends")
     csv = root / "reviews.csv"
@@ -137,7 +137,7 @@ SEEDS = [0, 1, 2]
 @pytest.fixture(scope="module")
 def grid_both(ray_cluster, tiny_models, tmp_path_factory):
     """A rank × LR grid with three seeds (12 runs) from one spec, run locally and on Ray."""
-    from tunebench.backends import RayBackend
+    from tunebench.study.backends import RayBackend
 
     root = tmp_path_factory.mktemp("grid")
     csv = root / "reviews.csv"

@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tunebench import data
-from tunebench.catalog import BUILTINS, HUB_DATASETS, hub_entry, offline_twin
-from tunebench.data import load_dataset_bundle, tunebench_home
+from tunebench.data import loading as data
+from tunebench.data.catalog import BUILTINS, HUB_DATASETS, hub_entry, offline_twin
+from tunebench.data.loading import load_dataset_bundle, tunebench_home
 from tunebench.errors import DataError
-from tunebench.spec import DataSpec
+from tunebench.spec.schema import DataSpec
 
 from .conftest import cli, one_error
 

@@ -1,4 +1,4 @@
-"""Tests for tunebench.data: readers, cleaning, labels, seeded splits, built-ins, hub errors."""
+"""Tests for tunebench.data.loading: readers, cleaning, labels, seeded splits, built-ins, hub errors."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunebench import data
-from tunebench.data import BUILTINS, DatasetBundle, Split, load_dataset_bundle, tunebench_home
+from tunebench.data import loading as data
+from tunebench.data.loading import BUILTINS, DatasetBundle, Split, load_dataset_bundle, tunebench_home
 from tunebench.errors import DataError
-from tunebench.spec import DataSpec
+from tunebench.spec.schema import DataSpec
 
 
 @pytest.fixture(autouse=True)
@@ -273,8 +273,8 @@ def test_stratified_limits_deterministic(tmp_path):
 def test_hashes_identical_across_processes(tmp_path):
     path = tmp_path / "d.csv"
     _frame(200, labels=("a", "b", "c")).to_csv(path, index=False)
-    code = ("import json; from tunebench.data import load_dataset_bundle; "
-            "from tunebench.spec import DataSpec; "
+    code = ("import json; from tunebench.data.loading import load_dataset_bundle; "
+            "from tunebench.spec.schema import DataSpec; "
             f"b = load_dataset_bundle(DataSpec(source={str(path)!r}, train_limit=50), seed=3); "
             "print(json.dumps(b.hashes()))")
     env = {**os.environ, "PYTHONPATH": str(Path(data.__file__).parents[1]), "PYTHONHASHSEED": "random"}

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from tunebench import distributed
-from tunebench import study as study_module
-from tunebench.spec import StudySpec
-from tunebench.store import STORE_NAME, Store
+from tunebench.results.store import STORE_NAME, Store
+from tunebench.spec.schema import StudySpec
+from tunebench.study import driver as study_module
+from tunebench.training import distributed
 
 from .conftest import _tiny_config, cli, minilm_path
 

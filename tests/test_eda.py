@@ -1,4 +1,4 @@
-"""Tests for tunebench.eda: the dataset profile (schema, token statistics, truncation, duplicates) and figures."""
+"""Tests for tunebench.data.profile: the dataset profile (schema, token statistics, truncation, duplicates) and figures."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import minilm_path
-from tunebench.data import DatasetBundle, Split
-from tunebench.eda import dataset_profile, token_lengths, write_profile
+from tunebench.data.loading import DatasetBundle, Split
+from tunebench.data.profile import dataset_profile, token_lengths, write_profile
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +86,8 @@ def test_write_profile_files_atomic(tokenizer, tmp_path):
 
 
 def test_study_writes_the_profile(tiny_bert, reviews_csv, tmp_path):
-    from tunebench.spec import StudySpec
-    from tunebench.study import run_study
+    from tunebench.spec.schema import StudySpec
+    from tunebench.study.driver import run_study
 
     spec = StudySpec(name="eda", data={"source": str(reviews_csv)}, model={"name": str(tiny_bert), "max_length": 32},
                      strategies=["head"], training={"epochs": 1, "batch_size": 16},

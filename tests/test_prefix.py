@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tunebench import engine, prefix
-from tunebench.modeling import load_classifier, load_tokenizer
-from tunebench.spec import parse_strategy
-from tunebench.strategies import build_strategy
+from tunebench.methods.strategies import build_strategy
+from tunebench.spec.schema import parse_strategy
+from tunebench.training import engine, prefix
+from tunebench.training.modeling import load_classifier, load_tokenizer
 
 from .conftest import easy_reviews
 from .test_engine import _cfg, _encoded

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tunebench.cli import main
-from tunebench.spec import StudySpec
-from tunebench.study import run_study
+from tunebench.cli.app import main
+from tunebench.spec.schema import StudySpec
+from tunebench.study.driver import run_study
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tunebench.catalog import BUILTINS, hub_entry
-from tunebench.modeling import ALIASES
-from tunebench.spec import load_spec
-from tunebench.sweep import configurations
+from tunebench.data.catalog import BUILTINS, hub_entry
+from tunebench.spec.schema import load_spec
+from tunebench.study.sweep import configurations
+from tunebench.training.modeling import ALIASES
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 HUB_MODELS = {"bert-base-uncased", "distilbert-base-uncased", "roberta-large"}  # the reference studies' models

@@ -12,11 +12,11 @@ from html import unescape
 import pytest
 from PIL import Image
 
-from tunebench import study as study_module
-from tunebench.cli import main
+from tunebench.cli.app import main
 from tunebench.report import build_document, build_report, tracking
 from tunebench.report.inputs import load_inputs
-from tunebench.store import STORE_NAME, Store
+from tunebench.results.store import STORE_NAME, Store
+from tunebench.study import driver as study_module
 
 from .conftest import easy_reviews
 from .test_study import tiny_spec

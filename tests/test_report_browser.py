@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tunebench import study as study_module
 from tunebench.report import build_report
+from tunebench.study import driver as study_module
 
 from .test_report import SCRIPT, hostile_reviews
 from .test_study import tiny_spec

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tunebench.errors import SpecError
-from tunebench.spec import (
+from tunebench.spec.schema import (
     DEFAULT_LR,
     StudySpec,
     default_study,

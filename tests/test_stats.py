@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from tunebench import stats
+from tunebench.results import stats
 
 
 def _pairs(only_a: int, only_b: int, both: int = 20, neither: int = 5):

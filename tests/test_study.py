@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from tunebench import study as study_module
-from tunebench.data import load_dataset_bundle
-from tunebench.outputs import COLUMNS
-from tunebench.spec import StudySpec
-from tunebench.store import STORE_NAME, Store
-from tunebench.strategies import build_strategy
+from tunebench.data.loading import load_dataset_bundle
+from tunebench.methods.strategies import build_strategy
+from tunebench.results.outputs import COLUMNS
+from tunebench.results.store import STORE_NAME, Store
+from tunebench.spec.schema import StudySpec
+from tunebench.study import driver as study_module
 
 FOUR = ["full", "partial:k=2", "lora:r=4", "head"]
 
@@ -45,7 +45,7 @@ def finished_study(tiny_models, tmp_path_factory):
 
 
 def test_every_strategy_has_a_record_with_its_own_trainable_count(finished_study, tiny_models):
-    from tunebench.modeling import load_classifier
+    from tunebench.training.modeling import load_classifier
 
     spec, records = finished_study
     assert [r["strategy"] for r in records] == ["full", "partial:k=2", "lora:r=4", "head"]

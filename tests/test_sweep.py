@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from tunebench import study as study_module
 from tunebench.errors import SpecError
-from tunebench.spec import StudySpec, spec_from_dict
-from tunebench.sweep import configurations
+from tunebench.spec.schema import StudySpec, spec_from_dict
+from tunebench.study import driver as study_module
+from tunebench.study.sweep import configurations
 
 
 def _spec(strategies, **sweep) -> StudySpec:
@@ -132,8 +132,8 @@ def test_rank_by_seed_study_runs_and_reruns_without_training(tiny_bert, reviews_
 def test_optuna_search_prunes_is_seeded_and_resumes_from_the_store(tiny_bert, reviews_csv, tmp_path, monkeypatch):
     import optuna
 
-    from tunebench.search import search_name
-    from tunebench.store import STORE_NAME, Store
+    from tunebench.results.store import STORE_NAME, Store
+    from tunebench.study.search import search_name
 
     def spec(out, trials=4):
         return StudySpec(name="search", data={"source": str(reviews_csv)},

@@ -2,6 +2,6 @@
 
 import sys
 
-from tunebench.cli import main
+from tunebench.cli.app import main
 
 sys.exit(main())

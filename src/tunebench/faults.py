@@ -78,7 +78,7 @@ class RunsUnfinishedError(TunebenchError):
 def unfinished_error(records: list[dict[str, Any]]) -> RunsUnfinishedError | None:
     """One sentence naming the runs that did not finish, or None when all did.
 
-    ``records`` may carry ``attempts`` (a study's :class:`~tunebench.study.StudyRecords`): reruns
+    ``records`` may carry ``attempts`` (a study's :class:`~tunebench.study.driver.StudyRecords`): reruns
     that did not finish while their row keeps an earlier finished result; they are named too.
     """
     bad = [r for r in records if r.get("status") != "finished"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from tunebench.store import STORE_NAME, Store
+from tunebench.results.store import STORE_NAME, Store
 
 from ..conftest import easy_reviews
 

@@ -17,7 +17,8 @@ import signal
 import sys
 import time
 
-from tunebench import console, outputs, store
+from tunebench.cli import console
+from tunebench.results import outputs, store
 
 FAULT = os.environ.get("TB_FAULT", "")
 _state = {"position": -1, "batches": 0, "puts": 0}
@@ -74,6 +75,6 @@ if FAULT.startswith("kill-in-write:"):
     outputs.os.replace = replace
 
 if __name__ == "__main__":
-    from tunebench.cli import main
+    from tunebench.cli.app import main
 
     sys.exit(main(sys.argv[1:]))

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from tunebench import console
+from tunebench.cli import console
 
 from ..conftest import cli
 from .common import error_sentence, flags, integrity_ok, stored, write_reviews

@@ -16,9 +16,9 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from tunebench import console
-from tunebench import study as study_module
-from tunebench.store import STORE_NAME, Store
+from tunebench.cli import console
+from tunebench.results.store import STORE_NAME, Store
+from tunebench.study import driver as study_module
 
 from ..conftest import cli
 from .common import error_sentence, flags, integrity_ok, write_reviews

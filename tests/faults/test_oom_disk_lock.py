@@ -9,9 +9,9 @@ import socket
 import subprocess
 import sys
 
-from tunebench import study as study_module
-from tunebench.lock import LOCK_NAME, StudyLock
-from tunebench.spec import StudySpec
+from tunebench.spec.schema import StudySpec
+from tunebench.study import driver as study_module
+from tunebench.study.lock import LOCK_NAME, StudyLock
 
 from ..conftest import cli
 from .common import error_sentence, flags, integrity_ok, oom, stored, write_reviews
@@ -66,7 +66,7 @@ def _no_space(*args, **kwargs):
 def test_disk_full_while_saving_a_resume_checkpoint(capsys, tiny_bert, tmp_path, monkeypatch):
     import torch
 
-    from tunebench import console
+    from tunebench.cli import console
 
     csv, out = write_reviews(tmp_path), tmp_path / "out"
     real_save, real_finished = torch.save, console.RichReporter.run_finished
@@ -111,7 +111,7 @@ def test_disk_full_while_saving_the_best_checkpoint(capsys, tiny_bert, tmp_path,
 def test_a_second_study_on_the_same_folder_names_the_process_holding_it(capsys, tiny_bert, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tunebench.lock import StudyLock; "
+        [sys.executable, "-c", "import sys, time; from tunebench.study.lock import StudyLock; "
          f"lock = StudyLock({str(out)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunebench import study as study_module
-from tunebench.spec import StudySpec
+from tunebench.spec.schema import StudySpec
+from tunebench.study import driver as study_module
 
 from .common import comparable, predictions, write_reviews
 
@@ -80,7 +80,7 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_exactly_like_an_uninterrupted_o
 
 def test_a_resume_state_for_other_settings_is_ignored(reference, tiny_bert, tmp_path):
     """A state saved with another batch size (e.g. before an out-of-memory retry) is not resumed from."""
-    from tunebench.resume import ResumePoint
+    from tunebench.training.resume import ResumePoint
 
     csv, ref, _ = reference
     point = ResumePoint(tmp_path / "x.pt", 1, {"batch_size": 8})

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tunebench.checkpoint import META, load_checkpoint
 from tunebench.errors import ModelError
-from tunebench.inference import evaluate_checkpoint, predict_texts
-from tunebench.store import STORE_NAME, Store
+from tunebench.results.store import STORE_NAME, Store
+from tunebench.training.checkpoint import META, load_checkpoint
+from tunebench.training.inference import evaluate_checkpoint, predict_texts
 
 from ..conftest import cli
 from .common import error_sentence, write_reviews
@@ -29,8 +29,8 @@ from .common import error_sentence, write_reviews
 @pytest.fixture(scope="module")
 def trained(tiny_models, tmp_path_factory):
     """A finished tiny study with checkpoints: (its output folder, the head run's folder, the LoRA run's folder)."""
-    from tunebench import study as study_module
-    from tunebench.spec import StudySpec
+    from tunebench.spec.schema import StudySpec
+    from tunebench.study import driver as study_module
 
     root = tmp_path_factory.mktemp("trusted")
     csv = write_reviews(root)

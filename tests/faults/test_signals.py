@@ -101,7 +101,7 @@ def test_ctrl_c_in_a_run_planned_for_a_billion_epochs_is_recorded(capsys, tiny_b
     MemoryError, and the run went unrecorded)."""
     import os
 
-    from tunebench import console
+    from tunebench.cli import console
 
     real_step = console.RichReporter.step
     def step(self, info):

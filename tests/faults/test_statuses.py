@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from tunebench import study as study_module
-from tunebench.outputs import summary_markdown
-from tunebench.spec import StudySpec
+from tunebench.results.outputs import summary_markdown
+from tunebench.spec.schema import StudySpec
+from tunebench.study import driver as study_module
 
 from ..conftest import cli
 from .common import error_sentence, flags, stored, write_reviews
@@ -102,7 +102,7 @@ def test_a_user_error_inside_a_run_still_stops_the_study_with_exit_2(capsys, tin
 
 @pytest.mark.parametrize("status", ["diverged", "failed", "interrupted"])
 def test_outputs_and_terminal_table_accept_every_status(status):
-    from tunebench.outputs import display_rows, results_frame
+    from tunebench.results.outputs import display_rows, results_frame
 
     record = {"run_id": "x", "study": "s", "strategy": "head", "status": status, "spec": {"kind": "head"},
               "resolved": {"lr": 1e-3, "scheduler": "linear", "epochs": 1, "precision": "fp32", "device": "cpu",

@@ -8,9 +8,9 @@ import shutil
 import pytest
 import torch
 
-from tunebench.console import RichReporter
-from tunebench.modeling import check_folder_is_safe
-from tunebench.study import safe_slug
+from tunebench.cli.console import RichReporter
+from tunebench.study.driver import safe_slug
+from tunebench.training.modeling import check_folder_is_safe
 
 from ..conftest import cli
 from .common import error_sentence, flags, stored, write_reviews
@@ -57,7 +57,7 @@ def test_model_code_is_refused_unless_trusted(capsys, tiny_bert, tmp_path):
 def test_models_load_with_trust_remote_code_off_and_safetensors_only(tiny_bert, monkeypatch):
     from transformers import AutoModelForSequenceClassification
 
-    from tunebench.modeling import load_classifier
+    from tunebench.training.modeling import load_classifier
 
     seen = {}
     real = AutoModelForSequenceClassification.from_pretrained

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tunebench.outputs import results_frame
 from tunebench.report.cost import cost_per_f1_point, run_cost
+from tunebench.results.outputs import results_frame
 
 #: headline columns whose best value is marked: column -> "max" or "min".
 BETTER = {

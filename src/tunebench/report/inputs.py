@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebench.errors import SpecError
-from tunebench.store import STORE_NAME, Store, label_of
+from tunebench.results.store import STORE_NAME, Store, label_of
 
 PROFILE_NAME = "dataset_profile.json"
 
@@ -95,9 +95,9 @@ def representatives(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def load_test_texts(record: dict[str, Any]) -> TestTexts:
     """Rebuild the splits from the stored data spec and seed; use them only if the test hash matches."""
-    from tunebench.data import SPLITS, load_dataset_bundle
+    from tunebench.data.loading import SPLITS, load_dataset_bundle
     from tunebench.errors import TunebenchError
-    from tunebench.spec import DataSpec
+    from tunebench.spec.schema import DataSpec
 
     try:
         bundle = load_dataset_bundle(DataSpec.model_validate(record["study_spec"]["data"]),

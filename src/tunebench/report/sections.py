@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from tunebench.outputs import _fmt_bytes as format_bytes
 from tunebench.report import analysis, figures, significance
 from tunebench.report import error_analysis as ea
 from tunebench.report.cost import RELATIVE_SPEED, device_key, study_cost_by_device
 from tunebench.report.document import Bullets, Cell, Code, Figure, Para, Section, Table, cell, text_table
 from tunebench.report.inputs import ReportInputs
+from tunebench.results.outputs import _fmt_bytes as format_bytes
 
 MANY_CLASSES = 15
 TEXT_CHARS = 300

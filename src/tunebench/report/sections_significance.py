@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from tunebench import stats
 from tunebench.report import figures, significance
 from tunebench.report.document import Cell, Figure, Para, Section, cell, text_table
 from tunebench.report.sections import Context
+from tunebench.results import stats
 
 
 def significance_section(ctx: Context) -> Section | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tunebench import stats
+from tunebench.results import stats
 
 #: metrics summarised over seeds: record section, key, display name
 METRICS = [("test", "macro_f1", "test macro-F1"), ("test", "accuracy", "test accuracy"),

@@ -91,7 +91,7 @@ SEED_METRICS = ["test_macro_f1", "test_accuracy", "val_macro_f1", "test_weighted
 
 def config_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: its seeds, and per metric the mean, std and 95% bootstrap CI over them."""
-    from tunebench.stats import summarize
+    from tunebench.results.stats import summarize
 
     rows = []
     for config, part in frame[frame["status"] == "finished"].groupby("config", sort=False):

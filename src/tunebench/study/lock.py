@@ -1,4 +1,4 @@
-"""One study process per output folder: an exclusive ``flock`` on ``OUTPUT/.tunebench.lock``.
+"""One study process per output folder: an exclusive ``flock`` on ``OUTPUT/.tunebench.study.lock``.
 
 The lock file holds the holder's PID and host, so a second ``tunebench run`` on the same folder
 fails at once with one sentence naming them.  The kernel releases a ``flock`` when its process
@@ -17,7 +17,7 @@ from typing import Any
 
 from tunebench.errors import TunebenchError
 
-LOCK_NAME = ".tunebench.lock"
+LOCK_NAME = ".tunebench.study.lock"
 
 
 class StudyLockedError(TunebenchError):

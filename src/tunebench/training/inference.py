@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunebench import engine
-from tunebench.checkpoint import load_checkpoint
 from tunebench.errors import DataError
-from tunebench.metrics import classification_metrics
-from tunebench.spec import DataSpec
+from tunebench.spec.schema import DataSpec
+from tunebench.training import engine
+from tunebench.training.checkpoint import load_checkpoint
+from tunebench.training.metrics import classification_metrics
 
 
 def evaluate_checkpoint(run_dir: Path, *, dataset: str | None = None, text_column: str | None = None,
@@ -22,9 +22,9 @@ def evaluate_checkpoint(run_dir: Path, *, dataset: str | None = None, text_colum
     """Metrics of a saved run on ``split`` of ``dataset`` (default: the data it was trained on).
 
     ``trust_remote_code`` / ``allow_pickle``: the caller's own permission; the run folder's
-    ``tunebench.json`` cannot grant it (see :func:`tunebench.checkpoint.load_checkpoint`).
+    ``tunebench.json`` cannot grant it (see :func:`tunebench.training.checkpoint.load_checkpoint`).
     """
-    from tunebench.data import load_dataset_bundle
+    from tunebench.data.loading import load_dataset_bundle
 
     model, tokenizer, meta = load_checkpoint(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     data = DataSpec.model_validate(meta["data"])

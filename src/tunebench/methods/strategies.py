@@ -1,6 +1,6 @@
 """Fine-tuning strategies: each says which parameters train and how deep gradients must reach.
 
-A strategy is a small object built from a :class:`~tunebench.spec.StrategySpec`:
+A strategy is a small object built from a :class:`~tunebench.spec.schema.StrategySpec`:
 
 ``prepare(model)``
     freezes what must not train (and, for LoRA, wraps the model with peft); returns the model.
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from tunebench.errors import SpecError
-from tunebench.modeling import find_layer_stack, head_module_names, head_parameter_names
-from tunebench.spec import StrategySpec
+from tunebench.spec.schema import StrategySpec
+from tunebench.training.modeling import find_layer_stack, head_module_names, head_parameter_names
 
 #: LoRA target roles → module names per architecture (``model_type`` in the config).
 LORA_TARGET_NAMES: dict[str, dict[str, list[str]]] = {

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from tunebench.errors import SpecError
-from tunebench.outputs import write_outputs
-from tunebench.spec import RangeSpec, StudySpec, stable_hash
-from tunebench.store import Store
-from tunebench.sweep import Configuration, apply, parse_key
+from tunebench.results.outputs import write_outputs
+from tunebench.results.store import Store
+from tunebench.spec.schema import RangeSpec, StudySpec, stable_hash
+from tunebench.study.sweep import Configuration, apply, parse_key
 
 #: the median pruner compares a trial with earlier ones only after this many have finished
 STARTUP_TRIALS = 3
@@ -56,7 +56,7 @@ def run_search(spec: StudySpec, prepared: Any, store: Store, env: dict[str, Any]
                force: bool = False) -> list[Any]:
     """Run the search until ``sweep.trials`` trials have completed or been pruned; return the
     planned runs of the completed trials (in trial order) for the study's tables."""
-    from tunebench import study as study_module
+    from tunebench.study import driver as study_module
 
     optuna = require_optuna()
     optuna.logging.set_verbosity(logging.WARNING)
@@ -143,7 +143,7 @@ def completed_plan(spec: StudySpec, prepared: Any, search: Any) -> list[Any]:
     """Planned runs of every completed trial, replayed from the stored trial parameters."""
     from optuna.trial import FixedTrial, TrialState
 
-    from tunebench import study as study_module
+    from tunebench.study import driver as study_module
 
     plan, seen = [], set()
     for t in search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

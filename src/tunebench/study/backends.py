@@ -3,7 +3,7 @@
 A backend is a context manager (connect / disconnect) with two methods: ``placement(spec)`` says on
 which device and precision the runs will train (``None``: this machine's), and ``run(...)``
 executes the planned runs and hands each result to ``keep`` as it arrives.  ``keep`` belongs to the
-study (:func:`tunebench.study.run_study`): the driver alone writes the store and the outputs,
+study (:func:`tunebench.study.driver.run_study`): the driver alone writes the store and the outputs,
 whatever the backend.
 
 With Ray, each planned run is one task asking for ``gpus_per_run`` GPUs (CUDA) or ``cpus_per_run``
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from tunebench.errors import SpecError
-from tunebench.spec import ExecutionSpec, StudySpec
+from tunebench.spec.schema import ExecutionSpec, StudySpec
 
 #: What ``run`` hands back for each run: the record and, when it trained, the test labels and probabilities.
 Keep = Callable[[dict[str, Any], "list[int] | None", "list[list[float]] | None"], None]
@@ -57,7 +57,7 @@ class LocalBackend:
     def run(self, spec: StudySpec, todo: list[Any], total: int, prepared: Any, env: dict[str, Any],
             reporter: Any, keep: Keep, stop: Callable[[], bool] | None = None) -> None:
         from tunebench.faults import StudyInterrupted
-        from tunebench.study import attempt_run
+        from tunebench.study.driver import attempt_run
 
         for planned in todo:
             if stop is not None and stop():
@@ -71,7 +71,7 @@ class RayBackend:
 
     ``address``: a running cluster (``host:port``, ``ray://host:10001``, ``auto``); ``None`` uses the
     Ray instance this process already joined, else starts a local one.  ``run`` replaces
-    :func:`tunebench.study.attempt_run` inside the workers (tests use it to kill a worker).
+    :func:`tunebench.study.driver.attempt_run` inside the workers (tests use it to kill a worker).
     """
 
     name = "ray"
@@ -109,7 +109,7 @@ class RayBackend:
         """CUDA when the cluster has GPUs (unless the spec says cpu), with the precision a GPU worker reports."""
         import ray
 
-        from tunebench import engine
+        from tunebench.training import engine
 
         requested, precision = spec.training.device, spec.training.precision
         gpus = ray.cluster_resources().get("GPU", 0)
@@ -131,7 +131,7 @@ class RayBackend:
         from ray.util.queue import Queue
 
         from tunebench.faults import StudyInterrupted
-        from tunebench.study import attempt_run, failed_record
+        from tunebench.study.driver import attempt_run, failed_record
 
         cuda = prepared.device.type == "cuda"
         cpus = self.cpus_per_run or 1
@@ -206,7 +206,7 @@ def _failure(exc: Exception, retries: int) -> str:
 
 
 def _cuda_precision() -> str:
-    from tunebench.engine import resolve_precision
+    from tunebench.training.engine import resolve_precision
 
     return resolve_precision("auto", torch.device("cuda"))
 
@@ -214,7 +214,7 @@ def _cuda_precision() -> str:
 def _run_in_worker(spec: StudySpec, planned: Any, total: int, prepared: Any, progress: Any,
                    threads: int | None, run: Callable[..., Any]) -> Any:
     """Inside a Ray worker: train one run with the local code, reporting progress to the driver."""
-    from tunebench.resources import environment
+    from tunebench.training.resources import environment
 
     if threads:
         torch.set_num_threads(threads)

@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 import platformdirs
 
-from tunebench.catalog import BUILTINS, HUB_PREFIX, Builtin, hub_entry, offline_twin
+from tunebench.data.catalog import BUILTINS, HUB_PREFIX, Builtin, hub_entry, offline_twin
 from tunebench.errors import DataError
-from tunebench.spec import DataSpec
+from tunebench.spec.schema import DataSpec
 
 SPLITS = ("train", "validation", "test")
 FILE_FORMATS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSON Lines", ".json": "JSON", ".parquet": "Parquet"}

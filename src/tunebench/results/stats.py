@@ -70,7 +70,7 @@ def macro_f1_weighted(labels: np.ndarray, preds: np.ndarray, weights: np.ndarray
     """Macro-F1 for each row of ``weights`` (how often each example is drawn), all at once.
 
     Classes with no true and no predicted example in a draw score 0, as in
-    :func:`tunebench.metrics.classification_metrics` (``labels=`` every class, ``zero_division=0``).
+    :func:`tunebench.training.metrics.classification_metrics` (``labels=`` every class, ``zero_division=0``).
     """
     eye = np.eye(n_classes)
     true_1h, pred_1h = eye[labels], eye[preds]

@@ -1,6 +1,6 @@
 """A profile of a study's data: sizes, labels, token lengths, duplicates, and two figures.
 
-:func:`dataset_profile` measures a :class:`~tunebench.data.DatasetBundle` with the study's own
+:func:`dataset_profile` measures a :class:`~tunebench.data.loading.DatasetBundle` with the study's own
 tokenizer and returns plain JSON-serialisable data; :func:`write_profile` saves it as
 ``dataset_profile.json`` with ``figures/data_lengths.png`` (token-length histogram per split) and
 ``figures/data_boxplot.png`` (token lengths by label), each written atomically. The figures are
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tunebench.data import SPLITS, DatasetBundle, Split
+from tunebench.data.loading import SPLITS, DatasetBundle, Split
 
 PROFILE_NAME = "dataset_profile.json"
 FIGURES = {"lengths": "figures/data_lengths.png", "boxplot": "figures/data_boxplot.png"}

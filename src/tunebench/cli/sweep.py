@@ -39,7 +39,7 @@ def parse_seeds(text: str | None) -> list[int] | None:
 
 
 def register(app: typer.Typer) -> None:
-    from tunebench import cli
+    from tunebench.cli import app as cli
 
     def sweep(**options: Any) -> None:
         grid = parse_grid(options.pop("grid"))

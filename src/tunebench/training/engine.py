@@ -2,7 +2,7 @@
 
 Reads top to bottom: tokenize once (``encode_split``), batch with little padding (``batches``)
 and pad per batch (``collate``), then ``train_and_evaluate``: frozen layers computed once when
-the strategy allows it (:mod:`tunebench.prefix`), an epoch of steps, validation (``predict``),
+the strategy allows it (:mod:`tunebench.training.prefix`), an epoch of steps, validation (``predict``),
 the best epoch by validation macro-F1 kept and restored, one test pass.  It measures train time
 (evaluation excluded), evaluation time, examples/s, tokens/s and peak memory.  No HF Trainer.
 """
@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunebench import distributed
 from tunebench.faults import Diverged, Interrupted, disk_guard
-from tunebench.metrics import classification_metrics
-from tunebench.prefix import FrozenPrefix, HiddenCache
-from tunebench.resources import PeakMemory
-from tunebench.resume import ResumePoint
+from tunebench.training import distributed
+from tunebench.training.metrics import classification_metrics
+from tunebench.training.prefix import FrozenPrefix, HiddenCache
+from tunebench.training.resources import PeakMemory
+from tunebench.training.resume import ResumePoint
 
 # --- data: tokenized once, padded per batch --------------------------------------------------
 
@@ -121,7 +121,7 @@ class RunConfig:
     grad_accumulation: int
     seed: int
     precision: str  # resolved: fp32 | bf16 | fp16
-    prefix_cache: bool = True  # train on cached outputs of the frozen layers (see tunebench.prefix)
+    prefix_cache: bool = True  # train on cached outputs of the frozen layers (see tunebench.training.prefix)
     bucketing: bool = True  # length-bucketed batches; off: a plain shuffle
     compile: bool = False  # torch.compile(model, dynamic=True) for training and evaluation
 
@@ -338,7 +338,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                 stack.close()
                 inject, caches = None, {}
                 notes.append("frozen-prefix cache disabled: its outputs differed from the model's own")
-        # --- resume hook: continue a killed run from its last saved state (tunebench.resume) ---
+        # --- resume hook: continue a killed run from its last saved state (tunebench.training.resume) ---
         start_epoch, skip, epoch_done, last_finite = 1, 0, 0.0, None
         restored = resume.load(model, optimizer, scheduler, scaler) if resume is not None else None
         if restored is not None:

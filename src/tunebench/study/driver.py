@@ -18,20 +18,20 @@ from typing import Any, Protocol
 
 import torch
 
-from tunebench import distributed, engine
-from tunebench.checkpoint import essential_bytes, save_checkpoint
-from tunebench.data import DatasetBundle, load_dataset_bundle
+from tunebench.data.loading import DatasetBundle, load_dataset_bundle
 from tunebench.errors import SpecError, TunebenchError
 from tunebench.faults import InterruptGuard, RunStopped, StudyInterrupted, disk_guard, error_line, is_cuda_oom
-from tunebench.lock import StudyLock
-from tunebench.modeling import check_model_source, count_parameters, load_classifier, load_tokenizer
-from tunebench.outputs import write_outputs
-from tunebench.resources import environment
-from tunebench.resume import ResumePoint
-from tunebench.spec import DEFAULT_LR, StrategySpec, StudySpec, TrainingSpec, stable_hash
-from tunebench.store import STORE_NAME, Store
-from tunebench.strategies import build_strategy
-from tunebench.sweep import Configuration, configurations, run_label
+from tunebench.methods.strategies import build_strategy
+from tunebench.results.outputs import write_outputs
+from tunebench.results.store import STORE_NAME, Store
+from tunebench.spec.schema import DEFAULT_LR, StrategySpec, StudySpec, TrainingSpec, stable_hash
+from tunebench.study.lock import StudyLock
+from tunebench.study.sweep import Configuration, configurations, run_label
+from tunebench.training import distributed, engine
+from tunebench.training.checkpoint import essential_bytes, save_checkpoint
+from tunebench.training.modeling import check_model_source, count_parameters, load_classifier, load_tokenizer
+from tunebench.training.resources import environment
+from tunebench.training.resume import ResumePoint
 
 
 class Reporter(Protocol):
@@ -176,11 +176,11 @@ def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None
               backend: Any = None) -> list[dict[str, Any]]:
     """Run every strategy of ``spec`` not already finished in the store; return all records.
 
-    ``backend`` executes the runs (:mod:`tunebench.backends`; default: from ``spec.execution``);
+    ``backend`` executes the runs (:mod:`tunebench.study.backends`; default: from ``spec.execution``);
     whatever it is, this process alone writes the store and the outputs.  Under a multi-process
     launcher every process calls this and only rank 0 writes (and returns the records).
     """
-    from tunebench.backends import backend_for
+    from tunebench.study.backends import backend_for
 
     with distributed.session(spec.training.device) as writer, (backend or backend_for(spec.execution)) as runner:
         reporter = (reporter or SilentReporter()) if writer else SilentReporter()
@@ -202,7 +202,7 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
                 stop: InterruptGuard) -> list[dict[str, Any]]:
     with distributed.writer_first():  # rank 0 fills the dataset cache before the others read it
         prepared = prepare(spec, reporter, runner.placement(spec))
-    from tunebench.eda import dataset_profile, write_profile  # the data section of the outputs
+    from tunebench.data.profile import dataset_profile, write_profile  # the data section of the outputs
 
     if writer:
         write_profile(dataset_profile(prepared.bundle, prepared.tokenizer, spec.model.max_length), out_dir)
@@ -212,7 +212,7 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
     masked: list[dict[str, Any]] = []
     with Store(out_dir / STORE_NAME) if writer else contextlib.nullcontext() as store:
         if spec.sweep.method == "optuna":  # configurations chosen as results come in, not planned up front
-            from tunebench.search import run_search
+            from tunebench.study.search import run_search
 
             if distributed.world_size() > 1 or spec.execution.backend != "local":
                 raise SpecError("sweep.search: optuna picks each trial from the results before it, so it runs "

@@ -79,7 +79,7 @@ def load_checkpoint(folder: Path, *, trust_remote_code: bool = False, allow_pick
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from tunebench.modeling import check_folder_is_safe, check_model_source, load_classifier
+    from tunebench.training.modeling import check_folder_is_safe, check_model_source, load_classifier
 
     folder = Path(folder)
     meta = read_meta(folder)

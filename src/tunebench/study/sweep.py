@@ -10,7 +10,7 @@ per-kind overrides of ``lr`` / ``epochs`` / ``scheduler``) that applies to strat
 - ``grid``: every combination of the values, per strategy, of the keys that apply to it;
 - ``random``: ``trials`` draws (seeded by ``sampler_seed``) from lists (a uniform choice) or ranges
   (``{low, high, log}``), each draw applied to every strategy;
-- ``optuna``: the same space searched by Optuna's TPE (see :mod:`tunebench.search`).
+- ``optuna``: the same space searched by Optuna's TPE (see :mod:`tunebench.study.search`).
 
 Configurations that resolve to the same settings are kept once.  Names read like
 ``lora:r=18 lr=0.0005`` (the *group*); with several seeds a run's label adds `` seed=1``.
@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tunebench.errors import SpecError
-from tunebench.spec import RangeSpec, StrategySpec, StudySpec, TrainingSpec, _explain, _fmt
+from tunebench.spec.schema import RangeSpec, StrategySpec, StudySpec, TrainingSpec, _explain, _fmt
 
 #: options of a strategy kind that a sweep may set (``kind.option``)
 KIND_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -177,7 +177,7 @@ def check_sweep(spec: StudySpec) -> None:
     elif sweep.trials is None:
         raise SpecError(f"search: {method} needs sweep.trials, the number of configurations to try")
     if method == "optuna":
-        from tunebench.search import require_optuna
+        from tunebench.study.search import require_optuna
 
         require_optuna()
     configurations(spec)  # every grid value, every range bound: checked now, not mid-study
@@ -187,7 +187,7 @@ def configurations(spec: StudySpec) -> list[Configuration]:
     """The study's configurations in order (strategy by strategy), without duplicates.
 
     For ``search: optuna`` these are the space's corners only as a check; the search itself
-    chooses its configurations as it goes (:mod:`tunebench.search`).
+    chooses its configurations as it goes (:mod:`tunebench.study.search`).
     """
     method = spec.sweep.method
     if method is None:

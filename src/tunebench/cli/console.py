@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tunebench.outputs import display_rows
+from tunebench.results.outputs import display_rows
 
 
 class RichReporter:

@@ -1,0 +1,1 @@
+"""tunebench.data.loading: see docs/ARCHITECTURE.md."""

@@ -1,0 +1,1 @@
+"""tunebench.methods: see docs/ARCHITECTURE.md."""

@@ -1,0 +1,1 @@
+"""tunebench.results: see docs/ARCHITECTURE.md."""

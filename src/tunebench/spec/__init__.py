@@ -1,0 +1,1 @@
+"""tunebench.spec.schema: see docs/ARCHITECTURE.md."""

@@ -1,0 +1,1 @@
+"""tunebench.study.driver: see docs/ARCHITECTURE.md."""

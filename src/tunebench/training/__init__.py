@@ -1,0 +1,1 @@
+"""tunebench.training: see docs/ARCHITECTURE.md."""
