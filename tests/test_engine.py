@@ -6,24 +6,24 @@ import numpy as np
 import pytest
 import torch
 
-from tunebench.methods.strategies import build_strategy
-from tunebench.spec.schema import parse_strategy
-from tunebench.training import engine
+from tunebench.methods import build_strategy
+from tunebench.spec.strategy import parse_strategy
+from tunebench.training import batching, engine
 from tunebench.training.modeling import load_classifier, load_tokenizer
 
 from .conftest import easy_reviews
 
 
-def _split(lengths, labels=None) -> engine.EncodedSplit:
+def _split(lengths, labels=None) -> batching.EncodedSplit:
     ids = [[101] + [7] * (n - 2) + [102] for n in lengths]
-    return engine.EncodedSplit(ids, None, np.asarray(labels or [0] * len(lengths)))
+    return batching.EncodedSplit(ids, None, np.asarray(labels or [0] * len(lengths)))
 
 
 def test_batches_cover_every_example_once_and_keep_padding_low():
     rng = np.random.default_rng(1)
     lengths = rng.integers(3, 120, size=1000).tolist()
     split = _split(lengths)
-    plan = engine.batches(split, 16, shuffle=True, seed=3)
+    plan = batching.batches(split, 16, shuffle=True, seed=3)
     flat = np.concatenate(plan)
     assert sorted(flat.tolist()) == list(range(1000))
     assert all(len(b) <= 16 for b in plan)
@@ -31,19 +31,19 @@ def test_batches_cover_every_example_once_and_keep_padding_low():
     padded = sum(len(b) * max(lengths[i] for i in b) for b in plan)
     naive = sum(len(b) * max(lengths[i] for i in b) for b in np.array_split(np.arange(1000), len(plan)))
     assert padded / real < 1.05 < naive / real  # bucketing keeps padding near zero; random order does not
-    assert [b.tolist() for b in engine.batches(split, 16, shuffle=True, seed=3)] == [b.tolist() for b in plan]
-    assert [b.tolist() for b in engine.batches(split, 16, shuffle=True, seed=4)] != [b.tolist() for b in plan]
+    assert [b.tolist() for b in batching.batches(split, 16, shuffle=True, seed=3)] == [b.tolist() for b in plan]
+    assert [b.tolist() for b in batching.batches(split, 16, shuffle=True, seed=4)] != [b.tolist() for b in plan]
 
 
 def test_eval_batches_are_length_sorted_and_complete():
     split = _split([5, 3, 9, 4])
-    plan = engine.batches(split, 2, shuffle=False)
+    plan = batching.batches(split, 2, shuffle=False)
     assert [b.tolist() for b in plan] == [[1, 3], [0, 2]]
 
 
 def test_collate_pads_to_the_longest_in_the_batch():
-    split = engine.EncodedSplit([[1, 2, 3], [4, 5], [6]], [[0, 0, 1], [0, 1], [0]], np.array([0, 1, 0]))
-    batch = engine.collate(split, np.array([1, 2]), pad_id=0, device=torch.device("cpu"))
+    split = batching.EncodedSplit([[1, 2, 3], [4, 5], [6]], [[0, 0, 1], [0, 1], [0]], np.array([0, 1, 0]))
+    batch = batching.collate(split, np.array([1, 2]), pad_id=0, device=torch.device("cpu"))
     assert batch["input_ids"].tolist() == [[4, 5], [6, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1], [1, 0]]
     assert batch["token_type_ids"].tolist() == [[0, 1], [0, 0]]
@@ -52,7 +52,7 @@ def test_collate_pads_to_the_longest_in_the_batch():
 
 def _encoded(tokenizer, frame):
     labels = (frame.label == "pos").astype(int).tolist()
-    return engine.encode_split(tokenizer, frame.text.tolist(), None, labels, 32)
+    return batching.encode_split(tokenizer, frame.text.tolist(), None, labels, 32)
 
 
 def _cfg(**kw) -> engine.RunConfig:

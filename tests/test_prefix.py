@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tunebench.methods.strategies import build_strategy
-from tunebench.spec.schema import parse_strategy
+from tunebench.methods import build_strategy
+from tunebench.spec.strategy import parse_strategy
 from tunebench.training import engine, prefix
 from tunebench.training.modeling import load_classifier, load_tokenizer
 

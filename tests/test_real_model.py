@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tunebench.cli.app import main
-from tunebench.spec.schema import StudySpec
+from tunebench.spec.study import StudySpec
 from tunebench.study.driver import run_study
 
 pytestmark = pytest.mark.slow

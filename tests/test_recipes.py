@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tunebench.data.catalog import BUILTINS, hub_entry
-from tunebench.spec.schema import load_spec
-from tunebench.study.sweep import configurations
+from tunebench.spec.study import load_spec
+from tunebench.study.plan import configurations
 from tunebench.training.modeling import ALIASES
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"

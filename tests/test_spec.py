@@ -7,15 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tunebench.errors import SpecError
-from tunebench.spec.schema import (
-    DEFAULT_LR,
-    StudySpec,
-    default_study,
-    load_spec,
-    parse_strategy,
-    spec_from_dict,
-    stable_hash,
-)
+from tunebench.spec.parts import stable_hash
+from tunebench.spec.strategy import DEFAULT_LR, parse_strategy
+from tunebench.spec.study import StudySpec, default_study, load_spec, spec_from_dict
 
 
 def test_parse_lora_with_every_option():
@@ -55,12 +49,14 @@ def test_bad_strategy_strings_name_the_problem(text, message):
 
 def test_per_strategy_learning_rates_and_overrides():
     spec = StudySpec(strategies=["full", "lora:r=8", "head:lr=0.01", "partial:k=1,epochs=1"])
-    lrs = [spec.resolved_lr(s) for s in spec.strategies]
-    assert lrs == [DEFAULT_LR["full"], DEFAULT_LR["lora"], 0.01, DEFAULT_LR["partial"]]
+    from tunebench.study.plan import run_config  # what the engine is given
+
+    cfgs = [run_config(spec, s, "fp32") for s in spec.strategies]
+    assert [c.lr for c in cfgs] == [DEFAULT_LR["full"], DEFAULT_LR["lora"], 0.01, DEFAULT_LR["partial"]]
     assert DEFAULT_LR["lora"] > DEFAULT_LR["full"]
-    assert [spec.resolved_epochs(s) for s in spec.strategies] == [3, 3, 3, 1]
+    assert [c.epochs for c in cfgs] == [3, 3, 3, 1]
     one_lr = StudySpec(strategies=["full", "lora"], training={"lr": 2e-5})
-    assert [one_lr.resolved_lr(s) for s in one_lr.strategies] == [2e-5, 2e-5]
+    assert [run_config(one_lr, s, "fp32").lr for s in one_lr.strategies] == [2e-5, 2e-5]
 
 
 def test_default_study_is_the_documented_one():

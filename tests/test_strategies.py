@@ -7,8 +7,8 @@ import re
 import pytest
 
 from tunebench.errors import SpecError
-from tunebench.methods.strategies import build_strategy
-from tunebench.spec.schema import parse_strategy
+from tunebench.methods import build_strategy
+from tunebench.spec.strategy import parse_strategy
 from tunebench.training.modeling import count_parameters, find_layer_stack, head_parameter_names, load_classifier
 
 from .conftest import TINY_LAYERS

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from tunebench.data.loading import load_dataset_bundle
-from tunebench.methods.strategies import build_strategy
+from tunebench.methods import build_strategy
 from tunebench.results.outputs import COLUMNS
 from tunebench.results.store import STORE_NAME, Store
-from tunebench.spec.schema import StudySpec
+from tunebench.spec.strategy import strategy_spec  # a mapping -> the options model of its kind
+from tunebench.spec.study import StudySpec
 from tunebench.study import driver as study_module
 
 FOUR = ["full", "partial:k=2", "lora:r=4", "head"]
@@ -51,7 +52,7 @@ def test_every_strategy_has_a_record_with_its_own_trainable_count(finished_study
     assert [r["strategy"] for r in records] == ["full", "partial:k=2", "lora:r=4", "head"]
     for record in records:
         model = load_classifier(str(tiny_models["bert"]), ["neg", "pos"])
-        model = build_strategy(study_module.StrategySpec(**record["spec"])).prepare(model)
+        model = build_strategy(strategy_spec(record["spec"])).prepare(model)
         own = (model.get_nb_trainable_parameters()[0] if hasattr(model, "get_nb_trainable_parameters")
                else sum(p.numel() for p in model.parameters() if p.requires_grad))
         assert record["params"]["trainable"] == own

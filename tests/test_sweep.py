@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from tunebench.errors import SpecError
-from tunebench.spec.schema import StudySpec, spec_from_dict
+from tunebench.spec.study import StudySpec, spec_from_dict
 from tunebench.study import driver as study_module
-from tunebench.study.sweep import configurations
+from tunebench.study.plan import configurations
 
 
 def _spec(strategies, **sweep) -> StudySpec:

@@ -10,8 +10,11 @@ class TunebenchError(Exception):
     """
 
     exit_code = 2
+    #: the longest sentence said; a longer one (a value quoted from a hostile input) is cut in the middle
+    max_length = 1500
 
     def __init__(self, message: str) -> None:
+        message = shorten(message, self.max_length)
         super().__init__(message)
         self.message = message
 
@@ -27,5 +30,31 @@ class ModelError(TunebenchError):
     """The model cannot be loaded (missing folder, unknown hub id, offline)."""
 
 
+class StoreError(TunebenchError):
+    """The study store (SQLite) is damaged or not a store: nothing is written to it."""
+
+
 class SpecError(TunebenchError):
     """The study specification (YAML or flags) is invalid."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type's name if it has none), cut to ``limit``:
+    how a library's error is quoted inside one of tunebench's sentences."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:limit]
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters in the middle, saying how much was left out, so that
+    both the start (what is wrong) and the end (what to do) of a sentence stay readable."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit * 2 // 3], text[-(limit // 3):]
+    return f"{head} … ({len(text) - len(head) - len(tail):,} characters left out) … {tail}"
+
+
+def quoted(value: object, limit: int = 120) -> str:
+    """``repr(value)`` for a sentence, cut to ``limit`` characters (a value from a file can be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import signal
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +193,32 @@ class InterruptGuard:
         if self._installed:
             signal.signal(signal.SIGINT, self._previous)
             self._installed = False
+
+
+def atomic_write(path: Path | str, content: str | bytes | Callable[[Path], None]) -> None:
+    """Write ``path`` so that a reader (or a crash) never sees half a file: a temporary file in the
+    same folder, fsync, ``os.replace``.  ``content``: text, bytes, or a function that writes the
+    temporary path it is given (a figure's ``savefig``, ``pyarrow.parquet.write_table``).
+
+    The one atomic-write helper of the project (tables, report, profile, dataset cache).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        if callable(content):
+            os.close(fd)
+            content(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        else:
+            mode, data = ("w", content) if isinstance(content, str) else ("wb", content)
+            with os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": ""} if mode == "w" else {})) as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -17,8 +17,9 @@ import signal
 import sys
 import time
 
+from tunebench import faults
 from tunebench.cli import console
-from tunebench.results import outputs, store
+from tunebench.results import store
 
 FAULT = os.environ.get("TB_FAULT", "")
 _state = {"position": -1, "batches": 0, "puts": 0}
@@ -72,7 +73,7 @@ if FAULT.startswith("kill-in-write:"):
             _kill()  # the temporary file is complete; the rename has not happened
         return _replace(src, dst, *args, **kwargs)
 
-    outputs.os.replace = replace
+    faults.os.replace = replace
 
 if __name__ == "__main__":
     from tunebench.cli.app import main

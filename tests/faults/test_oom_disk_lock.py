@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 
-from tunebench.spec.schema import StudySpec
+from tunebench.spec.study import StudySpec
 from tunebench.study import driver as study_module
+from tunebench.study import run as run_module
 from tunebench.study.lock import LOCK_NAME, StudyLock
 
 from ..conftest import cli
@@ -98,7 +99,7 @@ def test_disk_full_while_saving_the_best_checkpoint(capsys, tiny_bert, tmp_path,
         (folder / "model.safetensors").write_bytes(b"half a file")
         _no_space()
 
-    monkeypatch.setattr(study_module, "save_checkpoint", half_saved)
+    monkeypatch.setattr(run_module, "save_checkpoint", half_saved)
     argv = [a for a in flags(tiny_bert, csv, out, "-s", "head") if a != "--no-checkpoints"]
     code, _, err = cli(capsys, *argv)
     assert code == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunebench.spec.schema import StudySpec
+from tunebench.spec.study import StudySpec
 from tunebench.study import driver as study_module
 
 from .common import comparable, predictions, write_reviews

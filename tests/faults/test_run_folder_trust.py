@@ -29,7 +29,7 @@ from .common import error_sentence, write_reviews
 @pytest.fixture(scope="module")
 def trained(tiny_models, tmp_path_factory):
     """A finished tiny study with checkpoints: (its output folder, the head run's folder, the LoRA run's folder)."""
-    from tunebench.spec.schema import StudySpec
+    from tunebench.spec.study import StudySpec
     from tunebench.study import driver as study_module
 
     root = tmp_path_factory.mktemp("trusted")

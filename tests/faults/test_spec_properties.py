@@ -6,7 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tunebench.errors import SpecError
-from tunebench.spec.schema import parse_strategy, spec_from_dict
+from tunebench.spec.strategy import parse_strategy
+from tunebench.spec.study import spec_from_dict
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                     st.text(max_size=12))

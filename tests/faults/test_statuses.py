@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tunebench.results.outputs import summary_markdown
-from tunebench.spec.schema import StudySpec
+from tunebench.spec.study import StudySpec
 from tunebench.study import driver as study_module
 
 from ..conftest import cli
@@ -91,12 +91,38 @@ def test_an_exception_in_one_run_marks_it_failed_and_the_next_run_still_runs(tin
     assert "- **head**: failed — RuntimeError: weights went missing" in text
 
 
-def test_a_user_error_inside_a_run_still_stops_the_study_with_exit_2(capsys, tiny_bert, tmp_path):
+def test_a_method_the_model_cannot_take_is_refused_before_any_run_trains(capsys, tiny_bert, tmp_path, monkeypatch):
     csv, out = write_reviews(tmp_path), tmp_path / "out"
-    code, _, err = cli(capsys, *flags(tiny_bert, csv, out, "-s", "head partial:k=9 partial:k=1"))
-    assert code == 2
-    assert error_sentence(err) == ("error: strategy 'partial:k=9' asks for the top 9 layers but the model has "
-                                   "only 3; use k between 1 and 3 (or 'full')")
+    trained = []
+    real = study_module.engine.train_and_evaluate
+    monkeypatch.setattr(study_module.engine, "train_and_evaluate", lambda *a, **k: (trained.append(1), real(*a, **k))[1])
+    for strategies, sentence in [
+        ("head partial:k=9 partial:k=1", "strategy 'partial:k=9' asks for the top 9 layers but the model has only 3; "
+                                         "use k between 1 and 3 (or 'full')"),
+        ("head lora:r=100", "strategy 'lora:r=100' asks for rank 100, but the layers it adapts (query, value) are 32 "
+                            "wide; use r between 1 and 32"),
+    ]:
+        code, _, err = cli(capsys, *flags(tiny_bert, csv, out, "-s", strategies))
+        assert (code, error_sentence(err)) == (2, f"error: {sentence}")
+    assert trained == [] and stored(out) == []  # checked on a weightless copy of the model, before 'head' trained
+
+
+def test_a_user_error_inside_a_run_still_stops_the_study_with_exit_2(capsys, tiny_bert, tmp_path, monkeypatch):
+    from tunebench.errors import DataError
+
+    csv, out = write_reviews(tmp_path), tmp_path / "out"
+    real = study_module.engine.train_and_evaluate
+    calls = []
+
+    def second_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise DataError("the data went away mid-study")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(study_module.engine, "train_and_evaluate", second_fails)
+    code, _, err = cli(capsys, *flags(tiny_bert, csv, out, "-s", "head partial:k=1 full"))
+    assert (code, error_sentence(err)) == (2, "error: the data went away mid-study")
     assert [r["strategy"] for r in stored(out)] == ["head"]  # what finished before it is kept
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tunebench.cli.console import RichReporter
-from tunebench.study.driver import safe_slug
+from tunebench.study.run import safe_slug
 from tunebench.training.modeling import check_folder_is_safe
 
 from ..conftest import cli

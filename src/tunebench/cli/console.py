@@ -13,6 +13,16 @@ from rich.table import Table
 from tunebench.results.outputs import display_rows
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:,.0f} days"
+
+
 class RichReporter:
     """Progress for the whole study: a bar for the study's runs and one per run in progress.
 
@@ -28,6 +38,7 @@ class RichReporter:
         self._batches: dict[int, int] = {}
         self._current: int | None = None
         self._done = 0
+        self._estimated = False
 
     def message(self, text: str) -> None:
         self.console.print(f"[dim]{escape(text)}[/dim]")  # text may come from data: never markup
@@ -77,7 +88,7 @@ class RichReporter:
         self._ended(record.get("position"))
         if record.get("status", "finished") != "finished":
             failure = record.get("failure") or {}
-            error = failure.get("error") or record.get("error") or "no result"
+            error = failure.get("error") or "no result"
             self.console.print(f"  [red]✗[/red] {escape(record.get('label', record['strategy']))}: {record['status']} "
                                f"({escape(str(error))})")
             return
@@ -86,6 +97,17 @@ class RichReporter:
             f"  [green]✓[/green] {record['strategy']}: test macro-F1 {test['macro_f1']:.3f}, "
             f"accuracy {test['accuracy']:.3f}, best epoch {record['best_epoch']}, "
             f"train {res['train_time_s']:.1f} s")
+        self._estimate(record)
+
+    def _estimate(self, record: dict[str, Any]) -> None:
+        """Once the first run has a time: what the rest of the study will take at that pace."""
+        if self._estimated or self._progress is None or self._study is None:
+            return
+        self._estimated = True
+        left = self._progress.tasks[self._study].total - self._done
+        if left > 0 and record.get("wall_time_s"):
+            self.console.print(f"  [dim]the first run took {record['wall_time_s']:.0f} s: the {left:.0f} runs left "
+                               f"need about {_duration(record['wall_time_s'] * left)} at that pace[/dim]")
 
     def run_skipped(self, label: str, run_id: str) -> None:
         self._done += 1
@@ -107,3 +129,8 @@ def comparison_table(frame: pd.DataFrame, title: str = "Comparison") -> Table:
     for row in rows:
         table.add_row(*row)
     return table
+
+
+#: the command line's two consoles: results on stdout, progress and errors on stderr
+out = Console()
+err = Console(stderr=True)

@@ -41,7 +41,8 @@ def _console() -> Console:
 @data_app.command("list")
 def list_datasets() -> None:
     """Every dataset known by name: task, classes, rows, origin and terms, and whether it is cached."""
-    from tunebench.data.loading import builtin_cache_rows, tunebench_home
+    from tunebench.data.builtin import builtin_cache_rows
+    from tunebench.data.bundle import tunebench_home
 
     table = Table(title="tunebench datasets", show_lines=True)
     for column in ("name", "task", "classes", "rows per split", "origin and terms", "cached"):
@@ -104,7 +105,7 @@ def show(
     from tunebench.data.loading import load_dataset_bundle
     from tunebench.data.profile import dataset_profile, write_profile
     from tunebench.errors import SpecError
-    from tunebench.spec.schema import DataSpec
+    from tunebench.spec.parts import DataSpec
     from tunebench.training.modeling import check_model_source, load_tokenizer, quiet_libraries
 
     if max_length < 1:

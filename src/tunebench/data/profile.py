@@ -23,14 +23,14 @@ Schema (read by the report)::
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tunebench.data.loading import SPLITS, DatasetBundle, Split
+from tunebench.data.bundle import SPLITS, DatasetBundle, Split
+from tunebench.faults import atomic_write
 
 PROFILE_NAME = "dataset_profile.json"
 FIGURES = {"lengths": "figures/data_lengths.png", "boxplot": "figures/data_boxplot.png"}
@@ -153,18 +153,8 @@ def write_profile(profile: dict[str, Any], out_dir: Path | str) -> list[Path]:
     (out / "figures").mkdir(parents=True, exist_ok=True)
     written = [_draw_lengths(profile, out / FIGURES["lengths"]), _draw_boxplot(profile, out / FIGURES["boxplot"])]
     path = out / PROFILE_NAME
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(profile, indent=2, ensure_ascii=False) + "\n",
-                                                   encoding="utf-8"))
+    atomic_write(path, json.dumps(profile, indent=2, ensure_ascii=False) + "\n")
     return [path, *written]
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _figure_module():
@@ -179,7 +169,7 @@ def _figure_module():
 def _save(fig, path: Path) -> Path:
     plt = _figure_module()
     try:
-        _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     finally:
         plt.close(fig)
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tunebench.faults import atomic_write
 from tunebench.report import sections, sections_data
 from tunebench.report import sections_significance as significance_sections
 from tunebench.report.analysis import headline_frame, seed_means
@@ -19,7 +20,6 @@ from tunebench.report.html import render_html
 from tunebench.report.inputs import load_inputs
 from tunebench.report.markdown import render_markdown
 from tunebench.report.significance import group_of
-from tunebench.results.outputs import atomic_write
 
 SECTIONS = [sections.headline, significance_sections.significance_section,
             significance_sections.sweep_section, sections.comparison, sections.pareto, sections.curves, sections.confusion,

@@ -95,9 +95,10 @@ def representatives(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def load_test_texts(record: dict[str, Any]) -> TestTexts:
     """Rebuild the splits from the stored data spec and seed; use them only if the test hash matches."""
-    from tunebench.data.loading import SPLITS, load_dataset_bundle
+    from tunebench.data.bundle import SPLITS
+    from tunebench.data.loading import load_dataset_bundle
     from tunebench.errors import TunebenchError
-    from tunebench.spec.schema import DataSpec
+    from tunebench.spec.parts import DataSpec
 
     try:
         bundle = load_dataset_bundle(DataSpec.model_validate(record["study_spec"]["data"]),

@@ -1,1 +1,1 @@
-"""tunebench.results: see docs/ARCHITECTURE.md."""
+"""tunebench.results: what a study keeps: the SQLite store, the tables (csv/json/summary), statistics over seeds."""

@@ -8,16 +8,20 @@ so a reader never sees half a file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tunebench.faults import atomic_write
+from tunebench.spec.strategy import option_columns
+
+#: every method option (from the method registry), as a results.csv column; ``r`` is named ``rank``
+OPTION_COLUMNS = ["rank" if name == "r" else name for name in option_columns()]
+
 #: results.csv columns, in order.
 COLUMNS = [
-    "run", "strategy", "label", "config", "kind", "k", "rank", "alpha", "lr", "scheduler", "epochs", "best_epoch",
+    "run", "strategy", "label", "config", "kind", *OPTION_COLUMNS, "lr", "scheduler", "epochs", "best_epoch",
     "trainable_params", "total_params", "trainable_share_pct", "train_time_s", "eval_time_s",
     "examples_per_s", "tokens_per_s", "peak_memory_mb", "save_bytes", "val_macro_f1",
     "test_accuracy", "test_macro_f1", "test_macro_precision", "test_macro_recall",
@@ -30,6 +34,10 @@ def _r4(value: Any) -> float | None:
     return None if value is None else round(value, 4)
 
 
+def _option(value: Any) -> Any:
+    return "+".join(map(str, value)) if isinstance(value, list) else value
+
+
 def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     """One flat row of the headline numbers of a run record (empty metrics for a run that did not finish)."""
     spec = record["spec"]
@@ -38,7 +46,7 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     params = record.get("params") or {}
     peak = res.get("cuda_max_allocated_mb") or res.get("peak_rss_mb")
     resolved = record.get("resolved") or {}
-    failure = record.get("failure") or ({"error": record["error"]} if record.get("error") else {})
+    failure = record.get("failure") or {}
     step = f" at step {failure['step']}" if failure.get("step") is not None else ""
     loss = failure.get("last_finite_loss")
     last = f", last finite loss {loss:.4g}" if isinstance(loss, float) else ""
@@ -48,9 +56,7 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "label": record.get("label", record["strategy"]),
         "config": record.get("group") or record.get("label", record["strategy"]),
         "kind": spec["kind"],
-        "k": spec.get("k"),
-        "rank": spec.get("r"),
-        "alpha": spec.get("alpha"),
+        **{column: _option(spec.get("r" if column == "rank" else column)) for column in OPTION_COLUMNS},
         "lr": resolved.get("lr"),
         "scheduler": resolved.get("scheduler"),
         "epochs": resolved.get("epochs"),
@@ -111,21 +117,6 @@ def repeated(frame: pd.DataFrame) -> bool:
     """True when some configuration ran with several seeds."""
     done = frame[frame["status"] == "finished"]
     return bool(len(done)) and done["config"].duplicated().any()
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_outputs(records: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
@@ -259,7 +250,8 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
     unfinished = [r for r in records if r["status"] != "finished"]
     if unfinished:
         lines += ["", "Runs without a result:", ""] + [
-            f"- {r['strategy']}: {r['status']}" + (f" — {r['error']}" if r.get("error") else "") for r in unfinished]
+            f"- {r['strategy']}: {r['status']}" + (f" — {r['failure']['error']}" if (r.get("failure") or {}).get("error")
+                                                  else "") for r in unfinished]
     notes = data.get("notes") or []
     if notes:
         lines += ["", "Data notes:", ""] + [f"- {n}" for n in notes]

@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tunebench.errors import StoreError, first_line
+
 VERSION = 2
 
 SCHEMA = """
@@ -75,6 +77,8 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            check_store(self.path)  # read-only, before anything could write into a damaged file
         self._db = sqlite3.connect(self.path, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -171,12 +175,12 @@ class Store:
         """The newest finished attempt of the computation ``run_id``, in any study, or None."""
         row = self._db.execute("SELECT id, record FROM attempts WHERE run_id = ? AND status = 'finished' "
                                "ORDER BY finished_at DESC, id DESC LIMIT 1", (run_id,)).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else _record(row, self.path)
 
     def current(self, study: str, label: str) -> dict[str, Any] | None:
         """The current result of one row of a study, or None."""
         row = self._db.execute("SELECT id, record FROM runs WHERE study = ? AND label = ?", (study, label)).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else _record(row, self.path)
 
     def plan(self, study: str) -> list[str] | None:
         row = self._db.execute("SELECT labels FROM plans WHERE study = ?", (study,)).fetchone()
@@ -193,7 +197,7 @@ class Store:
         query, args = "SELECT id, record FROM runs", ()
         if study is not None:
             query, args = query + " WHERE study = ?", (study,)
-        rows = [_record(r) for r in self._db.execute(query + " ORDER BY position, finished_at, id", args)]
+        rows = [_record(r, self.path) for r in self._db.execute(query + " ORDER BY position, finished_at, id", args)]
         plans = {name: self.plan(name) for name in {r["study"] for r in rows}}
         kept = []
         for r in rows:
@@ -207,7 +211,7 @@ class Store:
         query, args = "SELECT id, record FROM attempts", ()
         if study is not None:
             query, args = query + " WHERE study = ?", (study,)
-        return [_record(r) for r in self._db.execute(query + " ORDER BY finished_at, id", args)]
+        return [_record(r, self.path) for r in self._db.execute(query + " ORDER BY finished_at, id", args)]
 
     def predictions_of(self, record: dict[str, Any]) -> tuple[list[int], list[list[float]]] | None:
         """The test predictions of a record read from this store (its ``attempt``)."""
@@ -226,6 +230,33 @@ class Store:
         return None if row is None else (json.loads(row[0]), json.loads(row[1]))
 
 
+def damage(path: Path) -> str | None:
+    """What is wrong with the SQLite file at ``path`` (read only: ``PRAGMA quick_check``), or None."""
+    try:
+        db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        return first_line(exc, 120)
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+        problems = [r[0] for r in rows if r[0] != "ok"]
+        return "; ".join(problems)[:160] if problems else None
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+            return None  # in use, not damaged: the study lock says who holds it
+        return first_line(exc, 120)
+    finally:
+        db.close()
+
+
+def check_store(path: Path) -> None:
+    """Raise one :class:`StoreError` sentence when the store at ``path`` is damaged."""
+    problem = damage(path)
+    if problem is not None:
+        raise StoreError(f"the study store '{path}' is damaged ({problem}); nothing was written to it; "
+                         f"'tunebench store repair {path.parent}' copies what can still be read into a new store "
+                         "and keeps the damaged file beside it")
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -235,9 +266,17 @@ def label_of(record: dict[str, Any]) -> str:
     return record.get("label", record["strategy"])
 
 
-def _record(row: tuple[int, str]) -> dict[str, Any]:
+def _record(row: tuple[int, str], path: Path) -> dict[str, Any]:
     """A stored record with the id of its attempt (``attempt``: not part of the stored JSON)."""
-    return {**json.loads(row[1]), "attempt": int(row[0])}
+    try:
+        record = json.loads(row[1])
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not {"run_id", "study", "status", "strategy"} <= record.keys():
+        raise StoreError(f"the study store '{path}' holds an unreadable record (attempt {row[0]}); nothing was "
+                         f"written to it; 'tunebench store repair {path.parent}' copies the readable records into "
+                         "a new store and keeps the damaged file beside it")
+    return {**record, "attempt": int(row[0])}
 
 
 def _place(order: list[str] | None, record: dict[str, Any]) -> tuple[int, int]:

@@ -26,8 +26,9 @@ from typing import Any
 
 import torch
 
-from tunebench.errors import SpecError
-from tunebench.spec.schema import ExecutionSpec, StudySpec
+from tunebench.errors import SpecError, first_line
+from tunebench.spec.parts import ExecutionSpec
+from tunebench.spec.study import StudySpec
 
 #: What ``run`` hands back for each run: the record and, when it trained, the test labels and probabilities.
 Keep = Callable[[dict[str, Any], "list[int] | None", "list[list[float]] | None"], None]
@@ -57,7 +58,7 @@ class LocalBackend:
     def run(self, spec: StudySpec, todo: list[Any], total: int, prepared: Any, env: dict[str, Any],
             reporter: Any, keep: Keep, stop: Callable[[], bool] | None = None) -> None:
         from tunebench.faults import StudyInterrupted
-        from tunebench.study.driver import attempt_run
+        from tunebench.study.run import attempt_run
 
         for planned in todo:
             if stop is not None and stop():
@@ -71,7 +72,7 @@ class RayBackend:
 
     ``address``: a running cluster (``host:port``, ``ray://host:10001``, ``auto``); ``None`` uses the
     Ray instance this process already joined, else starts a local one.  ``run`` replaces
-    :func:`tunebench.study.driver.attempt_run` inside the workers (tests use it to kill a worker).
+    :func:`tunebench.study.run.attempt_run` inside the workers (tests use it to kill a worker).
     """
 
     name = "ray"
@@ -95,7 +96,7 @@ class RayBackend:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      **({} if self.address else {"_node_ip_address": "127.0.0.1"}))
         except ConnectionError as exc:
-            raise SpecError(f"no Ray cluster to join at '{self.address}' ({_first_line(exc)}); "
+            raise SpecError(f"no Ray cluster to join at '{self.address}' ({first_line(exc)}); "
                             "start one with 'ray start --head' or pass --address HOST:PORT") from None
         self._started_ray = True
         return self
@@ -131,7 +132,7 @@ class RayBackend:
         from ray.util.queue import Queue
 
         from tunebench.faults import StudyInterrupted
-        from tunebench.study.driver import attempt_run, failed_record
+        from tunebench.study.run import attempt_run, failed_record
 
         cuda = prepared.device.type == "cuda"
         cpus = self.cpus_per_run or 1
@@ -189,9 +190,6 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
                         "start it with 'ray start --head' there, or check the address and port") from None
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
 
 def _failure(exc: Exception, retries: int) -> str:
     """One sentence for why a Ray task produced no result."""
@@ -199,10 +197,10 @@ def _failure(exc: Exception, retries: int) -> str:
 
     if isinstance(exc, ray.exceptions.RayTaskError):  # the run raised: its own exception, not retried
         cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-        return f"{type(cause).__name__}: {_first_line(cause)}"
+        return f"{type(cause).__name__}: {first_line(cause)}"
     tries = retries + 1
     return (f"its Ray worker was lost {tries} time{'s' if tries > 1 else ''} "
-            f"({type(exc).__name__}: {_first_line(exc)})")
+            f"({type(exc).__name__}: {first_line(exc)})")
 
 
 def _cuda_precision() -> str:

@@ -10,24 +10,38 @@ epoch; a pruned run is stored with status ``pruned`` and its curves, and takes n
 The Optuna study lives in the study's own SQLite file (Optuna's tables beside tunebench's), named
 after the study and a hash of everything the search depends on, so rerunning a finished search
 trains nothing, an interrupted one continues, and a changed spec starts a new search.  Samplers
-are seeded (``sweep.sampler_seed``): a fresh search with the same spec proposes the same trials.
+are seeded (``sweep.sampler_seed``): a fresh search with the same spec proposes the same trials; a
+continued one seeds its sampler with ``sampler_seed`` plus the number of trials already there, so that
+it does not propose the first trials again.
+
+What can go wrong in a trial is handled as in the driver: every run goes through
+:func:`tunebench.study.run.attempt_run` (diverged / failed / interrupted become records, CUDA OOM is
+retried once) and :func:`tunebench.study.run.store_result` (one transaction under the disk guard;
+the resume state removed once it is of no use); :func:`run_search` says how each ends a trial.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tunebench.errors import SpecError
+from tunebench.faults import InterruptGuard, StudyInterrupted, disk_guard
 from tunebench.results.outputs import write_outputs
 from tunebench.results.store import Store
-from tunebench.spec.schema import RangeSpec, StudySpec, stable_hash
-from tunebench.study.sweep import Configuration, apply, parse_key
+from tunebench.spec.parts import RangeSpec, stable_hash
+from tunebench.spec.study import StudySpec
+from tunebench.spec.sweep import Configuration, apply, parse_key
+from tunebench.study import plan as planning
+from tunebench.study import run as one_run
 
 #: the median pruner compares a trial with earlier ones only after this many have finished
 STARTUP_TRIALS = 3
+
+#: the search stops early after this many trials in a row whose run diverged or failed
+MAX_FAILED_IN_A_ROW = 3
 
 
 def require_optuna() -> Any:
@@ -40,8 +54,17 @@ def require_optuna() -> Any:
     return optuna
 
 
-class _Pruned(Exception):
-    """Raised from the engine's per-epoch hook when the pruner stops a trial."""
+class _Pruned(one_run.RunPruned):
+    """Raised from the engine's per-epoch hook when the pruner stops a trial (``attempt_run`` records it
+    as ``pruned``)."""
+
+
+def active_guard() -> InterruptGuard | None:
+    """The :class:`~tunebench.faults.InterruptGuard` handling SIGINT now (a study's), or None."""
+    import signal
+
+    guard = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+    return guard if isinstance(guard, InterruptGuard) else None
 
 
 def search_name(spec: StudySpec) -> str:
@@ -53,69 +76,147 @@ def search_name(spec: StudySpec) -> str:
 
 
 def run_search(spec: StudySpec, prepared: Any, store: Store, env: dict[str, Any], reporter: Any,
-               force: bool = False) -> list[Any]:
-    """Run the search until ``sweep.trials`` trials have completed or been pruned; return the
-    planned runs of the completed trials (in trial order) for the study's tables."""
-    from tunebench.study import driver as study_module
+               force: bool = False, stop: Callable[[], bool] | None = None,
+               attempts: list[dict[str, Any]] | None = None) -> list[Any]:
+    """Run the search until ``sweep.trials`` trials have completed or been pruned (earlier invocations'
+    count); return the planned runs the study's outputs show: the completed trials' runs (in trial
+    order), then this invocation's runs that did not finish.
 
+    ``stop``: the study's :class:`~tunebench.faults.InterruptGuard`; by default the one handling SIGINT
+    now (the driver's, installed around the study), else Ctrl-C is not watched.
+    ``attempts``: gets this invocation's runs that did not finish while their row keeps an earlier
+    finished result (a ``--force`` rerun; the driver's ``StudyRecords.attempts``).
+
+    How a trial ends:
+
+    - every seed's run finished (or was already in the store): COMPLETE, valued by the mean
+      best-epoch validation macro-F1;
+    - the first seed's run stopped by the median pruner: PRUNED; the run is stored ``pruned``
+      (history only, never a row of the outputs);
+    - a run diverged or failed: it is stored with that status and is a row of this invocation's
+      outputs (so the exit code is 1 and names it); the trial is FAIL and the search goes on with
+      the next trial.  Such trials do not count towards ``sweep.trials``, so that the requested number
+      of results is reached; the search cannot loop for ever: after :data:`MAX_FAILED_IN_A_ROW`
+      failed trials in a row it stops early with a message (the same command continues it);
+    - Ctrl-C: the run stops at the next step and is stored ``interrupted``, the outputs are written,
+      and :class:`~tunebench.faults.StudyInterrupted` is raised (exit 130) with the driver's sentence
+      (:func:`~tunebench.study.run.interrupted_error`); a Ctrl-C between runs raises it before the next;
+    - the search ends inside a trial (that Ctrl-C; a :class:`~tunebench.errors.TunebenchError` such
+      as a full disk or a user error, exit 2; a second Ctrl-C; SIGKILL): the trial is left RUNNING.
+      The next start marks such trials FAIL and asks each one's configuration again first (once after
+      a crash or an error, every time after Ctrl-C), so its runs already stored are reused and, with
+      ``--checkpoint-every``, the stopped run resumes from its saved state.
+    """
     optuna = require_optuna()
     optuna.logging.set_verbosity(logging.WARNING)
-    search = optuna.create_study(
-        study_name=search_name(spec), storage=f"sqlite:///{Path(store.path).resolve()}", direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=spec.sweep.sampler_seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS, n_warmup_steps=0),
-        load_if_exists=True)
+    out_dir = Path(spec.output.dir)
+    stop = stop if stop is not None else active_guard()
+
+    def trials_write() -> Any:  # Optuna writes its trials into the study's store
+        return disk_guard("the search's trials", store.path)
+
+    with trials_write():
+        search = optuna.create_study(
+            study_name=search_name(spec), storage=f"sqlite:///{Path(store.path).resolve()}", direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=spec.sweep.sampler_seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS, n_warmup_steps=0),
+            load_if_exists=True)
+    earlier = len(search.get_trials(deepcopy=False))
+    if earlier:  # a continued search: a sampler seeded as at the start would propose the first trials again
+        search.sampler = optuna.samplers.TPESampler(seed=spec.sweep.sampler_seed + earlier)
     states = optuna.trial.TrialState
-    for stale in search.get_trials(deepcopy=False, states=(states.RUNNING,)):  # left by an interrupted search
-        search.tell(stale.number, state=states.FAIL)
+    for stale in search.get_trials(deepcopy=False, states=(states.RUNNING,)):  # left by a stopped search
+        with trials_write():
+            search.tell(stale.number, state=states.FAIL)
+            if stale.params and (stale.user_attrs.get("interrupted") or "retry_of" not in stale.user_attrs):
+                search.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number})
+                reporter.message(f"trial {stale.number} did not end (the search was stopped); "
+                                 "its configuration is tried again first")
     seeds = spec.sweep.seed_list or [spec.training.seed]
-    total = (spec.sweep.trials or 0) * len(seeds)
-    position = 0
+    wanted = spec.sweep.trials or 0
+    total = wanted * len(seeds)
+    position, failed_in_a_row = 0, 0
+    unfinished: list[planning.PlannedRun] = []  # this invocation's runs that did not finish
 
     def done() -> int:
         return len(search.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED)))
 
-    while done() < (spec.sweep.trials or 0):
-        trial = search.ask()
+    def show() -> list[planning.PlannedRun]:
+        """Store the plan (completed trials' runs, then this invocation's unfinished ones) and write the outputs."""
+        plan = completed_plan(spec, prepared, search)
+        labels = {p.label for p in plan}
+        for planned in unfinished:
+            if planned.label not in labels:
+                labels.add(planned.label)
+                plan.append(planned)
+        with disk_guard("the study's plan", store.path):
+            store.set_plan(spec.name, [p.label for p in plan])
+        with disk_guard("the study's tables", out_dir):
+            write_outputs(store.records(spec.name), out_dir)
+        return plan
+
+    while done() < wanted:
+        if failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+            reporter.message(f"search stopped early: {failed_in_a_row} trials in a row did not finish; "
+                             f"{done()} of {wanted} trials done (the same command continues the search)")
+            break
+        if stop is not None and stop():
+            raise StudyInterrupted("interrupted between two trials of the search; finished runs are kept and the "
+                                   "same command continues the study")
+        with trials_write():
+            trial = search.ask()
         config = suggest(spec, trial)
         reporter.message(f"trial {trial.number}: {config.group}")
-        values = []
-        try:
-            for i, seed in enumerate(seeds):
-                planned = study_module.planned_run(spec, prepared, config, seed, position)
-                position += 1
-                stored = study_module.stored_result(store, spec, planned, force, reporter)
-                if stored is not None:
-                    reporter.run_skipped(planned.label, planned.run_id)
-                    record = stored
-                    if i == 0:
-                        _report_curves(trial, record["curves"])
-                else:
-                    curves: list[dict[str, Any]] = []
-                    hook = _pruning_hook(trial, curves) if i == 0 else None
-                    try:
-                        record, labels, probs = study_module.execute_run(spec, planned, total, prepared, env, reporter,
-                                                                         on_epoch=hook)
-                    except _Pruned:
-                        store.put(_pruned_record(spec, planned, curves, trial.number))
-                        reporter.message(f"trial {trial.number} pruned after epoch {len(curves)}")
-                        raise
-                    record["trial"] = trial.number
-                    store.put(record, labels, probs)
-                    reporter.run_finished(record)
-                values.append(record["val"]["macro_f1"])
-        except _Pruned:
-            search.tell(trial, state=states.PRUNED)
-            continue
-        except BaseException:
-            search.tell(trial, state=states.FAIL)
-            raise
-        search.tell(trial, sum(values) / len(values))
-        store.set_plan(spec.name, [p.label for p in completed_plan(spec, prepared, search)])
-        write_outputs(store.records(spec.name), Path(spec.output.dir))
-    plan = completed_plan(spec, prepared, search)
-    store.set_plan(spec.name, [p.label for p in plan])
-    return plan
+        values: list[float] = []
+        ended: one_run.RunRecord | None = None  # the run that ended the trial before its last seed
+        for i, seed in enumerate(seeds):
+            planned = planning.planned_run(spec, prepared, config, seed, position)
+            position += 1
+            stored = one_run.stored_result(store, spec, planned, force, reporter)
+            if stored is not None:
+                reporter.run_skipped(planned.label, planned.run_id)
+                if i == 0:
+                    _report_curves(trial, stored["curves"])
+                values.append(stored["val"]["macro_f1"])
+                continue
+            if stop is not None and stop():  # the trial stays RUNNING: asked again at the next start
+                raise StudyInterrupted(f"interrupted before run '{planned.label}' started; finished runs are kept "
+                                       "and the same command continues the study")
+            curves: list[dict[str, Any]] = []
+            hook = _pruning_hook(trial, curves) if i == 0 else None
+            record, labels, probs = one_run.attempt_run(spec, planned, total, prepared, env, reporter, stop,
+                                                        on_epoch=hook)
+            record["trial"] = trial.number
+            kept = one_run.store_result(store, spec, planned, record, labels, probs)
+            reporter.run_finished(record)
+            if record["status"] != "finished":
+                ended = record
+                if record["status"] != "pruned":
+                    unfinished.append(planned)
+                    if kept and attempts is not None:
+                        attempts.append(record)
+                break
+            values.append(record["val"]["macro_f1"])
+        if ended is None:
+            with trials_write():
+                search.tell(trial, sum(values) / len(values))
+            failed_in_a_row = 0
+        elif ended["status"] == "pruned":
+            with trials_write():
+                search.tell(trial, state=states.PRUNED)
+            failed_in_a_row = 0
+        elif ended["status"] == "interrupted":  # left RUNNING, marked: the next start asks it again
+            with trials_write():
+                trial.set_user_attr("interrupted", True)
+            show()
+            raise one_run.interrupted_error(ended, kept)
+        else:  # diverged or failed
+            with trials_write():
+                search.tell(trial, state=states.FAIL)
+            failed_in_a_row += 1
+            reporter.message(f"trial {trial.number} did not finish ({ended['status']}); the search goes on")
+        show()
+    return show()
 
 
 def suggest(spec: StudySpec, trial: Any) -> Configuration:
@@ -143,25 +244,24 @@ def completed_plan(spec: StudySpec, prepared: Any, search: Any) -> list[Any]:
     """Planned runs of every completed trial, replayed from the stored trial parameters."""
     from optuna.trial import FixedTrial, TrialState
 
-    from tunebench.study import driver as study_module
-
     plan, seen = [], set()
     for t in search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         config = suggest(spec, FixedTrial(t.params, t.number))
         for seed in spec.sweep.seed_list or [spec.training.seed]:
-            planned = study_module.planned_run(spec, prepared, config, seed, len(plan))
+            planned = planning.planned_run(spec, prepared, config, seed, len(plan))
             if planned.run_id not in seen:
                 seen.add(planned.run_id)
                 plan.append(planned)
     return plan
 
 
-def _pruning_hook(trial: Any, curves: list[dict[str, Any]]):
+def _pruning_hook(trial: Any, curves: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
     def on_epoch(point: dict[str, Any]) -> None:
+        curves[:] = [c for c in curves if c["epoch"] < point["epoch"]]  # a retried run (CUDA OOM) starts over
         curves.append(dict(point))
         trial.report(point["val_macro_f1"], point["epoch"])
         if trial.should_prune():
-            raise _Pruned()
+            raise _Pruned(point["epoch"], curves)
     return on_epoch
 
 
@@ -169,11 +269,3 @@ def _report_curves(trial: Any, curves: list[dict[str, Any]]) -> None:
     """Give a trial whose run was already stored its intermediate values, for the pruner's medians."""
     for point in curves:
         trial.report(point["val_macro_f1"], point["epoch"])
-
-
-def _pruned_record(spec: StudySpec, planned: Any, curves: list[dict[str, Any]], trial: int) -> dict[str, Any]:
-    return {"run_id": planned.run_id, "study": spec.name, "position": planned.position,
-            "strategy": planned.strategy.label, "label": planned.label, "group": planned.group,
-            "sweep": planned.params, "trial": trial, "status": "pruned",
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            "spec": planned.strategy.model_dump(), "resolved": vars(planned.cfg), "curves": curves}

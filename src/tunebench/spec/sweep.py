@@ -1,4 +1,8 @@
-"""Sweeps: from a study's strategies and its ``sweep:`` section to the list of configurations it runs.
+"""Sweep keys: what a ``sweep:`` section may vary, how one value is applied, and the checks of each value.
+
+Expansion into the study's configurations (grid products, random draws) lives in
+:mod:`tunebench.study.plan`; this module never expands: :func:`check_sweep` applies each value of
+each key on its own, so a grid of a million combinations is checked in a million-th of the time.
 
 A *configuration* is one resolved strategy with resolved training settings; every configuration
 runs once per seed.  A sweep key names either a training field (``lr``, ``scheduler``,
@@ -18,28 +22,27 @@ Configurations that resolve to the same settings are kept once.  Names read like
 
 from __future__ import annotations
 
-import itertools
-import math
-import random
+import importlib.util
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from tunebench.errors import SpecError
-from tunebench.spec.schema import RangeSpec, StrategySpec, StudySpec, TrainingSpec, _explain, _fmt
+from tunebench.spec.parts import RangeSpec, TrainingSpec, _explain
+from tunebench.spec.strategy import KINDS, OPTIONS, STRATEGY_TRAINING, StrategySpec, _fmt, validate_strategy
 
-#: options of a strategy kind that a sweep may set (``kind.option``)
-KIND_OPTIONS: dict[str, tuple[str, ...]] = {
-    "lora": ("r", "alpha", "dropout", "targets", "layers"),
-    "partial": ("k",),
-}
-#: fields a strategy may override for itself; unprefixed they apply to every strategy
-STRATEGY_TRAINING = ("lr", "epochs", "scheduler")
+if TYPE_CHECKING:  # spec.study checks its sweep with this module
+    from tunebench.spec.study import StudySpec
+
+#: options of a strategy kind that a sweep may set (``kind.option``), from the options models' ``sweepable``.
+#: ``STRATEGY_TRAINING`` (``lr``, ``epochs``, ``scheduler``), the fields a strategy may override for itself,
+#: apply to every strategy when unprefixed; ``KINDS`` lists every kind.  Both come from the same registry.
+KIND_OPTIONS: dict[str, tuple[str, ...]] = {kind: options.sweepable for kind, options in OPTIONS.items()
+                                            if options.sweepable}
 #: training fields a sweep may set for every strategy (not per kind)
 TRAINING_ONLY = ("batch_size", "warmup_ratio", "weight_decay", "grad_accumulation", "max_grad_norm")
 ALIASES = {"warmup": "warmup_ratio", "batch": "batch_size", "rank": "r"}
-KINDS = ("full", "head", "partial", "lora")
 
 
 @dataclass(frozen=True)
@@ -96,16 +99,13 @@ class Configuration:
 
 def apply(spec: StudySpec, strategy: StrategySpec, values: dict[SweepKey, Any]) -> Configuration:
     """``strategy`` and the study's training settings with the swept ``values`` set (checked)."""
-    fields = {name: getattr(strategy, name) for name in strategy.model_fields_set}
-    fields["kind"] = strategy.kind
-    if strategy.kind == "lora" and strategy.alpha == 2 * (strategy.r or 0):
-        fields.pop("alpha", None)  # the default alpha (2 r) follows a swept rank, even after a round trip
+    fields = strategy.given()  # without derived defaults (lora's alpha = 2 r follows a swept rank)
     swept_training = {k.field for k in values if k.field in STRATEGY_TRAINING}
     base = {name: v for name, v in fields.items() if name not in swept_training}
     training = spec.training.model_dump()
     suffix = []
     for key, value in values.items():
-        if key.field in KIND_OPTIONS.get(strategy.kind, ()):
+        if key.field in type(strategy).sweepable:
             base[key.field] = fields[key.field] = _option_value(key, value)
         elif key.on_strategy:
             fields[key.field] = value
@@ -133,7 +133,7 @@ def _option_value(key: SweepKey, value: Any) -> Any:
 
 def _validate_strategy(fields: dict[str, Any], values: dict[SweepKey, Any]) -> StrategySpec:
     try:
-        return StrategySpec.model_validate(fields)
+        return validate_strategy(fields)
     except ValidationError as exc:
         raise SpecError(_explain(exc, prefix=f"sweep value {_shown(values)}")) from None
 
@@ -142,7 +142,7 @@ def _shown(values: dict[SweepKey, Any]) -> str:
     return ", ".join(f"{k.text}={v!r}" for k, v in values.items()) or "(none)"
 
 
-def _parsed_space(spec: StudySpec) -> dict[SweepKey, list[Any] | RangeSpec]:
+def parsed_space(spec: StudySpec) -> dict[SweepKey, list[Any] | RangeSpec]:
     sweep = spec.sweep
     space = {parse_key(k): v for k, v in sweep.space.items()}
     space = dict(sorted(space.items(), key=lambda kv: kv[0].kind is None))  # strategy options first
@@ -176,72 +176,24 @@ def check_sweep(spec: StudySpec) -> None:
             raise SpecError("sweep.trials is for random or optuna search; a grid runs every combination")
     elif sweep.trials is None:
         raise SpecError(f"search: {method} needs sweep.trials, the number of configurations to try")
-    if method == "optuna":
-        from tunebench.study.search import require_optuna
-
-        require_optuna()
-    configurations(spec)  # every grid value, every range bound: checked now, not mid-study
+    if method == "optuna" and importlib.util.find_spec("optuna") is None:
+        raise SpecError("sweep.search: optuna needs the optuna package; install it with pip install 'tunebench[sweep]'")
+    corners(spec)  # every value of every key (a range: both bounds) on every strategy it applies to
 
 
-def configurations(spec: StudySpec) -> list[Configuration]:
-    """The study's configurations in order (strategy by strategy), without duplicates.
+def corners(spec: StudySpec) -> list[Configuration]:
+    """Each key's values applied one at a time (ranges: both bounds), on every strategy the key applies to.
 
-    For ``search: optuna`` these are the space's corners only as a check; the search itself
-    chooses its configurations as it goes (:mod:`tunebench.study.search`).
+    This checks every value the sweep can take without forming the product of the keys.
     """
-    method = spec.sweep.method
-    if method is None:
-        return [Configuration(s, spec.training) for s in spec.strategies]
-    space = _parsed_space(spec)
-    if method == "grid":
-        out = []
-        for strategy in spec.strategies:
-            keys = [k for k in space if k.applies_to(strategy.kind)]
-            for combo in itertools.product(*(space[k] for k in keys)):
-                out.append(apply(spec, strategy, dict(zip(keys, combo, strict=True))))
-        return unique(out)
-    if method == "random":
-        rng = random.Random(spec.sweep.sampler_seed)
-        draws = [{k: sample(v, rng) for k, v in space.items()} for _ in range(spec.sweep.trials or 0)]
-        return unique([apply(spec, s, {k: v for k, v in d.items() if k.applies_to(s.kind)})
-                       for d in draws for s in spec.strategies])
-    # optuna: check the bounds of every key on every strategy it applies to
-    corners = []
+    out = []
     for strategy in spec.strategies:
-        for key, values in space.items():
+        for key, values in parsed_space(spec).items():
             if key.applies_to(strategy.kind):
                 ends = [values.low, values.high] if isinstance(values, RangeSpec) else values
-                corners += [apply(spec, strategy, {key: _cast(values, v)}) for v in ends]
-    return unique(corners)
-
-
-def _cast(values: list[Any] | RangeSpec, v: Any) -> Any:
-    return int(v) if isinstance(values, RangeSpec) and values.integer else v
-
-
-def sample(values: list[Any] | RangeSpec, rng: random.Random) -> Any:
-    """One draw: a uniform choice from a list; uniform (or log-uniform) from a range; integers stay integers."""
-    if isinstance(values, list):
-        return values[rng.randrange(len(values))]
-    if values.integer:
-        return rng.randint(int(values.low), int(values.high))
-    if values.log:
-        return float(f"{math.exp(rng.uniform(math.log(values.low), math.log(values.high))):.3g}")
-    return float(f"{rng.uniform(values.low, values.high):.3g}")
-
-
-def unique(configs: list[Configuration]) -> list[Configuration]:
-    """Drop configurations whose resolved strategy and training equal an earlier one's."""
-    seen: set[str] = set()
-    out = []
-    for c in configs:
-        key = c.strategy.model_dump_json() + c.training.model_dump_json()
-        if key not in seen:
-            seen.add(key)
-            out.append(c)
+                out += [apply(spec, strategy, {key: cast(values, v)}) for v in ends]
     return out
 
 
-def run_label(group: str, seed: int, seeds: list[int] | None) -> str:
-    """A run's unique name: its configuration, plus the seed when the study repeats seeds."""
-    return f"{group} seed={seed}" if seeds and len(seeds) > 1 else group
+def cast(values: list[Any] | RangeSpec, v: Any) -> Any:
+    return int(v) if isinstance(values, RangeSpec) and values.integer else v

@@ -1,0 +1,193 @@
+"""``tunebench run``: the study of the options (a study file, flags over it), run with progress and a table.
+
+``tunebench sweep`` (:mod:`tunebench.cli.sweep`) takes every option defined here plus its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.exceptions import Exit
+
+from tunebench.cli.console import err, out
+
+#: the user's own permissions, per command: never read from a model or run folder (docs/RELIABILITY.md)
+TRUST_OPTION = typer.Option("--trust-remote-code",
+                            help="let a model folder run its own Python code (only for sources you trust)")
+PICKLE_OPTION = typer.Option("--allow-pickle",
+                             help="load pickle-based weights (pytorch_model.bin); they can run arbitrary code")
+
+
+def _split_strategies(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    items: list[str] = []
+    for value in values:
+        items.extend(v for v in value.replace(";", " ").split() if v)
+    return items
+
+
+def run(
+    study_file: Annotated[Path | None, typer.Argument(help="study spec (YAML); default: the built-in study")] = None,
+    model: Annotated[str | None, typer.Option(help="local model folder, hub id, or minilm-l6")] = None,
+    dataset: Annotated[str | None, typer.Option(help="built-in name (snli), local CSV/TSV/JSONL/Parquet, or hub id")] = None,
+    dataset_config: Annotated[str | None, typer.Option("--dataset-config", help="hub dataset configuration")] = None,
+    text_column: Annotated[str | None, typer.Option(help="column with the text")] = None,
+    text_pair_column: Annotated[str | None, typer.Option(help="column with the second text of a pair")] = None,
+    label_column: Annotated[str | None, typer.Option(help="column with the label")] = None,
+    encoding: Annotated[str | None, typer.Option(help="encoding of a local file (default utf-8)")] = None,
+    strategies: Annotated[list[str] | None, typer.Option(
+        "--strategies", "-s", help="strategies, space-separated or repeated: 'full partial:k=2 lora:r=8 head'")] = None,
+    epochs: Annotated[int | None, typer.Option(help="training epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="training batch size")] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate for every strategy (default: per strategy)")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="linear, cosine or constant")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    max_length: Annotated[int | None, typer.Option(help="truncate inputs to this many tokens")] = None,
+    train_limit: Annotated[int | None, typer.Option(help="stratified sample of the training split")] = None,
+    val_limit: Annotated[int | None, typer.Option(help="stratified sample of the validation split")] = None,
+    test_limit: Annotated[int | None, typer.Option(help="stratified sample of the test split")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, bf16, fp16 or auto")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="output folder")] = None,
+    name: Annotated[str | None, typer.Option(help="study name (runs are grouped by it in the store)")] = None,
+    no_checkpoints: Annotated[bool, typer.Option("--no-checkpoints", help="do not save best checkpoints")] = False,
+    force: Annotated[bool, typer.Option("--force", help="redo runs already finished in the store")] = False,
+    no_prefix_cache: Annotated[bool, typer.Option(
+        "--no-prefix-cache", help="recompute frozen layers every epoch instead of caching their outputs")] = False,
+    no_bucketing: Annotated[bool, typer.Option(
+        "--no-bucketing", help="plain shuffled batches instead of length buckets")] = False,
+    attention: Annotated[str | None, typer.Option(help="attention kernel: auto, sdpa or eager")] = None,
+    compile_model: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the model (dynamic shapes; minutes of compiling first)")] = False,
+    backend: Annotated[str | None, typer.Option(
+        help="local (here, one run at a time) or ray (one Ray task per run; see docs/SCALING.md)")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="ray: the cluster's address (HOST:PORT, ray://HOST:10001, auto); default: a local Ray instance")] = None,
+    max_retries: Annotated[int | None, typer.Option(help="ray: retries of a run whose worker was lost")] = None,
+    max_runs: Annotated[int | None, typer.Option(
+        "--max-runs", help="the most runs the study may plan (default 1000); a larger sweep is refused")] = None,
+    nproc: Annotated[int | None, typer.Option(
+        help="processes per run (DDP: CPU processes or one per GPU); also works under torchrun/accelerate launch")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(
+        "--checkpoint-every", help="save a resume state every N optimizer steps (a killed run resumes mid-epoch)")] = None,
+    trust_remote_code: Annotated[bool, TRUST_OPTION] = False,
+    allow_pickle: Annotated[bool, PICKLE_OPTION] = False,
+) -> None:
+    """Run a study: every strategy on the same data, splits, seed and evaluation."""
+    options = dict(locals())
+    _run(spec_from_options(options), options["force"])
+
+
+#: on/off flags of ``run``: option name → (spec section, field, value when the flag is given)
+SWITCHES = {
+    "no_checkpoints": ("output", "save_checkpoints", False),
+    "no_prefix_cache": ("training", "prefix_cache", False),
+    "no_bucketing": ("training", "bucketing", False),
+    "compile_model": ("training", "compile", True),
+    "trust_remote_code": ("model", "trust_remote_code", True),
+    "allow_pickle": ("model", "allow_pickle", True),
+}
+
+
+def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) -> Any:
+    """The study spec of ``run``'s options (``o``: its arguments by name), with a ``sweep`` section if given."""
+    from tunebench.spec.study import default_study, load_spec, spec_from_dict
+
+    study_file = o["study_file"]
+    base = load_spec(study_file) if study_file else default_study()
+    data = base.to_dict()
+    overrides: dict[tuple[str, str], Any] = {
+        ("model", "name"): o["model"], ("model", "max_length"): o["max_length"],
+        ("model", "attention"): o["attention"],
+        ("data", "source"): o["dataset"], ("data", "config"): o["dataset_config"],
+        ("data", "text_column"): o["text_column"], ("data", "text_pair_column"): o["text_pair_column"],
+        ("data", "label_column"): o["label_column"], ("data", "encoding"): o["encoding"],
+        ("data", "train_limit"): o["train_limit"], ("data", "val_limit"): o["val_limit"],
+        ("data", "test_limit"): o["test_limit"],
+        ("training", "epochs"): o["epochs"], ("training", "batch_size"): o["batch_size"], ("training", "lr"): o["lr"],
+        ("training", "scheduler"): o["scheduler"], ("training", "seed"): o["seed"],
+        ("training", "precision"): o["precision"], ("training", "device"): o["device"],
+        ("output", "dir"): str(o["output"]) if o["output"] else None,
+        ("execution", "backend"): o["backend"], ("execution", "address"): o["address"],
+        ("execution", "max_retries"): o["max_retries"], ("execution", "nproc"): o["nproc"],
+        ("execution", "max_runs"): o["max_runs"],
+        ("training", "checkpoint_every"): o["checkpoint_every"],
+    }
+    if o["dataset"] is not None and study_file is None:
+        # a user dataset replaces the default SNLI slice: drop the default limits unless given
+        for key in ("train_limit", "val_limit", "test_limit"):
+            if overrides[("data", key)] is None:
+                data["data"][key] = None
+    for (section, key), value in overrides.items():
+        if value is not None:
+            data[section][key] = value
+    if o["name"]:
+        data["name"] = o["name"]
+    elif study_file is None and (o["dataset"] is not None or o["model"] is not None):
+        data["name"] = _study_name(data["data"]["source"], data["model"]["name"])
+    for option, (section, key, value) in SWITCHES.items():  # a switch given on the command line wins
+        if o[option]:
+            data[section][key] = value
+    chosen = _split_strategies(o["strategies"])
+    if chosen is not None:
+        data["strategies"] = chosen
+    if sweep:
+        data["sweep"] = {**data.get("sweep", {}), **sweep}
+    return spec_from_dict(data, source="options")
+
+
+def _study_name(dataset: str, model: str) -> str:
+    """``reviews-minilm-l6`` from ``data/reviews.csv`` and ``minilm-l6``: runs are grouped by study name."""
+    def stem(text: str) -> str:
+        return Path(text.rstrip("/")).stem.removeprefix("hf:") or text
+
+    return f"{stem(dataset)}-{stem(model)}"
+
+
+def _run(spec, force: bool) -> None:
+    from tunebench.cli.console import RichReporter, comparison_table
+    from tunebench.results.outputs import results_frame
+    from tunebench.spec.study import count_runs
+    from tunebench.study.driver import run_study
+    from tunebench.training import distributed
+    from tunebench.training.modeling import quiet_libraries
+
+    distributed.check_nproc(spec.execution.nproc, spec.training.device)
+    if spec.execution.nproc > 1 and distributed.launched_world_size() == 1:
+        err.print(f"[bold]tunebench[/bold]: starting {spec.execution.nproc} processes (torch.distributed.run)")
+        code = distributed.launch(spec.to_dict(), spec.execution.nproc, force)
+        if code:
+            raise Exit(code)
+        return
+    quiet_libraries()
+    if distributed.launched_rank() != 0:  # the other processes of a DDP launch train and stay quiet
+        run_study(spec, force=force)
+        return
+    reporter = RichReporter(err)
+    swept = f", sweep: {spec.sweep.method}" if spec.sweep.method else ""
+    seeds = f", seeds {' '.join(map(str, spec.sweep.seed_list))}" if spec.sweep.seed_list else ""
+    runs = count_runs(spec)
+    err.print(f"[bold]tunebench[/bold] study '{spec.name}': {len(spec.strategies)} strategies "
+              f"({', '.join(s.label for s in spec.strategies)}){swept}{seeds}, "
+              f"{'up to ' if spec.sweep.method in ('random', 'optuna') else ''}{runs:,} run{'s' * (runs != 1)} → "
+              f"{spec.output.dir}"
+              + (f", on Ray ({spec.execution.address or 'a local instance'})" if spec.execution.backend == "ray" else ""))
+    try:
+        records = run_study(spec, force=force, reporter=reporter)
+    finally:
+        reporter.close()
+    table_console = out if out.is_terminal else Console(width=160)
+    table_console.print(comparison_table(results_frame(records), title=f"tunebench: {spec.name}"))
+    from tunebench.faults import unfinished_error
+    from tunebench.report import build_report  # the report is a pure function of the store; rebuild: tunebench report
+
+    if any(r["status"] == "finished" for r in records):
+        build_report(spec.output.dir, study=spec.name)
+    out.print(f"results: {spec.output.dir}/report.html, report.md, results.csv, results.json, tunebench.sqlite")
+    problem = unfinished_error(records)
+    if problem is not None:  # diverged or failed runs: outputs are written, the exit code says so
+        raise problem

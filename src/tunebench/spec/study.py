@@ -1,0 +1,212 @@
+"""The study specification: one validated, serialisable object for a whole study.
+
+A :class:`StudySpec` is built from YAML (:func:`load_spec`), from CLI flags, or in Python.
+It is serialised whole into every run's result, so a stored run always says exactly how it
+was produced.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from tunebench.errors import SpecError
+from tunebench.spec.parts import (
+    DEFAULT_MODEL,
+    DataSpec,
+    ExecutionSpec,
+    ModelSpec,
+    OutputSpec,
+    SweepSpec,
+    TrainingSpec,
+    _explain,
+    _Strict,
+)
+from tunebench.spec.strategy import StrategySpec, parse_strategy
+from tunebench.spec.sweep import check_sweep, parsed_space
+
+#: why an Optuna search cannot be spread over processes (said when the spec is built, and by the driver
+#: when a launcher started several processes the spec did not ask for)
+OPTUNA_IN_ONE_PROCESS = ("sweep.search: optuna picks each trial from the results before it, so it runs here in one "
+                         "process; use grid or random with --backend ray or --nproc")
+
+
+class StudySpec(_Strict):
+    """A whole study: data, model, strategies to compare, training, execution, outputs."""
+
+    name: str = "study"
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    strategies: list[StrategySpec] = Field(default_factory=list)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    sweep: SweepSpec = Field(default_factory=SweepSpec)
+
+
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _parse_strategies(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ValueError("must be a list such as [full, 'partial:k=2', 'lora:r=8', head]")
+        out = []
+        for item in value:
+            if isinstance(item, str):
+                out.append(parse_strategy(item))
+            elif isinstance(item, dict) and "kind" not in item and len(item) == 1:
+                # YAML form  - lora: {r: 8}
+                (kind, opts), = item.items()
+                if opts is not None and not isinstance(opts, dict):
+                    raise ValueError(f"the options of strategy {kind!r} must be a mapping such as {{r: 8}}")
+                if opts and "kind" in opts:
+                    raise ValueError(f"strategy {kind!r} must not set its kind again inside its options")
+                out.append({"kind": kind, **(opts or {})})
+            else:
+                out.append(item)
+        return out
+
+    @model_validator(mode="after")
+    def _check(self) -> StudySpec:
+        if not self.strategies:
+            object.__setattr__(self, "strategies", default_strategies())
+        labels = [s.label for s in self.strategies]
+        dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if dupes:
+            raise ValueError(f"strategies are listed twice: {', '.join(dupes)}")
+        check_sweep(self)  # the sweep's keys and values, against the strategies
+        runs = count_runs(self)
+        if runs > self.execution.max_runs:
+            limit = self.execution.max_runs
+            raise ValueError(f"the study asks for {runs:,} runs, more than execution.max_runs ({limit:,}); narrow the "
+                             "sweep or its seeds, or raise execution.max_runs (--max-runs)")
+        if self.sweep.method == "optuna" and (self.execution.backend != "local" or self.execution.nproc > 1):
+            raise ValueError(OPTUNA_IN_ONE_PROCESS)  # checked from the spec alone, before any data loads
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+
+def count_runs(spec: StudySpec) -> int:
+    """How many runs the study plans, from the spec alone (no expansion): per strategy, the product of
+    the sizes of the grid keys that apply to it; ``trials`` draws for random and optuna; times the seeds.
+    Duplicates that resolve to the same settings are counted: this is the most it can be."""
+    seeds = len(spec.sweep.seed_list or [0])
+    method = spec.sweep.method
+    if method in ("random", "optuna"):
+        per_seed = (spec.sweep.trials or 0) * (len(spec.strategies) if method == "random" else 1)
+        return per_seed * seeds
+    if method is None:
+        return len(spec.strategies) * seeds
+    space = parsed_space(spec)
+    total = 0
+    for strategy in spec.strategies:
+        combos = 1
+        for key, values in space.items():
+            if key.applies_to(strategy.kind):
+                combos *= len(values) if isinstance(values, list) else 1
+        total += combos
+    return total * seeds
+
+
+def default_strategies() -> list[StrategySpec]:
+    """The default comparison: full, partial:k=2, lora:r=8, head."""
+    return [parse_strategy(s) for s in ("full", "partial:k=2", "lora:r=8", "head")]
+
+
+def default_study() -> StudySpec:
+    """The embedded default: MiniLM-L6 on a seeded SNLI slice, four strategies."""
+    return StudySpec(
+        name="default-snli-minilm",
+        data=DataSpec(source="snli", train_limit=2000, val_limit=500, test_limit=1000),
+        model=ModelSpec(name=DEFAULT_MODEL, max_length=128),
+        training=TrainingSpec(epochs=3, batch_size=16),
+    )
+
+
+def spec_from_dict(data: dict[str, Any], source: str = "spec") -> StudySpec:
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_explain(exc, prefix=source)) from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read a study spec from YAML; every problem becomes one :class:`SpecError` sentence."""
+    path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"study file '{path}' is a folder; name a YAML file")
+    if not path.is_file():
+        raise SpecError(f"study file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        check_expansion(data, path)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"study file '{path}' is not valid YAML{where}: "
+                        f"{getattr(exc, 'problem', None) or exc}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"study file '{path}' is not UTF-8 text") from None
+    except RecursionError:
+        raise SpecError(f"study file '{path}' nests values too deeply to read; a study spec is a few levels "
+                        "deep") from None
+    if data is None:  # an empty file is a mistake, not a request for the default study
+        raise SpecError(f"study file '{path}' is empty; it must hold a mapping with keys such as data, model, "
+                        "strategies, training, output")
+    if not isinstance(data, dict):
+        raise SpecError(f"study file '{path}' must hold a mapping with keys such as data, model, "
+                        f"strategies, training, output (got a {type(data).__name__})")
+    return spec_from_dict(data, source=str(path))
+
+
+#: a study spec holds tens to a few thousand values; YAML aliases can make 1 KB expand to millions
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+
+
+def check_expansion(data: Any, path: Path) -> None:
+    """Refuse a document whose aliases (``&a`` / ``*a``) expand beyond :data:`MAX_VALUES` values, that
+    refers to itself, or that nests deeper than :data:`MAX_DEPTH` levels, before anything walks it.
+
+    PyYAML shares an aliased node between its uses, so loading is cheap; it is every later walk
+    (validation, error messages, JSON) that pays for the expansion: a "billion laughs" document of
+    1 KB printed 226 MB in an error.  Sizes are counted per distinct node (memoised), so the count
+    itself never expands anything.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: Any, depth: int) -> int:
+        if not isinstance(node, (list, dict)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if depth > MAX_DEPTH:
+            raise SpecError(f"study file '{path}' nests values more than {MAX_DEPTH} levels deep; a study spec is "
+                            "a few levels deep")
+        if key in open_nodes:
+            raise SpecError(f"study file '{path}' holds a value that contains itself (a YAML alias to its own "
+                            "anchor); write the values out")
+        open_nodes.add(key)
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_VALUES:
+                raise SpecError(f"study file '{path}' expands to more than {MAX_VALUES:,} values (YAML aliases "
+                                "such as *name repeat what &name holds); write the values out, or remove the "
+                                "aliases")
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(data, 0)

@@ -1,0 +1,178 @@
+"""Planning a study: its configurations (sweep expansion), its runs (one per seed), their ids.
+
+A run id is a hash of everything that determines the run's result (model, data spec and split
+hashes, strategy, resolved training settings, device): the same computation has the same id in
+any study (see :mod:`tunebench.results.store` for the identity rule).
+
+A *configuration* is one resolved strategy with resolved training settings
+(:class:`~tunebench.spec.sweep.Configuration`); every configuration runs once per seed.
+
+- ``grid``: every combination of the values, per strategy, of the keys that apply to it;
+- ``random``: ``trials`` draws (seeded by ``sampler_seed``) from lists (a uniform choice) or ranges
+  (``{low, high, log}``), each draw applied to every strategy;
+- ``optuna``: chosen as results come in (:mod:`tunebench.study.search`).
+
+Configurations that resolve to the same settings are kept once.  Names read like
+``lora:r=18 lr=0.0005`` (the *group*); with several seeds a run's label adds `` seed=1``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tunebench.data.bundle import DatasetBundle
+from tunebench.spec.parts import RangeSpec, TrainingSpec, stable_hash
+from tunebench.spec.strategy import DEFAULT_LR, StrategySpec
+from tunebench.spec.study import StudySpec
+from tunebench.spec.sweep import Configuration, apply, corners, parsed_space
+from tunebench.training import batching, engine
+
+
+def configurations(spec: StudySpec) -> list[Configuration]:
+    """The study's configurations in order (strategy by strategy), without duplicates.
+
+    For ``search: optuna`` these are the space's corners only as a check; the search itself
+    chooses its configurations as it goes (:mod:`tunebench.study.search`).
+    """
+    method = spec.sweep.method
+    if method is None:
+        return [Configuration(s, spec.training) for s in spec.strategies]
+    space = parsed_space(spec)
+    if method == "grid":
+        out = []
+        for strategy in spec.strategies:
+            keys = [k for k in space if k.applies_to(strategy.kind)]
+            for combo in itertools.product(*(space[k] for k in keys)):
+                out.append(apply(spec, strategy, dict(zip(keys, combo, strict=True))))
+        return unique(out)
+    if method == "random":
+        rng = random.Random(spec.sweep.sampler_seed)
+        draws = [{k: sample(v, rng) for k, v in space.items()} for _ in range(spec.sweep.trials or 0)]
+        return unique([apply(spec, s, {k: v for k, v in d.items() if k.applies_to(s.kind)})
+                       for d in draws for s in spec.strategies])
+    return unique(corners(spec))  # optuna: the space's corners (its search chooses as it goes)
+
+
+def sample(values: list[Any] | RangeSpec, rng: random.Random) -> Any:
+    """One draw: a uniform choice from a list; uniform (or log-uniform) from a range; integers stay integers."""
+    if isinstance(values, list):
+        return values[rng.randrange(len(values))]
+    if values.integer:
+        return rng.randint(int(values.low), int(values.high))
+    if values.log:
+        return float(f"{math.exp(rng.uniform(math.log(values.low), math.log(values.high))):.3g}")
+    return float(f"{rng.uniform(values.low, values.high):.3g}")
+
+
+def unique(configs: list[Configuration]) -> list[Configuration]:
+    """Drop configurations whose resolved strategy and training equal an earlier one's."""
+    seen: set[str] = set()
+    out = []
+    for c in configs:
+        key = c.strategy.model_dump_json() + c.training.model_dump_json()
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def run_label(group: str, seed: int, seeds: list[int] | None) -> str:
+    """A run's unique name: its configuration, plus the seed when the study repeats seeds."""
+    return f"{group} seed={seed}" if seeds and len(seeds) > 1 else group
+
+
+# --- what every run of a study shares, and the runs it plans -----------------------------------
+
+
+@dataclass
+class Prepared:
+    """What every run of a study shares: data, tokenizer, encoded splits, device, precision."""
+
+    bundle: DatasetBundle
+    model_source: str
+    tokenizer: Any
+    train: batching.EncodedSplit
+    validation: batching.EncodedSplit
+    test: batching.EncodedSplit
+    device: torch.device
+    precision: str
+
+
+def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training: TrainingSpec | None = None,
+               seed: int | None = None) -> engine.RunConfig:
+    """The engine's settings for ``strategy``: ``training`` (a sweep's, default the study's) and ``seed``."""
+    t = training or spec.training
+    return engine.RunConfig(
+        epochs=strategy.epochs or t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
+        lr=strategy.lr or t.lr or DEFAULT_LR[strategy.kind], weight_decay=t.weight_decay,
+        warmup_ratio=t.warmup_ratio, scheduler=strategy.scheduler or t.scheduler, max_grad_norm=t.max_grad_norm,
+        grad_accumulation=t.grad_accumulation, seed=t.seed if seed is None else seed, precision=precision,
+        prefix_cache=t.prefix_cache, bucketing=t.bucketing, compile=t.compile,
+    )
+
+
+#: Model options that decide whether a model may load, not what it computes: not part of the run id.
+MODEL_LOADING_OPTIONS = ("trust_remote_code", "allow_pickle")
+
+
+def run_id_for(spec: StudySpec, strategy: StrategySpec, bundle: DatasetBundle, cfg: engine.RunConfig,
+               device: torch.device) -> str:
+    """A stable id from everything that determines the run's result."""
+    return stable_hash({
+        "model": spec.model.model_dump(exclude=set(MODEL_LOADING_OPTIONS)),
+        "data": spec.data.model_dump(),
+        "hashes": bundle.hashes(),
+        "strategy": strategy.model_dump(),
+        "run": vars(cfg),
+        "device": device.type,
+    })
+
+
+@dataclass
+class PlannedRun:
+    """One run of a study: a strategy, its resolved settings, its place in the study and its stable id.
+
+    ``group`` names the configuration without the seed (the runs of one group differ only in their
+    seed); ``label`` names the run, unique within a study; ``params`` holds the swept values.
+    """
+
+    position: int
+    strategy: StrategySpec
+    cfg: engine.RunConfig
+    run_id: str
+    label: str = ""
+    group: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.group = self.group or self.strategy.label
+        self.label = self.label or self.group
+
+
+def plan_runs(spec: StudySpec, prepared: Prepared) -> list[PlannedRun]:
+    """Every run the study asks for, in order: each configuration of the sweep (one per strategy
+    without a sweep), once per seed.  The data split stays the one of ``training.seed``."""
+    seeds = spec.sweep.seed_list
+    plan: list[PlannedRun] = []
+    seen: set[str] = set()
+    for config in configurations(spec):
+        for seed in seeds or [config.training.seed]:
+            planned = planned_run(spec, prepared, config, seed, len(plan))
+            if planned.run_id not in seen:
+                seen.add(planned.run_id)
+                plan.append(planned)
+    return plan
+
+
+def planned_run(spec: StudySpec, prepared: Prepared, config: Configuration, seed: int, position: int) -> PlannedRun:
+    """One configuration with one seed, resolved into engine settings and its stable run id."""
+    cfg = run_config(spec, config.strategy, prepared.precision, config.training, seed)
+    run_id = run_id_for(spec, config.strategy, prepared.bundle, cfg, prepared.device)
+    return PlannedRun(position, config.strategy, cfg, run_id, run_label(config.group, seed, spec.sweep.seed_list),
+                      config.group, config.params)

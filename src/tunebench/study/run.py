@@ -1,0 +1,397 @@
+"""One run of a study: execute it (seed, load, prepare the method, train, checkpoint, record),
+attempt it (what can go wrong becomes a record: diverged / failed / interrupted / pruned, CUDA OOM
+retried once), store its result, and find its stored result.  The driver, the Ray backend and the
+Optuna search all run through :func:`attempt_run` and store through :func:`store_result`; every
+record (:class:`RunRecord`) is built by :func:`_base_record`."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypedDict
+
+import torch
+
+from tunebench.errors import TunebenchError
+from tunebench.faults import InterruptGuard, RunStopped, StudyInterrupted, disk_guard, error_line, is_cuda_oom
+from tunebench.methods import build_strategy
+from tunebench.results.store import Store
+from tunebench.spec.study import StudySpec
+from tunebench.study.plan import PlannedRun, Prepared
+from tunebench.training import distributed, engine
+from tunebench.training.checkpoint import essential_bytes, save_checkpoint
+from tunebench.training.modeling import count_parameters, load_classifier
+from tunebench.training.resume import ResumePoint
+
+Status = Literal["finished", "diverged", "failed", "interrupted", "pruned"]
+
+
+class _RecordBase(TypedDict):
+    """The fields every record has, whatever its status (:func:`_base_record`)."""
+
+    run_id: str  # the computation (plan.run_id_for): same settings, same id, in any study
+    study: str
+    position: int  # in this invocation's plan (the search: in the order its runs started)
+    strategy: str  # the strategy's label, e.g. "lora:r=8"
+    label: str  # the study row: the group, plus " seed=N" with several seeds
+    group: str  # the configuration, e.g. "lora:r=8 lr=0.0005"
+    sweep: dict[str, Any]  # the sweep values of this configuration, e.g. {"lora.r": 8}
+    status: Status
+    started_at: str  # ISO 8601, UTC, seconds
+    finished_at: str  # ISO 8601, UTC, milliseconds
+    spec: dict[str, Any]  # the resolved strategy (StrategySpec.model_dump())
+    study_spec: dict[str, Any]  # the whole study (StudySpec.to_dict())
+    resolved: dict[str, Any]  # engine.RunConfig fields, plus device and max_length
+    seeds: dict[str, Any]  # seeds_used(): python, numpy, torch, data_order (per epoch that ran), split
+    data: dict[str, Any]  # name, origin, label_names, sizes, hashes, notes, is_pair
+    environment: dict[str, Any]  # resources.environment(): host, versions, device
+    wall_time_s: float
+
+
+class RunRecord(_RecordBase, total=False):
+    """One attempt at one run, as the store keeps it (JSON) and the outputs read it.
+
+    A record built here always has the result fields (``None`` where the run did not produce
+    them); the others are set where they apply.
+    """
+
+    # what the run produced: set for every status (None / [] when it did not finish)
+    model: dict[str, Any]  # name, source (+ n_layers, lowest_trainable_layer when it trained)
+    failure: dict[str, Any] | None  # not finished: error (+ epoch, batch, step, last_finite_loss)
+    curves: list[dict[str, Any]]  # per epoch: train_loss, val_loss, val_accuracy, val_macro_f1, train_time_s
+    best_epoch: int | None
+    val: dict[str, Any] | None  # metrics of the best epoch on the validation split
+    test: dict[str, Any] | None  # metrics on the test split (once, after training)
+    params: dict[str, Any] | None  # trainable, total, share_pct
+    resources: dict[str, Any] | None  # times, throughput, peak memory, optimizer steps
+    save_bytes: int | None  # the bytes a user must keep (essential_bytes)
+    checkpoint_bytes: int | None
+    checkpoint: str | None  # the run folder, when checkpoints are saved
+    # set where they apply
+    resumed_from: dict[str, Any]  # the resume point the run continued from
+    oom_retry: dict[str, Any]  # CUDA OOM: the error and the batch / accumulation of the retry
+    trial: int  # the Optuna trial that ran it (sweep.search: optuna)
+    reused_from: dict[str, Any]  # a finished result copied from another row (Store.reuse)
+    attempt: int  # the store's attempt id (records read from the store)
+
+
+class RunPruned(Exception):
+    """Raised by an ``on_epoch`` hook (a search's pruner) to end a run that is not worth finishing.
+
+    Not a failure: :func:`attempt_run` returns it as a ``pruned`` record holding the curves the hook
+    saw, without a retry.
+    """
+
+    status = "pruned"
+
+    def __init__(self, epoch: int, curves: list[dict[str, Any]]) -> None:
+        super().__init__(f"pruned by the search after epoch {epoch}")
+        self.epoch = epoch
+        self.curves = [dict(c) for c in curves]
+
+
+class Reporter(Protocol):
+    """What the study tells its user interface; every method is optional to act on."""
+
+    def message(self, text: str) -> None: ...
+    def run_started(self, position: int, total: int, label: str, batches_per_epoch: int,
+                    epochs: int) -> None: ...
+    def step(self, info: dict[str, Any]) -> None: ...
+    def run_finished(self, record: dict[str, Any]) -> None: ...
+    def run_skipped(self, label: str, run_id: str) -> None: ...
+
+
+class SilentReporter:
+    def message(self, text: str) -> None:
+        pass
+
+    def run_started(self, position: int, total: int, label: str, batches_per_epoch: int,
+                    epochs: int) -> None:
+        pass
+
+    def step(self, info: dict[str, Any]) -> None:
+        pass
+
+    def run_finished(self, record: dict[str, Any]) -> None:
+        pass
+
+    def run_skipped(self, label: str, run_id: str) -> None:
+        pass
+
+
+def stored_result(store: Store, spec: StudySpec, planned: PlannedRun, force: bool,
+                  reporter: Reporter | None = None) -> dict[str, Any] | None:
+    """The finished result of ``planned`` if its computation is already in the store, else None.
+
+    The row's own result when it has one; else a finished attempt of the same computation under
+    another row (another study name, or a seed sweep's label) is copied into this row, so that
+    nothing is trained twice and no study's rows are touched.  ``force``: always None (retrain).
+    """
+    if force:
+        return None
+    current = store.current(spec.name, planned.label)
+    if current is not None and current["status"] == "finished" and current["run_id"] == planned.run_id:
+        return current
+    source = store.finished_result(planned.run_id)
+    if source is None:
+        return None
+    fields = {"study": spec.name, "position": planned.position, "label": planned.label, "group": planned.group,
+              "sweep": planned.params, "study_spec": spec.to_dict()}
+    with disk_guard("a run's result", store.path):
+        record = store.reuse(source, fields)
+    if reporter is not None:
+        reporter.message(f"{planned.label}: the same computation finished as '{source['label']}' of study "
+                         f"'{source['study']}'; its result is reused")
+    return record
+
+
+# --- run outcomes: diverged / failed / interrupted / out-of-memory retry (see tunebench.faults) ---
+
+
+def attempt_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prepared, env: dict[str, Any],
+                reporter: Reporter, stop: InterruptGuard | None = None, on_epoch: engine.StepCallback | None = None
+                ) -> tuple[RunRecord, list[int] | None, list[list[float]] | None]:
+    """:func:`execute_run`, turning what can go wrong in one run into a record instead of an abort.
+
+    The record's status: ``diverged`` (NaN/inf loss), ``interrupted`` (``stop()`` became true: Ctrl-C),
+    ``pruned`` (``on_epoch``, a search's pruner, raised :class:`RunPruned`), ``failed`` (any other
+    exception).  CUDA out of memory: one retry with half the batch and twice the gradient
+    accumulation (the same effective batch), recorded as ``oom_retry``.  A :class:`TunebenchError`
+    (the user's input or environment) still stops the study.  Labels and probabilities are None
+    unless the run finished.
+    """
+    started = datetime.now(timezone.utc)
+    oom_retry = None
+    while True:
+        if oom_retry is not None:
+            _free_cuda()  # outside the except block: the failed attempt's tensors are released by now
+        try:
+            record, labels, probs = execute_run(spec, planned, total, prepared, env, reporter, stop=stop,
+                                                on_epoch=on_epoch)
+            if oom_retry is not None:
+                record["oom_retry"] = oom_retry
+            return record, labels, probs
+        except TunebenchError:
+            raise
+        except RunPruned as exc:  # the search stopped it on purpose: a record, never a failure or a retry
+            return unfinished_record(spec, planned, prepared, env, started, exc, oom_retry), None, None
+        except Exception as exc:
+            cfg = planned.cfg
+            if is_cuda_oom(exc) and oom_retry is None and cfg.batch_size > 1:
+                oom_retry = {"error": error_line(exc), "from_batch_size": cfg.batch_size,
+                             "batch_size": cfg.batch_size // 2, "grad_accumulation": cfg.grad_accumulation * 2}
+                planned = replace(planned, cfg=replace(cfg, batch_size=cfg.batch_size // 2,
+                                                       grad_accumulation=cfg.grad_accumulation * 2))
+                reporter.message(f"{planned.label}: CUDA out of memory; retrying once with batch "
+                                 f"{cfg.batch_size // 2} and gradient accumulation {cfg.grad_accumulation * 2}")
+                continue
+            return unfinished_record(spec, planned, prepared, env, started, exc, oom_retry), None, None
+
+
+def _free_cuda() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def resume_point(spec: StudySpec, planned: PlannedRun) -> ResumePoint:
+    return ResumePoint.for_run(spec.output.dir, planned.run_id, spec.training.checkpoint_every or 0, vars(planned.cfg))
+
+
+#: after these statuses a run's resume state is of no further use: a rerun skips the run (finished),
+#: starts it over (diverged), or a search does not take it up again (pruned)
+RESUME_DONE = ("finished", "diverged", "pruned")
+
+
+def store_result(store: Store, spec: StudySpec, planned: PlannedRun, record: RunRecord,
+                 labels: list[int] | None = None, probs: list[list[float]] | None = None) -> bool:
+    """Store one run's record (and predictions) in one transaction, under :func:`~tunebench.faults.disk_guard`;
+    discard its resume state when it is no longer needed (:data:`RESUME_DONE`; a failed or interrupted
+    run keeps it, to continue from).
+
+    Returns True when the run did not finish while its row keeps an earlier finished result (a
+    ``--force`` rerun): the caller names it (``StudyRecords.attempts``, :func:`interrupted_error`).
+    """
+    with disk_guard("a run's result", store.path):
+        store.put(record, labels, probs)
+    if record["status"] in RESUME_DONE:
+        resume_point(spec, planned).discard()  # stored: no longer needed
+    if record["status"] == "finished":
+        return False
+    current = store.current(spec.name, record["label"])
+    return current is not None and current["status"] == "finished"
+
+
+def interrupted_error(record: RunRecord, earlier_kept: bool = False) -> StudyInterrupted:
+    """The one sentence (exit 130) of a study whose run ``record`` was interrupted by Ctrl-C;
+    ``earlier_kept``: the row keeps an earlier finished result (:func:`store_result` said so)."""
+    kept = "; its earlier finished result is kept" if earlier_kept else ""
+    step = (record.get("failure") or {}).get("step")
+    return StudyInterrupted(
+        f"interrupted during run '{record['label']}' at step {step} (recorded as interrupted{kept}); "
+        "finished runs are kept and the same command continues the study")
+
+
+def seeds_used(spec: StudySpec, cfg: engine.RunConfig, epochs_run: int) -> dict[str, Any]:
+    """Every seed a run used: python/numpy/torch (model init, dropout), data order per epoch that ran
+    (not per planned epoch: ``--epochs 1000000000`` plans a billion), the split."""
+    return {"python": cfg.seed, "numpy": cfg.seed, "torch": cfg.seed,
+            "data_order": [engine.data_order_seed(cfg.seed, e) for e in range(1, min(epochs_run, cfg.epochs) + 1)],
+            "split": spec.training.seed}
+
+
+def _base_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, env: dict[str, Any], status: Status,
+                 started: datetime, epochs_run: int, **parts: Any) -> RunRecord:
+    """The one builder of records: the fields every record has, whatever its status, then ``parts``
+    (the status-specific fields of :class:`RunRecord`)."""
+    bundle, cfg = prepared.bundle, planned.cfg
+    record: RunRecord = {
+        "run_id": planned.run_id,
+        "study": spec.name,
+        "position": planned.position,
+        "strategy": planned.strategy.label,
+        "label": planned.label,
+        "group": planned.group,
+        "sweep": planned.params,
+        "status": status,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "spec": planned.strategy.model_dump(),
+        "study_spec": spec.to_dict(),
+        "resolved": {**vars(cfg), "device": prepared.device.type, "max_length": spec.model.max_length},
+        "seeds": seeds_used(spec, cfg, epochs_run),
+        "data": {"name": bundle.name, "origin": bundle.origin, "label_names": bundle.label_names,
+                 "sizes": bundle.sizes(), "hashes": bundle.hashes(), "notes": bundle.notes,
+                 "is_pair": bundle.is_pair},
+        "environment": env,
+        "wall_time_s": round(time.time() - started.timestamp(), 2),
+    }
+    unknown = set(parts) - RunRecord.__required_keys__ - RunRecord.__optional_keys__
+    if unknown:
+        raise TypeError(f"not fields of a run record: {sorted(unknown)}")
+    record.update(parts)  # type: ignore[typeddict-item]
+    return record
+
+
+def unfinished_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, env: dict[str, Any],
+                      started: datetime, exc: Exception, oom_retry: dict[str, Any] | None = None,
+                      failure: dict[str, Any] | None = None) -> RunRecord:
+    """The record of a run that diverged, failed, was interrupted or pruned: where it stopped and why."""
+    status: Status
+    if isinstance(exc, RunStopped):
+        status, details, epochs_run, curves = exc.status, exc.details(), exc.epoch, exc.curves  # type: ignore[assignment]
+    elif isinstance(exc, RunPruned):
+        status, details, epochs_run, curves = "pruned", {"error": str(exc), "epoch": exc.epoch}, exc.epoch, exc.curves
+    else:
+        status, details, epochs_run, curves = "failed", {"error": error_line(exc)}, 0, []
+    extra = {} if oom_retry is None else {"oom_retry": oom_retry}
+    return _base_record(spec, planned, prepared, env, status, started, epochs_run,
+                        model={"name": spec.model.name, "source": prepared.model_source},
+                        failure=failure or details, curves=curves,
+                        best_epoch=None, val=None, test=None, params=None, resources=None,
+                        save_bytes=None, checkpoint_bytes=None, checkpoint=None, **extra)
+
+
+def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prepared, env: dict[str, Any],
+                reporter: Reporter, stop: InterruptGuard | None = None, on_epoch: engine.StepCallback | None = None
+                ) -> tuple[RunRecord, list[int], list[list[float]]]:
+    """Train and evaluate one planned run; save its best checkpoint; return its record.
+
+    ``on_epoch`` (a search's pruner) sees each epoch's validation metrics and may stop the run
+    (:class:`RunPruned`).  What can go wrong is raised; :func:`attempt_run` makes records of it.
+    """
+    strategy_spec, position, run_id, cfg = planned.strategy, planned.position, planned.run_id, planned.cfg
+    started = datetime.now(timezone.utc)
+    engine.seed_everything(cfg.seed)  # same head initialisation for every strategy
+    bundle = prepared.bundle
+    model = load_classifier(prepared.model_source, bundle.label_names, attention=spec.model.attention,
+                            trust_remote_code=spec.model.trust_remote_code, allow_pickle=spec.model.allow_pickle)
+    strategy = build_strategy(strategy_spec)
+    model = strategy.prepare(model)
+    trainable, total_params = count_parameters(model)
+    batches_per_epoch = -(-len(prepared.train) // cfg.batch_size)
+    reporter.run_started(position, total, planned.label, batches_per_epoch, cfg.epochs)
+    pad_id = prepared.tokenizer.pad_token_id or 0
+    # a resume point belongs to one process's training state: not under a multi-process (DDP) launch
+    resume = resume_point(spec, planned) if spec.training.checkpoint_every and distributed.world_size() == 1 else None
+    result = engine.train_and_evaluate(model, prepared.train, prepared.validation, prepared.test,
+                                       bundle.label_names, cfg, prepared.device, pad_id,
+                                       on_step=reporter.step,
+                                       lowest_trainable_layer=strategy.lowest_trainable_layer, on_epoch=on_epoch,
+                                       should_stop=stop, resume=resume)
+    slug = safe_slug(strategy_spec.label)
+    checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
+    save_bytes, checkpoint_bytes = essential_bytes(model), None
+    if spec.output.save_checkpoints and distributed.is_writer():
+        meta = {"run_id": run_id, "strategy": strategy_spec.label, "label_names": bundle.label_names,
+                "max_length": spec.model.max_length, "base_model": prepared.model_source,
+                "model_name": spec.model.name, "is_pair": bundle.is_pair,
+                "data": spec.data.model_dump(), "seed": cfg.seed, "precision": cfg.precision,
+                "trust_remote_code": spec.model.trust_remote_code, "allow_pickle": spec.model.allow_pickle}
+        tmp = checkpoint.with_name(checkpoint.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            with disk_guard("the best checkpoint", checkpoint):
+                checkpoint_bytes = save_checkpoint(model.to("cpu"), prepared.tokenizer, tmp, meta)
+        finally:
+            if checkpoint_bytes is None:
+                shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        tmp.rename(checkpoint)
+    resumed = {} if resume is None or resume.resumed_from is None else {"resumed_from": resume.resumed_from}
+    record = _base_record(
+        spec, planned, prepared, env, "finished", started, len(result.curves), **resumed,
+        model={"name": spec.model.name, "source": prepared.model_source,
+               "n_layers": strategy.n_layers, "lowest_trainable_layer": strategy.lowest_trainable_layer},
+        params={"trainable": trainable, "total": total_params,
+                "share_pct": round(100.0 * trainable / max(total_params, 1), 4)},
+        save_bytes=save_bytes,
+        checkpoint_bytes=checkpoint_bytes,
+        checkpoint=str(checkpoint) if spec.output.save_checkpoints else None,
+        curves=result.curves,
+        best_epoch=result.best_epoch,
+        val=result.val_metrics,
+        test=result.test_metrics,
+        resources=result.resources,
+    )
+    probs = [[round(float(x), 6) for x in row] for row in result.test_probabilities]
+    return record, prepared.test.labels.tolist(), probs
+
+
+def failed_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, error: str,
+                  started: datetime | None = None, env: dict[str, Any] | None = None) -> RunRecord:
+    """The record of a run that ended without a result in a way only its executor saw (a Ray worker lost
+    for good): ``failed`` with the reason."""
+    started = started or datetime.now(timezone.utc)
+    return unfinished_record(spec, planned, prepared, env or {}, started, RuntimeError(error), failure={"error": error})
+
+
+def safe_slug(label: str) -> str:
+    """A folder name from a strategy label: letters, digits, ``.``, ``_`` and ``-`` only, never ``..``."""
+    import re
+
+    slug = label.replace(":", "-").replace(",", "_").replace("=", "").replace("+", "-")
+    slug = re.sub(r"[^A-Za-z0-9._-]", "_", slug).replace("..", "_")
+    return slug.lstrip(".") or "run"
+
+
+def check_methods_fit(spec: StudySpec, prepared: Prepared, plan: list[PlannedRun]) -> None:
+    """Prepare every distinct method of the plan on a weightless copy of the model (the ``meta``
+    device: no memory, no time), so that a method the model cannot take (a rank wider than its layers,
+    ``partial:k`` deeper than it, a target it lacks) is one sentence before any run trains."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(prepared.model_source, num_labels=len(prepared.bundle.label_names),
+                                        trust_remote_code=spec.model.trust_remote_code)
+    seen: set[str] = set()
+    for planned in plan:
+        key = planned.strategy.model_dump_json()
+        if key in seen:
+            continue
+        seen.add(key)
+        with torch.device("meta"):
+            model = AutoModelForSequenceClassification.from_config(
+                config, trust_remote_code=spec.model.trust_remote_code)
+            build_strategy(planned.strategy).prepare(model)
