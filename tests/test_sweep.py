@@ -191,3 +191,12 @@ def test_cli_sweep_is_run_with_a_grid_and_seeds(capsys, tiny_bert, reviews_csv, 
                           ([], "tunebench sweep needs --grid")]:
         code, _, stderr = cli(capsys, "sweep", "--dataset", str(reviews_csv), "-s", "lora", *argv)
         assert code == 2 and message in one_error(stderr)
+
+
+def test_a_grid_of_single_layers_from_the_command_line():
+    """``--grid lora.layers=0,-1`` reads each value as a number: each is a one-layer list, negative ones too."""
+    from tunebench.spec.study import StudySpec
+    from tunebench.study.plan import configurations
+
+    spec = StudySpec(strategies=["lora"], sweep={"grid": {"lora.layers": [0, -1, "0+1"]}})
+    assert [c.strategy.layers for c in configurations(spec)] == [[0], [-1], [0, 1]]

@@ -124,10 +124,13 @@ def apply(spec: StudySpec, strategy: StrategySpec, values: dict[SweepKey, Any]) 
 
 
 def _option_value(key: SweepKey, value: Any) -> Any:
-    """``targets: [query+value, all]`` style strings become lists, as in a strategy string."""
+    """``targets: [query+value, all]`` style strings become lists, as in a strategy string; a single
+    layer (``--grid lora.layers=0,1`` reads each as a number) is a one-layer list."""
     if key.field in ("targets", "layers") and isinstance(value, str):
         parts = [p for p in value.split("+") if p]
-        return [int(p) for p in parts] if key.field == "layers" and all(p.isdigit() for p in parts) else parts
+        return [int(p) for p in parts] if key.field == "layers" and all(p.lstrip("-").isdigit() for p in parts) else parts
+    if key.field == "layers" and isinstance(value, int) and not isinstance(value, bool):
+        return [value]
     return value
 
 
