@@ -78,3 +78,20 @@ def error_sentence(err: str) -> str:
 
     text = one_error(err)
     return text[text.rindex("error: "):]
+
+
+def fail_on_call(monkeypatch, n: int, exc: Exception) -> list[int]:
+    """Make the engine's ``train_and_evaluate`` raise ``exc`` on its ``n``-th call (the others train);
+    return the list of calls so far."""
+    from tunebench.training import engine
+
+    real, calls = engine.train_and_evaluate, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise exc
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_and_evaluate", failing)
+    return calls

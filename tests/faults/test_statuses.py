@@ -13,7 +13,7 @@ from tunebench.spec.study import StudySpec
 from tunebench.study import driver as study_module
 
 from ..conftest import cli
-from .common import error_sentence, flags, stored, write_reviews
+from .common import error_sentence, fail_on_call, flags, stored, write_reviews
 
 
 def nan_loss_at(monkeypatch, n: int) -> None:
@@ -72,16 +72,7 @@ def test_an_exception_in_one_run_marks_it_failed_and_the_next_run_still_runs(tin
     spec = StudySpec(name="t", data={"source": str(csv)}, model={"name": str(tiny_bert), "max_length": 32},
                      strategies=["head", "partial:k=1"], training={"epochs": 1, "batch_size": 8},
                      output={"dir": str(tmp_path / "out"), "save_checkpoints": False})
-    real = study_module.engine.train_and_evaluate
-    calls = []
-
-    def first_fails(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("weights went missing\nsecond line")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(study_module.engine, "train_and_evaluate", first_fails)
+    fail_on_call(monkeypatch, 1, RuntimeError("weights went missing\nsecond line"))
     records = study_module.run_study(spec)
     assert [r["status"] for r in records] == ["failed", "finished"]
     assert records[0]["failure"] == {"error": "RuntimeError: weights went missing"}
@@ -111,16 +102,7 @@ def test_a_user_error_inside_a_run_still_stops_the_study_with_exit_2(capsys, tin
     from tunebench.errors import DataError
 
     csv, out = write_reviews(tmp_path), tmp_path / "out"
-    real = study_module.engine.train_and_evaluate
-    calls = []
-
-    def second_fails(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise DataError("the data went away mid-study")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(study_module.engine, "train_and_evaluate", second_fails)
+    fail_on_call(monkeypatch, 2, DataError("the data went away mid-study"))
     code, _, err = cli(capsys, *flags(tiny_bert, csv, out, "-s", "head partial:k=1 full"))
     assert (code, error_sentence(err)) == (2, "error: the data went away mid-study")
     assert [r["strategy"] for r in stored(out)] == ["head"]  # what finished before it is kept
