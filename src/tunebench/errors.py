@@ -14,7 +14,7 @@ class TunebenchError(Exception):
     max_length = 1500
 
     def __init__(self, message: str) -> None:
-        message = shorten(message, self.max_length)
+        message = shorten(printable(message), self.max_length)
         super().__init__(message)
         self.message = message
 
@@ -58,3 +58,13 @@ def quoted(value: object, limit: int = 120) -> str:
     """``repr(value)`` for a sentence, cut to ``limit`` characters (a value from a file can be huge)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+
+
+def printable(text: str) -> str:
+    """One line: control characters (a newline in a column name, a NUL from a file) shown escaped, and
+    text that is not valid Unicode (a lone surrogate) shown as its escape, so a sentence stays one line."""
+    text = text.translate(_CONTROL)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -12,9 +12,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tunebench.data.catalog import BUILTINS, HUB_DATASETS, HUB_PREFIX
+from tunebench.errors import printable, shorten
 
 data_app = typer.Typer(
     no_args_is_help=True,
@@ -99,7 +101,7 @@ def show(
     text_pair_column: Annotated[str | None, typer.Option(help="column with the second text of a pair")] = None,
     label_column: Annotated[str | None, typer.Option(help="column with the label")] = None,
     encoding: Annotated[str | None, typer.Option(help="encoding of a local file (default utf-8)")] = None,
-    seed: Annotated[int, typer.Option(help="seed of the held-out splits")] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the held-out splits", min=0)] = 0,
 ) -> None:
     """Profile a dataset as a study would see it: splits, labels, token lengths, duplicates, figures."""
     from tunebench.data.loading import load_dataset_bundle
@@ -129,10 +131,10 @@ def _slug(name: str) -> str:
 def _print_profile(profile: dict[str, Any]) -> None:
     console = _console()
     kind = "sentence pairs" if profile["is_pair"] else "single texts"
-    console.print(f"[bold]{profile['name']}[/bold]: {kind}, {len(profile['label_names'])} classes; "
+    console.print(f"[bold]{escape(shorten(profile['name'], 80))}[/bold]: {kind}, {len(profile['label_names'])} classes; "
                   f"tokens counted with {profile['tokenizer']}, max_length {profile['max_length']}",
                   highlight=False)
-    console.print(f"origin: {profile['origin']}", highlight=False, soft_wrap=True)
+    console.print(f"origin: {escape(shorten(profile['origin'], 300))}", highlight=False, soft_wrap=True)
     sizes = Table(title="splits and token lengths")
     for column in ("split", "rows", "mean", "median", "p95", "max", "truncated", "duplicates", "empty", "hash"):
         sizes.add_column(column, justify="left" if column in ("split", "hash") else "right")
@@ -152,7 +154,7 @@ def _print_profile(profile: dict[str, Any]) -> None:
         for split in splits:
             n, rows = profile["splits"][split]["label_counts"][label], profile["splits"][split]["rows"]
             cells.append(f"{n:,} ({n / rows:.1%})" if rows else "0")
-        labels.add_row(label, *cells)
+        labels.add_row(escape(shorten(printable(label), 60)), *cells)
     console.print(labels)
     for note in profile["notes"]:
-        console.print(f"- {note}", highlight=False, soft_wrap=True)
+        console.print(f"- {escape(shorten(printable(note), 300))}", highlight=False, soft_wrap=True)

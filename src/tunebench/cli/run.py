@@ -10,9 +10,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.exceptions import Exit
 
 from tunebench.cli.console import err, out
+from tunebench.errors import shorten
 
 #: the user's own permissions, per command: never read from a model or run folder (docs/RELIABILITY.md)
 TRUST_OPTION = typer.Option("--trust-remote-code",
@@ -171,10 +173,10 @@ def _run(spec, force: bool) -> None:
     swept = f", sweep: {spec.sweep.method}" if spec.sweep.method else ""
     seeds = f", seeds {' '.join(map(str, spec.sweep.seed_list))}" if spec.sweep.seed_list else ""
     runs = count_runs(spec)
-    err.print(f"[bold]tunebench[/bold] study '{spec.name}': {len(spec.strategies)} strategies "
+    err.print(f"[bold]tunebench[/bold] study '{escape(shorten(spec.name, 80))}': {len(spec.strategies)} strategies "
               f"({', '.join(s.label for s in spec.strategies)}){swept}{seeds}, "
               f"{'up to ' if spec.sweep.method in ('random', 'optuna') else ''}{runs:,} run{'s' * (runs != 1)} → "
-              f"{spec.output.dir}"
+              f"{escape(shorten(str(spec.output.dir), 200))}"
               + (f", on Ray ({spec.execution.address or 'a local instance'})" if spec.execution.backend == "ray" else ""))
     try:
         records = run_study(spec, force=force, reporter=reporter)

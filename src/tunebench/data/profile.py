@@ -177,6 +177,25 @@ def _save(fig, path: Path) -> Path:
 
 def _draw_lengths(profile: dict[str, Any], path: Path) -> Path:
     plt = _figure_module()
+    with plt.rc_context(_RC):
+        return _save(_lengths_figure(plt, profile), path)
+
+
+def _draw_boxplot(profile: dict[str, Any], path: Path) -> Path:
+    plt = _figure_module()
+    with plt.rc_context(_RC):
+        return _save(_boxplot_figure(plt, profile), path)
+
+
+#: names and labels come from data: no mathtext ("$\\foo$" is text), and long ones cut
+_RC = {"text.parse_math": False}
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _lengths_figure(plt: Any, profile: dict[str, Any]) -> Any:
     fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     for name, split in profile["splits"].items():
         hist = split["length_histogram"]
@@ -188,19 +207,18 @@ def _draw_lengths(profile: dict[str, Any], path: Path) -> Path:
                 xycoords=("data", "axes fraction"), ha="right", va="top", rotation=90, fontsize=8)
     ax.set_xlabel("tokens per example" + (" (both texts of a pair)" if profile["is_pair"] else ""))
     ax.set_ylabel("share of the split")
-    ax.set_title(f"{profile['name']}: example length")
+    ax.set_title(f"{_short(profile['name'])}: example length")
     ax.legend(frameon=False)
-    return _save(fig, path)
+    return fig
 
 
-def _draw_boxplot(profile: dict[str, Any], path: Path) -> Path:
-    plt = _figure_module()
+def _boxplot_figure(plt: Any, profile: dict[str, Any]) -> Any:
     stats = profile.get("length_by_label", {}).get("labels", {})
     shown = sorted(stats, key=lambda k: -stats[k]["n"])[:_MAX_BOXES]
     shown = [k for k in profile["label_names"] if k in shown]
     height = max(3.0, 0.28 * len(shown) + 1.2)
     fig, ax = plt.subplots(figsize=(7, height), layout="constrained")
-    boxes = [{"label": f"{k} ({stats[k]['n']:,})", "med": stats[k]["median"], "q1": stats[k]["q1"],
+    boxes = [{"label": f"{_short(k)} ({stats[k]['n']:,})", "med": stats[k]["median"], "q1": stats[k]["q1"],
               "q3": stats[k]["q3"], "whislo": stats[k]["whislo"], "whishi": stats[k]["whishi"],
               "mean": stats[k]["mean"], "fliers": []} for k in shown]
     if boxes:
@@ -209,5 +227,5 @@ def _draw_boxplot(profile: dict[str, Any], path: Path) -> Path:
     ax.axvline(profile["max_length"], color="black", linestyle="--", linewidth=1)
     ax.set_xlabel("tokens per example (train)")
     more = len(stats) - len(shown)
-    ax.set_title(f"{profile['name']}: length by label" + (f" ({more} rarer labels not shown)" if more else ""))
-    return _save(fig, path)
+    ax.set_title(f"{_short(profile['name'])}: length by label" + (f" ({more} rarer labels not shown)" if more else ""))
+    return fig

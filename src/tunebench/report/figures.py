@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 
 from tunebench.report.analysis import normalised_confusion, pareto_front
 
-_RC = {"svg.hashsalt": "tunebench", "font.size": 9, "axes.titlesize": 10, "figure.dpi": 100}
+#: text.parse_math off: labels and names come from data, and "$\\foo$" must not reach mathtext's parser
+_RC = {"svg.hashsalt": "tunebench", "font.size": 9, "axes.titlesize": 10, "figure.dpi": 100, "text.parse_math": False}
 COLORS = matplotlib.colormaps["tab10"].colors
 F = TypeVar("F", bound=Callable[..., Path])
 

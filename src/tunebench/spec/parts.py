@@ -69,7 +69,7 @@ class TrainingSpec(_Strict):
     scheduler: Scheduler = "linear"
     max_grad_norm: float | None = Field(default=1.0, gt=0)
     grad_accumulation: int = Field(default=1, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, description="seed of the splits, initialisation and data order")
     precision: Precision = "auto"
     device: Device = "auto"
     prefix_cache: bool = Field(default=True, description="compute frozen layers once, not every epoch")

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from tunebench.errors import SpecError
+from tunebench.errors import SpecError, first_line, quoted
 from tunebench.spec.parts import (
     DEFAULT_MODEL,
     DataSpec,
@@ -152,9 +152,14 @@ def load_spec(path: str | Path) -> StudySpec:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise SpecError(f"study file '{path}' is not valid YAML{where}: "
-                        f"{getattr(exc, 'problem', None) or exc}") from None
+                        f"{first_line(getattr(exc, 'problem', None) or exc, 200)}") from None
     except UnicodeDecodeError:
         raise SpecError(f"study file '{path}' is not UTF-8 text") from None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for a tag or a date they cannot build (!!int with no digits,
+        # !!bool maybe, 2020-13-45), not a YAMLError
+        raise SpecError(f"study file '{path}' holds a value YAML cannot read ({type(exc).__name__}: "
+                        f"{first_line(exc, 120)}); quote it to make it text") from None
     except RecursionError:
         raise SpecError(f"study file '{path}' nests values too deeply to read; a study spec is a few levels "
                         "deep") from None
@@ -185,6 +190,12 @@ def check_expansion(data: Any, path: Path) -> None:
     open_nodes: set[int] = set()
 
     def size(node: Any, depth: int) -> int:
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                raise SpecError(f"study file '{path}' holds text that is not valid Unicode ({quoted(node, 40)}: a "
+                                "lone surrogate escape such as \\ud800)") from None
         if not isinstance(node, (list, dict)):
             return 1
         key = id(node)
