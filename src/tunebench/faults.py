@@ -144,9 +144,11 @@ def is_disk_full(exc: BaseException | None) -> bool:
     return False
 
 
-def disk_full_error(what: str, path: Path | str) -> DiskFullError:
-    return DiskFullError(f"no space left on the device while saving {what} to '{path}'; free some space and run "
-                         "the same command again (finished runs are kept in the store)")
+def disk_full_error(what: str, path: Path | str | None = None) -> DiskFullError:
+    """The one sentence for a full disk (the guards below, and the CLI for a write no guard named)."""
+    where = f" to '{path}'" if path else ""
+    return DiskFullError(f"no space left on the device while saving {what}{where}; free some space and run the same "
+                         "command again (finished runs are kept in the store)")
 
 
 @contextlib.contextmanager

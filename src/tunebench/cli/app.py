@@ -112,15 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         err.print("[red]error:[/red] interrupted; finished runs are kept in the store")
         return 130
     except Exception as exc:  # a full disk in a write no guard named (a figure, the lock): still one sentence
-        from tunebench.faults import is_disk_full
+        from tunebench.faults import disk_full_error, is_disk_full
 
         if not is_disk_full(exc):
             raise
-        where = getattr(exc, "filename", None)
-        text = "no space left on the device" + (f" while writing to '{where}'" if where else "")
-        err.print(f"[red]error:[/red] {escape(text)}; free some space and run the same command again (finished runs "
-                  "are kept in the store)", highlight=False, soft_wrap=True)
-        return 2
+        full = disk_full_error("the study's files", getattr(exc, "filename", None))
+        err.print(f"[red]error:[/red] {escape(str(full))}", highlight=False, soft_wrap=True)
+        return full.exit_code
     return 0
 
 

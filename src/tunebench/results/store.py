@@ -279,10 +279,9 @@ def _record(row: tuple[int, str], path: Path) -> dict[str, Any]:
     return {**record, "attempt": int(row[0])}
 
 
-def _place(order: list[str] | None, record: dict[str, Any]) -> tuple[int, int]:
-    if order is None:
-        return (record["position"], 0)
-    return (order.index(label_of(record)), 0)
+def _place(order: list[str] | None, record: dict[str, Any]) -> int:
+    """A row's place in its study: in its latest plan, else (no plan stored) its position."""
+    return record["position"] if order is None else order.index(label_of(record))
 
 
 def _statements(script: str) -> list[str]:

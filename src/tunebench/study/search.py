@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebench.errors import SpecError
-from tunebench.faults import InterruptGuard, StudyInterrupted, disk_guard
+from tunebench.faults import StudyInterrupted, disk_guard
 from tunebench.results.outputs import write_outputs
 from tunebench.results.store import Store
 from tunebench.spec.parts import RangeSpec, stable_hash
@@ -59,14 +59,6 @@ class _Pruned(one_run.RunPruned):
     as ``pruned``)."""
 
 
-def active_guard() -> InterruptGuard | None:
-    """The :class:`~tunebench.faults.InterruptGuard` handling SIGINT now (a study's), or None."""
-    import signal
-
-    guard = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
-    return guard if isinstance(guard, InterruptGuard) else None
-
-
 def search_name(spec: StudySpec) -> str:
     """The Optuna study's name: the tunebench study and a hash of what the search depends on."""
     basis = spec.to_dict()
@@ -82,8 +74,8 @@ def run_search(spec: StudySpec, prepared: Any, store: Store, env: dict[str, Any]
     count); return the planned runs the study's outputs show: the completed trials' runs (in trial
     order), then this invocation's runs that did not finish.
 
-    ``stop``: the study's :class:`~tunebench.faults.InterruptGuard`; by default the one handling SIGINT
-    now (the driver's, installed around the study), else Ctrl-C is not watched.
+    ``stop``: the study's :class:`~tunebench.faults.InterruptGuard` (the driver passes it); None: Ctrl-C is
+    not watched.
     ``attempts``: gets this invocation's runs that did not finish while their row keeps an earlier
     finished result (a ``--force`` rerun; the driver's ``StudyRecords.attempts``).
 
@@ -110,7 +102,6 @@ def run_search(spec: StudySpec, prepared: Any, store: Store, env: dict[str, Any]
     optuna = require_optuna()
     optuna.logging.set_verbosity(logging.WARNING)
     out_dir = Path(spec.output.dir)
-    stop = stop if stop is not None else active_guard()
 
     def trials_write() -> Any:  # Optuna writes its trials into the study's store
         return disk_guard("the search's trials", store.path)
