@@ -3,6 +3,7 @@ stable run ids, and a tiny rank × seed study that reruns without training."""
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pandas as pd
@@ -122,7 +123,10 @@ def test_rank_by_seed_study_runs_and_reruns_without_training(tiny_bert, reviews_
 
     markdown = build_report(tmp_path)["markdown"].read_text()
     assert "| configuration | settings | seeds | test macro-F1 95% CI |" in markdown  # headline over seeds
-    assert "## 2. Ranking and significance" in markdown and "## 3. Sweep" in markdown
+    # numbered in order; the convergence checks come first when a tiny run is flagged
+    assert re.search(r"## (\d+)\. Ranking and significance", markdown) and re.search(r"## \d+\. Sweep", markdown)
+    ranking, sweep = (int(re.search(rf"## (\d+)\. {t}", markdown).group(1)) for t in ("Ranking", "Sweep"))
+    assert sweep == ranking + 1
     ranking = [line for line in markdown.splitlines() if line.startswith(("| 1 | lora", "| 1 (tied) | lora", "| 2 | lora"))]
     assert len(ranking) == 2 and "| best |" in ranking[0] and "(tied)" in ranking[1]  # identical scores: a tie
     assert "| lora.r | configurations | mean test macro-F1 |" in markdown

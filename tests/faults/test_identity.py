@@ -25,13 +25,15 @@ from .common import error_sentence, flags, integrity_ok, write_reviews
 
 
 def history(out):
+    """Every attempt at the studies' rows (not at their baselines' reference rows)."""
     with Store(out / STORE_NAME) as store:
-        return store.history()
+        return [r for r in store.history() if not r["study"].endswith(":baselines")]
 
 
 def current(out, study=None):
+    """The current rows of ``study`` (default: of every study, not their baselines' reference rows)."""
     with Store(out / STORE_NAME) as store:
-        return store.records(study)
+        return [r for r in store.records(study) if study is not None or not r["study"].endswith(":baselines")]
 
 
 def stored_predictions(out, record):

@@ -74,8 +74,9 @@ def test_sigkill_mid_run_then_rerun_resumes_and_loses_nothing(capsys, tiny_bert,
 def test_sigkill_while_writing_a_result_keeps_the_store_and_outputs_whole(capsys, tiny_bert, tmp_path):
     csv, out = reviews(tmp_path), tmp_path / "out"
     argv = flags(tiny_bert, csv, out, *TWO, "--epochs", "1")
-    # transaction 1 stores the study's plan, 2 the first run: kill inside the second run's, before COMMIT
-    proc = start_driver(argv, fault="kill-in-put:3")
+    # transaction 1 stores the study's plan, 2 its baselines' plan, 3-4 the two baselines, 5 the first run:
+    # kill inside the second run's, before COMMIT
+    proc = start_driver(argv, fault="kill-in-put:6")
     proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL
     assert integrity_ok(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pandas as pd
@@ -23,15 +24,42 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:,.0f} days"
 
 
+def _number(value: Any, fmt: str) -> str:
+    return "—" if value is None or (isinstance(value, float) and value != value) else format(value, fmt)
+
+
+def epoch_line(point: dict[str, Any], examples_per_s: float | None = None, eta_s: float | None = None) -> str:
+    """One plain line for one epoch of one run (the log when the output is not a terminal):
+    ``[2/4] lora:r=8  epoch 1/3  train loss 0.6931  val macro-F1 0.512  61.2 ex/s  ETA 2 min``."""
+    where = f"[{point['position'] + 1}/{point['total']}] " if point.get("total") and point.get("position") is not None \
+        else ""
+    eta = "—" if eta_s is None else ("done" if eta_s <= 0 else _duration(eta_s))
+    return (f"{where}{point.get('label', '?')}  epoch {point['epoch']}/{point.get('epochs', '?')}  "
+            f"train loss {_number(point.get('train_loss'), '.4f')}  "
+            f"val macro-F1 {_number(point.get('val_macro_f1'), '.3f')}  "
+            f"{_number(examples_per_s, '.1f')} ex/s  ETA {eta}")
+
+
 class RichReporter:
     """Progress for the whole study: a bar for the study's runs and one per run in progress.
 
     Runs may progress at the same time (the Ray backend); a step names its run with ``position``,
     else it belongs to the run started last.
+
+    When ``console`` is not a terminal (``tunebench run 2> log``), there are no bars: one plain line per
+    epoch (:func:`epoch_line`) goes to it instead.  ``log``: a console that gets those lines as well
+    (e.g. stdout when it is redirected and stderr is a terminal).  The line is printed by
+    :meth:`epoch`, called after each validation; until the study calls it, the line of an epoch is
+    printed from the steps when the next epoch starts (or the run ends), with the validation
+    macro-F1 taken from the finished record's curves where it has them.
     """
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, log: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
+        self.bars = self.console.is_terminal
+        self.log = log if log is not None else (None if self.bars else self.console)
+        self._runs_meta: dict[int, dict[str, Any]] = {}  # position -> label, epochs, start, pending, printed
+        self._total = 0
         self._progress: Progress | None = None
         self._study: TaskID | None = None
         self._runs: dict[int, TaskID] = {}
@@ -43,7 +71,10 @@ class RichReporter:
     def message(self, text: str) -> None:
         self.console.print(f"[dim]{escape(text)}[/dim]")  # text may come from data: never markup
 
-    def _bars(self, total: int) -> Progress:
+    def _bars(self, total: int) -> Progress | None:
+        self._total = total
+        if not self.bars:
+            return None
         if self._progress is None:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}[/bold]"), BarColumn(), TextColumn("{task.fields[detail]}"),
@@ -57,7 +88,12 @@ class RichReporter:
 
     def run_started(self, position: int, total: int, label: str, batches_per_epoch: int,
                     epochs: int) -> None:
+        self._runs_meta[position] = {"label": label, "epochs": epochs, "total": total, "start": time.monotonic(),
+                                     "pending": None, "printed": set(), "examples_per_s": None}
+        self._current = position
         bars = self._bars(total)
+        if bars is None:
+            return
         if position in self._runs:  # started again (a Ray retry)
             bars.remove_task(self._runs.pop(position))
         self._batches[position] = batches_per_epoch
@@ -67,12 +103,62 @@ class RichReporter:
 
     def step(self, info: dict[str, Any]) -> None:
         position = info.get("position", self._current)
+        meta = self._runs_meta.get(position)
+        if meta is not None and self.log is not None:
+            meta["examples_per_s"] = info.get("examples_per_s")
+            pending = meta["pending"]
+            if pending is not None and info["epoch"] != pending["epoch"]:  # epoch() was not called for it
+                self._print_epoch(position, pending)
+            if info.get("batch") == info.get("batches"):  # the epoch's training is done; validation is next
+                meta["pending"] = {"epoch": info["epoch"], "epochs": info.get("epochs", meta["epochs"]),
+                                   "train_loss": info.get("loss"), "examples_per_s": info.get("examples_per_s")}
         if self._progress is None or position not in self._runs:
             return
         done = (info["epoch"] - 1) * self._batches[position] + info["batch"]
         self._progress.update(self._runs[position], completed=done,
                               detail=f"epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  "
                                      f"{info['examples_per_s']:.1f} ex/s")
+
+    def epoch(self, point: dict[str, Any]) -> None:
+        """One epoch of a run is validated: ``point`` is its curve dict (``epoch``, ``train_loss``,
+        ``val_loss``, ``val_accuracy``, ``val_macro_f1``, ...) plus ``label`` and ``epochs`` (and
+        ``position`` under a backend that runs several at once).  Prints one line when logging."""
+        position = point.get("position", self._current)
+        if self.log is None:
+            return
+        if position not in self._runs_meta:  # a run the reporter was not told about: still one line
+            self._runs_meta[position] = {"label": point.get("label", "?"), "epochs": point.get("epochs"),
+                                         "total": self._total, "start": None, "pending": None, "printed": set(),
+                                         "examples_per_s": None}
+        meta = self._runs_meta[position]
+        pending = meta["pending"] if meta["pending"] is not None and meta["pending"]["epoch"] == point["epoch"] else {}
+        self._print_epoch(position, {**pending, **{k: v for k, v in point.items() if v is not None}})
+
+    def _print_epoch(self, position: int | None, point: dict[str, Any]) -> None:
+        meta = self._runs_meta[position]
+        if meta["pending"] is not None and meta["pending"]["epoch"] == point["epoch"]:
+            meta["pending"] = None
+        if point["epoch"] in meta["printed"] or self.log is None:
+            return
+        meta["printed"].add(point["epoch"])
+        epochs = point.get("epochs") or meta["epochs"]
+        eta = None
+        if meta["start"] is not None and epochs:
+            eta = (time.monotonic() - meta["start"]) / point["epoch"] * (epochs - point["epoch"])
+        full = {"label": meta["label"], "epochs": epochs, "total": meta["total"], "position": position, **point}
+        speed = point.get("examples_per_s", meta["examples_per_s"])
+        self.log.print(epoch_line(full, speed, eta), markup=False, highlight=False, soft_wrap=True)
+
+    def _flush(self, record: dict[str, Any]) -> None:
+        """The run ended: the line of its last epoch if :meth:`epoch` did not print it."""
+        position = record.get("position", self._current)
+        meta = self._runs_meta.get(position)
+        if meta is None or meta["pending"] is None:
+            return
+        pending = meta["pending"]
+        curve = next((c for c in record.get("curves") or [] if c.get("epoch") == pending["epoch"]), {})
+        self._print_epoch(position, {**pending, **{k: v for k, v in curve.items() if v is not None and k != "epoch"},
+                                     "train_loss": curve.get("train_loss", pending.get("train_loss"))})
 
     def _ended(self, position: int | None) -> None:
         self._done += 1
@@ -85,7 +171,13 @@ class RichReporter:
             self._progress.update(self._study, completed=self._done, detail=f"{self._done}/{total:.0f} runs")
 
     def run_finished(self, record: dict[str, Any]) -> None:
+        self._flush(record)
         self._ended(record.get("position"))
+        if record.get("status") == "pruned":  # a search or tuning trial stopped on purpose: not a failure
+            epoch = (record.get("failure") or {}).get("epoch")
+            self.console.print(f"  [dim]– {escape(record.get('label', record['strategy']))}: pruned after epoch "
+                               f"{epoch} (behind the earlier trials)[/dim]")
+            return
         if record.get("status", "finished") != "finished":
             failure = record.get("failure") or {}
             error = failure.get("error") or "no result"
@@ -93,6 +185,11 @@ class RichReporter:
                                f"({escape(str(error))})")
             return
         res, test = record["resources"], record["test"]
+        if test is None:  # a tuning trial: validation only, by design
+            self.console.print(f"  [green]✓[/green] {escape(record.get('label', record['strategy']))}: validation "
+                               f"macro-F1 {record['val']['macro_f1']:.3f}, best epoch {record['best_epoch']}, "
+                               f"train {res['train_time_s']:.1f} s")
+            return
         self.console.print(
             f"  [green]✓[/green] {record['strategy']}: test macro-F1 {test['macro_f1']:.3f}, "
             f"accuracy {test['accuracy']:.3f}, best epoch {record['best_epoch']}, "
@@ -101,10 +198,10 @@ class RichReporter:
 
     def _estimate(self, record: dict[str, Any]) -> None:
         """Once the first run has a time: what the rest of the study will take at that pace."""
-        if self._estimated or self._progress is None or self._study is None:
+        if self._estimated or self._total < 2:
             return
         self._estimated = True
-        left = self._progress.tasks[self._study].total - self._done
+        left = self._total - self._done
         if left > 0 and record.get("wall_time_s"):
             self.console.print(f"  [dim]the first run took {record['wall_time_s']:.0f} s: the {left:.0f} runs left "
                                f"need about {_duration(record['wall_time_s'] * left)} at that pace[/dim]")

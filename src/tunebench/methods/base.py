@@ -9,6 +9,12 @@ A method is a small object built from a strategy spec (:data:`~tunebench.spec.st
     parameter; ``n_layers`` when only the head trains; ``-1`` when anything else trains (the
     embeddings, a prompt or prefix encoder, an encoder-level norm): no frozen prefix then.  The
     engine caches the layers below it, so a wrong answer would silently freeze what should train.
+``hooks(model)``
+    after ``prepare``: the method's say in the training loop (:class:`~tunebench.training.optim.TrainHooks`):
+    which parameters are the head (they train at ``head_lr``), an optimizer of its own
+    (:meth:`make_optimizer`, e.g. LoRA+), an action after every optimizer step (:meth:`after_step`,
+    e.g. AdaLoRA's rank allocation).  ``total_steps`` (the run's planned optimizer steps) is set
+    before ``prepare`` for methods whose schedule depends on it.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from tunebench.spec.strategy import StrategyOptions
 from tunebench.training.modeling import find_layer_stack, head_parameter_names
+from tunebench.training.optim import TrainHooks
 
 
 @dataclass
@@ -31,6 +39,7 @@ class Method:
     spec: StrategyOptions
     n_layers: int = 0
     lowest_trainable_layer: int = 0
+    total_steps: int = 0  # the run's planned optimizer steps, set before prepare
 
     kind: ClassVar[str] = ""
 
@@ -40,6 +49,32 @@ class Method:
 
     def prepare(self, model: nn.Module) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def check_fit(self, model: nn.Module, max_length: int) -> None:
+        """Refuse, in one sentence, a model this method cannot train at ``max_length`` (prompt methods:
+        virtual tokens take positions); called on the weightless dry-run model before any run trains."""
+
+    def head_names(self, model: nn.Module) -> set[str]:
+        """Names, in ``model.named_parameters()`` (the prepared model, peft wrapper and all), of the
+        trainable head parameters: what trains at ``head_lr``."""
+        inner = transformers_model(model)
+        head = set(head_parameter_names(inner))
+        inner_names = {id(param): name for name, param in inner.named_parameters()}
+        return {name for name, param in model.named_parameters()
+                if param.requires_grad and inner_names.get(id(param)) in head}
+
+    def make_optimizer(self, model: nn.Module, groups: list[dict[str, Any]]) -> torch.optim.Optimizer | None:
+        """An optimizer of the method's own over the engine's ``groups``; None: the engine's AdamW."""
+        return None
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Called after every optimizer step (``step`` counts from 1), before the gradients are zeroed."""
+
+    def hooks(self, model: nn.Module) -> TrainHooks:
+        """What the engine needs from this method to train ``model`` (after :meth:`prepare`)."""
+        overridden = type(self).after_step is not Method.after_step
+        return TrainHooks(head_names=frozenset(self.head_names(model)), make_optimizer=self.make_optimizer,
+                          after_step=self.after_step if overridden else None)
 
     def _lowest_from(self, model: nn.Module) -> int:
         """The lowest layer a gradient must reach, from what actually requires grad (sets ``n_layers``).

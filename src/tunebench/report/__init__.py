@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunebench.faults import atomic_write
-from tunebench.report import sections, sections_data
+from tunebench.report import sections, sections_checks, sections_data
 from tunebench.report import sections_significance as significance_sections
 from tunebench.report.analysis import headline_frame, seed_means
 from tunebench.report.cost import DEFAULT_PRICES
@@ -21,16 +21,21 @@ from tunebench.report.inputs import load_inputs
 from tunebench.report.markdown import render_markdown
 from tunebench.report.significance import group_of
 
-SECTIONS = [sections.headline, significance_sections.significance_section,
+SECTIONS = [sections.headline, sections_checks.convergence_section, significance_sections.significance_section,
             significance_sections.sweep_section, sections.comparison, sections.pareto, sections.curves, sections.confusion,
-            sections_data.errors, sections_data.dataset, sections.cost, sections.recommendation,
-            sections.environment]
+            sections_data.errors, sections_data.dataset, sections.cost, sections_checks.lr_section,
+            sections.recommendation, sections.environment]
 
 
-def build_document(out_dir: Path, prices: dict[str, float] | None = None, study: str | None = None) -> Document:
-    """Read the store and draw the figures; return the report as a :class:`Document`."""
+def build_document(out_dir: Path, prices: dict[str, float] | None = None, study: str | None = None,
+                   tuning: list[dict] | None = None) -> Document:
+    """Read the store and draw the figures; return the report as a :class:`Document`.
+
+    ``tuning``: the tuning-trial records to show (None: the store's ``<study>:tuning`` records)."""
     out_dir = Path(out_dir)
     inputs = load_inputs(out_dir, study)
+    if tuning is not None:
+        inputs.tuning = list(tuning)
     prices = dict(DEFAULT_PRICES if prices is None else prices)
     frame = headline_frame(inputs.records, prices)
     if inputs.repeated:  # one row per configuration: the mean over its seeds
@@ -56,10 +61,11 @@ def unfinished_section(records: list[dict]) -> Section:
     return Section("unfinished", "Runs that did not finish").add(table)
 
 
-def build_report(out_dir: Path, prices: dict[str, float] | None = None, study: str | None = None) -> dict[str, Path]:
+def build_report(out_dir: Path, prices: dict[str, float] | None = None, study: str | None = None,
+                 tuning: list[dict] | None = None) -> dict[str, Path]:
     """Write report.html and report.md (and figures/) into ``out_dir``; return their paths."""
     out_dir = Path(out_dir)
-    doc = build_document(out_dir, prices, study)
+    doc = build_document(out_dir, prices, study, tuning)
     paths = {"html": out_dir / "report.html", "markdown": out_dir / "report.md"}
     atomic_write(paths["html"], render_html(doc))
     atomic_write(paths["markdown"], render_markdown(doc, out_dir))

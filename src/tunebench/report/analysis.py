@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from tunebench.report.cost import cost_per_f1_point, run_cost
-from tunebench.results.outputs import results_frame
+from tunebench.results.diagnosis import BASELINE_KINDS, FLAGS, UNRANKABLE, is_baseline
+from tunebench.results.outputs import config_diagnosis, results_frame
 
 #: headline columns whose best value is marked: column -> "max" or "min".
 BETTER = {
@@ -43,16 +44,22 @@ def seed_means(frame: pd.DataFrame, runs_frame: pd.DataFrame, run_groups: list[s
     for col in numeric:
         out[col] = means[col].to_numpy()
     out["seeds"] = grouped.size().reindex(order).to_numpy()
+    if "diagnosis" in runs_frame:  # a configuration is flagged when any of its seeds is
+        out["diagnosis"] = [config_diagnosis(grouped.get_group(g)["diagnosis"].tolist()) for g in order]
+        out["diagnosis_advice"] = [" ".join(dict.fromkeys(a for a in grouped.get_group(g)["diagnosis_advice"]
+                                                          if isinstance(a, str) and a)) or None for g in order]
     return out
 
 
 def best_rows(frame: pd.DataFrame) -> dict[str, set[int]]:
-    """For each column in :data:`BETTER`, the positions of the rows holding its best value (ties kept)."""
+    """For each column in :data:`BETTER`, the positions of the rows holding its best value (ties kept);
+    baseline rows are references, not candidates, and are never marked."""
     marks: dict[str, set[int]] = {}
+    reference = baseline_mask(frame).to_numpy()  # baselines are the floor: never marked best
     for col, direction in BETTER.items():
         if col not in frame:
             continue
-        values = pd.to_numeric(frame[col], errors="coerce")
+        values = pd.to_numeric(frame[col], errors="coerce").where(~reference)
         if values.notna().sum() < 2:
             continue
         best = values.max() if direction == "max" else values.min()
@@ -103,34 +110,123 @@ def confused_pairs(record: dict[str, Any], n: int = 10) -> list[tuple[str, str, 
     return [(names[i], names[j], count, s) for count, s, i, j in cells[:n]]
 
 
-def recommendation(frame: pd.DataFrame, records: list[dict[str, Any]], tied: list[str] | None = None
-                   ) -> tuple[list[str], list[str]]:
+def baseline_mask(frame: pd.DataFrame) -> pd.Series:
+    """True for the reference rows (``majority``, ``tfidf-logreg``): the floor, never a candidate."""
+    if "kind" not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame["kind"].isin(BASELINE_KINDS)
+
+
+def flags_of(frame: pd.DataFrame) -> pd.Series:
+    """Each row's diagnosis flags (a list; empty for "ok", a baseline, or a frame without the column)."""
+    if "diagnosis" not in frame:
+        return pd.Series([[] for _ in range(len(frame))], index=frame.index, dtype=object)
+    return frame["diagnosis"].map(lambda v: [f for f in v.split(" + ") if f in FLAGS] if isinstance(v, str) else [])
+
+
+def unrankable_mask(frame: pd.DataFrame) -> pd.Series:
+    """True for a fine-tuning row flagged collapsed or still improving: it was not trained, so it lost nothing."""
+    return flags_of(frame).map(lambda fl: any(f in UNRANKABLE for f in fl)) & ~baseline_mask(frame)
+
+
+def _advice(row: pd.Series) -> str:
+    text = row.get("diagnosis_advice")
+    if isinstance(text, str) and text:
+        return text
+    return f"{row['strategy']} was flagged {row.get('diagnosis')}; rerun with --tune or more epochs."
+
+
+def not_ranked(frame: pd.DataFrame) -> list[str]:
+    """One sentence per collapsed or still-improving strategy: why it is not ranked, and what to do."""
+    return [f"Not ranked as beaten: {_advice(row)} Until then its numbers say nothing about {row['strategy']} "
+            "against the others." for _, row in frame[unrankable_mask(frame)].iterrows()]
+
+
+def _cheapest(rows: pd.DataFrame) -> tuple[pd.Series, str]:
+    if rows["cost_usd"].notna().all():
+        return rows.loc[rows["cost_usd"].idxmin()], f"${rows['cost_usd'].min():.3g} to train"
+    return rows.loc[rows["train_time_s"].idxmin()], "shortest training among them; no price for its device"
+
+
+def baseline_pick(frame: pd.DataFrame, ranked: pd.DataFrame) -> str | None:
+    """When no ranked fine-tuning row clears the best baseline: the cheapest baseline within 1 point of
+    the best one is the answer, and why.  None when some fine-tuning clears the floor (or no baseline ran)."""
+    base = frame[baseline_mask(frame)]
+    if base.empty:
+        return None
+    floor = base["test_macro_f1"].max()
+    if len(ranked) and ranked["test_macro_f1"].max() > floor:
+        return None
+    pick = base[base["test_macro_f1"] >= floor - 0.01]
+    pick = pick.loc[pd.to_numeric(pick["train_time_s"], errors="coerce").fillna(0).idxmin()]
+    if len(ranked):
+        top = ranked.loc[ranked["test_macro_f1"].idxmax()]
+        why = (f"no fine-tuning strategy clears the baseline floor: the best, {top['strategy']}, scores test "
+               f"macro-F1 {top['test_macro_f1']:.3f} against {pick['test_macro_f1']:.3f}")
+    else:
+        why = "no fine-tuning strategy could be ranked (see below)"
+    return (f"Recommended: {pick['strategy']} (a baseline) — {why}; it trains in {pick['train_time_s']:.1f} s and "
+            "needs no GPU. Fine-tuning is not worth its cost here unless a tuned rerun beats it.")
+
+
+def floor_line(frame: pd.DataFrame, ranked: pd.DataFrame) -> str | None:
+    """"Baseline floor: tfidf-logreg (0.640); cleared by full, lora; not by head." (None without baselines)."""
+    base = frame[baseline_mask(frame)]
+    if base.empty:
+        return None
+    top = base.loc[base["test_macro_f1"].idxmax()]
+    above = ranked[ranked["test_macro_f1"] > top["test_macro_f1"]]["strategy"].tolist()
+    below = ranked[ranked["test_macro_f1"] <= top["test_macro_f1"]]["strategy"].tolist()
+    text = (f"Baseline floor: {top['strategy']} (test macro-F1 {top['test_macro_f1']:.3f}); "
+            f"cleared by {', '.join(above) if above else 'no ranked strategy'}")
+    return text + (f"; not by {', '.join(below)}." if below else ".")
+
+
+def recommendation(frame: pd.DataFrame, records: list[dict[str, Any]], tied: list[str] | None = None,
+                   tuned: bool = False) -> tuple[list[str], list[str]]:
     """Plain-word picks (best quality, cheapest near the best, fastest, least memory) and caveats.
 
     ``tied``: the configurations the data cannot tell apart from the best (significance tests,
     best first); when given, the recommendation is the cheapest of them, not a point estimate.
+    Baseline rows (``kind`` majority / tfidf-logreg) are the floor, never picked unless no
+    fine-tuning clears them; a collapsed or still-improving row (``diagnosis``) is never ranked as
+    beaten: its sentence says what to do instead.  ``tuned``: the learning rates came from tuning.
     """
-    f1 = frame["test_macro_f1"]
-    best = frame.loc[f1.idxmax()]
-    picks = [f"Best quality: {best['strategy']} (test macro-F1 {best['test_macro_f1']:.3f}, "
-             f"accuracy {best['test_accuracy']:.3f})."]
-    if tied is not None:
-        picks.append(tied_pick(frame, tied))
-    near = frame[f1 >= f1.max() - 0.01]
-    if near["cost_usd"].notna().all():
-        cheap, how = near.loc[near["cost_usd"].idxmin()], f"${near['cost_usd'].min():.3g} to train"
-    else:
-        cheap, how = near.loc[near["train_time_s"].idxmin()], "shortest training among them; no price for its device"
+    base, bad = baseline_mask(frame), unrankable_mask(frame)
+    finetuned, ranked = frame[~base], frame[~base & ~bad]
+    picks: list[str] = []
+    fallback = baseline_pick(frame, ranked)
+    if fallback is not None:
+        picks.append(fallback)
+    if ranked.empty:
+        if fallback is None:
+            picks.append("No verdict: every fine-tuning strategy was flagged (collapsed or still improving), so none "
+                         "can be called better or worse than another yet.")
+        return picks + not_ranked(frame), caveats(frame, records, tuned)
+    f1 = ranked["test_macro_f1"]
+    best = ranked.loc[f1.idxmax()]
+    among = " among the strategies that converged" if bad.any() else ""
+    picks.append(f"Best quality{among}: {best['strategy']} (test macro-F1 {best['test_macro_f1']:.3f}, "
+                 f"accuracy {best['test_accuracy']:.3f}).")
+    if tied is not None and fallback is None:
+        kept = [t for t in tied if t in set(ranked["strategy"])]
+        picks.append(tied_pick(ranked, kept) if kept else
+                     f"Recommended among the strategies that converged: {best['strategy']} — what the significance "
+                     "test ranks with or above it was flagged by the convergence checks (see 'Not ranked' below).")
+    cheap, how = _cheapest(ranked[f1 >= f1.max() - 0.01])
     picks.append(f"Cheapest within 1 point of the best macro-F1: {cheap['strategy']} "
                  f"(macro-F1 {cheap['test_macro_f1']:.3f}, {how}).")
-    fast = frame.loc[frame["train_time_s"].idxmin()]
+    fast = finetuned.loc[finetuned["train_time_s"].idxmin()]
     picks.append(f"Fastest to train: {fast['strategy']} ({fast['train_time_s']:.1f} s, "
                  f"{fast['examples_per_s']:.1f} examples/s).")
-    mem = pd.to_numeric(frame["peak_memory_mb"], errors="coerce")
+    mem = pd.to_numeric(finetuned["peak_memory_mb"], errors="coerce")
     if mem.notna().any():
-        low = frame.loc[mem.idxmin()]
+        low = finetuned.loc[mem.idxmin()]
         picks.append(f"Least memory: {low['strategy']} (peak {low['peak_memory_mb']:.0f} MB).")
-    return picks, caveats(frame, records)
+    floor = floor_line(frame, ranked)
+    if floor is not None:
+        picks.append(floor)
+    return picks + not_ranked(frame), caveats(frame, records, tuned)
 
 
 def tied_pick(frame: pd.DataFrame, tied: list[str]) -> str:
@@ -152,10 +248,16 @@ def tied_pick(frame: pd.DataFrame, tied: list[str]) -> str:
             f"apart); {cheap['strategy']} is {ratio:.1f}× {what} than {best['strategy']}.")
 
 
-def caveats(frame: pd.DataFrame, records: list[dict[str, Any]]) -> list[str]:
-    """The confounds that apply to this study, each in one sentence."""
+def _res(record: dict[str, Any]) -> dict[str, Any]:
+    return record.get("resolved") or {}
+
+
+def caveats(frame: pd.DataFrame, records: list[dict[str, Any]], tuned: bool = False) -> list[str]:
+    """The confounds that apply to this study, each in one sentence (``tuned``: the learning rates came
+    from equal-budget tuning; baselines, which have no learning rate nor epochs, are left out of those)."""
     out = []
-    seeds = sorted({r["resolved"]["seed"] for r in records})
+    trained = [r for r in records if not is_baseline(r)] or records
+    seeds = sorted({_res(r)["seed"] for r in records if _res(r).get("seed") is not None})
     if "seeds" in frame and frame["seeds"].max() > 1:
         out.append(f"Up to {int(frame['seeds'].max())} seeds per configuration: numbers are means over its seeds; "
                    "the ranking says which differences exceed seed and test-set noise.")
@@ -166,18 +268,24 @@ def caveats(frame: pd.DataFrame, records: list[dict[str, Any]]) -> list[str]:
     if sizes["test"] < 1000 or sizes["train"] < 5000:
         out.append(f"Small data (train {sizes['train']:,}, test {sizes['test']:,} examples): one test example "
                    f"is {100 / max(sizes['test'], 1):.2f} points of accuracy.")
-    lrs = sorted({r["resolved"]["lr"] for r in records})
-    if len(lrs) > 1:
+    with_lr = [r for r in trained if _res(r).get("lr") is not None]
+    lrs = sorted({_res(r)["lr"] for r in with_lr})
+    if tuned and lrs:
+        out.append("Learning rates were tuned per strategy with the same budget (see Learning-rate sensitivity): "
+                   + ", ".join(f"{r['strategy']} {r['resolved']['lr']:g}" for r in with_lr) + ".")
+    elif len(lrs) > 1:
         out.append("Learning rate differs per strategy (" + ", ".join(
-            f"{r['strategy']} {r['resolved']['lr']:g}" for r in records) + "); none was tuned per strategy here.")
-    else:
+            f"{r['strategy']} {r['resolved']['lr']:g}" for r in with_lr) + "); none was tuned per strategy here.")
+    elif lrs:
         out.append(f"The same learning rate ({lrs[0]:g}) for every strategy: it may suit some strategies better "
                    "than others (LoRA and head-only usually want a higher one).")
-    epochs = sorted({r["resolved"]["epochs"] for r in records})
+    epochs = sorted({_res(r)["epochs"] for r in trained if _res(r).get("epochs") is not None})
     if len(epochs) > 1:
         out.append("Epochs differ per strategy: " + ", ".join(
-            f"{r['strategy']} {r['resolved']['epochs']}" for r in records) + ".")
-    if records[0]["resolved"]["device"] == "cpu":
+            f"{r['strategy']} {r['resolved']['epochs']}" for r in trained if _res(r).get("epochs")) + ".")
+    over = frame[flags_of(frame).map(lambda fl: "overfitting" in fl) & ~unrankable_mask(frame)]
+    out += [_advice(row) for _, row in over.iterrows()]
+    if _res(records[0]).get("device") == "cpu":
         out.append("Peak memory on CPU is the process's peak resident memory, which includes the framework "
                    "itself; compare differences between runs rather than absolute values.")
     return out

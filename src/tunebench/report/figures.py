@@ -211,3 +211,32 @@ def text_lengths(split_texts: dict[str, list[str]], path: Path) -> Path:
     ax.set_title("Text length (words)")
     ax.legend(fontsize=7)
     return save(fig, path)
+
+
+@styled
+def lr_sensitivity(trials: dict[str, list[tuple[float, float | None, bool]]], path: Path) -> Path:
+    """Validation macro-F1 against learning rate (log x), one line per strategy.
+
+    ``trials``: strategy -> [(lr, best validation macro-F1 reached, pruned)]; the line joins the best
+    value at each rate, a pruned trial is drawn hollow (its value is where it was stopped)."""
+    fig, axes = _new(1, width=5.6, height=3.6)
+    ax = axes[0]
+    for i, (strategy, points) in enumerate(trials.items()):
+        pts = sorted((lr, v, pruned) for lr, v, pruned in points if v is not None and lr and lr > 0)
+        if not pts:
+            continue
+        best: dict[float, float] = {}
+        for lr, v, _ in pts:
+            best[lr] = max(v, best.get(lr, v))
+        ax.plot(list(best), list(best.values()), color=color(i), marker="o", ms=4, label=str(strategy))
+        hollow = [(lr, v) for lr, v, pruned in pts if pruned]
+        if hollow:
+            ax.scatter([p[0] for p in hollow], [p[1] for p in hollow], s=36, facecolors="white",
+                       edgecolors=[color(i)], zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("validation macro-F1")
+    ax.set_title("Learning-rate sensitivity (tuning trials)")
+    if trials:
+        ax.legend(fontsize=7)
+    return save(fig, path)

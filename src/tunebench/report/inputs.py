@@ -13,6 +13,10 @@ from tunebench.errors import SpecError
 from tunebench.results.store import STORE_NAME, Store, label_of
 
 PROFILE_NAME = "dataset_profile.json"
+#: a study's tuning trials are stored as the study ``<name>:tuning``
+TUNING_SUFFIX = ":tuning"
+#: and its baselines (majority, tfidf-logreg: study.driver.run_baselines) as the study ``<name>:baselines``
+BASELINES_SUFFIX = ":baselines"
 
 
 @dataclass
@@ -39,6 +43,7 @@ class ReportInputs:
     profile: dict[str, Any] | None
     runs: list[dict[str, Any]] = field(default_factory=list)
     unfinished: list[dict[str, Any]] = field(default_factory=list)  # diverged / failed / interrupted runs
+    tuning: list[dict[str, Any]] = field(default_factory=list)  # the tuning trials (study "<name>:tuning")
 
     @property
     def repeated(self) -> bool:
@@ -59,15 +64,35 @@ def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
             raise SpecError(f"the store in {out_dir} holds no finished runs; run a study first")
         names = sorted({r["study"] for r in everything})
         if study is None:  # the study that ran last (planned last), among those with finished runs
-            study = store.latest_study(names) or max(everything, key=lambda r: r["finished_at"])["study"]
+            finals = [n for n in names if not n.endswith((TUNING_SUFFIX, BASELINES_SUFFIX))] or names  # not trials
+            study = store.latest_study(finals) or max((r for r in everything if r["study"] in finals),
+                                                      key=lambda r: r["finished_at"])["study"]
         elif study not in names:
             raise SpecError(f"no study named '{study}' in {out_dir} (studies there: {', '.join(names)})")
-        runs = [r for r in everything if r["study"] == study]
-        preds = {r["run_id"]: p for r in runs if (p := store.predictions_of(r)) is not None}
+        runs, preds = verdict_runs(store, study, everything)
         unfinished = _unfinished(store.history(study), [r for r in stored if r["study"] == study], runs)
+        tuning = tuning_records(store, study)
     records = representatives(runs)
     return ReportInputs(out_dir, study, records, preds, load_test_texts(records[0]), load_profile(out_dir), runs,
-                        unfinished)
+                        unfinished, tuning)
+
+
+def verdict_runs(store: Store, study: str, finished: list[dict[str, Any]] | None = None
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """What a study's verdict is computed from (the report and the Python API alike): its finished runs,
+    then its baselines' (study ``<name>:baselines``; a baseline listed as a strategy is a row already),
+    and their stored test predictions by run id."""
+    finished = [r for r in store.records() if r["status"] == "finished"] if finished is None else finished
+    runs = [r for r in finished if r["study"] == study]
+    kinds = {r["spec"]["kind"] for r in runs}
+    runs += [r for r in finished if r["study"] == study + BASELINES_SUFFIX and r["spec"]["kind"] not in kinds]
+    return runs, {r["run_id"]: p for r in runs if (p := store.predictions_of(r)) is not None}
+
+
+def tuning_records(store: Store, study: str) -> list[dict[str, Any]]:
+    """The tuning trials of ``study`` (stored as study ``<study>:tuning``), finished or pruned."""
+    return [r for r in store.records(study + TUNING_SUFFIX)
+            if r.get("status") in ("finished", "pruned") and isinstance(r.get("tuning"), dict)]
 
 
 def _unfinished(history: list[dict[str, Any]], current: list[dict[str, Any]],

@@ -19,6 +19,7 @@ from tunebench.report import error_analysis as ea
 from tunebench.report.cost import RELATIVE_SPEED, device_key, study_cost_by_device
 from tunebench.report.document import Bullets, Cell, Code, Figure, Para, Section, Table, cell, text_table
 from tunebench.report.inputs import ReportInputs
+from tunebench.results.diagnosis import is_baseline
 from tunebench.results.outputs import _fmt_bytes as format_bytes
 
 MANY_CLASSES = 15
@@ -49,8 +50,18 @@ def short(text: str, n: int = TEXT_CHARS) -> str:
 
 
 def settings(record: dict[str, Any]) -> str:
+    if is_baseline(record):
+        return "reference: no fine-tuning"
     r = record["resolved"]
     return f"lr {r['lr']:g}, {r['scheduler']}, {r['epochs']} ep, batch {r['batch_size']}"
+
+
+def marked(record: dict[str, Any], diagnosis: Any) -> str:
+    """The run's name as the headline shows it: "full ⚠" when flagged, "majority (baseline)" for a reference."""
+    if is_baseline(record):
+        return f"{record['strategy']} (baseline)"
+    flagged = isinstance(diagnosis, str) and diagnosis not in ("ok", "baseline", "")
+    return f"{record['strategy']} ⚠" if flagged else record["strategy"]
 
 
 HEADLINE = [  # (header, frame column, format)
@@ -67,7 +78,7 @@ def headline(ctx: Context) -> Section:
     marks = analysis.best_rows(ctx.frame)
     rows = []
     for i, (rec, (_, row)) in enumerate(zip(ctx.records, ctx.frame.iterrows(), strict=True)):
-        cells = [Cell(rec["strategy"]), Cell(settings(rec))]
+        cells = [Cell(marked(rec, row.get("diagnosis"))), Cell(settings(rec))]
         for _, col, fmt in HEADLINE:
             best = i in marks.get(col, set())
             value = row[col]
@@ -79,6 +90,12 @@ def headline(ctx: Context) -> Section:
         rows.append(cells)
     caption = ("★ marks the best value of each column. Cost is the measured train time times the price of the "
                "run's device (see Cost).")
+    if any(is_baseline(r) for r in ctx.records):
+        caption += (" Rows marked (baseline) are references, not candidates: the floor every fine-tuning must clear "
+                    "(never marked ★, recommended only when no fine-tuning clears them).")
+    if "diagnosis" in ctx.frame and any(marked(r, d).endswith("⚠") for r, d in zip(ctx.records, ctx.frame["diagnosis"],
+                                                                                    strict=True)):
+        caption += " ⚠ marks a run flagged by the convergence checks (see Convergence checks): it is not ranked as beaten."
     if ctx.inputs.repeated:
         summ = significance.summaries(ctx.inputs.runs)
         quality = {"val_macro_f1": "val_macro_f1", "test_macro_f1": "test_macro_f1", "test_accuracy": "test_accuracy",
@@ -173,11 +190,11 @@ def cost(ctx: Context) -> Section:
 
 def recommendation(ctx: Context) -> Section:
     tied = None
-    runs = ctx.inputs.runs or ctx.records
+    runs = significance.compared(ctx.inputs.runs or ctx.records)
     if len(significance.groups(runs)) > 1:
         best, comparisons = significance.compare_with_best(runs, ctx.inputs.predictions)
         tied = [best] + significance.tied_with_best(comparisons)
-    picks, caveats = analysis.recommendation(ctx.frame, ctx.records, tied)
+    picks, caveats = analysis.recommendation(ctx.frame, ctx.records, tied, tuned=bool(ctx.inputs.tuning))
     return Section("recommendation", "9. Recommendation", [Bullets(picks), Para("Caveats:"), Bullets(caveats)])
 
 

@@ -15,7 +15,7 @@ from tunebench.results import stats
 
 def significance_section(ctx: Context) -> Section | None:
     """Rank the configurations by mean test macro-F1 and say which are tied with the best."""
-    runs = ctx.inputs.runs or ctx.records
+    runs = significance.compared(ctx.inputs.runs or ctx.records)
     if len(significance.groups(runs)) < 2:
         return None
     best, comparisons = significance.compare_with_best(runs, ctx.inputs.predictions)

@@ -22,6 +22,14 @@ METRICS = [("test", "macro_f1", "test macro-F1"), ("test", "accuracy", "test acc
            ("val", "macro_f1", "val macro-F1"), ("test", "weighted_f1", "test weighted F1")]
 
 
+
+def compared(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs the significance tests compare: every run but the baselines, which are the floor the
+    report states beside the ranking, not candidates in it."""
+    from tunebench.results.diagnosis import is_baseline
+
+    return [r for r in runs if not is_baseline(r)]
+
 def group_of(record: dict[str, Any]) -> str:
     return record.get("group") or record.get("label") or record["strategy"]
 

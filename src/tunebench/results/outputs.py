@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from tunebench.faults import atomic_write
+from tunebench.results.diagnosis import diagnose_record
 from tunebench.spec.strategy import option_columns
 
 #: every method option (from the method registry), as a results.csv column; ``r`` is named ``rank``
@@ -26,7 +27,7 @@ COLUMNS = [
     "examples_per_s", "tokens_per_s", "peak_memory_mb", "save_bytes", "val_macro_f1",
     "test_accuracy", "test_macro_f1", "test_macro_precision", "test_macro_recall",
     "test_weighted_f1", "test_weighted_precision", "test_weighted_recall", "precision", "device",
-    "seed", "status", "failure",
+    "seed", "status", "failure", "diagnosis", "diagnosis_advice",
 ]
 
 
@@ -38,8 +39,17 @@ def _option(value: Any) -> Any:
     return "+".join(map(str, value)) if isinstance(value, list) else value
 
 
+def diagnosis_text(diagnosis: dict[str, Any] | None) -> str | None:
+    """The ``diagnosis`` column: the flags joined by " + " ("collapsed + still improving"), "ok",
+    "baseline", or None for a run without a result."""
+    if diagnosis is None:
+        return None
+    return " + ".join(diagnosis["flags"]) if diagnosis["flags"] else diagnosis["diagnosis"]
+
+
 def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     """One flat row of the headline numbers of a run record (empty metrics for a run that did not finish)."""
+    diagnosis = diagnose_record(record)  # stored by the study, or computed for records written before it
     spec = record["spec"]
     res = record.get("resources") or {}
     test, val = record.get("test") or {}, record.get("val") or {}
@@ -83,6 +93,8 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "seed": resolved.get("seed"),
         "status": record["status"],
         "failure": f"{failure.get('error', '')}{step}{last}" if failure else None,
+        "diagnosis": diagnosis_text(diagnosis),
+        "diagnosis_advice": (diagnosis or {}).get("advice") or None,
     }
 
 
@@ -108,9 +120,28 @@ def config_frame(frame: pd.DataFrame) -> pd.DataFrame:
             row.update({f"{metric}_mean": round(s.mean, 4), f"{metric}_std": round(s.std, 4),
                         f"{metric}_ci_low": round(s.low, 4), f"{metric}_ci_high": round(s.high, 4)})
         row["train_time_s_mean"] = round(float(part["train_time_s"].mean()), 2)
+        row["diagnosis"] = config_diagnosis(part["diagnosis"].tolist())
         row["trainable_params"] = int(part["trainable_params"].iloc[0])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def config_diagnosis(values: list[Any]) -> str | None:
+    """A configuration's diagnosis over its seeds: every flag raised on any seed ("ok" when none)."""
+    flags = [f for v in values if isinstance(v, str) and v not in ("ok", "baseline") for f in v.split(" + ")]
+    if flags:
+        return " + ".join(dict.fromkeys(flags))
+    known = [v for v in values if isinstance(v, str)]
+    return known[0] if known else None
+
+
+def check_mark(value: Any) -> str:
+    """The terminal table's and summary's mark of a diagnosis: "⚠ still improving", "ok", "reference"."""
+    if not isinstance(value, str) or not value:
+        return "—"
+    if value == "baseline":
+        return "reference"
+    return value if value == "ok" else f"⚠ {value}"
 
 
 def repeated(frame: pd.DataFrame) -> bool:
@@ -162,6 +193,7 @@ DISPLAY = [
     ("val F1", "val_macro_f1", lambda v: f"{v:.3f}"),
     ("test acc", "test_accuracy", lambda v: f"{v:.3f}"),
     ("test F1", "test_macro_f1", lambda v: f"{v:.3f}"),
+    ("check", "diagnosis", check_mark),
 ]
 
 
@@ -242,6 +274,11 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
     if len(unfinished):
         lines += ["Runs that did not finish (the next `tunebench run` tries them again):", ""]
         lines += [f"- **{r['label']}**: {r['status']} — {r['failure']}" for _, r in unfinished.iterrows()]
+        lines.append("")
+    flagged = frame[frame["diagnosis_advice"].notna()] if "diagnosis_advice" in frame else frame.iloc[:0]
+    if len(flagged):
+        lines += ["Convergence checks (a flagged run is not evidence that its strategy is worse):", ""]
+        lines += [f"- ⚠ {r['diagnosis_advice']}" for _, r in flagged.iterrows()]
         lines.append("")
     lines.append("Caveats: one seed per strategy (differences of a point or two may be noise); "
                  "learning rates differ per strategy (see the lr column); the best epoch is chosen "

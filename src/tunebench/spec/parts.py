@@ -59,11 +59,23 @@ class ModelSpec(_Strict):
     allow_pickle: bool = Field(default=False, description="load pickle-based weights (pytorch_model.bin)")
 
 
+class EarlyStoppingSpec(_Strict):
+    """Stop a run when validation macro-F1 has not gained more than ``min_delta`` for ``patience``
+    epochs in a row; ``training.epochs`` is then the maximum.  The same rule for every strategy."""
+
+    patience: int = Field(default=2, ge=1, description="epochs without a gain before a run stops")
+    min_delta: float = Field(default=0.0, ge=0, lt=1, description="the validation macro-F1 gain that counts")
+
+
 class TrainingSpec(_Strict):
     epochs: int = Field(default=3, ge=1)
     batch_size: int = Field(default=16, ge=1)
     eval_batch_size: int = Field(default=64, ge=1)
     lr: float | None = Field(default=None, gt=0, description="None: per-strategy default")
+    head_lr: float | None = Field(default=None, gt=0, description="the classifier head's own rate; None: lr")
+    early_stopping: EarlyStoppingSpec | None = Field(default=None, description="None: every run trains all epochs")
+    track: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="log every run while it trains (--track); not part of a run's result")
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_ratio: float = Field(default=0.06, ge=0, lt=1)
     scheduler: Scheduler = "linear"
@@ -76,6 +88,39 @@ class TrainingSpec(_Strict):
     bucketing: bool = Field(default=True, description="length-bucketed batches (little padding)")
     compile: bool = Field(default=False, description="torch.compile the model (dynamic shapes); slow to start")
     checkpoint_every: int | None = Field(default=None, ge=1, description="save a resume state every N optimizer steps")
+
+
+class TuningSpec(_Strict):
+    """Equal-budget learning-rate tuning (``--tune``): every strategy gets the same number of trials.
+
+    ``lr``: the rates to try, a list for every strategy, or a range ``{low, high, log}`` that Optuna's
+    TPE sampler draws ``trials`` rates from; None: :data:`GRID_FACTORS` times each strategy's default
+    rate.  Trials train on ``seed`` (default: ``training.seed``) and are scored on validation
+    macro-F1 only; with ``halving`` Optuna's successive-halving pruner stops the trials that are
+    behind after each epoch.  Each strategy's best rate then runs on the study's seeds, and only
+    those runs see the test split (:mod:`tunebench.study.tuning`).
+    """
+
+    enabled: bool = Field(default=True, description="false: the section is kept but not used")
+    lr: list[float] | RangeSpec | None = Field(default=None, description="rates to try; None: around each default")
+    trials: int | None = Field(default=None, ge=2, le=50, description="a range: how many rates to draw (default 5)")
+    seed: int | None = Field(default=None, ge=0, description="the trials' seed; None: training.seed")
+    halving: bool = Field(default=True, description="successive halving: stop trials that are behind")
+    reduction_factor: int = Field(default=3, ge=2, description="successive halving: keep the best 1/this per rung")
+
+    @model_validator(mode="after")
+    def _check(self) -> TuningSpec:
+        if isinstance(self.lr, list):
+            if len(self.lr) < 2 or any(not (isinstance(v, int | float) and v > 0) for v in self.lr):
+                raise ValueError("tuning.lr must list at least two positive learning rates, e.g. [1e-5, 3e-5, 1e-4]")
+            if self.trials is not None and self.trials != len(self.lr):
+                raise ValueError("tuning.trials is the list's length when tuning.lr is a list; leave it out")
+        return self
+
+
+#: default tuning grid: each strategy's default rate times these (half-decade steps, 1/10 to 10x),
+#: tried in this order (the default first: successive halving compares later trials with it)
+GRID_FACTORS: tuple[float, ...] = (1.0, 10 ** 0.5, 10 ** -0.5, 10.0, 0.1)
 
 
 class OutputSpec(_Strict):

@@ -23,10 +23,11 @@ from tunebench.spec.parts import (
     OutputSpec,
     SweepSpec,
     TrainingSpec,
+    TuningSpec,
     _explain,
     _Strict,
 )
-from tunebench.spec.strategy import StrategySpec, parse_strategy
+from tunebench.spec.strategy import OPTIONS, StrategySpec, parse_strategy
 from tunebench.spec.sweep import check_sweep, parsed_space
 
 #: why an Optuna search cannot be spread over processes (said when the spec is built, and by the driver
@@ -44,8 +45,10 @@ class StudySpec(_Strict):
     strategies: list[StrategySpec] = Field(default_factory=list)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     sweep: SweepSpec = Field(default_factory=SweepSpec)
-
-
+    tuning: TuningSpec | None = Field(default=None, description="equal-budget learning-rate tuning (--tune)")
+    #: reference rows beside the strategies (study.driver stores them as study "<name>:baselines")
+    baselines: list[str] = Field(default_factory=lambda: list(BASELINES),
+                                 description="reference methods run beside the strategies: majority, tfidf-logreg")
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
 
@@ -81,6 +84,12 @@ class StudySpec(_Strict):
         if dupes:
             raise ValueError(f"strategies are listed twice: {', '.join(dupes)}")
         check_sweep(self)  # the sweep's keys and values, against the strategies
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"baselines must be among {', '.join(BASELINES)} (got {', '.join(map(repr, unknown))})")
+        if self.tuning is not None and self.tuning.enabled and self.sweep.method is not None:
+            raise ValueError("tuning gives every strategy the same learning-rate trials; it cannot be combined with a "
+                             f"sweep ({self.sweep.method}): drop the sweep's grid/random/search or the tuning section")
         runs = count_runs(self)
         if runs > self.execution.max_runs:
             limit = self.execution.max_runs
@@ -92,6 +101,10 @@ class StudySpec(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
+
+
+#: the reference methods (options with ``baseline = True``), in registry order
+BASELINES: tuple[str, ...] = tuple(kind for kind, options in OPTIONS.items() if options.baseline)
 
 
 def count_runs(spec: StudySpec) -> int:

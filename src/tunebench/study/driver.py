@@ -19,19 +19,23 @@ from tunebench.errors import SpecError
 from tunebench.faults import InterruptGuard, disk_guard
 from tunebench.results.outputs import write_outputs
 from tunebench.results.store import STORE_NAME, Store
+from tunebench.spec.parts import SweepSpec
+from tunebench.spec.strategy import strategy_spec
 from tunebench.spec.study import OPTUNA_IN_ONE_PROCESS, StudySpec
+from tunebench.spec.sweep import Configuration
 from tunebench.study.backends import backend_for
 from tunebench.study.lock import StudyLock
-from tunebench.study.plan import Prepared, plan_runs
+from tunebench.study.plan import Prepared, check_methods_fit, plan_runs, planned_run
 from tunebench.study.run import (
     Reporter,
     SilentReporter,
-    check_methods_fit,
+    attempt_run,
     interrupted_error,
     store_result,
     stored_result,
 )
 from tunebench.study.search import run_search
+from tunebench.study.tuning import check_tuning, tune
 from tunebench.training import batching, distributed, engine
 from tunebench.training.modeling import check_model_source, load_tokenizer
 from tunebench.training.resources import environment
@@ -81,18 +85,49 @@ def _run_study(spec: StudySpec, force: bool, reporter: Reporter, runner: Any, wr
         return _run_locked(spec, out_dir, force, reporter, runner, writer, stop)
 
 
-#: epochs above this get a sentence saying what they imply (there is no early stopping to end them sooner)
+#: epochs above this get a sentence saying what they imply (when no early stopping can end them sooner)
 MANY_EPOCHS = 1000
 
 
 def _say_what_long_runs_imply(plan: list[Any], prepared: Prepared, reporter: Reporter) -> None:
     longest = max(plan, key=lambda p: p.cfg.epochs, default=None)
-    if longest is None or longest.cfg.epochs <= MANY_EPOCHS:
+    if longest is None or longest.cfg.epochs <= MANY_EPOCHS or longest.cfg.patience:
         return
     steps = longest.cfg.epochs * -(-len(prepared.train) // longest.cfg.batch_size)
     reporter.message(f"'{longest.label}' trains {longest.cfg.epochs:,} epochs ({steps:,} batches) and nothing stops it "
                      "sooner (no early stopping): it runs until it ends or Ctrl-C, which records it and keeps every "
                      "finished run; lower --epochs to bound it")
+
+
+def baselines_name(spec: StudySpec) -> str:
+    """The store's study name of ``spec``'s reference rows (``baselines:``)."""
+    return spec.name + ":baselines"
+
+
+def run_baselines(spec: StudySpec, prepared: Prepared, store: Store, env: dict[str, Any], reporter: Reporter,
+                  force: bool, stop: InterruptGuard) -> list[dict[str, Any]]:
+    """The study's baselines (``baselines:``, default majority and tfidf-logreg; seconds each), stored as the
+    study ``"<name>:baselines"``: the floor the report compares every strategy with.  A baseline the study
+    lists among its strategies is a row of the study itself instead."""
+    listed = {s.kind for s in spec.strategies}
+    kinds = [b for b in spec.baselines if b not in listed]
+    if not kinds:
+        return []
+    bspec = spec.model_copy(update={"name": baselines_name(spec), "sweep": SweepSpec()})  # once, at the split seed
+    plan = [planned_run(bspec, prepared, Configuration(strategy_spec({"kind": kind}), spec.training),
+                        spec.training.seed, i) for i, kind in enumerate(kinds)]
+    with disk_guard("the study's plan", store.path):
+        store.set_plan(bspec.name, [p.label for p in plan])
+    said = []
+    for planned in plan:
+        record = stored_result(store, bspec, planned, force)
+        if record is None:  # seconds each: one line for all, not a run's progress and table row
+            record, labels, probs = attempt_run(bspec, planned, len(plan), prepared, env, SilentReporter(), stop)
+            store_result(store, bspec, planned, record, labels, probs)
+        test = record.get("test") or {}
+        said.append(f"{planned.label} {test['macro_f1']:.3f}" if test else f"{planned.label} {record['status']}")
+    reporter.message(f"baselines (test macro-F1, the floor every strategy must clear): {', '.join(said)}")
+    return store.records(bspec.name)
 
 
 def make_output_dir(out_dir: Path) -> Path:
@@ -128,6 +163,12 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
         else:
             plan = plan_runs(spec, prepared)
             check_methods_fit(spec, prepared, plan)  # before any run trains
+            if writer:
+                run_baselines(spec, prepared, store, env, reporter, force, stop)
+            if spec.tuning is not None and spec.tuning.enabled:
+                check_tuning(spec, distributed.world_size())
+                spec, _ = tune(spec, prepared, store, env, reporter, force, stop)
+                plan = plan_runs(spec, prepared)
             _say_what_long_runs_imply(plan, prepared, reporter)
             todo = []
             if writer:

@@ -27,8 +27,9 @@ from typing import Any
 import torch
 
 from tunebench.data.bundle import DatasetBundle
+from tunebench.methods import build_strategy
 from tunebench.spec.parts import RangeSpec, TrainingSpec, stable_hash
-from tunebench.spec.strategy import DEFAULT_LR, StrategySpec
+from tunebench.spec.strategy import DEFAULT_LR, OPTIONS, StrategySpec
 from tunebench.spec.study import StudySpec
 from tunebench.spec.sweep import Configuration, apply, corners, parsed_space
 from tunebench.training import batching, engine
@@ -108,12 +109,15 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training
                seed: int | None = None) -> engine.RunConfig:
     """The engine's settings for ``strategy``: ``training`` (a sweep's, default the study's) and ``seed``."""
     t = training or spec.training
+    stopping = t.early_stopping
     return engine.RunConfig(
         epochs=strategy.epochs or t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
         lr=strategy.lr or t.lr or DEFAULT_LR[strategy.kind], weight_decay=t.weight_decay,
         warmup_ratio=t.warmup_ratio, scheduler=strategy.scheduler or t.scheduler, max_grad_norm=t.max_grad_norm,
         grad_accumulation=t.grad_accumulation, seed=t.seed if seed is None else seed, precision=precision,
         prefix_cache=t.prefix_cache, bucketing=t.bucketing, compile=t.compile,
+        head_lr=strategy.head_lr or t.head_lr or type(strategy).default_head_lr,  # VeRA, FourierFT: their own
+        patience=stopping.patience if stopping else None, min_delta=stopping.min_delta if stopping else 0.0,
     )
 
 
@@ -129,9 +133,17 @@ def run_id_for(spec: StudySpec, strategy: StrategySpec, bundle: DatasetBundle, c
         "data": spec.data.model_dump(),
         "hashes": bundle.hashes(),
         "strategy": strategy.model_dump(),
-        "run": vars(cfg),
+        "run": identity_settings(cfg),
         "device": device.type,
     })
+
+
+def identity_settings(cfg: engine.RunConfig) -> dict[str, Any]:
+    """The engine settings a run id hashes: every field, except those added later
+    (:data:`~tunebench.training.engine.LATER_FIELDS`) while at the value that computes as before them,
+    so that a run stored by an earlier version keeps its id and is reused."""
+    later = engine.LATER_FIELDS
+    return {k: v for k, v in vars(cfg).items() if not (k in later and v == later[k])}
 
 
 @dataclass
@@ -176,3 +188,31 @@ def planned_run(spec: StudySpec, prepared: Prepared, config: Configuration, seed
     run_id = run_id_for(spec, config.strategy, prepared.bundle, cfg, prepared.device)
     return PlannedRun(position, config.strategy, cfg, run_id, run_label(config.group, seed, spec.sweep.seed_list),
                       config.group, config.params)
+
+
+def planned_steps(cfg: engine.RunConfig, n_train: int) -> int:
+    """The optimizer steps a run plans over its maximum epochs (as the engine's schedule counts them)."""
+    return math.ceil(math.ceil(n_train / cfg.batch_size) / cfg.grad_accumulation) * cfg.epochs
+
+
+def check_methods_fit(spec: StudySpec, prepared: Prepared, plan: list[PlannedRun]) -> None:
+    """Prepare every distinct method of the plan on a weightless copy of the model (the ``meta``
+    device: no memory, no time), so that a method the model cannot take (a rank wider than its layers,
+    ``partial:k`` deeper than it, a target it lacks) is one sentence before any run trains."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(prepared.model_source, num_labels=len(prepared.bundle.label_names),
+                                        trust_remote_code=spec.model.trust_remote_code)
+    seen: set[str] = set()
+    for planned in plan:
+        key = planned.strategy.model_dump_json()
+        if key in seen or OPTIONS[planned.strategy.kind].baseline:  # a baseline loads no model
+            continue
+        seen.add(key)
+        with torch.device("meta"):
+            model = AutoModelForSequenceClassification.from_config(
+                config, trust_remote_code=spec.model.trust_remote_code)
+            method = build_strategy(planned.strategy)
+            method.total_steps = planned_steps(planned.cfg, len(prepared.train))
+            method.check_fit(model, spec.model.max_length)
+            method.prepare(model)

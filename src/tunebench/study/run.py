@@ -2,16 +2,16 @@
 attempt it (what can go wrong becomes a record: diverged / failed / interrupted / pruned, CUDA OOM
 retried once), store its result, and find its stored result.  The driver, the Ray backend and the
 Optuna search all run through :func:`attempt_run` and store through :func:`store_result`; every
-record (:class:`RunRecord`) is built by :func:`_base_record`."""
+record (:class:`RunRecord`) is built by :func:`tunebench.study.records.base_record`; baselines run in
+:mod:`tunebench.study.baseline`."""
 
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypedDict
+from typing import Any, Protocol
 
 import torch
 
@@ -19,63 +19,18 @@ from tunebench.errors import TunebenchError
 from tunebench.faults import InterruptGuard, RunStopped, StudyInterrupted, disk_guard, error_line, is_cuda_oom
 from tunebench.methods import build_strategy
 from tunebench.results.store import Store
+from tunebench.spec.strategy import OPTIONS
 from tunebench.spec.study import StudySpec
-from tunebench.study.plan import PlannedRun, Prepared
+from tunebench.study.baseline import diagnose_run, execute_baseline
+from tunebench.study.plan import PlannedRun, Prepared, planned_steps
+from tunebench.study.records import RunRecord, Status, base_record, seeds_used
 from tunebench.training import distributed, engine
 from tunebench.training.checkpoint import essential_bytes, save_checkpoint
 from tunebench.training.modeling import count_parameters, load_classifier
 from tunebench.training.resume import ResumePoint
 
-Status = Literal["finished", "diverged", "failed", "interrupted", "pruned"]
-
-
-class _RecordBase(TypedDict):
-    """The fields every record has, whatever its status (:func:`_base_record`)."""
-
-    run_id: str  # the computation (plan.run_id_for): same settings, same id, in any study
-    study: str
-    position: int  # in this invocation's plan (the search: in the order its runs started)
-    strategy: str  # the strategy's label, e.g. "lora:r=8"
-    label: str  # the study row: the group, plus " seed=N" with several seeds
-    group: str  # the configuration, e.g. "lora:r=8 lr=0.0005"
-    sweep: dict[str, Any]  # the sweep values of this configuration, e.g. {"lora.r": 8}
-    status: Status
-    started_at: str  # ISO 8601, UTC, seconds
-    finished_at: str  # ISO 8601, UTC, milliseconds
-    spec: dict[str, Any]  # the resolved strategy (StrategySpec.model_dump())
-    study_spec: dict[str, Any]  # the whole study (StudySpec.to_dict())
-    resolved: dict[str, Any]  # engine.RunConfig fields, plus device and max_length
-    seeds: dict[str, Any]  # seeds_used(): python, numpy, torch, data_order (per epoch that ran), split
-    data: dict[str, Any]  # name, origin, label_names, sizes, hashes, notes, is_pair
-    environment: dict[str, Any]  # resources.environment(): host, versions, device
-    wall_time_s: float
-
-
-class RunRecord(_RecordBase, total=False):
-    """One attempt at one run, as the store keeps it (JSON) and the outputs read it.
-
-    A record built here always has the result fields (``None`` where the run did not produce
-    them); the others are set where they apply.
-    """
-
-    # what the run produced: set for every status (None / [] when it did not finish)
-    model: dict[str, Any]  # name, source (+ n_layers, lowest_trainable_layer when it trained)
-    failure: dict[str, Any] | None  # not finished: error (+ epoch, batch, step, last_finite_loss)
-    curves: list[dict[str, Any]]  # per epoch: train_loss, val_loss, val_accuracy, val_macro_f1, train_time_s
-    best_epoch: int | None
-    val: dict[str, Any] | None  # metrics of the best epoch on the validation split
-    test: dict[str, Any] | None  # metrics on the test split (once, after training)
-    params: dict[str, Any] | None  # trainable, total, share_pct
-    resources: dict[str, Any] | None  # times, throughput, peak memory, optimizer steps
-    save_bytes: int | None  # the bytes a user must keep (essential_bytes)
-    checkpoint_bytes: int | None
-    checkpoint: str | None  # the run folder, when checkpoints are saved
-    # set where they apply
-    resumed_from: dict[str, Any]  # the resume point the run continued from
-    oom_retry: dict[str, Any]  # CUDA OOM: the error and the batch / accumulation of the retry
-    trial: int  # the Optuna trial that ran it (sweep.search: optuna)
-    reused_from: dict[str, Any]  # a finished result copied from another row (Store.reuse)
-    attempt: int  # the store's attempt id (records read from the store)
+__all__ = ["RunPruned", "RunRecord", "Status", "attempt_run", "execute_run", "failed_record", "interrupted_error",
+           "safe_slug", "seeds_used", "store_result", "stored_result"]
 
 
 class RunPruned(Exception):
@@ -100,6 +55,7 @@ class Reporter(Protocol):
     def run_started(self, position: int, total: int, label: str, batches_per_epoch: int,
                     epochs: int) -> None: ...
     def step(self, info: dict[str, Any]) -> None: ...
+    def epoch(self, point: dict[str, Any]) -> None: ...
     def run_finished(self, record: dict[str, Any]) -> None: ...
     def run_skipped(self, label: str, run_id: str) -> None: ...
 
@@ -113,6 +69,9 @@ class SilentReporter:
         pass
 
     def step(self, info: dict[str, Any]) -> None:
+        pass
+
+    def epoch(self, point: dict[str, Any]) -> None:
         pass
 
     def run_finished(self, record: dict[str, Any]) -> None:
@@ -234,47 +193,6 @@ def interrupted_error(record: RunRecord, earlier_kept: bool = False) -> StudyInt
         "finished runs are kept and the same command continues the study")
 
 
-def seeds_used(spec: StudySpec, cfg: engine.RunConfig, epochs_run: int) -> dict[str, Any]:
-    """Every seed a run used: python/numpy/torch (model init, dropout), data order per epoch that ran
-    (not per planned epoch: ``--epochs 1000000000`` plans a billion), the split."""
-    return {"python": cfg.seed, "numpy": cfg.seed, "torch": cfg.seed,
-            "data_order": [engine.data_order_seed(cfg.seed, e) for e in range(1, min(epochs_run, cfg.epochs) + 1)],
-            "split": spec.training.seed}
-
-
-def _base_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, env: dict[str, Any], status: Status,
-                 started: datetime, epochs_run: int, **parts: Any) -> RunRecord:
-    """The one builder of records: the fields every record has, whatever its status, then ``parts``
-    (the status-specific fields of :class:`RunRecord`)."""
-    bundle, cfg = prepared.bundle, planned.cfg
-    record: RunRecord = {
-        "run_id": planned.run_id,
-        "study": spec.name,
-        "position": planned.position,
-        "strategy": planned.strategy.label,
-        "label": planned.label,
-        "group": planned.group,
-        "sweep": planned.params,
-        "status": status,
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        "spec": planned.strategy.model_dump(),
-        "study_spec": spec.to_dict(),
-        "resolved": {**vars(cfg), "device": prepared.device.type, "max_length": spec.model.max_length},
-        "seeds": seeds_used(spec, cfg, epochs_run),
-        "data": {"name": bundle.name, "origin": bundle.origin, "label_names": bundle.label_names,
-                 "sizes": bundle.sizes(), "hashes": bundle.hashes(), "notes": bundle.notes,
-                 "is_pair": bundle.is_pair},
-        "environment": env,
-        "wall_time_s": round(time.time() - started.timestamp(), 2),
-    }
-    unknown = set(parts) - RunRecord.__required_keys__ - RunRecord.__optional_keys__
-    if unknown:
-        raise TypeError(f"not fields of a run record: {sorted(unknown)}")
-    record.update(parts)  # type: ignore[typeddict-item]
-    return record
-
-
 def unfinished_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, env: dict[str, Any],
                       started: datetime, exc: Exception, oom_retry: dict[str, Any] | None = None,
                       failure: dict[str, Any] | None = None) -> RunRecord:
@@ -287,7 +205,7 @@ def unfinished_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, 
     else:
         status, details, epochs_run, curves = "failed", {"error": error_line(exc)}, 0, []
     extra = {} if oom_retry is None else {"oom_retry": oom_retry}
-    return _base_record(spec, planned, prepared, env, status, started, epochs_run,
+    return base_record(spec, planned, prepared, env, status, started, epochs_run,
                         model={"name": spec.model.name, "source": prepared.model_source},
                         failure=failure or details, curves=curves,
                         best_epoch=None, val=None, test=None, params=None, resources=None,
@@ -303,12 +221,16 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     (:class:`RunPruned`).  What can go wrong is raised; :func:`attempt_run` makes records of it.
     """
     strategy_spec, position, run_id, cfg = planned.strategy, planned.position, planned.run_id, planned.cfg
+    if OPTIONS[strategy_spec.kind].baseline:
+        return execute_baseline(spec, planned, total, prepared, env, reporter)
     started = datetime.now(timezone.utc)
     engine.seed_everything(cfg.seed)  # same head initialisation for every strategy
     bundle = prepared.bundle
     model = load_classifier(prepared.model_source, bundle.label_names, attention=spec.model.attention,
                             trust_remote_code=spec.model.trust_remote_code, allow_pickle=spec.model.allow_pickle)
     strategy = build_strategy(strategy_spec)
+    strategy.total_steps = planned_steps(cfg, len(prepared.train))
+    strategy.check_fit(model, spec.model.max_length)
     model = strategy.prepare(model)
     trainable, total_params = count_parameters(model)
     batches_per_epoch = -(-len(prepared.train) // cfg.batch_size)
@@ -319,12 +241,13 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     result = engine.train_and_evaluate(model, prepared.train, prepared.validation, prepared.test,
                                        bundle.label_names, cfg, prepared.device, pad_id,
                                        on_step=reporter.step,
-                                       lowest_trainable_layer=strategy.lowest_trainable_layer, on_epoch=on_epoch,
-                                       should_stop=stop, resume=resume)
+                                       lowest_trainable_layer=strategy.lowest_trainable_layer,
+                                       on_epoch=_epoch_hook(planned, reporter, on_epoch),
+                                       should_stop=stop, resume=resume, hooks=strategy.hooks(model))
     slug = safe_slug(strategy_spec.label)
     checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
     save_bytes, checkpoint_bytes = essential_bytes(model), None
-    if spec.output.save_checkpoints and distributed.is_writer():
+    if spec.output.save_checkpoints and cfg.evaluate_test and distributed.is_writer():  # not a tuning trial
         meta = {"run_id": run_id, "strategy": strategy_spec.label, "label_names": bundle.label_names,
                 "max_length": spec.model.max_length, "base_model": prepared.model_source,
                 "model_name": spec.model.name, "is_pair": bundle.is_pair,
@@ -341,7 +264,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
         shutil.rmtree(checkpoint, ignore_errors=True)
         tmp.rename(checkpoint)
     resumed = {} if resume is None or resume.resumed_from is None else {"resumed_from": resume.resumed_from}
-    record = _base_record(
+    record = base_record(
         spec, planned, prepared, env, "finished", started, len(result.curves), **resumed,
         model={"name": spec.model.name, "source": prepared.model_source,
                "n_layers": strategy.n_layers, "lowest_trainable_layer": strategy.lowest_trainable_layer},
@@ -349,15 +272,31 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
                 "share_pct": round(100.0 * trainable / max(total_params, 1), 4)},
         save_bytes=save_bytes,
         checkpoint_bytes=checkpoint_bytes,
-        checkpoint=str(checkpoint) if spec.output.save_checkpoints else None,
+        checkpoint=str(checkpoint) if checkpoint_bytes is not None else None,
         curves=result.curves,
         best_epoch=result.best_epoch,
         val=result.val_metrics,
-        test=result.test_metrics,
+        test=result.test_metrics or None,
         resources=result.resources,
+        stopping={"epochs_run": len(result.curves), "max_epochs": cfg.epochs, "reason": result.stop_reason},
+        diagnosis=diagnose_run(result.curves, result.test_predictions, prepared, result.test_metrics,
+                               planned.label),
     )
+    if not cfg.evaluate_test:  # a tuning trial: no test predictions exist
+        return record, None, None
     probs = [[round(float(x), 6) for x in row] for row in result.test_probabilities]
     return record, prepared.test.labels.tolist(), probs
+
+
+def _epoch_hook(planned: PlannedRun, reporter: Reporter, then: engine.StepCallback | None) -> engine.StepCallback:
+    """Each epoch's curve point to the reporter (a per-epoch line, a tracker), then to ``then`` (a pruner)."""
+    def on_epoch(point: dict[str, Any]) -> None:
+        epoch = getattr(reporter, "epoch", None)
+        if epoch is not None:
+            epoch({**point, "label": planned.label, "epochs": planned.cfg.epochs})
+        if then is not None:
+            then(point)
+    return on_epoch
 
 
 def failed_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, error: str,
@@ -375,23 +314,3 @@ def safe_slug(label: str) -> str:
     slug = label.replace(":", "-").replace(",", "_").replace("=", "").replace("+", "-")
     slug = re.sub(r"[^A-Za-z0-9._-]", "_", slug).replace("..", "_")
     return slug.lstrip(".") or "run"
-
-
-def check_methods_fit(spec: StudySpec, prepared: Prepared, plan: list[PlannedRun]) -> None:
-    """Prepare every distinct method of the plan on a weightless copy of the model (the ``meta``
-    device: no memory, no time), so that a method the model cannot take (a rank wider than its layers,
-    ``partial:k`` deeper than it, a target it lacks) is one sentence before any run trains."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    config = AutoConfig.from_pretrained(prepared.model_source, num_labels=len(prepared.bundle.label_names),
-                                        trust_remote_code=spec.model.trust_remote_code)
-    seen: set[str] = set()
-    for planned in plan:
-        key = planned.strategy.model_dump_json()
-        if key in seen:
-            continue
-        seen.add(key)
-        with torch.device("meta"):
-            model = AutoModelForSequenceClassification.from_config(
-                config, trust_remote_code=spec.model.trust_remote_code)
-            build_strategy(planned.strategy).prepare(model)

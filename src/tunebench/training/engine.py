@@ -27,6 +27,7 @@ from tunebench.faults import Diverged, Interrupted, disk_guard
 from tunebench.training import distributed
 from tunebench.training.batching import EncodedSplit, batches, collate
 from tunebench.training.metrics import classification_metrics
+from tunebench.training.optim import TrainHooks, build_optimizer, build_scheduler, should_stop_early
 from tunebench.training.prefix import FrozenPrefix, PrefixCache
 from tunebench.training.resources import PeakMemory
 from tunebench.training.resume import LoopState, ResumePoint
@@ -50,6 +51,15 @@ class RunConfig:
     prefix_cache: bool = True  # train on cached outputs of the frozen layers (see tunebench.training.prefix)
     bucketing: bool = True  # length-bucketed batches; off: a plain shuffle
     compile: bool = False  # torch.compile(model, dynamic=True) for training and evaluation
+    head_lr: float | None = None  # the head's own rate (training.optim.param_groups); None: lr
+    patience: int | None = None  # early stopping: epochs without a validation macro-F1 gain; None: off
+    min_delta: float = 0.0  # early stopping: the gain that counts as one
+    evaluate_test: bool = True  # False: a tuning trial, which never sees the test split
+
+
+#: RunConfig fields added after run ids were first written, at the value that computes as before:
+#: left out of a run's id at that value (study.plan.run_id_for), so earlier results stay reusable
+LATER_FIELDS: dict[str, Any] = {"head_lr": None, "patience": None, "min_delta": 0.0, "evaluate_test": True}
 
 
 def pick_device(requested: str) -> torch.device:
@@ -106,39 +116,15 @@ class EngineResult:
     curves: list[dict[str, float]]
     best_epoch: int
     val_metrics: dict[str, Any]
-    test_metrics: dict[str, Any]
+    test_metrics: dict[str, Any]  # empty when the test split was not evaluated (a tuning trial)
     test_probabilities: np.ndarray
     test_predictions: np.ndarray
     resources: dict[str, Any]
     best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    stop_reason: str = "max epochs"  # or "early stopping"
 
 
 StepCallback = Callable[[dict[str, Any]], None]
-
-
-def _optimizer(model: nn.Module, cfg: RunConfig, device: torch.device) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
-    try:
-        # one fused kernel per parameter, CUDA and CPU alike (as Trainer's default optimizer): on CPU it
-        # steps full fine-tuning of MiniLM-L6 in ~20 ms against ~110 ms for foreach, with no temporaries
-        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
-    except RuntimeError:  # a device without the fused kernel (mps, older builds): torch's default
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-def _scheduler(optimizer, cfg: RunConfig, total_steps: int):
-    from transformers import get_scheduler
-
-    warmup = int(math.ceil(cfg.warmup_ratio * total_steps))
-    name = {"constant": "constant_with_warmup"}.get(cfg.scheduler, cfg.scheduler)
-    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
 
 
 def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int, device: torch.device,
@@ -210,13 +196,13 @@ class BestWeights:
         return state
 
 
-def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: EncodedSplit, test: EncodedSplit,
+def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: EncodedSplit, test: EncodedSplit | None,
                        label_names: list[str], cfg: RunConfig, device: torch.device, pad_id: int,
                        on_step: StepCallback | None = None,
                        lowest_trainable_layer: int | None = None,
                        on_epoch: StepCallback | None = None,
                        should_stop: Callable[[], bool] | None = None,
-                       resume: ResumePoint | None = None) -> EngineResult:
+                       resume: ResumePoint | None = None, hooks: TrainHooks | None = None) -> EngineResult:
     """Train ``model`` (whose trainable parameters the strategy has already chosen) and evaluate it.
 
     ``on_epoch`` gets each epoch's curve point (validation metrics) and may raise to stop the run
@@ -227,15 +213,18 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     A NaN/inf loss raises :class:`~tunebench.faults.Diverged`; ``should_stop()`` true raises
     :class:`~tunebench.faults.Interrupted` at the next batch; ``resume`` saves the whole training
     state every N optimizer steps and, when a saved state exists, continues from it mid-epoch.
+    ``hooks``: the method's head parameters (at ``cfg.head_lr``), optimizer and per-step action.
+    ``cfg.patience``: early stopping on validation macro-F1 (:func:`~tunebench.training.optim.should_stop_early`);
+    ``test`` None or ``cfg.evaluate_test`` false: the test split is never evaluated (a tuning trial).
     """
     seed_everything(cfg.seed + distributed.rank())  # other dropout per process, as across one big batch
     model.to(device)
     memory = PeakMemory(device)
     memory.start()
-    optimizer = _optimizer(model, cfg, device)
+    hooks = hooks or TrainHooks()
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.head_lr, hooks)
     steps_per_epoch = math.ceil(math.ceil(len(train) / cfg.batch_size) / cfg.grad_accumulation)
-    total_steps = steps_per_epoch * cfg.epochs
-    scheduler = _scheduler(optimizer, cfg, total_steps)
+    scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.warmup_ratio, steps_per_epoch * cfg.epochs)
     scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" and device.type == "cuda" else None
     params = [p for p in model.parameters() if p.requires_grad]
     prefix = FrozenPrefix.for_model(model, lowest_trainable_layer or 0)
@@ -294,16 +283,19 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                         scaler.update()
                     else:
                         optimizer.step()
+                    loop.step += 1
+                    if hooks.after_step is not None:
+                        hooks.after_step(model, loop.step)
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                    loop.step += 1
                     if resume is not None and resume.due(loop.step):
                         saved = replace(loop, epoch_elapsed=loop.epoch_elapsed + time.perf_counter() - epoch_start)
                         resume.save(model, optimizer, scheduler, scaler, saved, best.state())
                 if on_step is not None and loop.loss_n:
                     elapsed = loop.train_time + time.perf_counter() - epoch_start
                     on_step({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(plan),
-                             "loss": loop.loss_sum / loop.loss_n, "examples_per_s": loop.seen_examples / max(elapsed, 1e-9)})
+                             "loss": loop.loss_sum / loop.loss_n, "examples_per_s": loop.seen_examples / max(elapsed, 1e-9),
+                             "lr": scheduler.get_last_lr()[0]})
             loss_sum, loss_n = distributed.sum_over_processes(loop.loss_sum, loop.loss_n)  # the whole batch's loss
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -324,13 +316,20 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
             if val["macro_f1"] > loop.best_f1:
                 loop.best_f1, loop.best_epoch, loop.best_val = val["macro_f1"], epoch, val
                 best.keep(model)
+            if epoch < cfg.epochs and should_stop_early(loop.curves, cfg.patience, cfg.min_delta):
+                stop_reason = "early stopping"
+                break
+        else:
+            stop_reason = "max epochs"
     # the prefix is back in place: restore the best epoch, then test once through the whole model
     best_state = best.restore(model)
     eval_start = time.perf_counter()
-    test_probs, test_loss = predict(runner, test, cfg.eval_batch_size, pad_id, device, cfg.precision)
+    test_probs, test_metrics = np.zeros((0, len(label_names)), dtype=np.float32), {}
+    if test is not None and cfg.evaluate_test:
+        test_probs, test_loss = predict(runner, test, cfg.eval_batch_size, pad_id, device, cfg.precision)
+        test_metrics = {**classification_metrics(test.labels, test_probs.argmax(1), label_names), "loss": test_loss}
     loop.eval_time += time.perf_counter() - eval_start
     test_preds = test_probs.argmax(1)
-    test_metrics = {**classification_metrics(test.labels, test_preds, label_names), "loss": test_loss}
 
     examples, tokens = (int(v) for v in distributed.sum_over_processes(loop.seen_examples, loop.seen_tokens))
     if distributed.world_size() > 1:
@@ -355,7 +354,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     })
     return EngineResult(curves=loop.curves, best_epoch=loop.best_epoch, val_metrics=loop.best_val, test_metrics=test_metrics,
                         test_probabilities=test_probs, test_predictions=test_preds, resources=resources,
-                        best_state=best_state)
+                        best_state=best_state, stop_reason=stop_reason)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,230 @@
+"""Convergence diagnostics of one run, from its per-epoch curves and its test predictions.
+
+A run that was not trained is no evidence that its strategy is worse: :func:`diagnose` says when
+a run *collapsed*, is *still improving* or is *overfitting*, with the numbers, and one sentence of
+advice per flag.  The recommendation refuses to rank a collapsed or still-improving run as
+beaten.  Plain Python and numpy (no torch): it runs on stored records too (:func:`diagnose_record`).
+
+The rules (thresholds are module constants):
+
+- **collapsed**: at least :data:`COLLAPSE_SHARE` (90 %) of the test predictions are one class —
+  unless the test labels themselves are that concentrated in that class (then predicting it is the
+  data, not a collapse, and only the next rule decides) — or the test macro-F1 is within
+  :data:`COLLAPSE_MARGIN` (0.02) of the majority baseline's (given, else computed from the test
+  labels: the constant prediction of their most frequent class).
+- **still improving**: the best epoch (highest validation macro-F1, the first one on ties, as the
+  engine keeps it) is the last one and validation macro-F1 gained at least :data:`IMPROVING_GAIN`
+  (0.01, one point) in it against the epoch before.  With one epoch this cannot be decided: the
+  result says so in ``undecided`` instead of guessing.
+- **overfitting**: the last epoch's validation loss is at least :data:`OVERFIT_RISE` (10 %) above
+  the lowest validation loss of the run *and* at least :data:`OVERFIT_MIN_RISE` (0.02) above it in
+  absolute terms, the minimum came at an earlier epoch, and the training loss fell from that epoch
+  to the last.  The checkpoint kept is still the best-F1 epoch, so this flag does not stop a run
+  from being ranked; it says the later epochs were wasted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+COLLAPSE_SHARE = 0.90
+COLLAPSE_MARGIN = 0.02
+IMPROVING_GAIN = 0.01
+OVERFIT_RISE = 0.10
+OVERFIT_MIN_RISE = 0.02
+_EPS = 1e-9
+
+#: the flags, most serious first: ``diagnosis`` is the first one raised, else "ok"
+FLAGS = ("collapsed", "still improving", "overfitting")
+#: flags that stop a run from being called beaten: it was not trained, so it lost nothing
+UNRANKABLE = ("collapsed", "still improving")
+#: kinds of the reference methods: no curves, never diagnosed
+BASELINE_KINDS = ("majority", "tfidf-logreg")
+
+
+def macro_f1(labels: Sequence[int], preds: Sequence[int], n_classes: int) -> float:
+    """Macro-F1 over ``n_classes`` classes (a class absent from both counts 0, as in the engine)."""
+    y, p = np.asarray(labels, dtype=int), np.asarray(preds, dtype=int)
+    scores = []
+    for c in range(n_classes):
+        tp = float(np.sum((y == c) & (p == c)))
+        denom = float(np.sum(y == c) + np.sum(p == c))
+        scores.append(0.0 if denom == 0 else 2 * tp / denom)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def majority_macro_f1_of(label_counts: Sequence[int]) -> float:
+    """Macro-F1 of always predicting the most frequent class of ``label_counts`` (one count per class)."""
+    counts = np.asarray(label_counts, dtype=float)
+    if counts.sum() == 0 or len(counts) == 0:
+        return 0.0
+    share = counts.max() / counts.sum()
+    return float(2 * share / (1 + share) / len(counts))
+
+
+def _collapse(pred_counts: np.ndarray | None, label_counts: np.ndarray | None, test_f1: float | None,
+              majority: float | None, majority_basis: str) -> tuple[bool | None, dict[str, Any]]:
+    ev: dict[str, Any] = {}
+    top = int(pred_counts.argmax()) if pred_counts is not None and pred_counts.sum() else None
+    if top is not None:
+        ev["top_class"] = top
+        ev["top_class_share"] = round(float(pred_counts[top] / pred_counts.sum()), 4)
+    if label_counts is not None and label_counts.sum() and top is not None:
+        ev["top_class_label_share"] = round(float(label_counts[top] / label_counts.sum()), 4)
+    if majority is not None:
+        ev["majority_macro_f1"], ev["majority_basis"] = round(majority, 4), majority_basis
+    if test_f1 is not None:
+        ev["test_macro_f1"] = round(test_f1, 4)
+    by_share = top is not None and ev["top_class_share"] >= COLLAPSE_SHARE - _EPS and \
+        ev.get("top_class_label_share", 0.0) < COLLAPSE_SHARE - _EPS
+    by_f1 = test_f1 is not None and majority is not None and test_f1 <= majority + COLLAPSE_MARGIN + _EPS
+    if top is None and not (test_f1 is not None and majority is not None):
+        return None, ev
+    return bool(by_share or by_f1), ev
+
+
+def _improving(f1: list[float]) -> tuple[bool | None, dict[str, Any]]:
+    if not f1:
+        return None, {}
+    best = int(np.argmax(f1)) + 1  # the first maximum: the epoch the engine keeps
+    ev: dict[str, Any] = {"best_epoch": best, "epochs_run": len(f1)}
+    if len(f1) < 2:
+        return None, ev
+    ev["last_gain"] = round(f1[-1] - f1[-2], 4)
+    return best == len(f1) and f1[-1] - f1[-2] >= IMPROVING_GAIN - _EPS, ev
+
+
+def _overfitting(val_loss: list[float | None], train_loss: list[float | None]) -> tuple[bool | None, dict[str, Any]]:
+    pairs = [(i, v, t) for i, (v, t) in enumerate(zip(val_loss, train_loss, strict=True), 1)
+             if v is not None and t is not None and np.isfinite(v) and np.isfinite(t)]
+    if len(pairs) < 2:
+        return None, {}
+    low = min(pairs, key=lambda p: p[1])
+    last = pairs[-1]
+    ev = {"val_loss_min": round(low[1], 4), "val_loss_min_epoch": low[0], "val_loss_last": round(last[1], 4),
+          "train_loss_at_min": round(low[2], 4), "train_loss_last": round(last[2], 4)}
+    rise = last[1] - low[1]
+    ev["val_loss_rise_pct"] = round(100 * rise / max(abs(low[1]), _EPS), 1)
+    flagged = (low[0] < last[0] and rise >= OVERFIT_MIN_RISE - _EPS and rise >= OVERFIT_RISE * abs(low[1]) - _EPS
+               and last[2] < low[2])
+    return flagged, ev
+
+
+def advice_for(flag: str, evidence: dict[str, Any], label: str = "this run") -> str:
+    """One sentence for ``flag``, with the numbers of ``evidence`` (re-rendered for any label)."""
+    e = evidence
+    if flag == "collapsed":
+        share = e.get("top_class_share")
+        what = (f"{100 * share:.0f} % of its test predictions are one class (class {e.get('top_class')})"
+                if share is not None and share >= COLLAPSE_SHARE - _EPS else "its predictions are no better than a "
+                                                                              "constant")
+        if e.get("test_macro_f1") is not None and e.get("majority_macro_f1") is not None:
+            what += f", test macro-F1 {e['test_macro_f1']:.3f} against the majority baseline's {e['majority_macro_f1']:.3f}"
+        return (f"{label} collapsed: {what}; its learning rate is likely wrong for it — rerun with --tune "
+                "(or set lr= for it) before comparing it.")
+    if flag == "still improving":
+        return (f"{label} did not converge: best epoch = last ({e.get('best_epoch')} of {e.get('epochs_run')}), "
+                f"+{100 * e.get('last_gain', 0.0):.1f} points of validation macro-F1 in it; rerun with --tune or "
+                "more epochs.")
+    if flag == "overfitting":
+        return (f"{label} overfits: validation loss rose from {e['val_loss_min']:.3f} (epoch {e['val_loss_min_epoch']}) "
+                f"to {e['val_loss_last']:.3f} (+{e['val_loss_rise_pct']:.0f} %) while training loss fell from "
+                f"{e['train_loss_at_min']:.3f} to {e['train_loss_last']:.3f}; the kept epoch is the best-F1 one, but "
+                "early stopping (training.early_stopping) or fewer epochs would save the time.")
+    raise ValueError(f"unknown flag {flag!r}; one of {', '.join(FLAGS)}")
+
+
+def diagnose(curves: list[dict[str, Any]], test_predictions: Sequence[int] | None = None,
+             test_labels: Sequence[int] | None = None, majority_macro_f1: float | None = None,
+             test_macro_f1: float | None = None, *, n_classes: int | None = None,
+             label: str = "this run", pred_counts: Sequence[int] | None = None,
+             label_counts: Sequence[int] | None = None) -> dict[str, Any]:
+    """The diagnosis of one run: ``{"diagnosis", "flags", "evidence", "advice", "advices", "undecided"}``.
+
+    ``curves``: the run's per-epoch dicts (``epoch, train_loss, val_loss, val_accuracy,
+    val_macro_f1``); ``test_predictions`` / ``test_labels``: class ids on the test split;
+    ``majority_macro_f1``: the majority baseline's test macro-F1 (None: computed from
+    ``test_labels``); ``test_macro_f1``: the run's (None: computed from the predictions);
+    ``n_classes``: the number of classes (None: from the ids seen); ``pred_counts`` /
+    ``label_counts`` (per class) instead of the predictions and labels, as a stored confusion matrix
+    gives them; ``label`` names the run in the advice.  ``diagnosis`` is the most serious flag
+    (:data:`FLAGS`) or "ok"; ``advice`` one sentence per flag, joined (``advices``: by flag);
+    ``undecided`` says which checks the inputs could not decide.
+    """
+    evidence: dict[str, Any] = {}
+    undecided: list[str] = []
+    curves = sorted(curves or [], key=lambda c: c.get("epoch", 0))
+    f1 = [float(c["val_macro_f1"]) for c in curves if c.get("val_macro_f1") is not None]
+
+    if pred_counts is not None:
+        pred_counts = np.asarray(pred_counts, dtype=float)
+        label_counts = None if label_counts is None else np.asarray(label_counts, dtype=float)
+    elif test_predictions is not None and len(test_predictions):
+        k = max(n_classes or 0, int(np.max(test_predictions)) + 1,
+                int(np.max(test_labels)) + 1 if test_labels is not None and len(test_labels) else 0)
+        n_classes = k
+        pred_counts = np.bincount(np.asarray(test_predictions, dtype=int), minlength=k).astype(float)
+        if test_labels is not None and len(test_labels):
+            label_counts = np.bincount(np.asarray(test_labels, dtype=int), minlength=k).astype(float)
+            if test_macro_f1 is None:
+                test_macro_f1 = macro_f1(test_labels, test_predictions, k)
+    basis = "given"
+    if majority_macro_f1 is None and label_counts is not None:
+        majority_macro_f1, basis = majority_macro_f1_of(label_counts), "test labels"
+    flags: list[str] = []
+    checks = {"collapsed": _collapse(pred_counts, label_counts, test_macro_f1, majority_macro_f1, basis)
+              if pred_counts is not None or (test_macro_f1 is not None and majority_macro_f1 is not None)
+              else (None, {}),
+              "still improving": _improving(f1),
+              "overfitting": _overfitting([c.get("val_loss") for c in curves], [c.get("train_loss") for c in curves])}
+    why_not = {"collapsed": "collapse: no test predictions (nor a test macro-F1 and a majority baseline) to judge by",
+               "still improving": ("still improving: one epoch only, so there is no gain to measure" if len(f1) == 1
+                                   else "still improving: no validation curve"),
+               "overfitting": "overfitting: fewer than two epochs with both losses"}
+    for name in FLAGS:
+        raised, ev = checks[name]
+        evidence.update(ev)
+        if raised is None:
+            undecided.append(why_not[name])
+        elif raised:
+            flags.append(name)
+    advices = {flag: advice_for(flag, evidence, label) for flag in flags}
+    return {"diagnosis": flags[0] if flags else "ok", "flags": flags, "evidence": evidence,
+            "advice": " ".join(advices.values()), "advices": advices, "undecided": undecided}
+
+
+def is_baseline(record: dict[str, Any]) -> bool:
+    return bool(record.get("baseline")) or (record.get("spec") or {}).get("kind") in BASELINE_KINDS
+
+
+def baseline_diagnosis() -> dict[str, Any]:
+    """What a baseline run gets: a reference, never flagged (a majority baseline *is* one class)."""
+    return {"diagnosis": "baseline", "flags": [], "evidence": {}, "advice": "", "advices": {}, "undecided": []}
+
+
+def diagnose_record(record: dict[str, Any], majority_macro_f1: float | None = None,
+                    label: str | None = None, recompute: bool = False) -> dict[str, Any] | None:
+    """The diagnosis of a stored record: ``record["diagnosis"]`` when it has one (unless ``recompute``),
+    else computed from its curves and its test confusion matrix (column sums are the predictions per
+    class, row sums the labels), which every finished record holds.  None for a run without a
+    result (diverged, failed, interrupted, pruned); :func:`baseline_diagnosis` for a baseline."""
+    stored = record.get("diagnosis")
+    if isinstance(stored, dict) and "flags" in stored and not recompute:
+        return stored
+    if record.get("status", "finished") != "finished":
+        return None
+    if is_baseline(record):
+        return baseline_diagnosis()
+    test = record.get("test") or {}
+    matrix = test.get("confusion_matrix")
+    preds = labels = None
+    if matrix:
+        m = np.asarray(matrix, dtype=float)
+        preds, labels = m.sum(axis=0), m.sum(axis=1)
+    name = label or record.get("label") or record.get("strategy", "this run")
+    return diagnose(record.get("curves") or [], majority_macro_f1=majority_macro_f1,
+                    test_macro_f1=test.get("macro_f1"), label=name,
+                    pred_counts=preds, label_counts=labels)

@@ -1,0 +1,69 @@
+"""Baseline runs (majority, tfidf-logreg: :mod:`tunebench.methods.baselines`) recorded like any run,
+and every run's convergence diagnosis against the majority baseline of the same splits."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+
+from tunebench.methods import build_strategy
+from tunebench.results.diagnosis import baseline_diagnosis, diagnose
+from tunebench.spec.study import StudySpec
+from tunebench.study.plan import PlannedRun, Prepared
+from tunebench.study.records import RunRecord, base_record
+from tunebench.training.metrics import classification_metrics
+from tunebench.training.resources import PeakMemory
+
+
+def diagnose_run(curves: list[dict[str, Any]], predictions: Any, prepared: Prepared,
+                 test_metrics: dict[str, Any] | None, label: str = "this run") -> dict[str, Any]:
+    """The run's convergence diagnosis (:func:`tunebench.results.diagnosis.diagnose`) against the majority
+    baseline of the same splits."""
+    labels = np.asarray(prepared.test.labels)
+    majority = majority_macro_f1(prepared) if test_metrics else None
+    return diagnose(curves, test_predictions=predictions if test_metrics else None,
+                    test_labels=labels if test_metrics else None, majority_macro_f1=majority,
+                    test_macro_f1=(test_metrics or {}).get("macro_f1"), n_classes=len(prepared.bundle.label_names),
+                    label=label)
+
+
+def majority_macro_f1(prepared: Prepared) -> float:
+    """Test macro-F1 of always saying the training split's most frequent class."""
+    names = prepared.bundle.label_names
+    counts = np.bincount(np.asarray(prepared.train.labels, dtype=int), minlength=len(names))
+    labels = np.asarray(prepared.test.labels)
+    return float(classification_metrics(labels, np.full(len(labels), counts.argmax()), names)["macro_f1"])
+
+
+def execute_baseline(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prepared, env: dict[str, Any],
+                     reporter: Any) -> tuple[RunRecord, list[int], list[list[float]]]:
+    """A baseline (:mod:`tunebench.methods.baselines`): fit on the training texts, predict validation
+    and test, record it like a run (no curves, no checkpoint)."""
+    started = datetime.now(timezone.utc)
+    bundle = prepared.bundle
+    reporter.run_started(planned.position, total, planned.label, 0, 0)
+    memory = PeakMemory(torch.device("cpu"))
+    memory.start()
+    out = build_strategy(planned.strategy).fit_predict(bundle)
+    val = classification_metrics(np.asarray(bundle.validation.labels), out["val"].argmax(1), bundle.label_names)
+    labels = np.asarray(bundle.test.labels)
+    test = classification_metrics(labels, out["test"].argmax(1), bundle.label_names)
+    words = sum(len(t.split()) for t in bundle.train.texts + (bundle.train.pairs or []))
+    resources = {**memory.stop(), "train_time_s": out["train_time_s"], "eval_time_s": out["eval_time_s"],
+                 "train_examples": len(bundle.train), "train_tokens": words, "optimizer_steps": 0,
+                 "train_examples_per_s": len(bundle.train) / max(out["train_time_s"], 1e-9),
+                 "train_tokens_per_s": words / max(out["train_time_s"], 1e-9),
+                 "engine_notes": ["a baseline: scikit-learn, no network; tokens are whitespace words"]}
+    n = out["parameters"]
+    record = base_record(spec, planned, prepared, env, "finished", started, 0, baseline=True,
+                          model={"name": planned.strategy.kind, "source": "scikit-learn"},
+                          params={"trainable": n, "total": n, "share_pct": 100.0}, save_bytes=out["save_bytes"],
+                          checkpoint_bytes=None, checkpoint=None, curves=[], best_epoch=None, val=val, test=test,
+                          resources=resources,
+                          diagnosis=baseline_diagnosis())
+    record["resolved"].update(lr=None, epochs=None, scheduler=None)  # trains no network: none of these apply
+    probs = [[round(float(x), 6) for x in row] for row in out["test"]]
+    return record, labels.tolist(), probs

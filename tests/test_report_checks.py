@@ -1,0 +1,185 @@
+"""The verdict's trust rules in the report: flagged runs are not ranked as beaten, baselines are the floor,
+and the learning-rate sensitivity of the tuning trials — on synthetic records, no training."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from tunebench.report import analysis, build_report
+from tunebench.report.inputs import load_inputs
+from tunebench.results.store import STORE_NAME, Store
+from tunebench.training.metrics import classification_metrics
+
+NAMES = ["neg", "pos"]
+LABELS = [0, 1] * 30  # 60 test examples
+
+
+def curves(f1s):
+    return [{"epoch": i + 1, "train_loss": 1.0 - 0.2 * i, "val_loss": 0.9 - 0.1 * i, "val_accuracy": f,
+             "val_macro_f1": f, "train_time_s": 1.0} for i, f in enumerate(f1s)]
+
+
+def predictions(correct: int, one_class: bool = False) -> list[list[float]]:
+    """Probabilities that get ``correct`` of the test examples right (or say class 1 for all)."""
+    out = []
+    for i, y in enumerate(LABELS):
+        p = 1 if one_class else (y if i < correct else 1 - y)
+        out.append([0.2, 0.8] if p == 1 else [0.8, 0.2])
+    return out
+
+
+def full_record(strategy: str, position: int, probs, f1s=(0.5, 0.7, 0.72), kind=None, seconds=10.0,
+                study="syn", lr=1e-3, **extra):
+    preds = np.asarray(probs).argmax(1)
+    baseline = kind in ("majority", "tfidf-logreg")
+    return {
+        "run_id": f"r{position}-{strategy}", "study": study, "position": position, "strategy": strategy,
+        "label": strategy, "group": strategy, "sweep": {}, "status": "finished",
+        "started_at": "2026-01-01T00:00:00", "finished_at": f"2026-01-01T00:00:{position:02d}.000",
+        "spec": {"kind": kind or strategy.split(":")[0]},
+        "study_spec": {"name": study, "data": {"source": "/nonexistent/syn.csv"}},
+        "resolved": {"lr": None if baseline else lr, "scheduler": None if baseline else "linear",
+                     "epochs": None if baseline else len(f1s), "batch_size": 8, "seed": 0, "precision": "fp32",
+                     "device": "cpu", "max_length": 32},
+        "data": {"name": "syn", "origin": "synthetic", "label_names": NAMES,
+                 "sizes": {"train": 200, "validation": 40, "test": len(LABELS)},
+                 "hashes": {"train": "a", "validation": "b", "test": "c"}, "notes": [], "is_pair": False},
+        "environment": {"device": "cpu", "device_type": "cpu", "torch_threads": 2, "python": "3.11",
+                        "platform": "linux", "packages": {}},
+        "model": {"name": "tiny", "n_layers": 2},
+        "params": {"trainable": 0 if baseline else 1000 * (position + 1), "total": 10_000,
+                   "share_pct": 0.0 if baseline else 10.0 * (position + 1)},
+        "resources": {"train_time_s": seconds, "eval_time_s": 1.0, "train_examples_per_s": 50.0,
+                      "train_tokens_per_s": 500.0, "peak_rss_mb": 900.0 + position},
+        "save_bytes": 1000, "checkpoint_bytes": None, "checkpoint": None,
+        "curves": [] if baseline else curves(f1s), "best_epoch": None if baseline else len(f1s),
+        "val": {"macro_f1": 0.5 if baseline else max(f1s)},
+        "test": classification_metrics(np.asarray(LABELS), preds, NAMES), "wall_time_s": seconds,
+        **({"baseline": True} if baseline else {}), **extra}
+
+
+def store_of(tmp_path, records, tuning=()):
+    out = tmp_path / "out"
+    with Store(out / STORE_NAME) as store:
+        for r in [*records, *tuning]:
+            store.put(r, LABELS, predictions(60) if r.get("tuning") else r.pop("_probs"))
+        store.set_plan("syn:tuning", [r["label"] for r in tuning]) if tuning else None
+        store.set_plan("syn", [r["label"] for r in records])
+    return out
+
+
+def study(converged_full=False, baselines=True):
+    rows = [("full", predictions(40), (0.5, 0.72, 0.715) if converged_full else (0.4, 0.5, 0.56), None, 60.0),
+            ("lora:r=8", predictions(52), (0.6, 0.81, 0.805), None, 30.0),
+            ("head", predictions(47), (0.6, 0.76, 0.755), None, 5.0)]
+    if baselines:
+        rows += [("majority", predictions(0, one_class=True), (), "majority", 0.01),
+                 ("tfidf-logreg", predictions(45), (), "tfidf-logreg", 0.5)]
+    return [{**full_record(s, i, p, f, k, t), "_probs": p} for i, (s, p, f, k, t) in enumerate(rows)]
+
+
+def trial(strategy, lr, value, n, pruned_at=None):
+    r = full_record(f"{strategy} lr={lr:g}", 100 + n, predictions(60), study="syn:tuning", lr=lr)
+    r["status"] = "pruned" if pruned_at else "finished"
+    r["tuning"] = {"strategy": strategy, "lr": lr, "trial": n, "value": value, "pruned_at": pruned_at,
+                   "epochs_run": pruned_at or 3}
+    return r
+
+
+def frame_of(records):
+    return analysis.headline_frame(records, {"CPU": 0.34})
+
+
+def test_a_still_improving_strategy_is_not_ranked_as_the_loser_and_the_sentence_says_what_to_do():
+    records = [{k: v for k, v in r.items() if k != "_probs"} for r in study(baselines=False)]
+    frame = frame_of(records)
+    assert frame.loc[0, "diagnosis"] == "still improving"
+    picks, caveats = analysis.recommendation(frame, records, tied=["lora:r=8"])
+    text = " ".join(picks)
+    assert picks[0].startswith("Best quality among the strategies that converged: lora:r=8")
+    assert "Not ranked as beaten: full did not converge: best epoch = last (3 of 3), +6.0 points" in text
+    assert "rerun with --tune or more epochs" in text
+    assert not any(p.startswith(("Cheapest", "Recommended")) and "full" in p.split("—")[0] for p in picks)
+    # the significance test's best is the flagged run: the pick says so instead of claiming no tie
+    picks, _ = analysis.recommendation(frame, records, tied=["full"])
+    assert any(p.startswith("Recommended among the strategies that converged: lora:r=8") for p in picks)
+    # the same study with full converged: full is ranked (and loses) as before
+    records = [{k: v for k, v in r.items() if k != "_probs"} for r in study(converged_full=True, baselines=False)]
+    picks, _ = analysis.recommendation(frame_of(records), records)
+    assert picks[0].startswith("Best quality: lora:r=8") and "Not ranked" not in " ".join(picks)
+
+
+def test_a_collapsed_strategy_is_not_ranked_either():
+    records = [{k: v for k, v in r.items() if k != "_probs"} for r in study(converged_full=True, baselines=False)]
+    records[0] = full_record("full", 0, predictions(0, one_class=True), (0.5, 0.7, 0.69))
+    frame = frame_of(records)
+    assert frame.loc[0, "diagnosis"] == "collapsed"
+    picks, _ = analysis.recommendation(frame, records)
+    assert any(p.startswith("Not ranked as beaten: full collapsed: 100 % of its test predictions") for p in picks)
+    # every strategy flagged: no verdict, only what to do
+    frame["diagnosis"] = "still improving"
+    picks, _ = analysis.recommendation(frame, records)
+    assert picks[0].startswith("No verdict") and sum(p.startswith("Not ranked") for p in picks) == 3
+
+
+def test_baselines_are_the_floor_never_marked_best_and_the_answer_only_when_nothing_clears_them():
+    records = [{k: v for k, v in r.items() if k != "_probs"} for r in study(converged_full=True)]
+    frame = frame_of(records)
+    assert list(analysis.baseline_mask(frame)) == [False, False, False, True, True]
+    marks = analysis.best_rows(frame)
+    assert marks["train_time_s"] == {2} and marks["trainable_params"] == {0}  # not the baselines' 0 parameters
+    picks, caveats = analysis.recommendation(frame, records)
+    assert picks[0].startswith("Best quality: lora:r=8")
+    floor = next(p for p in picks if p.startswith("Baseline floor"))
+    assert floor == "Baseline floor: tfidf-logreg (test macro-F1 0.750); cleared by lora:r=8, head; not by full."
+    assert "Learning rate differs per strategy (full 0.001, lora:r=8 0.001" not in " ".join(caveats)  # no baselines
+    # nothing clears the floor: the cheapest baseline within a point of the best one is the answer, and why
+    weak = frame.copy()
+    weak.loc[~analysis.baseline_mask(weak), "test_macro_f1"] = [0.6, 0.7, 0.65]
+    picks, _ = analysis.recommendation(weak, records)
+    assert picks[0].startswith("Recommended: tfidf-logreg (a baseline) — no fine-tuning strategy clears the baseline "
+                               "floor: the best, lora:r=8, scores test macro-F1 0.700 against 0.750")
+    assert not any(p.startswith("Recommended: lora") for p in picks)
+
+
+def _section(html: str, key: str) -> str:
+    found = re.search(rf'<section id="{key}">(.*?)</section>', html, re.S)
+    return found.group(1) if found else ""
+
+
+def test_the_report_marks_flagged_runs_lists_their_advice_and_shows_baselines_as_reference_rows(tmp_path):
+    out = store_of(tmp_path, study())
+    html = build_report(out)["html"].read_text()
+    headline = _section(html, "headline")
+    assert "full ⚠" in headline and "majority (baseline)" in headline and "tfidf-logreg (baseline)" in headline
+    assert "reference: no fine-tuning" in headline and "floor every fine-tuning must clear" in headline
+    checks = _section(html, "convergence")
+    assert "full did not converge: best epoch = last (3 of 3), +6.0 points" in checks
+    assert 'data-table="convergence"' in checks and "<td>majority" not in checks  # baselines are not diagnosed
+    recommendation = _section(html, "recommendation")
+    assert "Not ranked as beaten: full did not converge" in recommendation and "Baseline floor" in recommendation
+    assert 'id="lr-sensitivity"' not in html and not (out / "figures" / "lr_sensitivity.png").exists()
+
+
+def test_learning_rate_sensitivity_from_tuning_records(tmp_path):
+    tuning = [trial("full", lr, v, n, p) for n, (lr, v, p) in
+              enumerate([(5e-5, 0.70, None), (1.6e-4, 0.78, None), (1.6e-5, 0.55, 1), (5e-4, 0.40, 1)])]
+    tuning += [trial("lora:r=8", lr, v, 4 + n, p) for n, (lr, v, p) in
+               enumerate([(5e-4, 0.80, None), (1.6e-3, 0.82, None), (1.6e-4, 0.61, 1), (5e-3, None, 1)])]
+    out = store_of(tmp_path, study(converged_full=True), tuning)
+    inputs = load_inputs(out)
+    assert inputs.study == "syn" and len(inputs.tuning) == 8  # the ":tuning" study is never the default one
+    html = build_report(out)["html"].read_text()
+    section = _section(html, "lr-sensitivity")
+    assert "Every strategy had the same budget: 4 learning-rate trials" in section
+    assert "full: 4 trials, 8 epochs; lora:r=8: 4 trials, 8 epochs" in section
+    assert 'data-table="tuning-budget"' in section and 'data-table="tuning-trials"' in section
+    assert (out / "figures" / "lr_sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    budget = re.search(r'<table data-table="tuning-budget">(.*?)</table>', section, re.S).group(1)
+    assert "0.00016" in budget and "0.0016" in budget  # each strategy's best rate
+    assert "tuned per strategy with the same budget" in _section(html, "recommendation")
+    # unequal budgets are said, not hidden
+    out2 = store_of(tmp_path / "b", study(converged_full=True), tuning[:-1])
+    assert "did not have the same number of trials" in build_report(out2)["html"].read_text()

@@ -1,0 +1,189 @@
+"""The fair verdict, end to end on a tiny model: equal-budget tuning that never sees the test split,
+early stopping, the head at its own rate, baselines as reference rows, diagnoses from real runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunebench.errors import SpecError
+from tunebench.results.store import STORE_NAME, Store
+from tunebench.spec.study import StudySpec
+from tunebench.study import driver
+from tunebench.training import engine
+
+from .conftest import cli, easy_reviews, one_error
+
+
+@pytest.fixture(scope="module")
+def reviews400(tmp_path_factory):
+    path = tmp_path_factory.mktemp("verdict") / "reviews.csv"
+    easy_reviews(400).to_csv(path, index=False)
+    return path
+
+
+def spec_for(model, csv, out, strategies=("full",), baselines=(), **fields) -> StudySpec:
+    training = {"epochs": 2, "batch_size": 8, **fields.pop("training", {})}
+    return StudySpec(name="v", data={"source": str(csv)}, model={"name": str(model), "max_length": 32},
+                     strategies=list(strategies), training=training, output={"dir": str(out)},
+                     baselines=list(baselines), **fields)
+
+
+class EngineSpy:
+    """Wraps the engine: what each run was given, and which splits it predicted on."""
+
+    def __init__(self, monkeypatch):
+        self.calls: list[dict] = []
+        self._predicted: list[int] = []
+        real_train, real_predict = engine.train_and_evaluate, engine.predict
+
+        def predict(model, split, *args, **kwargs):
+            self._predicted.append(id(split))
+            return real_predict(model, split, *args, **kwargs)
+
+        def train_and_evaluate(model, train, validation, test, label_names, cfg, *args, **kwargs):
+            self._predicted.clear()
+            result = real_train(model, train, validation, test, label_names, cfg, *args, **kwargs)
+            self.calls.append({"cfg": cfg, "test_predicted": id(test) in self._predicted,
+                               "validation_predicted": id(validation) in self._predicted})
+            return result
+
+        monkeypatch.setattr(engine, "predict", predict)
+        monkeypatch.setattr(engine, "train_and_evaluate", train_and_evaluate)
+
+
+def test_tuning_gives_every_strategy_the_same_trials_which_never_see_the_test_split(
+        tiny_bert, reviews400, tmp_path, monkeypatch):
+    spy = EngineSpy(monkeypatch)
+    spec = spec_for(tiny_bert, reviews400, tmp_path / "out", strategies=["full", "head"],
+                    tuning={"lr": [3e-4, 1e-3, 3e-3], "halving": False})
+    records = driver.run_study(spec)
+
+    trials = [c for c in spy.calls if not c["cfg"].evaluate_test]
+    finals = [c for c in spy.calls if c["cfg"].evaluate_test]
+    assert len(trials) == 6 and len(finals) == 2
+    assert not any(c["test_predicted"] for c in trials) and all(c["validation_predicted"] for c in trials)
+    assert all(c["test_predicted"] for c in finals)
+    with Store(tmp_path / "out" / STORE_NAME) as store:
+        stored = store.records("v:tuning")
+    per_strategy = {}
+    for r in stored:
+        assert r["test"] is None and r["checkpoint"] is None and r["tuning"]["epochs_run"] == 2
+        per_strategy.setdefault(r["tuning"]["strategy"], []).append(r["tuning"]["lr"])
+    assert per_strategy == {"full": [3e-4, 1e-3, 3e-3], "head": [3e-4, 1e-3, 3e-3]}
+    # each final run is its strategy's best trial rate, and only the final runs have test metrics
+    for final in records:
+        kind = final["spec"]["kind"]
+        mine = [r for r in stored if r["tuning"]["strategy"] == kind]
+        best = max(mine, key=lambda r: (r["val"]["macro_f1"], -r["tuning"]["trial"]))
+        assert final["resolved"]["lr"] == best["tuning"]["lr"] and final["test"]["macro_f1"] is not None
+
+    spy.calls.clear()  # the same command again: every trial and run is reused, nothing trains
+    again = driver.run_study(spec)
+    assert spy.calls == [] and [r["label"] for r in again] == [r["label"] for r in records]
+
+
+def test_successive_halving_prunes_trials_behind_the_first_and_costs_less_than_the_grid(
+        tiny_bert, reviews400, tmp_path):
+    # 3e-3 learns in one epoch on this data and 1e-5 does not: the slow rate is pruned after epoch 1
+    spec = spec_for(tiny_bert, reviews400, tmp_path / "out", training={"epochs": 3},
+                    tuning={"lr": [3e-3, 1e-5]})
+    driver.run_study(spec)
+    with Store(tmp_path / "out" / STORE_NAME) as store:
+        stored = {r["tuning"]["lr"]: r for r in store.records("v:tuning")}
+    assert stored[3e-3]["status"] == "finished" and stored[3e-3]["tuning"]["epochs_run"] == 3
+    assert stored[1e-5]["status"] == "pruned" and stored[1e-5]["tuning"]["pruned_at"] == 1
+
+
+def test_early_stopping_stops_at_the_patience_and_says_why(tiny_bert, reviews400, tmp_path):
+    spec = spec_for(tiny_bert, reviews400, tmp_path / "out",
+                    training={"epochs": 6, "lr": 3e-3, "early_stopping": {"patience": 1}})
+    record, = driver.run_study(spec)
+    f1 = [c["val_macro_f1"] for c in record["curves"]]
+    assert f1[0] == 1.0  # the best epoch is the first; one epoch without a gain ends the run
+    assert record["stopping"] == {"epochs_run": 2, "max_epochs": 6, "reason": "early stopping"}
+    assert record["best_epoch"] == 1 and len(record["seeds"]["data_order"]) == 2
+
+
+def test_a_run_without_early_stopping_trains_every_epoch(tiny_bert, reviews400, tmp_path):
+    record, = driver.run_study(spec_for(tiny_bert, reviews400, tmp_path / "out", training={"lr": 3e-3}))
+    assert record["stopping"] == {"epochs_run": 2, "max_epochs": 2, "reason": "max epochs"}
+
+
+def test_diagnoses_of_real_runs_under_trained_and_absurd_rate(tiny_bert, reviews400, tmp_path):
+    under, absurd = driver.run_study(spec_for(
+        tiny_bert, reviews400, tmp_path / "out", strategies=["full:lr=0.0015", "full:lr=5"]))
+    assert under["diagnosis"]["diagnosis"] == "still improving", under["curves"]
+    assert "best epoch" in under["diagnosis"]["advice"]
+    assert absurd["diagnosis"]["diagnosis"] == "collapsed", absurd["curves"]
+
+
+def test_baselines_are_reference_rows_with_the_expected_values(tiny_bert, reviews400, tmp_path):
+    records = driver.run_study(spec_for(tiny_bert, reviews400, tmp_path / "out", training={"lr": 3e-3},
+                                        baselines=["majority", "tfidf-logreg"]))
+    assert [r["strategy"] for r in records] == ["full"]  # the study's own rows
+    with Store(tmp_path / "out" / STORE_NAME) as store:
+        majority, tfidf = store.records("v:baselines")
+    assert majority["strategy"] == "majority" and majority["baseline"] is True
+    test_labels = majority["test"]["per_class"]
+    supports = [row["support"] for name, row in test_labels.items() if name in ("neg", "pos")]
+    assert majority["test"]["accuracy"] == pytest.approx(max(supports) / sum(supports))
+    assert majority["test"]["macro_f1"] == pytest.approx(majority["test"]["accuracy"] / (1 + majority["test"]["accuracy"]))
+    assert tfidf["strategy"] == "tfidf-logreg" and tfidf["test"]["accuracy"] == 1.0  # the word decides the label
+    assert tfidf["params"]["trainable"] > 0 and tfidf["save_bytes"] > 0 and tfidf["curves"] == []
+
+
+def test_the_head_trains_at_its_own_rate(tiny_bert):
+    from tunebench.methods import build_strategy
+    from tunebench.spec.strategy import parse_strategy
+    from tunebench.training.modeling import load_classifier
+    from tunebench.training.optim import build_optimizer
+
+    for label, head_params in (("full", {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight",
+                                         "bert.pooler.dense.bias"}), ("lora:r=4", None)):
+        method = build_strategy(parse_strategy(label))
+        model = method.prepare(load_classifier(str(tiny_bert), ["neg", "pos"]))
+        hooks = method.hooks(model)
+        if head_params is not None:
+            assert set(hooks.head_names) == head_params
+        optimizer = build_optimizer(model, 1e-5, 0.01, 1e-3, hooks)
+        names = {id(p): n for n, p in model.named_parameters()}
+        by_lr: dict[float, set[str]] = {}
+        for group in optimizer.param_groups:
+            by_lr.setdefault(group["lr"], set()).update(names[id(p)] for p in group["params"])
+        assert set(by_lr) == {1e-5, 1e-3}
+        assert by_lr[1e-3] == set(hooks.head_names) and by_lr[1e-3]
+        assert all("classifier" in n or "pooler" in n for n in by_lr[1e-3])
+        without = build_optimizer(model, 1e-5, 0.01, None, hooks)
+        assert {g["lr"] for g in without.param_groups} == {1e-5}
+
+
+def test_run_ids_of_earlier_runs_are_unchanged_and_head_lr_is_a_new_computation(tiny_bert, reviews400, tmp_path):
+    from tunebench.spec.parts import stable_hash
+    from tunebench.study.plan import identity_settings, run_config
+
+    spec = spec_for(tiny_bert, reviews400, tmp_path / "out")
+    cfg = run_config(spec, spec.strategies[0], "fp32")
+    before = {k: v for k, v in vars(cfg).items() if k not in engine.LATER_FIELDS}  # the fields ids were made of
+    assert stable_hash(identity_settings(cfg)) == stable_hash(before)
+    head = run_config(spec_for(tiny_bert, reviews400, tmp_path, training={"head_lr": 1e-3}), spec.strategies[0], "fp32")
+    assert head.head_lr == 1e-3 and stable_hash(identity_settings(head)) != stable_hash(before)
+
+
+def test_tuning_and_a_sweep_together_are_one_sentence(tiny_bert, reviews400, tmp_path):
+    with pytest.raises(SpecError, match="cannot be combined with a sweep"):
+        from tunebench.spec.study import spec_from_dict
+        spec_from_dict({"strategies": ["full"], "tuning": {}, "sweep": {"grid": {"lr": [1e-4, 1e-3]}}})
+
+
+def test_cli_tune_runs_and_bad_tuning_lists_are_one_sentence(tiny_bert, reviews400, tmp_path, capsys):
+    code, out, err = cli(capsys, "run", "--model", str(tiny_bert), "--dataset", str(reviews400), "-s", "head",
+                         "--epochs", "1", "--tune", "--patience", "1", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    assert (out + err).count("head lr=") >= 5  # the five default trials, one line each at least
+    with Store(tmp_path / "out" / STORE_NAME) as store:
+        trials = [r for r in store.records() if r["study"].endswith(":tuning")]
+    assert len(trials) == 5 and len({r["tuning"]["lr"] for r in trials}) == 5
+    study = tmp_path / "study.yaml"
+    study.write_text(f"data: {{source: {reviews400}}}\nmodel: {{name: {tiny_bert}}}\ntuning: {{lr: [0.001]}}\n")
+    code, _, err = cli(capsys, "run", str(study))
+    assert code == 2 and "tuning.lr must list at least two positive learning rates" in one_error(err)
