@@ -39,24 +39,29 @@ CLAIMS = {
     "lora": (lambda name, arch, head: ".lora_A." in name or ".lora_B." in name or ".modules_to_save." in name, 0),
     "bitfit": (lambda name, arch, head: name in head or is_bias(name), -1),
 }
+# the PEFT kinds beyond LoRA: tests/test_peft_methods.py checks each one's claim on every architecture
+PEFT_KINDS = ("lora-fa", "lora-plus", "adalora", "ia3", "vera", "loha", "lokr", "oft", "boft", "fourierft", "hra",
+              "ln-tuning", "prefix", "prompt", "p-tuning")
 
 
 def test_the_spec_and_the_methods_list_the_same_kinds():
-    assert list(METHODS) == list(OPTIONS) == list(KINDS) == list(DEFAULT_LR) == list(CLAIMS)
-    assert KINDS == ("full", "head", "partial", "lora", "bitfit")
+    assert list(METHODS) == list(OPTIONS) == list(KINDS) == list(DEFAULT_LR)
+    assert KINDS[:5] == tuple(CLAIMS) == ("full", "head", "partial", "lora", "bitfit") and KINDS[-15:] == PEFT_KINDS
     for kind, method in METHODS.items():
         assert method.kind == kind and OPTIONS[kind].model_fields["kind"].default == kind
         assert type(build_strategy(parse_strategy(kind))) is method
 
 
 def test_everything_that_lists_kinds_is_derived_from_the_options_models():
-    assert DEFAULT_LR == {"full": 5e-5, "head": 1e-3, "partial": 1e-4, "lora": 5e-4, "bitfit": 1e-3}
-    assert KIND_OPTIONS == {"partial": ("k",), "lora": ("r", "alpha", "dropout", "targets", "layers")}
-    assert option_columns() == ["k", "r", "alpha", "dropout", "targets", "layers"]
-    assert STRATEGY_TRAINING == ("lr", "epochs", "scheduler")
+    assert {k: DEFAULT_LR[k] for k in CLAIMS} == {"full": 5e-5, "head": 1e-3, "partial": 1e-4, "lora": 5e-4,
+                                                  "bitfit": 1e-3}
+    assert KIND_OPTIONS["partial"] == ("k",)
+    assert KIND_OPTIONS["lora"] == ("r", "alpha", "dropout", "targets", "layers", "dora", "rslora", "init")
+    assert option_columns()[:10] == ["k", "r", "alpha", "dropout", "targets", "layers", "dora", "rslora", "init", "bias"]
+    assert STRATEGY_TRAINING == ("lr", "epochs", "scheduler", "head_lr")
     assert {f"{kind}.{opt}" for kind, opts in KIND_OPTIONS.items() for opt in opts} <= set(known_keys())
     with pytest.raises(SpecError, match="choose one of: full, head, partial, lora, bitfit"):
-        parse_strategy("prompt")
+        parse_strategy("adapterdrop")
     for kind in KINDS:  # every kind dumps every option column: one record shape, stable run ids
         dump = parse_strategy(kind).model_dump()
         assert list(dump) == ["kind", *option_columns(), *STRATEGY_TRAINING]
@@ -66,11 +71,11 @@ def test_everything_that_lists_kinds_is_derived_from_the_options_models():
 
 def test_a_method_for_a_kind_the_spec_does_not_know_is_refused():
     class Prompt(Method):
-        kind = "prompt"
+        kind = "adapterdrop"
 
-    with pytest.raises(ValueError, match="kind 'prompt', which has no options model"):
+    with pytest.raises(ValueError, match="kind 'adapterdrop', which has no options model"):
         register(Prompt)
-    assert "prompt" not in METHODS
+    assert "adapterdrop" not in METHODS
 
 
 def _step(model, tokenizer) -> None:
@@ -85,7 +90,7 @@ def _step(model, tokenizer) -> None:
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", list(CLAIMS))
 def test_every_registered_method_builds_and_trains_exactly_what_it_claims(tiny_models, arch, kind):
     claim, lowest = CLAIMS[kind]
     model = load_classifier(str(tiny_models[arch]), ["a", "b"])

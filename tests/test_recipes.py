@@ -17,9 +17,13 @@ HUB_MODELS = {"bert-base-uncased", "distilbert-base-uncased", "roberta-large"}  
 ALL = sorted(RECIPES.glob("*.yaml"))
 
 
+#: offline recipes that are not a hub recipe's twin: comparisons of their own, sized for about an hour
+COMPARISONS = ("peft-methods-offline",)
+
+
 def test_there_is_an_offline_twin_for_every_hub_recipe():
     names = {p.stem for p in ALL}
-    assert len(ALL) == 9
+    assert len(ALL) == 9 + len(COMPARISONS)
     for twin in ("banking77-offline", "ag-news-offline", "snli-offline", "financial-phrasebank-offline"):
         assert twin in names
 
@@ -30,7 +34,10 @@ def test_recipe_validates(path):
     assert spec.name == path.stem and str(spec.output.dir) == f"tunebench-out/{path.stem}"
     runs = len(configurations(spec)) * len(spec.sweep.seed_list or [0])
     assert 2 <= runs <= 60
-    if path.stem.endswith("-offline"):
+    if path.stem in COMPARISONS:
+        assert spec.data.source in BUILTINS and spec.model.name in ALIASES and len(spec.sweep.seed_list or []) >= 2
+        assert spec.data.train_limit and spec.data.train_limit <= 1500 and spec.training.epochs <= 3
+    elif path.stem.endswith("-offline"):
         assert spec.data.source in BUILTINS and spec.model.name in ALIASES
         assert spec.data.train_limit and spec.data.train_limit <= 1500 and spec.training.epochs <= 3
         assert runs <= 10  # sized for 5-10 minutes on 2 CPU cores
@@ -44,3 +51,13 @@ def test_recipe_validates(path):
 def _hub_recipe(offline: Path) -> Path:
     stem = offline.stem.removesuffix("-offline")
     return next(p for p in ALL if p.stem.startswith(stem) and not p.stem.endswith("-offline"))
+
+
+def test_the_methods_recipe_compares_every_method_that_runs_on_minilm():
+    from tunebench.spec.strategy import KINDS, OPTIONS
+
+    spec = load_spec(RECIPES / "peft-methods-offline.yaml")
+    kinds = {s.kind for s in spec.strategies}
+    baselines = {k for k in KINDS if OPTIONS[k].baseline}  # they run beside every study anyway
+    assert kinds == set(KINDS) - baselines - {"prefix"}  # prefix tuning: transformers 5's BERT takes no past
+    assert {s.label for s in spec.strategies} >= {"lora:r=8,dora=True", "lora:r=8,rslora=True", "lora:r=8,init=pissa"}

@@ -93,7 +93,7 @@ def test_yaml_round_trip(tmp_path):
     ("model: {nme: x}\n", "field 'model.nme' is not a known field"),
     ("strategies: full\n", "must be a list such as [full, 'partial:k=2', 'lora:r=8', head]"),
     ("strategies: [full, full]\n", "strategies are listed twice: full"),
-    ("strategies: [prompt]\n", "unknown strategy 'prompt'"),
+    ("strategies: [adapterdrop]\n", "unknown strategy 'adapterdrop'"),
     ("- full\n- head\n", "must hold a mapping with keys such as data, model, strategies, training, output "
                          "(got a list)"),
     ("data: {source: [unclosed\n", "is not valid YAML at line"),

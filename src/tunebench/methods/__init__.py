@@ -13,20 +13,29 @@ kind        trains                                     module
 ``partial`` the top ``k`` layers + head                :mod:`~.freezing`
 ``lora``    LoRA matrices (peft) + head                :mod:`~.lora`
 ``bitfit``  every bias + head                          :mod:`~.bitfit`
+``lora-fa`` LoRA with A frozen, ``lora-plus`` B faster :mod:`~.lora`
+``adalora`` LoRA with a pruned rank budget + head      :mod:`~.adalora`
+``ia3`` ... IA3, VeRA, LoHa, LoKr, OFT, BOFT,          :mod:`~.adapters`
+            FourierFT, HRA, LN tuning + head
+``prefix``  prefix / prompt / P-tuning tokens + head   :mod:`~.prompts`
 ==========  =========================================  ==========================
 """
 
 from __future__ import annotations
 
 from tunebench.errors import SpecError
+from tunebench.methods.adalora import AdaLoraMethod
+from tunebench.methods.adapters import ADAPTER_METHODS, PeftMethod
 from tunebench.methods.base import Method
+from tunebench.methods.baselines import BaselineMethod, MajorityMethod, TfidfLogregMethod
 from tunebench.methods.bitfit import BitFitMethod
 from tunebench.methods.freezing import FullMethod, HeadMethod, PartialMethod
-from tunebench.methods.lora import LORA_TARGET_NAMES, LoraMethod
+from tunebench.methods.lora import LORA_TARGET_NAMES, LoraFaMethod, LoraMethod, LoraPlusMethod
+from tunebench.methods.prompts import PROMPT_METHODS, PromptMethod
 from tunebench.spec.strategy import OPTIONS, StrategyOptions
 
-__all__ = ["LORA_TARGET_NAMES", "METHODS", "BitFitMethod", "FullMethod", "HeadMethod", "LoraMethod", "Method",
-           "PartialMethod", "build_strategy", "register"]
+__all__ = ["LORA_TARGET_NAMES", "METHODS", "BaselineMethod", "BitFitMethod", "FullMethod", "HeadMethod", "LoraMethod",
+           "Method", "PartialMethod", "PeftMethod", "PromptMethod", "build_strategy", "register"]
 
 #: kind -> the method class that prepares a model for it
 METHODS: dict[str, type[Method]] = {}
@@ -42,6 +51,11 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 for _method in (FullMethod, HeadMethod, PartialMethod, LoraMethod, BitFitMethod):
+    register(_method)
+for _method in (MajorityMethod, TfidfLogregMethod):  # the baselines (methods.baselines)
+    register(_method)
+# the PEFT methods beyond LoRA (spec.peft_kinds): methods.lora, .adalora, .adapters, .prompts
+for _method in (LoraFaMethod, LoraPlusMethod, AdaLoraMethod, *ADAPTER_METHODS, *PROMPT_METHODS):
     register(_method)
 
 

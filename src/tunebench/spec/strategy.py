@@ -34,6 +34,7 @@ from pydantic_core import InitErrorDetails
 
 from tunebench.errors import SpecError
 from tunebench.spec.parts import Scheduler, _explain, _number, _Strict
+from tunebench.spec.peft_kinds import PEFT_KINDS, KindRow
 
 
 class StrategyOptions(_Strict):
@@ -48,9 +49,18 @@ class StrategyOptions(_Strict):
     lr: float | None = Field(default=None, gt=0)
     epochs: int | None = Field(default=None, ge=1)
     scheduler: Scheduler | None = None
+    head_lr: float | None = Field(default=None, gt=0)
 
     #: learning rate when neither the strategy nor ``training.lr`` sets one
     default_lr: ClassVar[float]
+    #: where ``default_lr`` comes from (a paper, a peft example), for ``tunebench methods`` and the docs
+    lr_source: ClassVar[str] = ""
+    #: the head's rate when neither the strategy nor ``training.head_lr`` sets one (None: the run's ``lr``);
+    #: VeRA and FourierFT train their few adapter values orders of magnitude faster than the head
+    default_head_lr: ClassVar[float | None] = None
+    #: a reference method that trains no neural network (majority, tfidf-logreg): no learning rate,
+    #: no epochs, never tuned; the floor every fine-tuning must clear
+    baseline: ClassVar[bool] = False
     #: options a sweep may set as ``kind.option`` (besides ``lr`` / ``epochs`` / ``scheduler``)
     sweepable: ClassVar[tuple[str, ...]] = ()
 
@@ -180,9 +190,15 @@ class LoraOptions(StrategyOptions):
     targets: list[str] = Field(default_factory=lambda: ["query", "value"],
                                description="lora: module roles, e.g. query+value")
     layers: list[int] | None = Field(default=None, description="lora: layer indices to adapt")
+    dora: bool = Field(default=False, description="lora: weight-decomposed LoRA (DoRA, peft use_dora)")
+    rslora: bool = Field(default=False, description="lora: rank-stabilised scaling alpha/sqrt(r) (peft use_rslora)")
+    init: Literal["default", "gaussian", "pissa", "olora"] = Field(
+        default="default", description="lora: initialisation (peft init_lora_weights; pissa/olora change base weights)")
+    bias: Literal["none", "all", "lora_only"] = Field(default="none", description="lora: biases that train too")
     # the low-rank update starts at zero: it needs a larger step than full fine-tuning
     default_lr: ClassVar[float] = 5e-4
-    sweepable: ClassVar[tuple[str, ...]] = ("r", "alpha", "dropout", "targets", "layers")
+    lr_source: ClassVar[str] = "tunebench's reference SNLI study (README): 5e-4 for MiniLM-L6, r=8"
+    sweepable: ClassVar[tuple[str, ...]] = ("r", "alpha", "dropout", "targets", "layers", "dora", "rslora", "init")
 
     @model_validator(mode="after")
     def _defaults(self) -> LoraOptions:
@@ -202,6 +218,8 @@ class LoraOptions(StrategyOptions):
             parts.append("targets=" + "+".join(self.targets))
         if self.layers is not None:
             parts.append("layers=" + "+".join(str(i) for i in self.layers))
+        parts += [f"{name}={_fmt(getattr(self, name))}" for name in ("dora", "rslora", "init", "bias")
+                  if getattr(self, name) != LoraOptions.model_fields[name].default]
         return parts
 
     def given(self) -> dict[str, Any]:
@@ -219,6 +237,59 @@ class BitFitOptions(StrategyOptions):
     # Ben Zaken, Ravfogel & Goldberg, "BitFit", ACL 2022 (arXiv:2106.10199): BERT learning rates between
     # 1e-4 and 1e-3; their code's example run of full BitFit uses 1e-3.  Few trainable values, few epochs here.
     default_lr: ClassVar[float] = 1e-3
+
+
+@_kind
+class MajorityOptions(StrategyOptions):
+    """Baseline: always the training split's most frequent class (no model, no training)."""
+
+    kind: Literal["majority"] = "majority"
+    default_lr: ClassVar[float] = 0.0  # trains nothing: no learning rate
+    baseline: ClassVar[bool] = True
+
+
+@_kind
+class TfidfLogregOptions(StrategyOptions):
+    """Baseline: TF-IDF word and bigram features and a logistic regression (scikit-learn); seconds on a CPU."""
+
+    kind: Literal["tfidf-logreg"] = "tfidf-logreg"
+    max_features: int = Field(default=50_000, ge=1, description="tfidf-logreg: vocabulary size")
+    C: float = Field(default=1.0, gt=0, description="tfidf-logreg: inverse regularisation strength")
+    default_lr: ClassVar[float] = 0.0  # trains no network: no learning rate
+    baseline: ClassVar[bool] = True
+
+    def options_label(self) -> list[str]:
+        parts = [f"max_features={self.max_features}"] if self.max_features != 50_000 else []
+        return parts + ([f"C={_fmt(self.C)}"] if self.C != 1.0 else [])
+
+
+class _TableLabel(BaseModel):
+    """A kind built from a row of ``PEFT_KINDS``: its base's label parts, then every row option not at its default."""
+
+    row_options: ClassVar[tuple[str, ...]] = ()
+
+    def options_label(self) -> list[str]:
+        parts = super().options_label()  # type: ignore[misc]
+        for name in self.row_options:
+            value, info = getattr(self, name), type(self).model_fields[name]
+            if value != info.get_default(call_default_factory=True):
+                parts.append(f"{name}=" + ("+".join(map(str, value)) if isinstance(value, list) else _fmt(value)))
+        return parts
+
+
+def _table_kind(row: KindRow) -> type[StrategyOptions]:
+    base = LoraOptions if row.base == "lora" else StrategyOptions
+    name = "".join(part.capitalize() for part in row.kind.replace("-", " ").split()) + "Options"
+    cls = create_model(name, __base__=(_TableLabel, base), __doc__=row.doc,
+                       kind=(Literal[row.kind], row.kind), **row.fields)  # type: ignore[call-overload]
+    cls.__module__ = __name__
+    cls.default_lr, cls.lr_source, cls.default_head_lr = row.default_lr, row.lr_source, row.default_head_lr
+    cls.sweepable = tuple(dict.fromkeys((*base.sweepable, *row.sweepable)))
+    cls.row_options = tuple(row.fields)
+    return _kind(cls)
+
+
+globals().update({cls.__name__: cls for cls in map(_table_kind, PEFT_KINDS)})  # LoraFaOptions, ...
 
 
 #: every kind, in the order they are listed to users

@@ -138,10 +138,14 @@ def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = to
     hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected here
     kwargs = {} if attention == "auto" else {"attn_implementation": attention}
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        model, info = AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=len(label_names), id2label=id2label, label2id=label2id, dtype=dtype,
-            trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True, **kwargs,
+            trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True,
+            output_loading_info=True, **kwargs,
         )
+        # what the checkpoint lacked, so transformers initialised it fresh: part of the head, whatever its name
+        model.tunebench_fresh_parameters = frozenset(info.get("missing_keys") or ())
+        return model
     except (OSError, ValueError) as exc:
         raise ModelError(f"could not load model '{source}' for sequence classification: "
                          f"{first_line(exc)}") from None
@@ -182,24 +186,41 @@ def find_layer_stack(model: nn.Module) -> tuple[str, nn.ModuleList]:
     return candidates[0]
 
 
+def fresh_parameter_names(model: nn.Module) -> set[str]:
+    """Parameters the classification model initialised fresh when :func:`load_classifier` loaded it (transformers'
+    ``missing_keys``: classifier, DistilBERT's ``pre_classifier``, a pooler the checkpoint lacks, ...); empty for a
+    model built from a config alone (the study's meta-device dry run)."""
+    fresh = getattr(model, "tunebench_fresh_parameters", frozenset())
+    return {name for name, _ in model.named_parameters() if name in fresh}
+
+
 def head_parameter_names(model: nn.Module) -> list[str]:
-    """Parameters of the task head: everything outside the encoder, plus the encoder's pooler."""
+    """Parameters of the task head: what the model initialised fresh (see :func:`fresh_parameter_names`),
+    everything outside the encoder, and the encoder's pooler."""
     prefix = getattr(model, "base_model_prefix", "")
+    fresh = fresh_parameter_names(model)
     names = []
     for name, _ in model.named_parameters():
         outside = not prefix or not name.startswith(prefix + ".")
-        if outside or ".pooler." in f".{name}":
+        if outside or ".pooler." in f".{name}" or name in fresh:
             names.append(name)
     return names
 
 
 def head_module_names(model: nn.Module) -> list[str]:
-    """Top-level module names of the head, as peft's ``modules_to_save`` wants them."""
+    """Module names of the head, as peft's ``modules_to_save`` wants them: the top-level modules outside the
+    encoder, the pooler, and the module holding any other freshly initialised parameter."""
     prefix = getattr(model, "base_model_prefix", "")
     names = [n for n, m in model.named_children() if n != prefix and _has_params(m)]
     pooler = getattr(base_model(model), "pooler", None)
     if isinstance(pooler, nn.Module) and _has_params(pooler):
         names.append("pooler")
+    covered = tuple(f"{n}." for n in names) + ((f"{prefix}.pooler.",) if "pooler" in names else ())
+    for name in sorted(fresh_parameter_names(model)):
+        if not name.startswith(covered) and "." in name:
+            module = name.rsplit(".", 1)[0]
+            if module not in names:
+                names.append(module)
     return names
 
 
