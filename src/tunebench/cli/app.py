@@ -75,11 +75,13 @@ def predict(
 
 # --- command groups that live in their own modules (each adds its commands to ``app``) ----------
 from tunebench.cli import data as cli_data  # noqa: E402
+from tunebench.cli import methods as cli_methods  # noqa: E402
 from tunebench.cli import report as cli_report  # noqa: E402
 from tunebench.cli import store as cli_store  # noqa: E402
 from tunebench.cli import sweep as cli_sweep  # noqa: E402
 
 cli_data.register(app)
+cli_methods.register(app)
 cli_report.register(app)
 cli_store.register(app)
 cli_sweep.register(app)
@@ -91,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     # transformers' per-load progress bars would interleave with tunebench's own (every command)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
+        from tunebench.cli.argv import gather  # -s head full, --seeds 0 1 2: values typed as people type them
+
+        argv = gather(list(sys.argv[1:] if argv is None else argv), typer.main.get_command(app))
         code = app(args=argv, prog_name="tunebench", standalone_mode=False)
         if code == 130:  # typer turns KeyboardInterrupt (a second Ctrl-C) into a returned 130
             raise KeyboardInterrupt

@@ -11,10 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.exceptions import Exit
 
 from tunebench.cli.console import err, out
-from tunebench.errors import shorten
 
 #: the user's own permissions, per command: never read from a model or run folder (docs/RELIABILITY.md)
 TRUST_OPTION = typer.Option("--trust-remote-code",
@@ -76,12 +74,23 @@ def run(
         help="processes per run (DDP: CPU processes or one per GPU); also works under torchrun/accelerate launch")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(
         "--checkpoint-every", help="save a resume state every N optimizer steps (a killed run resumes mid-epoch)")] = None,
+    tune: Annotated[bool, typer.Option(
+        "--tune", help="equal-budget learning-rate tuning: the same trials for every strategy (spec: tuning:)")] = False,
+    head_lr: Annotated[float | None, typer.Option(
+        "--head-lr", help="the classifier head's own learning rate (default: the strategy's)")] = None,
+    patience: Annotated[int | None, typer.Option(
+        help="early stopping: stop a run after this many epochs without a validation macro-F1 gain")] = None,
     trust_remote_code: Annotated[bool, TRUST_OPTION] = False,
     allow_pickle: Annotated[bool, PICKLE_OPTION] = False,
+    track: Annotated[list[str] | None, typer.Option(
+        "--track", help="log every run while it trains to tensorboard, mlflow or wandb (space-separated or repeated)")
+    ] = None,
+    price: Annotated[list[str] | None, typer.Option(
+        "--price", help="device price in USD per hour for the report, repeatable: --price T4=0.526")] = None,
 ) -> None:
     """Run a study: every strategy on the same data, splits, seed and evaluation."""
     options = dict(locals())
-    _run(spec_from_options(options), options["force"])
+    _run(spec_from_options(options), options["force"], options)
 
 
 #: on/off flags of ``run``: option name → (spec section, field, value when the flag is given)
@@ -97,10 +106,11 @@ SWITCHES = {
 
 def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) -> Any:
     """The study spec of ``run``'s options (``o``: its arguments by name), with a ``sweep`` section if given."""
-    from tunebench.spec.study import default_study, load_spec, spec_from_dict
+    from tunebench.api.spec import load_study_file
+    from tunebench.spec.study import default_study, spec_from_dict
 
     study_file = o["study_file"]
-    base = load_spec(study_file) if study_file else default_study()
+    base = load_study_file(study_file)[0] if study_file else default_study()  # training.track: see _run
     data = base.to_dict()
     overrides: dict[tuple[str, str], Any] = {
         ("model", "name"): o["model"], ("model", "max_length"): o["max_length"],
@@ -117,7 +127,7 @@ def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) ->
         ("execution", "backend"): o["backend"], ("execution", "address"): o["address"],
         ("execution", "max_retries"): o["max_retries"], ("execution", "nproc"): o["nproc"],
         ("execution", "max_runs"): o["max_runs"],
-        ("training", "checkpoint_every"): o["checkpoint_every"],
+        ("training", "checkpoint_every"): o["checkpoint_every"], ("training", "head_lr"): o.get("head_lr"),
     }
     if o["dataset"] is not None and study_file is None:
         # a user dataset replaces the default SNLI slice: drop the default limits unless given
@@ -134,6 +144,11 @@ def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) ->
     for option, (section, key, value) in SWITCHES.items():  # a switch given on the command line wins
         if o[option]:
             data[section][key] = value
+    if o.get("tune"):
+        data["tuning"] = {**(data.get("tuning") or {}), "enabled": True}
+    if o.get("patience") is not None:
+        data["training"]["early_stopping"] = {**(data["training"].get("early_stopping") or {}),
+                                              "patience": o["patience"]}
     chosen = _split_strategies(o["strategies"])
     if chosen is not None:
         data["strategies"] = chosen
@@ -150,46 +165,31 @@ def _study_name(dataset: str, model: str) -> str:
     return f"{stem(dataset)}-{stem(model)}"
 
 
-def _run(spec, force: bool) -> None:
+def _run(spec, force: bool, options: dict[str, Any] | None = None) -> None:
+    """The study through the Python API (:func:`tunebench.api.run_spec`), with the terminal's bars and table."""
+    from tunebench.api import describe, run_spec
+    from tunebench.api.spec import file_track
     from tunebench.cli.console import RichReporter, comparison_table
-    from tunebench.results.outputs import results_frame
-    from tunebench.spec.study import count_runs
-    from tunebench.study.driver import run_study
+    from tunebench.report.cost import parse_prices
+    from tunebench.report.tracking import check_backends
+
+    options = options or {}
+    study_file = options.get("study_file")
+    track = check_backends([*(file_track(study_file) if study_file else []), *(options.get("track") or [])])
+    prices = parse_prices(options.get("price")) if options.get("price") else None
     from tunebench.training import distributed
-    from tunebench.training.modeling import quiet_libraries
 
-    distributed.check_nproc(spec.execution.nproc, spec.training.device)
-    if spec.execution.nproc > 1 and distributed.launched_world_size() == 1:
-        err.print(f"[bold]tunebench[/bold]: starting {spec.execution.nproc} processes (torch.distributed.run)")
-        code = distributed.launch(spec.to_dict(), spec.execution.nproc, force)
-        if code:
-            raise Exit(code)
-        return
-    quiet_libraries()
-    if distributed.launched_rank() != 0:  # the other processes of a DDP launch train and stay quiet
-        run_study(spec, force=force)
-        return
-    reporter = RichReporter(err)
-    swept = f", sweep: {spec.sweep.method}" if spec.sweep.method else ""
-    seeds = f", seeds {' '.join(map(str, spec.sweep.seed_list))}" if spec.sweep.seed_list else ""
-    runs = count_runs(spec)
-    err.print(f"[bold]tunebench[/bold] study '{escape(shorten(spec.name, 80))}': {len(spec.strategies)} strategies "
-              f"({', '.join(s.label for s in spec.strategies)}){swept}{seeds}, "
-              f"{'up to ' if spec.sweep.method in ('random', 'optuna') else ''}{runs:,} run{'s' * (runs != 1)} → "
-              f"{escape(shorten(str(spec.output.dir), 200))}"
-              + (f", on Ray ({spec.execution.address or 'a local instance'})" if spec.execution.backend == "ray" else ""))
-    try:
-        records = run_study(spec, force=force, reporter=reporter)
-    finally:
-        reporter.close()
+    reporter = RichReporter(err, log=None if out.is_terminal else out)  # `tunebench run > log`: a line per epoch
+    if distributed.launched_rank() == 0 and not (spec.execution.nproc > 1 and distributed.launched_world_size() == 1):
+        err.print(f"[bold]tunebench[/bold]{escape(describe(spec).removeprefix('tunebench'))}")
+    result = run_spec(spec, force=force, reporter=reporter, track=track, prices=prices)
+    if distributed.launched_rank() != 0 or (spec.execution.nproc > 1 and distributed.launched_world_size() == 1):
+        return  # the processes of a DDP launch: rank 0 printed the table
     table_console = out if out.is_terminal else Console(width=160)
-    table_console.print(comparison_table(results_frame(records), title=f"tunebench: {spec.name}"))
-    from tunebench.faults import unfinished_error
-    from tunebench.report import build_report  # the report is a pure function of the store; rebuild: tunebench report
-
-    if any(r["status"] == "finished" for r in records):
-        build_report(spec.output.dir, study=spec.name)
+    table_console.print(comparison_table(result.table, title=f"tunebench: {spec.name}"))
     out.print(f"results: {spec.output.dir}/report.html, report.md, results.csv, results.json, tunebench.sqlite")
-    problem = unfinished_error(records)
+    from tunebench.faults import unfinished_error
+
+    problem = unfinished_error(result.records)
     if problem is not None:  # diverged or failed runs: outputs are written, the exit code says so
         raise problem

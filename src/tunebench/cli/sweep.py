@@ -36,7 +36,7 @@ def parse_seeds(text: str | None) -> list[int] | None:
     try:
         return [int(s) for s in text.replace(" ", ",").split(",") if s]
     except ValueError:
-        raise SpecError(f"--seeds must be whole numbers separated by commas, e.g. 0,1,2 (got '{text}')") from None
+        raise SpecError(f"--seeds must be whole numbers separated by spaces or commas, e.g. 0 1 2 (got '{text}')") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         spec = cli.spec_from_options(options, section)
         if spec.sweep.method is None and not spec.sweep.seed_list:
             raise SpecError("tunebench sweep needs --grid KEY=V1,V2, --seeds, or a study file with a sweep section")
-        cli._run(spec, options["force"])
+        cli._run(spec, options["force"], options)
 
     # every option of ``run``, then the sweep's own: one definition of the shared options
     hints = get_type_hints(cli.run, include_extras=True)
@@ -69,8 +69,8 @@ def register(app: typer.Typer) -> None:
         "optuna": (Annotated[int | None, typer.Option(
             "--optuna", help="N Optuna trials (TPE, median pruning) over the --grid values; needs tunebench[sweep]")],
             None),
-        "seeds": (Annotated[str | None, typer.Option(help="training seeds, e.g. 0,1,2: every configuration once per seed")],
-                  None),
+        "seeds": (Annotated[str | None, typer.Option(
+            help="training seeds, e.g. 0 1 2 or 0,1,2: every configuration once per seed")], None),
     }
     params = [p.replace(annotation=hints[p.name]) for p in inspect.signature(cli.run).parameters.values()]
     params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=hint, default=default)
