@@ -81,6 +81,10 @@ def test_tuning_gives_every_strategy_the_same_trials_which_never_see_the_test_sp
     again = driver.run_study(spec)
     assert spy.calls == [] and [r["label"] for r in again] == [r["label"] for r in records]
 
+    import tunebench as tb  # the folder's study is the tuned one, not its trials or its baselines
+    loaded = tb.load(tmp_path / "out")
+    assert loaded.study == "v" and loaded.best.record["resolved"]["lr"] in (3e-4, 1e-3, 3e-3)
+
 
 def test_successive_halving_prunes_trials_behind_the_first_and_costs_less_than_the_grid(
         tiny_bert, reviews400, tmp_path):

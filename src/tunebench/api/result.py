@@ -239,6 +239,7 @@ class Result:
 def load(out_dir: str | Path = "tunebench-out", study: str | None = None,
          prices: dict[str, float] | None = None) -> Result:
     """The :class:`Result` of a study folder's store, without retraining; ``study``: default, the latest."""
+    from tunebench.report.inputs import choose_study
     from tunebench.results.store import STORE_NAME, Store
 
     out_dir = Path(out_dir)
@@ -247,13 +248,7 @@ def load(out_dir: str | Path = "tunebench-out", study: str | None = None,
         raise SpecError(f"no study store in {out_dir} (expected {path.name}); run 'tunebench run -o {out_dir}' first")
     with Store(path) as store:
         everything = store.records()
-        names = sorted({r["study"] for r in everything})
-        if not names:
+        if not everything:
             raise SpecError(f"the store in {out_dir} holds no runs; run a study first")
-        if study is None:  # the study that ran last; its baselines' rows are a study of their own
-            among = [n for n in names if not n.endswith(":baselines")] or names
-            study = store.latest_study(among) or max((r for r in everything if r["study"] in among),
-                                                     key=lambda r: r["finished_at"])["study"]
-        elif study not in names:
-            raise SpecError(f"no study named '{study}' in {out_dir} (studies there: {', '.join(names)})")
+        study = choose_study(store, everything, study, out_dir)  # as the report chooses it
     return Result(out_dir, study, [r for r in everything if r["study"] == study], prices)

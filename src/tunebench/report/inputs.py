@@ -62,19 +62,26 @@ def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
         everything = [r for r in stored if r["status"] == "finished"]
         if not everything:
             raise SpecError(f"the store in {out_dir} holds no finished runs; run a study first")
-        names = sorted({r["study"] for r in everything})
-        if study is None:  # the study that ran last (planned last), among those with finished runs
-            finals = [n for n in names if not n.endswith((TUNING_SUFFIX, BASELINES_SUFFIX))] or names  # not trials
-            study = store.latest_study(finals) or max((r for r in everything if r["study"] in finals),
-                                                      key=lambda r: r["finished_at"])["study"]
-        elif study not in names:
-            raise SpecError(f"no study named '{study}' in {out_dir} (studies there: {', '.join(names)})")
+        study = choose_study(store, everything, study, out_dir)
         runs, preds = verdict_runs(store, study, everything)
         unfinished = _unfinished(store.history(study), [r for r in stored if r["study"] == study], runs)
         tuning = tuning_records(store, study)
     records = representatives(runs)
     return ReportInputs(out_dir, study, records, preds, load_test_texts(records[0]), load_profile(out_dir), runs,
                         unfinished, tuning)
+
+
+def choose_study(store: Store, records: list[dict[str, Any]], study: str | None, out_dir: Path) -> str:
+    """``study`` if ``records`` hold it (else one sentence naming the studies there); None: the study
+    planned last among them, never a study's tuning trials or baselines (the report and the API alike)."""
+    names = sorted({r["study"] for r in records})
+    if study is None:
+        finals = [n for n in names if not n.endswith((TUNING_SUFFIX, BASELINES_SUFFIX))] or names
+        return store.latest_study(finals) or max((r for r in records if r["study"] in finals),
+                                                 key=lambda r: r["finished_at"])["study"]
+    if study not in names:
+        raise SpecError(f"no study named '{study}' in {out_dir} (studies there: {', '.join(names)})")
+    return study
 
 
 def verdict_runs(store: Store, study: str, finished: list[dict[str, Any]] | None = None
