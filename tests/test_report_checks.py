@@ -144,6 +144,24 @@ def test_baselines_are_the_floor_never_marked_best_and_the_answer_only_when_noth
     assert not any(p.startswith("Recommended: lora") for p in picks)
 
 
+def test_flagged_runs_that_already_clear_the_floor_never_make_a_baseline_the_answer():
+    """The default study at 3 epochs: every strategy still improving, three of them far above tfidf-logreg.
+    That is no verdict between them, and fine-tuning is worth it: not "use the baseline"."""
+    records = [{k: v for k, v in r.items() if k != "_probs"} for r in study()]
+    frame = frame_of(records)
+    frame.loc[~analysis.baseline_mask(frame), "diagnosis"] = "still improving"
+    frame.loc[~analysis.baseline_mask(frame), "test_macro_f1"] = [0.80, 0.85, 0.70]
+    picks, _ = analysis.recommendation(frame, records)
+    assert not any(p.startswith("Recommended:") for p in picks)
+    verdict = next(p for p in picks if p.startswith("No verdict"))
+    assert verdict.endswith("Already above the baseline floor (tfidf-logreg, test macro-F1 0.750): full, lora:r=8; "
+                            "fine-tuning is worth it here.")
+    # and when none of the flagged runs clears it either, the cheapest baseline is the answer
+    frame.loc[~analysis.baseline_mask(frame), "test_macro_f1"] = [0.60, 0.65, 0.70]
+    picks, _ = analysis.recommendation(frame, records)
+    assert picks[0].startswith("Recommended: tfidf-logreg (a baseline) — no fine-tuning strategy could be ranked")
+
+
 def _section(html: str, key: str) -> str:
     found = re.search(rf'<section id="{key}">(.*?)</section>', html, re.S)
     return found.group(1) if found else ""

@@ -16,7 +16,8 @@ TWO = ["-s", "head partial:k=1"]
 
 def test_first_ctrl_c_stops_the_run_at_the_next_step_and_records_it(tiny_bert, tmp_path):
     out = tmp_path / "out"
-    proc = start_driver(flags(tiny_bert, reviews(tmp_path), out, *TWO, "--epochs", "50"))
+    # slow batches: on a loaded machine the two batches left in epoch 1 must not end before the signal lands
+    proc = start_driver(flags(tiny_bert, reviews(tmp_path), out, *TWO, "--epochs", "50"), fault="slow")
     wait_for_step(proc, 0, 3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -148,14 +148,20 @@ def _cheapest(rows: pd.DataFrame) -> tuple[pd.Series, str]:
     return rows.loc[rows["train_time_s"].idxmin()], "shortest training among them; no price for its device"
 
 
-def baseline_pick(frame: pd.DataFrame, ranked: pd.DataFrame) -> str | None:
-    """When no ranked fine-tuning row clears the best baseline: the cheapest baseline within 1 point of
-    the best one is the answer, and why.  None when some fine-tuning clears the floor (or no baseline ran)."""
+def baseline_pick(frame: pd.DataFrame, ranked: pd.DataFrame, finetuned: pd.DataFrame | None = None) -> str | None:
+    """When no fine-tuning row clears the best baseline: the cheapest baseline within 1 point of the best
+    one is the answer, and why.  None when some fine-tuning clears the floor (or no baseline ran).
+
+    ``finetuned``: every fine-tuning row, flagged ones included.  A flagged run that already clears the
+    floor shows fine-tuning is worth it (its flag says it could do better still), so a baseline is not
+    recommended then even when no row can be ranked."""
     base = frame[baseline_mask(frame)]
     if base.empty:
         return None
     floor = base["test_macro_f1"].max()
     if len(ranked) and ranked["test_macro_f1"].max() > floor:
+        return None
+    if finetuned is not None and len(finetuned) and finetuned["test_macro_f1"].max() > floor:
         return None
     pick = base[base["test_macro_f1"] >= floor - 0.01]
     pick = pick.loc[pd.to_numeric(pick["train_time_s"], errors="coerce").fillna(0).idxmin()]
@@ -195,13 +201,18 @@ def recommendation(frame: pd.DataFrame, records: list[dict[str, Any]], tied: lis
     base, bad = baseline_mask(frame), unrankable_mask(frame)
     finetuned, ranked = frame[~base], frame[~base & ~bad]
     picks: list[str] = []
-    fallback = baseline_pick(frame, ranked)
+    fallback = baseline_pick(frame, ranked, finetuned)
     if fallback is not None:
         picks.append(fallback)
     if ranked.empty:
         if fallback is None:
+            refs = frame[base]
+            floor = refs["test_macro_f1"].max() if len(refs) else None
+            above = [] if floor is None else finetuned[finetuned["test_macro_f1"] > floor]["strategy"].tolist()
+            cleared = (f" Already above the baseline floor ({refs.loc[refs['test_macro_f1'].idxmax(), 'strategy']}, "
+                       f"test macro-F1 {floor:.3f}): {', '.join(above)}; fine-tuning is worth it here." if above else "")
             picks.append("No verdict: every fine-tuning strategy was flagged (collapsed or still improving), so none "
-                         "can be called better or worse than another yet.")
+                         "can be called better or worse than another yet." + cleared)
         return picks + not_ranked(frame), caveats(frame, records, tuned)
     f1 = ranked["test_macro_f1"]
     best = ranked.loc[f1.idxmax()]
