@@ -33,6 +33,17 @@ def test_an_under_trained_curve_is_still_improving_with_the_numbers_in_the_advic
     assert dg.diagnose(curve([0.40, 0.50, 0.51]))["diagnosis"] == "still improving"  # exactly one point counts
 
 
+def test_a_tuned_run_is_told_to_train_longer_not_to_tune_again():
+    d = dg.diagnose(curve([0.40, 0.52, 0.561]), label="full:lr=0.000158", tuned=True)
+    assert d["evidence"]["tuned"] is True
+    assert d["advice"] == ("full:lr=0.000158 did not converge: best epoch = last (3 of 3), +4.1 points of validation "
+                           "macro-F1 in it; its rate is already tuned: rerun with more epochs.")
+    collapsed = dg.diagnose([], [1] * len(BALANCED), BALANCED, label="full", tuned=True)
+    assert "even at its tuned learning rate" in collapsed["advice"] and "--tune" not in collapsed["advice"]
+    # the stored evidence re-renders the same advice for another label (the report does this)
+    assert dg.advice_for("still improving", d["evidence"], "x").endswith("already tuned: rerun with more epochs.")
+
+
 def test_one_epoch_cannot_say_whether_it_is_still_improving():
     d = dg.diagnose(curve([0.6]))
     assert d["diagnosis"] == "ok" and d["flags"] == []

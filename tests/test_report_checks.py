@@ -198,6 +198,11 @@ def test_learning_rate_sensitivity_from_tuning_records(tmp_path):
     budget = re.search(r'<table data-table="tuning-budget">(.*?)</table>', section, re.S).group(1)
     assert "0.00016" in budget and "0.0016" in budget  # each strategy's best rate
     assert "tuned per strategy with the same budget" in _section(html, "recommendation")
+    # each strategy once, its rate once: never "full:lr=0.00016 0.00016", never once per seed
+    seeded = [{**r, "strategy": "full:lr=0.00016", "resolved": {**r["resolved"], "lr": 1.6e-4, "seed": s}}
+              for s, r in enumerate([study(converged_full=True)[0]] * 3)]
+    rates = next(c for c in analysis.caveats(frame_of(seeded), seeded, tuned=True) if "were tuned" in c)
+    assert rates.endswith("(see Learning-rate sensitivity): full:lr=0.00016.")
     # unequal budgets are said, not hidden
     out2 = store_of(tmp_path / "b", study(converged_full=True), tuning[:-1])
     assert "did not have the same number of trials" in build_report(out2)["html"].read_text()

@@ -76,6 +76,8 @@ def test_tuning_gives_every_strategy_the_same_trials_which_never_see_the_test_sp
         mine = [r for r in stored if r["tuning"]["strategy"] == kind]
         best = max(mine, key=lambda r: (r["val"]["macro_f1"], -r["tuning"]["trial"]))
         assert final["resolved"]["lr"] == best["tuning"]["lr"] and final["test"]["macro_f1"] is not None
+        assert final["diagnosis"]["evidence"]["tuned"] is True  # its advice never says "rerun with --tune"
+    assert not any(r["diagnosis"]["evidence"].get("tuned") for r in stored)
 
     spy.calls.clear()  # the same command again: every trial and run is reused, nothing trains
     again = driver.run_study(spec)

@@ -263,6 +263,15 @@ def _res(record: dict[str, Any]) -> dict[str, Any]:
     return record.get("resolved") or {}
 
 
+def _rates(records: list[dict[str, Any]]) -> str:
+    """"full lr 0.000158, head lr 0.001": each strategy once (not once per seed), its rate once (a tuned
+    label such as ``full:lr=0.000158`` already carries it)."""
+    seen: dict[str, float] = {}
+    for r in records:
+        seen.setdefault(r["strategy"], r["resolved"]["lr"])
+    return ", ".join(name if f"lr={lr:g}" in name else f"{name} {lr:g}" for name, lr in seen.items())
+
+
 def caveats(frame: pd.DataFrame, records: list[dict[str, Any]], tuned: bool = False) -> list[str]:
     """The confounds that apply to this study, each in one sentence (``tuned``: the learning rates came
     from equal-budget tuning; baselines, which have no learning rate nor epochs, are left out of those)."""
@@ -283,10 +292,9 @@ def caveats(frame: pd.DataFrame, records: list[dict[str, Any]], tuned: bool = Fa
     lrs = sorted({_res(r)["lr"] for r in with_lr})
     if tuned and lrs:
         out.append("Learning rates were tuned per strategy with the same budget (see Learning-rate sensitivity): "
-                   + ", ".join(f"{r['strategy']} {r['resolved']['lr']:g}" for r in with_lr) + ".")
+                   + _rates(with_lr) + ".")
     elif len(lrs) > 1:
-        out.append("Learning rate differs per strategy (" + ", ".join(
-            f"{r['strategy']} {r['resolved']['lr']:g}" for r in with_lr) + "); none was tuned per strategy here.")
+        out.append("Learning rate differs per strategy (" + _rates(with_lr) + "); none was tuned per strategy here.")
     elif lrs:
         out.append(f"The same learning rate ({lrs[0]:g}) for every strategy: it may suit some strategies better "
                    "than others (LoRA and head-only usually want a higher one).")

@@ -123,12 +123,16 @@ def advice_for(flag: str, evidence: dict[str, Any], label: str = "this run") -> 
                                                                               "constant")
         if e.get("test_macro_f1") is not None and e.get("majority_macro_f1") is not None:
             what += f", test macro-F1 {e['test_macro_f1']:.3f} against the majority baseline's {e['majority_macro_f1']:.3f}"
+        if e.get("tuned"):
+            return (f"{label} collapsed: {what}, even at its tuned learning rate; widen tuning.lr or give it more "
+                    "epochs before comparing it.")
         return (f"{label} collapsed: {what}; its learning rate is likely wrong for it — rerun with --tune "
                 "(or set lr= for it) before comparing it.")
     if flag == "still improving":
         return (f"{label} did not converge: best epoch = last ({e.get('best_epoch')} of {e.get('epochs_run')}), "
-                f"+{100 * e.get('last_gain', 0.0):.1f} points of validation macro-F1 in it; rerun with --tune or "
-                "more epochs.")
+                f"+{100 * e.get('last_gain', 0.0):.1f} points of validation macro-F1 in it; "
+                + ("its rate is already tuned: rerun with more epochs." if e.get("tuned")
+                   else "rerun with --tune or more epochs."))
     if flag == "overfitting":
         return (f"{label} overfits: validation loss rose from {e['val_loss_min']:.3f} (epoch {e['val_loss_min_epoch']}) "
                 f"to {e['val_loss_last']:.3f} (+{e['val_loss_rise_pct']:.0f} %) while training loss fell from "
@@ -141,7 +145,7 @@ def diagnose(curves: list[dict[str, Any]], test_predictions: Sequence[int] | Non
              test_labels: Sequence[int] | None = None, majority_macro_f1: float | None = None,
              test_macro_f1: float | None = None, *, n_classes: int | None = None,
              label: str = "this run", pred_counts: Sequence[int] | None = None,
-             label_counts: Sequence[int] | None = None) -> dict[str, Any]:
+             label_counts: Sequence[int] | None = None, tuned: bool = False) -> dict[str, Any]:
     """The diagnosis of one run: ``{"diagnosis", "flags", "evidence", "advice", "advices", "undecided"}``.
 
     ``curves``: the run's per-epoch dicts (``epoch, train_loss, val_loss, val_accuracy,
@@ -154,7 +158,7 @@ def diagnose(curves: list[dict[str, Any]], test_predictions: Sequence[int] | Non
     (:data:`FLAGS`) or "ok"; ``advice`` one sentence per flag, joined (``advices``: by flag);
     ``undecided`` says which checks the inputs could not decide.
     """
-    evidence: dict[str, Any] = {}
+    evidence: dict[str, Any] = {"tuned": True} if tuned else {}
     undecided: list[str] = []
     curves = sorted(curves or [], key=lambda c: c.get("epoch", 0))
     f1 = [float(c["val_macro_f1"]) for c in curves if c.get("val_macro_f1") is not None]

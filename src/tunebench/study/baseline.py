@@ -19,15 +19,15 @@ from tunebench.training.resources import PeakMemory
 
 
 def diagnose_run(curves: list[dict[str, Any]], predictions: Any, prepared: Prepared,
-                 test_metrics: dict[str, Any] | None, label: str = "this run") -> dict[str, Any]:
+                 test_metrics: dict[str, Any] | None, label: str = "this run", tuned: bool = False) -> dict[str, Any]:
     """The run's convergence diagnosis (:func:`tunebench.results.diagnosis.diagnose`) against the majority
-    baseline of the same splits."""
+    baseline of the same splits (``tuned``: its rate came from the study's tuning)."""
     labels = np.asarray(prepared.test.labels)
     majority = majority_macro_f1(prepared) if test_metrics else None
     return diagnose(curves, test_predictions=predictions if test_metrics else None,
                     test_labels=labels if test_metrics else None, majority_macro_f1=majority,
                     test_macro_f1=(test_metrics or {}).get("macro_f1"), n_classes=len(prepared.bundle.label_names),
-                    label=label)
+                    label=label, tuned=tuned)
 
 
 def majority_macro_f1(prepared: Prepared) -> float:
