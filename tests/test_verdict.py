@@ -168,11 +168,27 @@ def test_run_ids_of_earlier_runs_are_unchanged_and_head_lr_is_a_new_computation(
     from tunebench.study.plan import identity_settings, run_config
 
     spec = spec_for(tiny_bert, reviews400, tmp_path / "out")
-    cfg = run_config(spec, spec.strategies[0], "fp32")
+    lr = run_config(spec, spec.strategies[0], "fp32").lr
+    # a run of before heads had a rate of their own trained its head at lr: said so, it keeps its id
+    same = spec_for(tiny_bert, reviews400, tmp_path, training={"head_lr": lr})
+    cfg = run_config(same, same.strategies[0], "fp32")
     before = {k: v for k, v in vars(cfg).items() if k not in engine.LATER_FIELDS}  # the fields ids were made of
-    assert stable_hash(identity_settings(cfg)) == stable_hash(before)
+    assert cfg.head_lr is None and stable_hash(identity_settings(cfg)) == stable_hash(before)
     head = run_config(spec_for(tiny_bert, reviews400, tmp_path, training={"head_lr": 1e-3}), spec.strategies[0], "fp32")
     assert head.head_lr == 1e-3 and stable_hash(identity_settings(head)) != stable_hash(before)
+
+
+def test_the_default_head_rate_is_the_measured_one_never_below_the_body_and_not_for_head_only():
+    from tunebench.spec.strategy import DEFAULT_HEAD_LR, head_rate, parse_strategy
+
+    assert DEFAULT_HEAD_LR == 3e-3
+    assert head_rate(parse_strategy("full"), 5e-5) == 3e-3
+    assert head_rate(parse_strategy("lora:r=8"), 5e-3) is None  # a body above it: one rate, the body's
+    assert head_rate(parse_strategy("full"), 5e-5, given=1e-3) == 1e-3  # training.head_lr
+    assert head_rate(parse_strategy("full:head_lr=0.01"), 5e-5, given=1e-3) == 1e-2  # the strategy's own first
+    assert head_rate(parse_strategy("vera"), 2e-2) == 1e-2  # VeRA's own, from peft's notebook
+    assert head_rate(parse_strategy("head"), 1e-4) is None  # head-only: its lr is the head's, tuned as such
+    assert head_rate(parse_strategy("majority"), 0.0) is None
 
 
 def test_tuning_and_a_sweep_together_are_one_sentence(tiny_bert, reviews400, tmp_path):

@@ -72,7 +72,7 @@ class TrainingSpec(_Strict):
     batch_size: int = Field(default=16, ge=1)
     eval_batch_size: int = Field(default=64, ge=1)
     lr: float | None = Field(default=None, gt=0, description="None: per-strategy default")
-    head_lr: float | None = Field(default=None, gt=0, description="the classifier head's own rate; None: lr")
+    head_lr: float | None = Field(default=None, gt=0, description="the classifier head's own rate; None: max(3e-3, lr)")
     early_stopping: EarlyStoppingSpec | None = Field(default=None, description="None: every run trains all epochs")
     track: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=list, description="log every run while it trains (--track); not part of a run's result")

@@ -55,9 +55,11 @@ class StrategyOptions(_Strict):
     default_lr: ClassVar[float]
     #: where ``default_lr`` comes from (a paper, a peft example), for ``tunebench methods`` and the docs
     lr_source: ClassVar[str] = ""
-    #: the head's rate when neither the strategy nor ``training.head_lr`` sets one (None: the run's ``lr``);
-    #: VeRA and FourierFT train their few adapter values orders of magnitude faster than the head
+    #: the head's rate when neither the strategy nor ``training.head_lr`` sets one (None:
+    #: :func:`head_rate`'s rule); VeRA and FourierFT have their own, from peft's notebooks
     default_head_lr: ClassVar[float | None] = None
+    #: False where the head is all that trains (head-only): its one rate is ``lr``, tuned as such
+    own_head_rate: ClassVar[bool] = True
     #: a reference method that trains no neural network (majority, tfidf-logreg): no learning rate,
     #: no epochs, never tuned; the floor every fine-tuning must clear
     baseline: ClassVar[bool] = False
@@ -164,6 +166,7 @@ class HeadOptions(StrategyOptions):
     kind: Literal["head"] = "head"
     # a freshly initialised head has no pretrained scale to protect
     default_lr: ClassVar[float] = 1e-3
+    own_head_rate: ClassVar[bool] = False  # the head is the whole model that trains: lr is its rate
 
 
 @_kind
@@ -298,6 +301,24 @@ StrategyKind = Literal[KINDS]  # type: ignore[valid-type]
 #: Learning rates used when neither the strategy nor ``training.lr`` sets one.  Fewer trainable
 #: parameters tolerate (and need) a larger step.
 DEFAULT_LR: dict[str, float] = {kind: options.default_lr for kind, options in OPTIONS.items()}
+#: The freshly initialised classifier head's rate when nothing sets one: the head never trains slower
+#: than this, nor than the body (:func:`head_rate`).  Chosen by measurement on the offline twins
+#: (docs/METHODS.md, "The head's rate"): at the body's own rate (5e-5 for full fine-tuning) a new
+#: 52-class head barely moves in three epochs.
+DEFAULT_HEAD_LR = 3e-3
+
+
+def head_rate(strategy: StrategyOptions, lr: float, given: float | None = None) -> float | None:
+    """The head's rate for ``strategy`` training at ``lr``: ``strategy.head_lr``, else ``given``
+    (``training.head_lr``), else the kind's own default (VeRA, FourierFT), else
+    ``max(DEFAULT_HEAD_LR, lr)``.  None when it is ``lr`` (one rate for all: the engine's single group,
+    and the run id of runs stored before heads had a rate of their own), and always for a kind whose
+    head is all that trains (head-only, the baselines)."""
+    options = type(strategy)
+    if not options.own_head_rate or options.baseline:
+        return None
+    rate = strategy.head_lr or given or options.default_head_lr or max(DEFAULT_HEAD_LR, lr)
+    return None if rate == lr else rate
 #: fields a strategy may override for itself (of the study's training settings)
 STRATEGY_TRAINING: tuple[str, ...] = tuple(name for name in StrategyOptions.model_fields if name != "kind")
 

@@ -29,7 +29,7 @@ import torch
 from tunebench.data.bundle import DatasetBundle
 from tunebench.methods import build_strategy
 from tunebench.spec.parts import RangeSpec, TrainingSpec, stable_hash
-from tunebench.spec.strategy import DEFAULT_LR, OPTIONS, StrategySpec
+from tunebench.spec.strategy import DEFAULT_LR, OPTIONS, StrategySpec, head_rate
 from tunebench.spec.study import StudySpec
 from tunebench.spec.sweep import Configuration, apply, corners, parsed_space
 from tunebench.training import batching, engine
@@ -110,13 +110,14 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training
     """The engine's settings for ``strategy``: ``training`` (a sweep's, default the study's) and ``seed``."""
     t = training or spec.training
     stopping = t.early_stopping
+    lr = strategy.lr or t.lr or DEFAULT_LR[strategy.kind]
     return engine.RunConfig(
         epochs=strategy.epochs or t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
-        lr=strategy.lr or t.lr or DEFAULT_LR[strategy.kind], weight_decay=t.weight_decay,
+        lr=lr, weight_decay=t.weight_decay,
         warmup_ratio=t.warmup_ratio, scheduler=strategy.scheduler or t.scheduler, max_grad_norm=t.max_grad_norm,
         grad_accumulation=t.grad_accumulation, seed=t.seed if seed is None else seed, precision=precision,
         prefix_cache=t.prefix_cache, bucketing=t.bucketing, compile=t.compile,
-        head_lr=strategy.head_lr or t.head_lr or type(strategy).default_head_lr,  # VeRA, FourierFT: their own
+        head_lr=head_rate(strategy, lr, t.head_lr),
         patience=stopping.patience if stopping else None, min_delta=stopping.min_delta if stopping else 0.0,
     )
 
