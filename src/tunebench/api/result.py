@@ -174,29 +174,19 @@ class Result:
     @cached_property
     def recommendation(self) -> Recommendation:
         """The report's recommendation, computed as the report computes it (significance and cost)."""
-        from tunebench.report import significance
-        from tunebench.report.analysis import baseline_mask, headline_frame, recommendation, seed_means
+        from tunebench.report.analysis import baseline_mask
         from tunebench.report.cost import DEFAULT_PRICES
-        from tunebench.report.inputs import representatives, tuning_records, verdict_runs
-        from tunebench.results.store import STORE_NAME, Store
+        from tunebench.report.inputs import load_inputs
+        from tunebench.report.verdict import configuration_frame, verdict
 
         self._require_finished()
-        with Store(self.out_dir / STORE_NAME) as store:  # the study's runs and its baselines, as the report
-            runs, predictions = verdict_runs(store, self.study)
-            tuned = bool(tuning_records(store, self.study))
-        records = representatives(runs)
-        prices = dict(DEFAULT_PRICES if self.prices is None else self.prices)
-        frame = headline_frame(records, prices)
-        if len(runs) > len(records):
-            frame = seed_means(frame, headline_frame(runs, prices), [significance.group_of(r) for r in runs])
+        inputs = load_inputs(self.out_dir, self.study)  # what the report reads: the same verdict
+        frame = configuration_frame(inputs, dict(DEFAULT_PRICES if self.prices is None else self.prices))
+        found = verdict(inputs, frame)
         tuned_frame = frame[~baseline_mask(frame)]  # a baseline is a reference row, never "the best run"
         best = str((tuned_frame if len(tuned_frame) else frame).sort_values(
             "test_macro_f1", ascending=False, kind="stable").iloc[0]["strategy"])
-        tied = None
-        if len(significance.groups(significance.compared(runs))) > 1:
-            top, comparisons = significance.compare_with_best(significance.compared(runs), predictions)
-            tied = [top] + significance.tied_with_best(comparisons)
-        picks, caveats = recommendation(frame, records, tied, tuned=tuned)
+        picks, caveats, tied = found.picks, found.caveats, found.tied
         sentence = next((p for p in picks if p.startswith("Recommended: ")), picks[0])
         names = set(frame["strategy"])
         named = sentence.removeprefix("Recommended: ").split(" — ")[0]

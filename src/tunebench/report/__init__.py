@@ -13,13 +13,12 @@ from pathlib import Path
 from tunebench.faults import atomic_write
 from tunebench.report import sections, sections_checks, sections_data
 from tunebench.report import sections_significance as significance_sections
-from tunebench.report.analysis import headline_frame, seed_means
 from tunebench.report.cost import DEFAULT_PRICES
 from tunebench.report.document import Document, Section, cell, text_table
 from tunebench.report.html import render_html
 from tunebench.report.inputs import load_inputs
 from tunebench.report.markdown import render_markdown
-from tunebench.report.significance import group_of
+from tunebench.report.verdict import configuration_frame
 
 SECTIONS = [sections.headline, sections_checks.convergence_section, significance_sections.significance_section,
             significance_sections.sweep_section, sections.comparison, sections.pareto, sections.curves, sections.confusion,
@@ -37,9 +36,7 @@ def build_document(out_dir: Path, prices: dict[str, float] | None = None, study:
     if tuning is not None:
         inputs.tuning = list(tuning)
     prices = dict(DEFAULT_PRICES if prices is None else prices)
-    frame = headline_frame(inputs.records, prices)
-    if inputs.repeated:  # one row per configuration: the mean over its seeds
-        frame = seed_means(frame, headline_frame(inputs.runs, prices), [group_of(r) for r in inputs.runs])
+    frame = configuration_frame(inputs, prices)  # one row per configuration: the mean over its seeds
     ctx = sections.Context(inputs, prices, frame, out_dir / "figures")
     built = [section for build in SECTIONS if (section := build(ctx)) is not None]
     if inputs.unfinished:  # runs that diverged, failed or were interrupted, right after the headline table

@@ -19,6 +19,7 @@ from tunebench.report import error_analysis as ea
 from tunebench.report.cost import RELATIVE_SPEED, device_key, study_cost_by_device
 from tunebench.report.document import Bullets, Cell, Code, Figure, Para, Section, Table, cell, text_table
 from tunebench.report.inputs import ReportInputs
+from tunebench.report.verdict import verdict
 from tunebench.results.diagnosis import is_baseline
 from tunebench.results.outputs import _fmt_bytes as format_bytes
 
@@ -189,13 +190,9 @@ def cost(ctx: Context) -> Section:
 
 
 def recommendation(ctx: Context) -> Section:
-    tied = None
-    runs = significance.compared(ctx.inputs.runs or ctx.records)
-    if len(significance.groups(runs)) > 1:
-        best, comparisons = significance.compare_with_best(runs, ctx.inputs.predictions)
-        tied = [best] + significance.tied_with_best(comparisons)
-    picks, caveats = analysis.recommendation(ctx.frame, ctx.records, tied, tuned=bool(ctx.inputs.tuning))
-    return Section("recommendation", "9. Recommendation", [Bullets(picks), Para("Caveats:"), Bullets(caveats)])
+    found = verdict(ctx.inputs, ctx.frame)
+    return Section("recommendation", "9. Recommendation",
+                   [Bullets(found.picks), Para("Caveats:"), Bullets(found.caveats)])
 
 
 def environment(ctx: Context) -> Section:
