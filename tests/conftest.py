@@ -107,3 +107,30 @@ def one_error(err: str) -> str:
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert lines and lines[-1].startswith("error: ") and "Traceback" not in err, err
     return " ".join(err.split())  # rich may wrap a long sentence; compare it as one line
+
+
+def round_trip_run_ids(tmp_path: Path, yaml_text: str, labels: list[str]) -> list[str]:
+    """Load ``yaml_text`` as a study file; assert its strategies' labels are ``labels``, parse back to
+    the same options and survive ``to_dict`` → ``spec_from_dict``; return the run ids, asserted equal
+    from the file, from the round trip and from the parsed labels (a label names one computation)."""
+    from types import SimpleNamespace
+
+    from tunebench.spec.strategy import parse_strategy
+    from tunebench.spec.study import load_spec, spec_from_dict
+    from tunebench.study.plan import run_config, run_id_for
+
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml_text, encoding="utf-8")
+    spec = load_spec(path)
+    assert [s.label for s in spec.strategies] == labels
+    assert [parse_strategy(label) for label in labels] == spec.strategies
+    again = spec_from_dict(spec.to_dict())
+    assert again == spec
+    bundle = SimpleNamespace(hashes=lambda: {"train": "t", "validation": "v", "test": "x"})
+
+    def run_id(study, strategy):
+        return run_id_for(study, strategy, bundle, run_config(study, strategy, "fp32"), torch.device("cpu"))
+
+    ids = [run_id(spec, s) for s in spec.strategies]
+    assert ids == [run_id(again, s) for s in again.strategies] == [run_id(spec, parse_strategy(lab)) for lab in labels]
+    return ids

@@ -3,8 +3,6 @@ exactly what it says; a trainable parameter outside the layer stack turns the fr
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
@@ -13,12 +11,12 @@ from tunebench.errors import SpecError
 from tunebench.methods import METHODS, Method, build_strategy, register
 from tunebench.methods.bitfit import is_bias
 from tunebench.spec.strategy import DEFAULT_LR, KINDS, OPTIONS, STRATEGY_TRAINING, option_columns, parse_strategy
-from tunebench.spec.study import load_spec, spec_from_dict
+from tunebench.spec.study import load_spec
 from tunebench.spec.sweep import KIND_OPTIONS, known_keys
 from tunebench.training import engine
 from tunebench.training.modeling import count_parameters, head_parameter_names, load_classifier, load_tokenizer
 
-from .conftest import TINY_LAYERS, easy_reviews
+from .conftest import TINY_LAYERS, easy_reviews, round_trip_run_ids
 from .test_engine import _cfg, _encoded
 
 ARCHS = ["bert", "roberta", "distilbert"]
@@ -181,25 +179,12 @@ def test_bitfit_takes_only_the_shared_overrides(text, message):
 
 
 def test_bitfit_label_and_options_round_trip_through_yaml_with_the_same_run_id(tmp_path):
-    from tunebench.study.plan import run_config, run_id_for
+    from tunebench.study.plan import run_config
 
-    path = tmp_path / "study.yaml"
-    path.write_text("strategies:\n  - bitfit\n  - bitfit: {lr: 5e-4, epochs: 2, scheduler: cosine}\n"
-                    "  - {kind: bitfit, epochs: 4, k: null, r: null}\n")
-    spec = load_spec(path)
-    labels = ["bitfit", "bitfit:lr=0.0005,epochs=2,scheduler=cosine", "bitfit:epochs=4"]
-    assert [s.label for s in spec.strategies] == labels
-    assert [parse_strategy(label) for label in labels] == spec.strategies
-    again = spec_from_dict(spec.to_dict())
-    assert again == spec
-
-    bundle = SimpleNamespace(hashes=lambda: {"train": "t", "validation": "v", "test": "x"})
-
-    def run_id(study, strategy):
-        return run_id_for(study, strategy, bundle, run_config(study, strategy, "fp32"), torch.device("cpu"))
-
-    for strategy, twin in zip(spec.strategies, again.strategies, strict=True):
-        assert run_id(spec, strategy) == run_id(again, twin) == run_id(spec, parse_strategy(strategy.label))
+    round_trip_run_ids(tmp_path, "strategies:\n  - bitfit\n  - bitfit: {lr: 5e-4, epochs: 2, scheduler: cosine}\n"
+                       "  - {kind: bitfit, epochs: 4, k: null, r: null}\n",
+                       ["bitfit", "bitfit:lr=0.0005,epochs=2,scheduler=cosine", "bitfit:epochs=4"])
+    spec = load_spec(tmp_path / "study.yaml")
     assert run_config(spec, spec.strategies[0], "fp32").lr == DEFAULT_LR["bitfit"] == 1e-3
     assert run_config(spec, spec.strategies[1], "fp32").lr == 5e-4
 

@@ -6,8 +6,6 @@ rank budget, LoRA-FA's frozen A, DoRA's magnitude, LoRA+'s fast B, prompt method
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
@@ -15,12 +13,12 @@ from tunebench.errors import SpecError
 from tunebench.methods import METHODS, build_strategy
 from tunebench.methods.prompts import PromptMethod
 from tunebench.spec.strategy import OPTIONS, parse_strategy
-from tunebench.spec.study import load_spec, spec_from_dict
+from tunebench.spec.study import spec_from_dict
 from tunebench.training.checkpoint import save_checkpoint
 from tunebench.training.modeling import count_parameters, head_module_names, load_classifier, load_tokenizer
 from tunebench.training.optim import build_optimizer
 
-from .conftest import easy_reviews
+from .conftest import easy_reviews, round_trip_run_ids
 
 ARCHS = ["bert", "roberta", "distilbert"]
 
@@ -160,23 +158,8 @@ def test_a_method_an_architecture_cannot_take_is_one_sentence(tiny_models):
 
 
 def test_labels_and_options_round_trip_through_yaml_and_the_run_id(tmp_path):
-    from tunebench.study.plan import run_config, run_id_for
-
     labels = [parse_strategy(label).label for label in CLAIMS] + ["vera:r=64,lr=0.01,head_lr=0.001"]
-    path = tmp_path / "study.yaml"
-    path.write_text("strategies:\n" + "".join(f"  - '{label}'\n" for label in labels), encoding="utf-8")
-    spec = load_spec(path)
-    assert [s.label for s in spec.strategies] == labels
-    assert [parse_strategy(label) for label in labels] == spec.strategies
-    again = spec_from_dict(spec.to_dict())
-    assert again == spec
-    bundle = SimpleNamespace(hashes=lambda: {"train": "t", "validation": "v", "test": "x"})
-
-    def run_id(study, strategy):
-        return run_id_for(study, strategy, bundle, run_config(study, strategy, "fp32"), torch.device("cpu"))
-
-    ids = [run_id(spec, s) for s in spec.strategies]
-    assert ids == [run_id(again, s) for s in again.strategies] == [run_id(spec, parse_strategy(lab)) for lab in labels]
+    ids = round_trip_run_ids(tmp_path, "strategies:\n" + "".join(f"  - '{label}'\n" for label in labels), labels)
     assert len(set(ids)) == len(ids)
     mapping = spec_from_dict({"strategies": [{"kind": "adalora", "init_r": 6, "target_r": 3}]}).strategies[0]
     assert mapping.label == "adalora:init_r=6,target_r=3" and mapping.model_dump()["r"] is None

@@ -229,14 +229,11 @@ class Result:
 def load(out_dir: str | Path = "tunebench-out", study: str | None = None,
          prices: dict[str, float] | None = None) -> Result:
     """The :class:`Result` of a study folder's store, without retraining; ``study``: default, the latest."""
-    from tunebench.report.inputs import choose_study
-    from tunebench.results.store import STORE_NAME, Store
+    from tunebench.report.inputs import choose_study, store_path
+    from tunebench.results.store import Store
 
     out_dir = Path(out_dir)
-    path = out_dir / STORE_NAME
-    if not path.is_file():
-        raise SpecError(f"no study store in {out_dir} (expected {path.name}); run 'tunebench run -o {out_dir}' first")
-    with Store(path) as store:
+    with Store(store_path(out_dir)) as store:
         everything = store.records()
         if not everything:
             raise SpecError(f"the store in {out_dir} holds no runs; run a study first")

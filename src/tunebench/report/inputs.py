@@ -51,13 +51,18 @@ class ReportInputs:
         return len(self.runs) > len(self.records)
 
 
+def store_path(out_dir: Path) -> Path:
+    """``out_dir``'s study store, or one sentence saying there is none (the report and ``tb.load``)."""
+    path = Path(out_dir) / STORE_NAME
+    if not path.is_file():
+        raise SpecError(f"no study store in {out_dir} (expected {path.name}); run 'tunebench run -o {out_dir}' first")
+    return path
+
+
 def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
     """Read the store in ``out_dir``; ``study`` defaults to the one that ran last."""
     out_dir = Path(out_dir)
-    path = out_dir / STORE_NAME
-    if not path.is_file():
-        raise SpecError(f"no study store in {out_dir} (expected {path.name}); run 'tunebench run -o {out_dir}' first")
-    with Store(path) as store:
+    with Store(store_path(out_dir)) as store:
         stored = store.records()
         everything = [r for r in stored if r["status"] == "finished"]
         if not everything:
