@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         "grid": (Annotated[list[str] | None, typer.Option("--grid", "-g", help=GRID_HELP)], None),
         "random": (Annotated[int | None, typer.Option("--random", help="N random draws from the --grid values")], None),
         "optuna": (Annotated[int | None, typer.Option(
-            "--optuna", help="N Optuna trials (TPE, median pruning) over the --grid values; needs tunebench[sweep]")],
+            "--optuna", help="N Optuna trials (TPE, median pruning) over the --grid values")],
             None),
         "seeds": (Annotated[str | None, typer.Option(
             help="training seeds, e.g. 0 1 2 or 0,1,2: every configuration once per seed")], None),
