@@ -132,14 +132,27 @@ def test_the_diagnosis_column_in_results_csv_the_config_frame_and_the_terminal_t
     headers, rows = display_rows(frame)
     assert headers[-1] == "check"
     assert [r[-1] for r in rows] == ["⚠ still improving", "ok", "reference", "—"]
-    # per configuration over its seeds: every flag raised on any seed
+    # per configuration over its seeds: collapsed on any seed, another flag on most of them
     extra = {"resources": {"train_time_s": 1.0, "eval_time_s": 0.1, "train_examples_per_s": 9.0,
                            "train_tokens_per_s": 90.0}, "params": {"trainable": 5, "total": 10, "share_pct": 50.0}}
+    overfit = {"diagnosis": {"diagnosis": "overfitting", "flags": ["overfitting"], "advice": "b overfits."}}
     seeds = [record("full", (0.4, 0.5, 0.6), group="a", **extra), record("lora", (0.6, 0.7, 0.69), group="b", **extra),
-             record("full", (0.6, 0.7, 0.69), group="a", **extra),
-             {**record("lora", (0.6, 0.7, 0.69), group="b", **extra),
-              "diagnosis": {"diagnosis": "overfitting", "flags": ["overfitting"], "advice": "x"}}]
+             record("full", (0.6, 0.7, 0.69), group="a", **extra), {**record("lora", (0.6, 0.7, 0.69), group="b",
+                                                                           **extra), **overfit},
+             record("full", (0.4, 0.5, 0.6), group="a", **extra), record("lora", (0.6, 0.7, 0.69), group="b", **extra)]
     for i, r in enumerate(seeds):
         r["resolved"] = {**r["resolved"], "seed": i // 2}
     configs = config_frame(results_frame(seeds))
-    assert list(configs["diagnosis"]) == ["still improving", "overfitting"]
+    assert list(configs["diagnosis"]) == ["still improving", "ok"]  # 2 of 3 seeds; 1 of 3 seeds
+
+
+def test_a_configuration_is_flagged_by_most_of_its_seeds_but_collapsed_by_any():
+    from tunebench.results.outputs import config_diagnosis
+
+    assert config_diagnosis(["still improving", "ok", "ok"]) == "ok"  # one noisy seed in three
+    assert config_diagnosis(["still improving", "still improving + overfitting", "ok"]) == "still improving"
+    assert config_diagnosis(["overfitting", "still improving + overfitting", "overfitting"]) == "overfitting"
+    assert config_diagnosis(["collapsed", "ok", "ok"]) == "collapsed"  # a rate that collapses one seed
+    assert config_diagnosis(["still improving", "ok"]) == "ok" and config_diagnosis(["still improving"] * 2) \
+        == "still improving"  # two seeds: both
+    assert config_diagnosis(["baseline"]) == "baseline" and config_diagnosis([None]) is None

@@ -10,7 +10,7 @@ import pandas as pd
 
 from tunebench.report.cost import cost_per_f1_point, run_cost
 from tunebench.results.diagnosis import BASELINE_KINDS, FLAGS, UNRANKABLE, is_baseline
-from tunebench.results.outputs import config_diagnosis, results_frame
+from tunebench.results.outputs import config_diagnosis, config_flags, results_frame
 
 #: headline columns whose best value is marked: column -> "max" or "min".
 BETTER = {
@@ -44,11 +44,18 @@ def seed_means(frame: pd.DataFrame, runs_frame: pd.DataFrame, run_groups: list[s
     for col in numeric:
         out[col] = means[col].to_numpy()
     out["seeds"] = grouped.size().reindex(order).to_numpy()
-    if "diagnosis" in runs_frame:  # a configuration is flagged when any of its seeds is
+    if "diagnosis" in runs_frame:  # a configuration's flags over its seeds (config_flags), with those seeds' advice
         out["diagnosis"] = [config_diagnosis(grouped.get_group(g)["diagnosis"].tolist()) for g in order]
-        out["diagnosis_advice"] = [" ".join(dict.fromkeys(a for a in grouped.get_group(g)["diagnosis_advice"]
-                                                          if isinstance(a, str) and a)) or None for g in order]
+        out["diagnosis_advice"] = [_config_advice(grouped.get_group(g)) for g in order]
     return out
+
+
+def _config_advice(runs: pd.DataFrame) -> str | None:
+    """The advice of the seeds that raised one of their configuration's flags."""
+    flags = set(config_flags(runs["diagnosis"].tolist()))
+    advice = [a for d, a in zip(runs["diagnosis"], runs["diagnosis_advice"], strict=True)
+              if isinstance(a, str) and a and isinstance(d, str) and flags & set(d.split(" + "))]
+    return " ".join(dict.fromkeys(advice)) or None
 
 
 def best_rows(frame: pd.DataFrame) -> dict[str, set[int]]:

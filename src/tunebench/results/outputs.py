@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from tunebench.faults import atomic_write
-from tunebench.results.diagnosis import diagnose_record
+from tunebench.results.diagnosis import FLAGS, diagnose_record
 from tunebench.spec.strategy import option_columns
 
 #: every method option (from the method registry), as a results.csv column; ``r`` is named ``rank``
@@ -126,13 +126,24 @@ def config_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def config_flags(values: list[Any]) -> list[str]:
+    """The flags a configuration has over its seeds' diagnoses (``"still improving + overfitting"``, ...):
+    *collapsed* when any seed collapsed (a rate that collapses one seed is not one to recommend); any
+    other flag when most of its seeds raise it.  One seed in three gaining a point in its last epoch
+    on a few hundred validation examples is noise, not a configuration that needs more epochs; each
+    run keeps its own diagnosis in results.csv and the report's convergence table."""
+    runs = [v for v in values if isinstance(v, str) and v != "baseline"]
+    counts = {flag: sum(flag in v.split(" + ") for v in runs) for flag in FLAGS}
+    return [flag for flag in FLAGS if counts[flag] and (flag == "collapsed" or 2 * counts[flag] > len(runs))]
+
+
 def config_diagnosis(values: list[Any]) -> str | None:
-    """A configuration's diagnosis over its seeds: every flag raised on any seed ("ok" when none)."""
-    flags = [f for v in values if isinstance(v, str) and v not in ("ok", "baseline") for f in v.split(" + ")]
+    """A configuration's diagnosis over its seeds (:func:`config_flags`), "ok" when none holds."""
+    flags = config_flags(values)
     if flags:
-        return " + ".join(dict.fromkeys(flags))
+        return " + ".join(flags)
     known = [v for v in values if isinstance(v, str)]
-    return known[0] if known else None
+    return ("ok" if any(v != "baseline" for v in known) else known[0]) if known else None
 
 
 def check_mark(value: Any) -> str:
