@@ -209,3 +209,20 @@ def test_cli_tune_runs_and_bad_tuning_lists_are_one_sentence(tiny_bert, reviews4
     study.write_text(f"data: {{source: {reviews400}}}\nmodel: {{name: {tiny_bert}}}\ntuning: {{lr: [0.001]}}\n")
     code, _, err = cli(capsys, "run", str(study))
     assert code == 2 and "tuning.lr must list at least two positive learning rates" in one_error(err)
+
+
+def test_tfidf_logreg_weighs_rare_classes_by_default_for_a_macro_f1_floor():
+    from tunebench.data.bundle import DatasetBundle, Split
+    from tunebench.methods import build_strategy
+    from tunebench.spec.strategy import parse_strategy
+
+    # 95 common documents, 5 rare ones whose word also appears in common documents: an unweighted
+    # fit is pulled to the common class; weighting the rare class 19x lets it be predicted
+    texts = [f"market report {'shares' if i % 3 else 'rare'} day {i}" for i in range(95)]
+    texts += [f"rare merger notice {i}" for i in range(5)]
+    labels = [0] * 95 + [1] * 5
+    test = Split([f"rare merger item {i}" for i in range(10)], None, [1] * 10)
+    bundle = DatasetBundle("imbalanced", ["common", "rare"], Split(texts, None, labels), test, test, [], "test")
+    balanced = build_strategy(parse_strategy("tfidf-logreg")).fit_predict(bundle)["test"].argmax(1)
+    plain = build_strategy(parse_strategy("tfidf-logreg:class_weight=none")).fit_predict(bundle)["test"].argmax(1)
+    assert list(balanced) == [1] * 10 and list(plain) == [0] * 10

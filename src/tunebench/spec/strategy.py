@@ -258,12 +258,17 @@ class TfidfLogregOptions(StrategyOptions):
     kind: Literal["tfidf-logreg"] = "tfidf-logreg"
     max_features: int = Field(default=50_000, ge=1, description="tfidf-logreg: vocabulary size")
     C: float = Field(default=1.0, gt=0, description="tfidf-logreg: inverse regularisation strength")
+    # macro-F1 weighs every class alike; an unweighted fit optimises accuracy and leaves rare classes
+    # unpredicted (Reuters R52, 800 documents: test macro-F1 0.06 unweighted, 0.48 balanced)
+    class_weight: Literal["balanced", "none"] = Field(
+        default="balanced", description="tfidf-logreg: 'balanced' weighs classes inversely to their frequency")
     default_lr: ClassVar[float] = 0.0  # trains no network: no learning rate
     baseline: ClassVar[bool] = True
 
     def options_label(self) -> list[str]:
         parts = [f"max_features={self.max_features}"] if self.max_features != 50_000 else []
-        return parts + ([f"C={_fmt(self.C)}"] if self.C != 1.0 else [])
+        parts += [f"C={_fmt(self.C)}"] if self.C != 1.0 else []
+        return parts + ([f"class_weight={self.class_weight}"] if self.class_weight != "balanced" else [])
 
 
 class _TableLabel(BaseModel):
