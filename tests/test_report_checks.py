@@ -124,6 +124,23 @@ def test_a_collapsed_strategy_is_not_ranked_either():
     assert picks[0].startswith("No verdict") and sum(p.startswith("Not ranked") for p in picks) == 3
 
 
+def test_a_still_improving_strategy_ahead_of_every_converged_one_is_the_provisional_answer():
+    records = [{k: v for k, v in r.items() if k != "_probs"} for r in study(baselines=False)]
+    frame = frame_of(records)
+    frame.loc[frame["strategy"] == "full", "test_macro_f1"] = 0.95  # still improving, and ahead beyond noise
+    picks, _ = analysis.recommendation(frame, records, tied=["full"])
+    rec = next(p for p in picks if p.startswith("Recommended: "))
+    assert rec.startswith("Recommended: full — provisionally: it is ahead of every strategy that converged")
+    assert "(test macro-F1 0.950 against lora:r=8's " in rec and "rerun with more epochs" in rec
+    # collapsed, or tied with a converged strategy: not the answer
+    collapsed = frame.copy()
+    collapsed.loc[collapsed["strategy"] == "full", "diagnosis"] = "collapsed + still improving"
+    picks, _ = analysis.recommendation(collapsed, records, tied=["full"])
+    assert any(p.startswith("Recommended among the strategies that converged: lora:r=8") for p in picks)
+    picks, _ = analysis.recommendation(frame, records, tied=["full", "lora:r=8"])
+    assert not any("provisionally" in p for p in picks)
+
+
 def test_baselines_are_the_floor_never_marked_best_and_the_answer_only_when_nothing_clears_them():
     records = [{k: v for k, v in r.items() if k != "_probs"} for r in study(converged_full=True)]
     frame = frame_of(records)

@@ -228,7 +228,8 @@ def recommendation(frame: pd.DataFrame, records: list[dict[str, Any]], tied: lis
                  f"accuracy {best['test_accuracy']:.3f}).")
     if tied is not None and fallback is None:
         kept = [t for t in tied if t in set(ranked["strategy"])]
-        picks.append(tied_pick(ranked, kept) if kept else
+        ahead = None if kept else ahead_while_improving(finetuned, best, tied[0])
+        picks.append(tied_pick(ranked, kept) if kept else ahead or
                      f"Recommended among the strategies that converged: {best['strategy']} — what the significance "
                      "test ranks with or above it was flagged by the convergence checks (see 'Not ranked' below).")
     cheap, how = _cheapest(ranked[f1 >= f1.max() - 0.01])
@@ -245,6 +246,24 @@ def recommendation(frame: pd.DataFrame, records: list[dict[str, Any]], tied: lis
     if floor is not None:
         picks.append(floor)
     return picks + not_ranked(frame), caveats(frame, records, tuned)
+
+
+def ahead_while_improving(finetuned: pd.DataFrame, best: pd.Series, top: str) -> str | None:
+    """The sentence when the significance test's best configuration ``top`` is ahead of every converged
+    one (``best`` the first of them; none is tied with ``top``) and is flagged *still improving*, not
+    collapsed: its best epoch is kept, so more epochs are likely to widen its lead, not close it.  It is
+    the provisional answer, not an unranked one.  None when ``top`` is not such a row."""
+    rows = finetuned[finetuned["strategy"] == top]
+    if rows.empty:
+        return None
+    flags = flags_of(rows).iloc[0]
+    if "still improving" not in flags or "collapsed" in flags:
+        return None
+    row = rows.iloc[0]
+    return (f"Recommended: {top} — provisionally: it is ahead of every strategy that converged beyond test-set and "
+            f"seed noise (test macro-F1 {row['test_macro_f1']:.3f} against {best['strategy']}'s "
+            f"{best['test_macro_f1']:.3f}) and still improving, so more epochs are likely to widen the gap, not "
+            "close it; rerun with more epochs to measure it before relying on its number.")
 
 
 def tied_pick(frame: pd.DataFrame, tied: list[str]) -> str:
