@@ -39,7 +39,7 @@ def test_recipe_validates(path):
         assert spec.data.train_limit and spec.data.train_limit <= 1500 and spec.training.epochs <= 3
     elif path.stem.endswith("-offline"):
         assert spec.data.source in BUILTINS and spec.model.name in ALIASES
-        assert spec.data.train_limit and spec.data.train_limit <= 1500 and spec.training.epochs <= 6
+        assert spec.data.train_limit and spec.data.train_limit <= 1500 and spec.training.epochs <= 8
         # the verdict protocol: equal-budget tuning, early stopping, three seeds; sized for ~30 minutes
         assert spec.tuning is not None and spec.tuning.enabled and spec.tuning.halving
         assert spec.training.early_stopping is not None and spec.sweep.seed_list == [0, 1, 2]
