@@ -96,7 +96,8 @@ def headline(ctx: Context) -> Section:
                     "(never marked ★, recommended only when no fine-tuning clears them).")
     if "diagnosis" in ctx.frame and any(marked(r, d).endswith("⚠") for r, d in zip(ctx.records, ctx.frame["diagnosis"],
                                                                                     strict=True)):
-        caption += " ⚠ marks a run flagged by the convergence checks (see Convergence checks): it is not ranked as beaten."
+        caption += (" ⚠ marks a configuration flagged by the convergence checks (see Convergence checks): a collapsed "
+                    "or still-improving one is not ranked as beaten; an overfitting one is (its best epoch is kept).")
     if ctx.inputs.repeated:
         summ = significance.summaries(ctx.inputs.runs)
         quality = {"val_macro_f1": "val_macro_f1", "test_macro_f1": "test_macro_f1", "test_accuracy": "test_accuracy",
