@@ -226,3 +226,24 @@ def test_tfidf_logreg_weighs_rare_classes_by_default_for_a_macro_f1_floor():
     balanced = build_strategy(parse_strategy("tfidf-logreg")).fit_predict(bundle)["test"].argmax(1)
     plain = build_strategy(parse_strategy("tfidf-logreg:class_weight=none")).fit_predict(bundle)["test"].argmax(1)
     assert list(balanced) == [1] * 10 and list(plain) == [0] * 10
+
+
+def test_run_ids_do_not_move_when_a_kind_gains_an_option():
+    """Ids of runs stored by this code's predecessors (computed there, frozen here): a new option of one
+    kind (tfidf-logreg's class_weight) must not make every stored run train again."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from tunebench.study.plan import ID_OPTION_KEYS, identity_options, run_config, run_id_for
+
+    spec = StudySpec(name="ids", data={"source": "rotten-tomatoes", "train_limit": 100},
+                     model={"name": "minilm-l6", "max_length": 64},
+                     strategies=["full", "lora:r=8", "partial:k=2", "majority", "vera"], training={"epochs": 2})
+    bundle = SimpleNamespace(hashes=lambda: {"train": "t", "validation": "v", "test": "x"})
+    ids = {s.label: run_id_for(spec, s, bundle, run_config(spec, s, "fp32"), torch.device("cpu"))
+           for s in spec.strategies}
+    assert ids == {"full": "566f4a82a07d", "lora:r=8": "e6752fad5fac", "partial:k=2": "64279aba147f",
+                   "majority": "360b478cf9ce", "vera": "71336701a4fd"}  # as commit 80f06d4 computed them
+    later = set(spec.strategies[0].model_dump()) - ID_OPTION_KEYS
+    assert "class_weight" in later and not later & set(identity_options(spec.strategies[0]))

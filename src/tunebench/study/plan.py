@@ -133,10 +133,26 @@ def run_id_for(spec: StudySpec, strategy: StrategySpec, bundle: DatasetBundle, c
         "model": spec.model.model_dump(exclude=set(MODEL_LOADING_OPTIONS)),
         "data": spec.data.model_dump(),
         "hashes": bundle.hashes(),
-        "strategy": strategy.model_dump(),
+        "strategy": identity_options(strategy),
         "run": identity_settings(cfg),
         "device": device.type,
     })
+
+
+#: The option keys every run id has hashed (``None`` where an option is not the strategy kind's), as
+#: of the PEFT methods.  An option added later enters a run id only when it has a value, so adding
+#: one to any kind never changes the ids of stored runs of the others (it did: every run of a study
+#: trained again after ``tfidf-logreg`` got ``class_weight``).
+ID_OPTION_KEYS = frozenset((
+    "C", "alpha", "bias", "block_size", "butterfly", "deltaT", "dora", "dropout", "encoder", "encoder_hidden",
+    "epochs", "head_lr", "init", "init_r", "k", "kind", "layers", "loraplus_ratio", "lr", "max_features",
+    "n_frequency", "projection", "r", "rslora", "scaling", "scheduler", "target_r", "targets", "tfinal", "tinit",
+    "tokens"))
+
+
+def identity_options(strategy: StrategySpec) -> dict[str, Any]:
+    """The strategy's options as a run id hashes them: :data:`ID_OPTION_KEYS` always, any other only when set."""
+    return {k: v for k, v in strategy.model_dump().items() if k in ID_OPTION_KEYS or v is not None}
 
 
 def identity_settings(cfg: engine.RunConfig) -> dict[str, Any]:
