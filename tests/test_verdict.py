@@ -247,3 +247,21 @@ def test_run_ids_do_not_move_when_a_kind_gains_an_option():
                    "majority": "360b478cf9ce", "vera": "71336701a4fd"}  # as commit 80f06d4 computed them
     later = set(spec.strategies[0].model_dump()) - ID_OPTION_KEYS
     assert "class_weight" in later and not later & set(identity_options(spec.strategies[0]))
+
+
+def test_a_stored_trial_is_found_behind_a_newer_attempt_of_another_computation(tmp_path):
+    from types import SimpleNamespace
+
+    from tunebench.study.tuning import _stored
+
+    def attempt(run_id, when):
+        return {"run_id": run_id, "study": "v:tuning", "label": "full lr=5e-05", "position": 0, "strategy": "full",
+                "status": "finished", "finished_at": when}
+
+    with Store(tmp_path / STORE_NAME) as store:
+        store.put(attempt("ours", "2026-12-02T14:50:00+00:00"))
+        store.put(attempt("other-code", "2026-12-02T16:20:00+00:00"))  # newer, same label, not this computation
+        spec, planned = SimpleNamespace(name="v:tuning"), SimpleNamespace(label="full lr=5e-05", run_id="ours")
+        assert _stored(store, spec, planned, force=False)["run_id"] == "ours"
+        assert _stored(store, spec, planned, force=True) is None
+        assert _stored(store, spec, SimpleNamespace(label="full lr=5e-05", run_id="new"), force=False) is None

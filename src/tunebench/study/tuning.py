@@ -178,7 +178,11 @@ def _stored(store: Store, trials_spec: StudySpec, planned: PlannedRun, force: bo
     current = store.current(trials_spec.name, planned.label)
     if current is not None and current["run_id"] == planned.run_id and current["status"] in ("finished", "pruned"):
         return current
-    return None
+    # an older attempt of the same computation, behind a newer one of another (a rerun by other code
+    # that computed something else under the same label): still this trial's result
+    same = [r for r in store.history(trials_spec.name)
+            if r["run_id"] == planned.run_id and r["status"] in ("finished", "pruned")]
+    return same[-1] if same else None
 
 
 def _replay(trial: Any, record: dict[str, Any]) -> None:
