@@ -179,7 +179,8 @@ def test_run_ids_of_earlier_runs_are_unchanged_and_head_lr_is_a_new_computation(
 
 
 def test_the_default_head_rate_is_the_measured_one_never_below_the_body_and_not_for_head_only():
-    from tunebench.spec.strategy import DEFAULT_HEAD_LR, head_rate, parse_strategy
+    from tunebench.spec.rates import DEFAULT_HEAD_LR, head_rate
+    from tunebench.spec.strategy import parse_strategy
 
     assert DEFAULT_HEAD_LR == 3e-3
     assert head_rate(parse_strategy("full"), 5e-5) == 3e-3

@@ -256,10 +256,9 @@ def ahead_while_improving(finetuned: pd.DataFrame, best: pd.Series, top: str) ->
     rows = finetuned[finetuned["strategy"] == top]
     if rows.empty:
         return None
-    flags = flags_of(rows).iloc[0]
-    if "still improving" not in flags or "collapsed" in flags:
+    flags, row = flags_of(rows).iloc[0], rows.iloc[0]
+    if "still improving" not in flags or "collapsed" in flags or row["test_macro_f1"] <= best["test_macro_f1"]:
         return None
-    row = rows.iloc[0]
     return (f"Recommended: {top} — provisionally: it is ahead of every strategy that converged beyond test-set and "
             f"seed noise (test macro-F1 {row['test_macro_f1']:.3f} against {best['strategy']}'s "
             f"{best['test_macro_f1']:.3f}) and still improving, so more epochs are likely to widen the gap, not "

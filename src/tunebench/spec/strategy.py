@@ -51,17 +51,13 @@ class StrategyOptions(_Strict):
     scheduler: Scheduler | None = None
     head_lr: float | None = Field(default=None, gt=0)
 
-    #: learning rate when neither the strategy nor ``training.lr`` sets one
-    default_lr: ClassVar[float]
+    default_lr: ClassVar[float]  # the rate when neither the strategy nor ``training.lr`` sets one
     #: where ``default_lr`` comes from (a paper, a peft example), for ``tunebench methods`` and the docs
     lr_source: ClassVar[str] = ""
-    #: the head's rate when neither the strategy nor ``training.head_lr`` sets one (None:
-    #: :func:`head_rate`'s rule); VeRA and FourierFT have their own, from peft's notebooks
+    #: the kind's own head rate (None: the rule of :mod:`tunebench.spec.rates`); VeRA and FourierFT
     default_head_lr: ClassVar[float | None] = None
-    #: False where the head is all that trains (head-only): its one rate is ``lr``, tuned as such
-    own_head_rate: ClassVar[bool] = True
-    #: a reference method that trains no neural network (majority, tfidf-logreg): no learning rate,
-    #: no epochs, never tuned; the floor every fine-tuning must clear
+    own_head_rate: ClassVar[bool] = True  # False where the head is all that trains: lr is its rate
+    #: a reference method that trains no network (majority, tfidf-logreg): no lr, no epochs, never tuned
     baseline: ClassVar[bool] = False
     #: options a sweep may set as ``kind.option`` (besides ``lr`` / ``epochs`` / ``scheduler``)
     sweepable: ClassVar[tuple[str, ...]] = ()
@@ -258,10 +254,8 @@ class TfidfLogregOptions(StrategyOptions):
     kind: Literal["tfidf-logreg"] = "tfidf-logreg"
     max_features: int = Field(default=50_000, ge=1, description="tfidf-logreg: vocabulary size")
     C: float = Field(default=1.0, gt=0, description="tfidf-logreg: inverse regularisation strength")
-    # macro-F1 weighs every class alike; an unweighted fit optimises accuracy and leaves rare classes
-    # unpredicted (Reuters R52, the banking77 twin's split: test macro-F1 0.051 unweighted, 0.406 balanced)
-    class_weight: Literal["balanced", "none"] = Field(
-        default="balanced", description="tfidf-logreg: 'balanced' weighs classes inversely to their frequency")
+    # macro-F1 weighs classes alike; unweighted, R52's rare classes go unpredicted (test macro-F1 0.051 vs 0.406)
+    class_weight: Literal["balanced", "none"] = Field(default="balanced", description="tfidf-logreg: class weights")
     default_lr: ClassVar[float] = 0.0  # trains no network: no learning rate
     baseline: ClassVar[bool] = True
 
@@ -303,27 +297,8 @@ globals().update({cls.__name__: cls for cls in map(_table_kind, PEFT_KINDS)})  #
 #: every kind, in the order they are listed to users
 KINDS: tuple[str, ...] = tuple(OPTIONS)
 StrategyKind = Literal[KINDS]  # type: ignore[valid-type]
-#: Learning rates used when neither the strategy nor ``training.lr`` sets one.  Fewer trainable
-#: parameters tolerate (and need) a larger step.
+#: Learning rates used when neither the strategy nor ``training.lr`` sets one (fewer parameters: a larger step).
 DEFAULT_LR: dict[str, float] = {kind: options.default_lr for kind, options in OPTIONS.items()}
-#: The freshly initialised classifier head's rate when nothing sets one: the head never trains slower
-#: than this, nor than the body (:func:`head_rate`).  Chosen by measurement on the offline twins
-#: (docs/METHODS.md, "The head's rate"): at the body's own rate (5e-5 for full fine-tuning) a new
-#: 52-class head barely moves in three epochs.
-DEFAULT_HEAD_LR = 3e-3
-
-
-def head_rate(strategy: StrategyOptions, lr: float, given: float | None = None) -> float | None:
-    """The head's rate for ``strategy`` training at ``lr``: ``strategy.head_lr``, else ``given``
-    (``training.head_lr``), else the kind's own default (VeRA, FourierFT), else
-    ``max(DEFAULT_HEAD_LR, lr)``.  None when it is ``lr`` (one rate for all: the engine's single group,
-    and the run id of runs stored before heads had a rate of their own), and always for a kind whose
-    head is all that trains (head-only, the baselines)."""
-    options = type(strategy)
-    if not options.own_head_rate or options.baseline:
-        return None
-    rate = strategy.head_lr or given or options.default_head_lr or max(DEFAULT_HEAD_LR, lr)
-    return None if rate == lr else rate
 #: fields a strategy may override for itself (of the study's training settings)
 STRATEGY_TRAINING: tuple[str, ...] = tuple(name for name in StrategyOptions.model_fields if name != "kind")
 

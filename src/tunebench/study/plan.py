@@ -29,7 +29,8 @@ import torch
 from tunebench.data.bundle import DatasetBundle
 from tunebench.methods import build_strategy
 from tunebench.spec.parts import RangeSpec, TrainingSpec, stable_hash
-from tunebench.spec.strategy import DEFAULT_LR, OPTIONS, StrategySpec, head_rate
+from tunebench.spec.rates import head_rate
+from tunebench.spec.strategy import DEFAULT_LR, OPTIONS, StrategySpec
 from tunebench.spec.study import StudySpec
 from tunebench.spec.sweep import Configuration, apply, corners, parsed_space
 from tunebench.training import batching, engine
