@@ -25,7 +25,7 @@ def configuration_frame(inputs: ReportInputs, prices: dict[str, float]) -> pd.Da
     return frame
 
 
-def tied_with_best(inputs: ReportInputs) -> list[str] | None:
+def tied_configurations(inputs: ReportInputs) -> list[str] | None:
     """The best configuration and those tied with it (best first); None with one configuration to compare."""
     runs = significance.compared(inputs.runs or inputs.records)
     if len(significance.groups(runs)) < 2:
@@ -36,7 +36,8 @@ def tied_with_best(inputs: ReportInputs) -> list[str] | None:
 
 @dataclass
 class Verdict:
-    frame: pd.DataFrame
+    """The configurations tied with the best (best first; None: one to compare), the picks, the caveats."""
+
     tied: list[str] | None
     picks: list[str]
     caveats: list[str]
@@ -44,6 +45,6 @@ class Verdict:
 
 def verdict(inputs: ReportInputs, frame: pd.DataFrame) -> Verdict:
     """The recommendation of ``inputs`` over its configuration ``frame`` (:func:`configuration_frame`)."""
-    tied = tied_with_best(inputs)
+    tied = tied_configurations(inputs)
     picks, caveats = recommendation(frame, inputs.records, tied, tuned=bool(inputs.tuning))
-    return Verdict(frame, tied, picks, caveats)
+    return Verdict(tied, picks, caveats)
