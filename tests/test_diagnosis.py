@@ -17,7 +17,7 @@ def curve(f1s, val_loss=None, train_loss=None):
             for i, (f, v, t) in enumerate(zip(f1s, val_loss, train_loss, strict=True))]
 
 
-BALANCED = [0, 1, 2] * 20  # 60 test labels, three classes
+BALANCED = [0, 1, 2] * 20  # 60 validation labels, three classes
 
 
 def test_an_under_trained_curve_is_still_improving_with_the_numbers_in_the_advice():
@@ -44,10 +44,16 @@ def test_a_tuned_run_is_told_to_train_longer_not_to_tune_again():
     assert dg.advice_for("still improving", d["evidence"], "x").endswith("already tuned: rerun with more epochs.")
 
 
-def test_one_epoch_cannot_say_whether_it_is_still_improving():
+def test_one_epoch_is_judged_against_epoch_0_and_without_it_is_not_shown_converged():
+    # the R8 twin's full:lr=1e-7, one epoch: 0.169 validation macro-F1 after it, from 0.150 before it
+    d = dg.diagnose(curve([0.169]), initial={"epoch": 0, "val_macro_f1": 0.150}, label="full:lr=1e-07")
+    assert d["flags"] == ["still improving"] and d["evidence"]["last_gain"] == pytest.approx(0.019)
+    assert d["advice"].startswith("full:lr=1e-07 did not converge: best epoch = last (1 of 1), +1.9 points")
+    assert dg.diagnose(curve([0.6]), initial={"val_macro_f1": 0.595})["diagnosis"] == "ok"  # half a point
+    # no epoch 0 (a record stored before it was measured): nothing shows the run converged
     d = dg.diagnose(curve([0.6]))
-    assert d["diagnosis"] == "ok" and d["flags"] == []
-    assert any("one epoch only" in u for u in d["undecided"])
+    assert d["flags"] == ["still improving"] and d["evidence"]["unverified"] is True
+    assert "no evidence that it converged" in d["advice"]
     assert any(u.startswith("collapse:") for u in d["undecided"])  # no predictions given
 
 
@@ -55,9 +61,9 @@ def test_predictions_all_one_class_are_collapsed():
     preds = [1] * len(BALANCED)
     d = dg.diagnose(curve([0.2, 0.19, 0.18]), preds, BALANCED, label="full")
     assert d["diagnosis"] == "collapsed" and "collapsed" in d["flags"]
-    assert d["evidence"]["top_class_share"] == 1.0 and d["evidence"]["test_macro_f1"] == pytest.approx(1 / 6, abs=1e-3)
-    assert d["evidence"]["majority_basis"] == "test labels"
-    assert d["advice"].startswith("full collapsed: 100 % of its test predictions are one class (class 1)")
+    assert d["evidence"]["top_class_share"] == 1.0 and d["evidence"]["val_macro_f1"] == pytest.approx(1 / 6, abs=1e-3)
+    assert d["evidence"]["majority_basis"] == "validation labels"
+    assert d["advice"].startswith("full collapsed: 100 % of its validation predictions are one class (class 1)")
     assert "--tune" in d["advice"]
     # 90 % one class is enough; a good run is not collapsed
     mostly = [1] * 54 + [0, 2] * 3
@@ -67,9 +73,9 @@ def test_predictions_all_one_class_are_collapsed():
 
 def test_collapse_by_macro_f1_close_to_the_majority_baseline_and_imbalanced_labels():
     # predictions spread over classes but no better than the majority baseline's macro-F1
-    d = dg.diagnose([], majority_macro_f1=0.30, test_macro_f1=0.315)
+    d = dg.diagnose([], majority_macro_f1=0.30, val_macro_f1=0.315)
     assert d["flags"] == ["collapsed"] and "against the majority baseline's 0.300" in d["advice"]
-    assert dg.diagnose([], majority_macro_f1=0.30, test_macro_f1=0.33)["flags"] == []
+    assert dg.diagnose([], majority_macro_f1=0.30, val_macro_f1=0.33)["flags"] == []
     # labels 95 % one class: predicting it 95 % of the time is the data, judged by macro-F1 only
     labels = [0] * 57 + [1] * 3
     preds = [0] * 57 + [1] * 3
@@ -91,16 +97,37 @@ def test_an_overfitting_curve_and_the_threshold():
     assert dg.diagnose(curve([0.7, 0.72, 0.71], val_loss=[0.5, 0.45, 0.6], train_loss=[0.9, 0.5, 0.6]))["flags"] == []
 
 
-def record(strategy="full", f1s=(0.4, 0.5, 0.6), confusion=((18, 2), (3, 17)), kind=None, status="finished", **extra):
+def _metrics(confusion):
     m = [list(r) for r in confusion]
     n = sum(map(sum, m))
     macro = sum(2 * m[i][i] / (sum(m[i]) + sum(r[i] for r in m)) for i in range(len(m))) / len(m)
+    return {"macro_f1": macro, "accuracy": sum(m[i][i] for i in range(len(m))) / n, "confusion_matrix": m}
+
+
+def record(strategy="full", f1s=(0.4, 0.5, 0.6), confusion=((18, 2), (3, 17)), kind=None, status="finished",
+           test_confusion=None, **extra):
+    """``confusion``: the kept epoch's validation confusion matrix (the diagnosis reads it);
+    ``test_confusion``: the test split's (default: the same)."""
     return {"run_id": f"id-{strategy}", "study": "s", "strategy": strategy, "label": strategy, "status": status,
             "spec": {"kind": kind or strategy.split(":")[0]},
             "resolved": {"lr": 1e-3, "scheduler": "linear", "epochs": len(f1s), "seed": 0, "device": "cpu"},
             "curves": curve(list(f1s)) if kind not in dg.BASELINE_KINDS else [], "best_epoch": len(f1s),
-            "test": {"macro_f1": macro, "accuracy": sum(m[i][i] for i in range(len(m))) / n, "confusion_matrix": m},
-            "val": {"macro_f1": f1s[-1] if f1s else None}, **extra}
+            "test": _metrics(test_confusion or confusion), "val": _metrics(confusion), **extra}
+
+
+def test_the_diagnosis_never_reads_test_data():
+    """A run whose validation is fine but whose test predictions are all one class is not collapsed."""
+    r = record(f1s=(0.5, 0.8, 0.805), confusion=((18, 2), (3, 17)), test_confusion=((20, 0), (20, 0)))
+    d = dg.diagnose_record(r)
+    assert d["flags"] == [] and d["diagnosis"] == "ok"
+    # and the other way round: one class on validation is collapsed whatever the test split says
+    r = record(f1s=(0.5, 0.5, 0.5), confusion=((20, 0), (20, 0)), test_confusion=((18, 2), (3, 17)))
+    assert dg.diagnose_record(r)["diagnosis"] == "collapsed"
+    # a diagnosis stored before 0.2 judged collapse on the test split: it is recomputed, not trusted
+    judged_on_test = {"diagnosis": "collapsed", "flags": ["collapsed"], "advice": "",
+                      "evidence": {"test_macro_f1": 0.33, "majority_macro_f1": 0.33}}
+    fine = record(f1s=(0.5, 0.8, 0.805), confusion=((18, 2), (3, 17)), diagnosis=judged_on_test)
+    assert dg.diagnose_record(fine)["diagnosis"] == "ok"
 
 
 def test_a_stored_record_is_diagnosed_from_its_curves_and_confusion_matrix():
@@ -117,7 +144,7 @@ def test_a_stored_record_is_diagnosed_from_its_curves_and_confusion_matrix():
     assert dg.diagnose_record(record(status="failed")) is None
     # without a confusion matrix collapse is undecided, the curve still decides the rest
     bare = record()
-    del bare["test"]["confusion_matrix"]
+    del bare["val"]["confusion_matrix"]
     d = dg.diagnose_record(bare)
     assert d["flags"] == ["still improving"]
 

@@ -7,8 +7,10 @@ import re
 
 import numpy as np
 
-from tunebench.report import analysis, build_report
+from tunebench.report import analysis, build_report, significance
 from tunebench.report.inputs import load_inputs
+from tunebench.report.verdict import recommendation
+from tunebench.results import stats
 from tunebench.results.store import STORE_NAME, Store
 from tunebench.training.metrics import classification_metrics
 
@@ -55,7 +57,7 @@ def full_record(strategy: str, position: int, probs, f1s=(0.5, 0.7, 0.72), kind=
                       "train_tokens_per_s": 500.0, "peak_rss_mb": 900.0 + position},
         "save_bytes": 1000, "checkpoint_bytes": None, "checkpoint": None,
         "curves": [] if baseline else curves(f1s), "best_epoch": None if baseline else len(f1s),
-        "val": {"macro_f1": 0.5 if baseline else max(f1s)},
+        "val": {**classification_metrics(np.asarray(LABELS), preds, NAMES), "macro_f1": 0.5 if baseline else max(f1s)},
         "test": classification_metrics(np.asarray(LABELS), preds, NAMES), "wall_time_s": seconds,
         **({"baseline": True} if baseline else {}), **extra}
 
@@ -92,23 +94,37 @@ def frame_of(records):
     return analysis.headline_frame(records, {"CPU": 0.34})
 
 
+def fam(reference, outcomes=None, floors=None, floor="tfidf-logreg", seed_level=True):
+    """A family of comparisons with the given outcomes (the numbers behind them are made up to match)."""
+    def comparison(group, against, outcome):
+        delta = {"better": 0.05, "worse": -0.05, "equivalent": 0.001, "inconclusive": -0.006}[outcome]
+        test = stats._from_variances("macro_f1", delta, 1e-5 if seed_level else 0.0, 1e-5, 3 if seed_level else 1,
+                                     60, 0.01, 0.95, seed_level, 200)
+        p = 0.001 if outcome in ("better", "worse") else 0.4
+        q = 0.001 if outcome == "equivalent" else 0.6
+        return significance.Comparison(group, against, test, p if seed_level else None, q if seed_level else None,
+                                       outcome, "", "about 9 seeds" if outcome == "inconclusive" else "")
+    return significance.Family("macro_f1", 0.01, 0.05, reference, floor if floors else None,
+                               [comparison(g, reference, o) for g, o in (outcomes or {}).items()],
+                               [comparison(g, floor, o) for g, o in (floors or {}).items()])
+
+
 def test_a_still_improving_strategy_is_not_ranked_as_the_loser_and_the_sentence_says_what_to_do():
     records = [{k: v for k, v in r.items() if k != "_probs"} for r in study(baselines=False)]
     frame = frame_of(records)
     assert frame.loc[0, "diagnosis"] == "still improving"
-    picks, caveats = analysis.recommendation(frame, records, tied=["lora:r=8"])
+    picks, caveats = recommendation(frame, records, fam("lora:r=8", {"full": "worse", "head": "worse"}))
     text = " ".join(picks)
-    assert picks[0].startswith("Best quality among the strategies that converged: lora:r=8")
+    assert picks[0].startswith("Highest mean test macro-F1 among the strategies that converged: lora:r=8")
     assert "Not ranked as beaten: full did not converge: best epoch = last (3 of 3), +6.0 points" in text
     assert "rerun with --tune or more epochs" in text
-    assert not any(p.startswith(("Cheapest", "Recommended")) and "full" in p.split("—")[0] for p in picks)
-    # the significance test's best is the flagged run: the pick says so instead of claiming no tie
-    picks, _ = analysis.recommendation(frame, records, tied=["full"])
-    assert any(p.startswith("Recommended among the strategies that converged: lora:r=8") for p in picks)
+    assert not any(p.startswith("Recommended") and "full" in p.split("—")[0] for p in picks)
+    assert next(p for p in picks if p.startswith("Recommended: ")).startswith(
+        "Recommended: lora:r=8 — the best on validation macro-F1; no other configuration is shown equivalent")
     # the same study with full converged: full is ranked (and loses) as before
     records = [{k: v for k, v in r.items() if k != "_probs"} for r in study(converged_full=True, baselines=False)]
-    picks, _ = analysis.recommendation(frame_of(records), records)
-    assert picks[0].startswith("Best quality: lora:r=8") and "Not ranked" not in " ".join(picks)
+    picks, _ = recommendation(frame_of(records), records, fam("lora:r=8", {"full": "worse", "head": "worse"}))
+    assert picks[0].startswith("Highest mean test macro-F1: lora:r=8") and "Not ranked" not in " ".join(picks)
 
 
 def test_a_collapsed_strategy_is_not_ranked_either():
@@ -116,29 +132,50 @@ def test_a_collapsed_strategy_is_not_ranked_either():
     records[0] = full_record("full", 0, predictions(0, one_class=True), (0.5, 0.7, 0.69))
     frame = frame_of(records)
     assert frame.loc[0, "diagnosis"] == "collapsed"
-    picks, _ = analysis.recommendation(frame, records)
-    assert any(p.startswith("Not ranked as beaten: full collapsed: 100 % of its test predictions") for p in picks)
+    picks, _ = recommendation(frame, records, fam("lora:r=8", {"full": "worse", "head": "worse"}))
+    assert any(p.startswith("Not ranked as beaten: full collapsed: 100 % of its validation predictions") for p in picks)
     # every strategy flagged: no verdict, only what to do
     frame["diagnosis"] = "still improving"
-    picks, _ = analysis.recommendation(frame, records)
+    picks, _ = recommendation(frame, records, fam(None))
     assert picks[0].startswith("No verdict") and sum(p.startswith("Not ranked") for p in picks) == 3
 
 
-def test_a_still_improving_strategy_ahead_of_every_converged_one_is_the_provisional_answer():
+def test_a_still_improving_strategy_better_than_the_reference_is_the_provisional_answer():
     records = [{k: v for k, v in r.items() if k != "_probs"} for r in study(baselines=False)]
     frame = frame_of(records)
-    frame.loc[frame["strategy"] == "full", "test_macro_f1"] = 0.95  # still improving, and ahead beyond noise
-    picks, _ = analysis.recommendation(frame, records, tied=["full"])
+    picks, _ = recommendation(frame, records, fam("lora:r=8", {"full": "better", "head": "worse"}))
     rec = next(p for p in picks if p.startswith("Recommended: "))
-    assert rec.startswith("Recommended: full — provisionally: it is ahead of every strategy that converged")
-    assert "(test macro-F1 0.950 against lora:r=8's " in rec and "rerun with more epochs" in rec
-    # collapsed, or tied with a converged strategy: not the answer
+    assert rec.startswith("Recommended: full — provisionally: it is better on test macro-F1 than lora:r=8, the best "
+                          "converged configuration on validation (Δ +0.050 [")
+    assert "Holm p = 0.001" in rec and "rerun with more epochs" in rec
+    # collapsed: never the answer, however it scores
     collapsed = frame.copy()
     collapsed.loc[collapsed["strategy"] == "full", "diagnosis"] = "collapsed + still improving"
-    picks, _ = analysis.recommendation(collapsed, records, tied=["full"])
-    assert any(p.startswith("Recommended among the strategies that converged: lora:r=8") for p in picks)
-    picks, _ = analysis.recommendation(frame, records, tied=["full", "lora:r=8"])
+    picks, _ = recommendation(collapsed, records, fam("lora:r=8", {"full": "better", "head": "worse"}))
     assert not any("provisionally" in p for p in picks)
+    # not shown better (inconclusive): not the provisional answer either
+    picks, _ = recommendation(frame, records, fam("lora:r=8", {"full": "inconclusive", "head": "worse"}))
+    assert not any("provisionally" in p for p in picks)
+
+
+def test_the_answer_is_the_cheapest_shown_equivalent_and_inconclusive_ones_say_what_would_settle_them():
+    records = [{k: v for k, v in r.items() if k != "_probs"} for r in study(converged_full=True, baselines=False)]
+    frame = frame_of(records)  # train s: full 60, lora:r=8 30, head 5
+    picks, _ = recommendation(frame, records, fam("full", {"lora:r=8": "equivalent", "head": "inconclusive"}))
+    rec = next(p for p in picks if p.startswith("Recommended: "))
+    assert rec.startswith("Recommended: lora:r=8 — equivalent to full, the best on validation, within ±1 points of "
+                          "test macro-F1 (Δ +0.001 [")
+    assert "TOST Holm p = 0.001), and 2.0× cheaper to train" in rec
+    assert "not shown equivalent or different: head (Δ -0.006" in rec and "about 9 seeds would settle it" in rec
+    # one better than the validation pick: it is the answer
+    picks, _ = recommendation(frame, records, fam("full", {"lora:r=8": "better", "head": "worse"}))
+    assert next(p for p in picks if p.startswith("Recommended: ")).startswith(
+        "Recommended: lora:r=8 — better on test macro-F1 than full, the best on validation (Δ +0.050")
+    # one seed: provisional, and it says how to get a verdict
+    picks, _ = recommendation(frame, records, fam("full", {"lora:r=8": "inconclusive"}, seed_level=False))
+    assert next(p for p in picks if p.startswith("Recommended: ")).startswith(
+        "Recommended: full — provisionally: the best on validation macro-F1; no comparison with it is a claim about "
+        "the methods; one seed per configuration measures no seed noise — run 3 or more seeds")
 
 
 def test_baselines_are_the_floor_never_marked_best_and_the_answer_only_when_nothing_clears_them():
@@ -147,36 +184,48 @@ def test_baselines_are_the_floor_never_marked_best_and_the_answer_only_when_noth
     assert list(analysis.baseline_mask(frame)) == [False, False, False, True, True]
     marks = analysis.best_rows(frame)
     assert marks["train_time_s"] == {2} and marks["trainable_params"] == {0}  # not the baselines' 0 parameters
-    picks, caveats = analysis.recommendation(frame, records)
-    assert picks[0].startswith("Best quality: lora:r=8")
+    cleared = fam("lora:r=8", {"full": "worse", "head": "worse"},
+                  {"full": "inconclusive", "lora:r=8": "better", "head": "better"})
+    picks, caveats = recommendation(frame, records, cleared)
+    assert picks[0].startswith("Highest mean test macro-F1: lora:r=8")
     floor = next(p for p in picks if p.startswith("Baseline floor"))
-    assert floor == "Baseline floor: tfidf-logreg (test macro-F1 0.750); cleared by lora:r=8, head; not by full."
+    assert floor == ("Baseline floor: tfidf-logreg (test macro-F1 0.750); better than it: lora:r=8, head; not shown "
+                     "better: full (each a two-level test against the floor, Holm-corrected with the ranking).")
     assert "Learning rate differs per strategy (full 0.001, lora:r=8 0.001" not in " ".join(caveats)  # no baselines
-    # nothing clears the floor: the cheapest baseline within a point of the best one is the answer, and why
+    # nothing clears the floor, each shown worse or equivalent: the cheapest baseline is the answer, and why
     weak = frame.copy()
     weak.loc[~analysis.baseline_mask(weak), "test_macro_f1"] = [0.6, 0.7, 0.65]
-    picks, _ = analysis.recommendation(weak, records)
-    assert picks[0].startswith("Recommended: tfidf-logreg (a baseline) — no fine-tuning strategy clears the baseline "
-                               "floor: the best, lora:r=8, scores test macro-F1 0.700 against 0.750")
+    beaten = fam("lora:r=8", {"full": "worse", "head": "worse"},
+                 {"full": "worse", "lora:r=8": "equivalent", "head": "worse"})
+    picks, _ = recommendation(weak, records, beaten)
+    assert picks[0].startswith("Recommended: tfidf-logreg (a baseline) — no fine-tuning strategy is better than the "
+                               "baseline floor (each is worse or equivalent, Holm-corrected): the best, lora:r=8, "
+                               "scores test macro-F1 0.700 against 0.750")
     assert not any(p.startswith("Recommended: lora") for p in picks)
+    # not shown either way (inconclusive) with seed-level evidence: no baseline answer
+    unsure = fam("lora:r=8", {"full": "worse", "head": "worse"},
+                 {"full": "worse", "lora:r=8": "inconclusive", "head": "worse"})
+    picks, _ = recommendation(weak, records, unsure)
+    assert not picks[0].startswith("Recommended: tfidf-logreg")
 
 
 def test_flagged_runs_that_already_clear_the_floor_never_make_a_baseline_the_answer():
-    """The default study at 3 epochs: every strategy still improving, three of them far above tfidf-logreg.
+    """The default study at 3 epochs: every strategy still improving, some better than tfidf-logreg.
     That is no verdict between them, and fine-tuning is worth it: not "use the baseline"."""
     records = [{k: v for k, v in r.items() if k != "_probs"} for r in study()]
     frame = frame_of(records)
     frame.loc[~analysis.baseline_mask(frame), "diagnosis"] = "still improving"
     frame.loc[~analysis.baseline_mask(frame), "test_macro_f1"] = [0.80, 0.85, 0.70]
-    picks, _ = analysis.recommendation(frame, records)
+    flagged = fam(None, {}, {"full": "better", "lora:r=8": "better", "head": "worse"})
+    picks, _ = recommendation(frame, records, flagged)
     assert not any(p.startswith("Recommended:") for p in picks)
     verdict = next(p for p in picks if p.startswith("No verdict"))
-    assert verdict.endswith("Already above the baseline floor (tfidf-logreg, test macro-F1 0.750): full, lora:r=8; "
+    assert verdict.endswith("Already better than the baseline floor (tfidf-logreg) on test macro-F1: full, lora:r=8; "
                             "fine-tuning is worth it here.")
-    # and when none of the flagged runs clears it either, the cheapest baseline is the answer
+    # and when every flagged run is shown worse than it, the cheapest baseline is the answer
     frame.loc[~analysis.baseline_mask(frame), "test_macro_f1"] = [0.60, 0.65, 0.70]
-    picks, _ = analysis.recommendation(frame, records)
-    assert picks[0].startswith("Recommended: tfidf-logreg (a baseline) — no fine-tuning strategy could be ranked")
+    picks, _ = recommendation(frame, records, fam(None, {}, {"full": "worse", "lora:r=8": "worse", "head": "worse"}))
+    assert picks[0].startswith("Recommended: tfidf-logreg (a baseline) — no fine-tuning strategy is better than")
 
 
 def _section(html: str, key: str) -> str:

@@ -21,17 +21,20 @@ from tunebench.errors import SpecError
 class Recommendation:
     """The report's recommendation as data: the configuration it picks and the sentence that says why.
 
-    ``choice``: the recommended configuration (the cheapest of those tied with the best when the
-    study compared several); ``best``: the highest mean test macro-F1; ``tied``: the configurations
-    the data cannot tell apart from the best; ``picks`` and ``caveats``: the report's bullets.
+    ``choice``: the recommended configuration (the cheapest of the reference and those shown equivalent
+    to it, unless one is shown better); ``best``: the highest mean test macro-F1 (a point estimate);
+    ``equivalent``: the reference (best on validation) and the configurations shown equivalent to it
+    within the margin; ``outcomes``: each other configuration's outcome against the reference (better,
+    worse, equivalent, inconclusive); ``picks`` and ``caveats``: the report's bullets.
     """
 
     choice: str
     best: str
     sentence: str
-    tied: list[str] = field(default_factory=list)
+    equivalent: list[str] = field(default_factory=list)
     picks: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
+    outcomes: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.sentence
@@ -186,13 +189,13 @@ class Result:
         tuned_frame = frame[~baseline_mask(frame)]  # a baseline is a reference row, never "the best run"
         best = str((tuned_frame if len(tuned_frame) else frame).sort_values(
             "test_macro_f1", ascending=False, kind="stable").iloc[0]["strategy"])
-        picks, caveats, tied = found.picks, found.caveats, found.tied
+        picks, caveats, equivalent = found.picks, found.caveats, found.equivalent
         sentence = next((p for p in picks if p.startswith("Recommended: ")), picks[0])
         names = set(frame["strategy"])
         named = sentence.removeprefix("Recommended: ").split(" — ")[0]
         choice = named if sentence.startswith("Recommended: ") and named in names else best
-        return Recommendation(choice=choice, best=best, sentence=sentence, tied=list(tied or [best]),
-                              picks=picks, caveats=caveats)
+        return Recommendation(choice=choice, best=best, sentence=sentence, equivalent=list(equivalent or [best]),
+                              picks=picks, caveats=caveats, outcomes=found.family.outcomes() if found.family else {})
 
     def _first_of(self, config: str) -> Run:
         from tunebench.report.significance import group_of

@@ -27,12 +27,13 @@ SECTIONS = [sections.headline, sections_checks.convergence_section, significance
 
 
 def build_document(out_dir: Path, prices: dict[str, float] | None = None, study: str | None = None,
-                   tuning: list[dict] | None = None) -> Document:
+                   tuning: list[dict] | None = None, verdict: dict | None = None) -> Document:
     """Read the store and draw the figures; return the report as a :class:`Document`.
 
-    ``tuning``: the tuning-trial records to show (None: the store's ``<study>:tuning`` records)."""
+    ``tuning``: the tuning-trial records to show (None: the store's ``<study>:tuning`` records);
+    ``verdict``: ``metric`` / ``margin`` / ``alpha`` instead of the stored spec's (spec.parts.VerdictSpec)."""
     out_dir = Path(out_dir)
-    inputs = load_inputs(out_dir, study)
+    inputs = load_inputs(out_dir, study, verdict)
     if tuning is not None:
         inputs.tuning = list(tuning)
     prices = dict(DEFAULT_PRICES if prices is None else prices)
@@ -59,10 +60,10 @@ def unfinished_section(records: list[dict]) -> Section:
 
 
 def build_report(out_dir: Path, prices: dict[str, float] | None = None, study: str | None = None,
-                 tuning: list[dict] | None = None) -> dict[str, Path]:
+                 tuning: list[dict] | None = None, verdict: dict | None = None) -> dict[str, Path]:
     """Write report.html and report.md (and figures/) into ``out_dir``; return their paths."""
     out_dir = Path(out_dir)
-    doc = build_document(out_dir, prices, study, tuning)
+    doc = build_document(out_dir, prices, study, tuning, verdict)
     paths = {"html": out_dir / "report.html", "markdown": out_dir / "report.md"}
     atomic_write(paths["html"], render_html(doc))
     atomic_write(paths["markdown"], render_markdown(doc, out_dir))

@@ -1,5 +1,6 @@
 """Pure functions over stored records: the headline frame, best values, Pareto fronts,
-confusion summaries and the recommendation.  No plotting, no I/O."""
+confusion summaries, what is not ranked and the caveats (the recommendation itself is
+:mod:`tunebench.report.verdict`).  No plotting, no I/O."""
 
 from __future__ import annotations
 
@@ -149,141 +150,6 @@ def not_ranked(frame: pd.DataFrame) -> list[str]:
             "against the others." for _, row in frame[unrankable_mask(frame)].iterrows()]
 
 
-def _cheapest(rows: pd.DataFrame) -> tuple[pd.Series, str]:
-    if rows["cost_usd"].notna().all():
-        return rows.loc[rows["cost_usd"].idxmin()], f"${rows['cost_usd'].min():.3g} to train"
-    return rows.loc[rows["train_time_s"].idxmin()], "shortest training among them; no price for its device"
-
-
-def baseline_pick(frame: pd.DataFrame, ranked: pd.DataFrame, finetuned: pd.DataFrame | None = None) -> str | None:
-    """When no fine-tuning row clears the best baseline: the cheapest baseline within 1 point of the best
-    one is the answer, and why.  None when some fine-tuning clears the floor (or no baseline ran).
-
-    ``finetuned``: every fine-tuning row, flagged ones included.  A flagged run that already clears the
-    floor shows fine-tuning is worth it (its flag says it could do better still), so a baseline is not
-    recommended then even when no row can be ranked."""
-    base = frame[baseline_mask(frame)]
-    if base.empty:
-        return None
-    floor = base["test_macro_f1"].max()
-    if len(ranked) and ranked["test_macro_f1"].max() > floor:
-        return None
-    if finetuned is not None and len(finetuned) and finetuned["test_macro_f1"].max() > floor:
-        return None
-    pick = base[base["test_macro_f1"] >= floor - 0.01]
-    pick = pick.loc[pd.to_numeric(pick["train_time_s"], errors="coerce").fillna(0).idxmin()]
-    if len(ranked):
-        top = ranked.loc[ranked["test_macro_f1"].idxmax()]
-        why = (f"no fine-tuning strategy clears the baseline floor: the best, {top['strategy']}, scores test "
-               f"macro-F1 {top['test_macro_f1']:.3f} against {pick['test_macro_f1']:.3f}")
-    else:
-        why = "no fine-tuning strategy could be ranked (see below)"
-    return (f"Recommended: {pick['strategy']} (a baseline) — {why}; it trains in {pick['train_time_s']:.1f} s and "
-            "needs no GPU. Fine-tuning is not worth its cost here unless a tuned rerun beats it.")
-
-
-def floor_line(frame: pd.DataFrame, ranked: pd.DataFrame) -> str | None:
-    """"Baseline floor: tfidf-logreg (0.640); cleared by full, lora; not by head." (None without baselines)."""
-    base = frame[baseline_mask(frame)]
-    if base.empty:
-        return None
-    top = base.loc[base["test_macro_f1"].idxmax()]
-    above = ranked[ranked["test_macro_f1"] > top["test_macro_f1"]]["strategy"].tolist()
-    below = ranked[ranked["test_macro_f1"] <= top["test_macro_f1"]]["strategy"].tolist()
-    text = (f"Baseline floor: {top['strategy']} (test macro-F1 {top['test_macro_f1']:.3f}); "
-            f"cleared by {', '.join(above) if above else 'no ranked strategy'}")
-    return text + (f"; not by {', '.join(below)}." if below else ".")
-
-
-def recommendation(frame: pd.DataFrame, records: list[dict[str, Any]], tied: list[str] | None = None,
-                   tuned: bool = False) -> tuple[list[str], list[str]]:
-    """Plain-word picks (best quality, cheapest near the best, fastest, least memory) and caveats.
-
-    ``tied``: the configurations the data cannot tell apart from the best (significance tests,
-    best first); when given, the recommendation is the cheapest of them, not a point estimate.
-    Baseline rows (``kind`` majority / tfidf-logreg) are the floor, never picked unless no
-    fine-tuning clears them; a collapsed or still-improving row (``diagnosis``) is never ranked as
-    beaten: its sentence says what to do instead.  ``tuned``: the learning rates came from tuning.
-    """
-    base, bad = baseline_mask(frame), unrankable_mask(frame)
-    finetuned, ranked = frame[~base], frame[~base & ~bad]
-    picks: list[str] = []
-    fallback = baseline_pick(frame, ranked, finetuned)
-    if fallback is not None:
-        picks.append(fallback)
-    if ranked.empty:
-        if fallback is None:
-            refs = frame[base]
-            floor = refs["test_macro_f1"].max() if len(refs) else None
-            above = [] if floor is None else finetuned[finetuned["test_macro_f1"] > floor]["strategy"].tolist()
-            cleared = (f" Already above the baseline floor ({refs.loc[refs['test_macro_f1'].idxmax(), 'strategy']}, "
-                       f"test macro-F1 {floor:.3f}): {', '.join(above)}; fine-tuning is worth it here." if above else "")
-            picks.append("No verdict: every fine-tuning strategy was flagged (collapsed or still improving), so none "
-                         "can be called better or worse than another yet." + cleared)
-        return picks + not_ranked(frame), caveats(frame, records, tuned)
-    f1 = ranked["test_macro_f1"]
-    best = ranked.loc[f1.idxmax()]
-    among = " among the strategies that converged" if bad.any() else ""
-    picks.append(f"Best quality{among}: {best['strategy']} (test macro-F1 {best['test_macro_f1']:.3f}, "
-                 f"accuracy {best['test_accuracy']:.3f}).")
-    if tied is not None and fallback is None:
-        kept = [t for t in tied if t in set(ranked["strategy"])]
-        ahead = None if kept else ahead_while_improving(finetuned, best, tied[0])
-        picks.append(tied_pick(ranked, kept) if kept else ahead or
-                     f"Recommended among the strategies that converged: {best['strategy']} — what the significance "
-                     "test ranks with or above it was flagged by the convergence checks (see 'Not ranked' below).")
-    cheap, how = _cheapest(ranked[f1 >= f1.max() - 0.01])
-    picks.append(f"Cheapest within 1 point of the best macro-F1: {cheap['strategy']} "
-                 f"(macro-F1 {cheap['test_macro_f1']:.3f}, {how}).")
-    fast = finetuned.loc[finetuned["train_time_s"].idxmin()]
-    picks.append(f"Fastest to train: {fast['strategy']} ({fast['train_time_s']:.1f} s, "
-                 f"{fast['examples_per_s']:.1f} examples/s).")
-    mem = pd.to_numeric(finetuned["peak_memory_mb"], errors="coerce")
-    if mem.notna().any():
-        low = finetuned.loc[mem.idxmin()]
-        picks.append(f"Least memory: {low['strategy']} (peak {low['peak_memory_mb']:.0f} MB).")
-    floor = floor_line(frame, ranked)
-    if floor is not None:
-        picks.append(floor)
-    return picks + not_ranked(frame), caveats(frame, records, tuned)
-
-
-def ahead_while_improving(finetuned: pd.DataFrame, best: pd.Series, top: str) -> str | None:
-    """The sentence when the significance test's best configuration ``top`` is ahead of every converged
-    one (``best`` the first of them; none is tied with ``top``) and is flagged *still improving*, not
-    collapsed: its best epoch is kept, so more epochs are likely to widen its lead, not close it.  It is
-    the provisional answer, not an unranked one.  None when ``top`` is not such a row."""
-    rows = finetuned[finetuned["strategy"] == top]
-    if rows.empty:
-        return None
-    flags, row = flags_of(rows).iloc[0], rows.iloc[0]
-    if "still improving" not in flags or "collapsed" in flags or row["test_macro_f1"] <= best["test_macro_f1"]:
-        return None
-    return (f"Recommended: {top} — provisionally: it is ahead of every strategy that converged beyond test-set and "
-            f"seed noise (test macro-F1 {row['test_macro_f1']:.3f} against {best['strategy']}'s "
-            f"{best['test_macro_f1']:.3f}) and still improving, so more epochs are likely to widen the gap, not "
-            "close it; rerun with more epochs to measure it before relying on its number.")
-
-
-def tied_pick(frame: pd.DataFrame, tied: list[str]) -> str:
-    """"a and b are tied on macro-F1; b is 3.1x cheaper → recommended: b" (or: the best stands alone)."""
-    rows = frame[frame["strategy"].isin(tied)]
-    best = rows.loc[rows["test_macro_f1"].idxmax()]
-    if len(rows) < 2:
-        return (f"Recommended: {best['strategy']} — no other configuration is tied with it on test macro-F1 "
-                "(every difference is beyond test-set and seed noise).")
-    column, what = ("cost_usd", "cheaper to train") if rows["cost_usd"].notna().all() and rows["cost_usd"].min() > 0 \
-        else ("train_time_s", "faster to train")
-    cheap = rows.loc[rows[column].idxmin()]
-    names = ", ".join(rows["strategy"])
-    if cheap["strategy"] == best["strategy"]:
-        return (f"Recommended: {best['strategy']} — tied on test macro-F1 with {names} (the data cannot tell them "
-                f"apart) and the cheapest of them.")
-    ratio = best[column] / max(cheap[column], 1e-12)
-    return (f"Recommended: {cheap['strategy']} — {names} are tied on test macro-F1 (the data cannot tell them "
-            f"apart); {cheap['strategy']} is {ratio:.1f}× {what} than {best['strategy']}.")
-
-
 def _res(record: dict[str, Any]) -> dict[str, Any]:
     return record.get("resolved") or {}
 
@@ -305,10 +171,11 @@ def caveats(frame: pd.DataFrame, records: list[dict[str, Any]], tuned: bool = Fa
     seeds = sorted({_res(r)["seed"] for r in records if _res(r).get("seed") is not None})
     if "seeds" in frame and frame["seeds"].max() > 1:
         out.append(f"Up to {int(frame['seeds'].max())} seeds per configuration: numbers are means over its seeds; "
-                   "the ranking says which differences exceed seed and test-set noise.")
+                   "every comparison counts both seed and test-example noise (see Ranking and significance).")
     else:
-        out.append(f"Single seed ({', '.join(map(str, seeds))}) per strategy: differences of a point or two "
-                   "may be noise; repeat with other seeds before trusting a small gap.")
+        out.append(f"Single seed ({', '.join(map(str, seeds))}) per strategy: no comparison is a claim about the "
+                   "methods (a test on one seed speaks for that seed's models only); run 3 or more seeds "
+                   "(--seeds 0 1 2) for a verdict.")
     sizes = records[0]["data"]["sizes"]
     if sizes["test"] < 1000 or sizes["train"] < 5000:
         out.append(f"Small data (train {sizes['train']:,}, test {sizes['test']:,} examples): one test example "

@@ -44,6 +44,11 @@ class ReportInputs:
     runs: list[dict[str, Any]] = field(default_factory=list)
     unfinished: list[dict[str, Any]] = field(default_factory=list)  # diverged / failed / interrupted runs
     tuning: list[dict[str, Any]] = field(default_factory=list)  # the tuning trials (study "<name>:tuning")
+    #: the verdict's settings (spec.parts.VerdictSpec): from the study's spec, or the report's options
+    metric: str = "macro_f1"
+    margin: float = 0.01
+    alpha: float = 0.05
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # computed once per inputs
 
     @property
     def repeated(self) -> bool:
@@ -59,8 +64,9 @@ def store_path(out_dir: Path) -> Path:
     return path
 
 
-def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
-    """Read the store in ``out_dir``; ``study`` defaults to the one that ran last."""
+def load_inputs(out_dir: Path, study: str | None = None, verdict: dict[str, Any] | None = None) -> ReportInputs:
+    """Read the store in ``out_dir``; ``study`` defaults to the one that ran last; ``verdict``: settings
+    that override the stored spec's (``metric``, ``margin``, ``alpha``; None values are ignored)."""
     out_dir = Path(out_dir)
     with Store(store_path(out_dir)) as store:
         stored = store.records()
@@ -73,7 +79,22 @@ def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
         tuning = tuning_records(store, study)
     records = representatives(runs)
     return ReportInputs(out_dir, study, records, preds, load_test_texts(records[0]), load_profile(out_dir), runs,
-                        unfinished, tuning)
+                        unfinished, tuning, **verdict_settings(records[0], verdict))
+
+
+def verdict_settings(record: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The verdict's metric, margin and alpha: the study spec's ``verdict`` section (defaults for a study
+    stored before it had one), then ``overrides`` (the report's options) where they are not None."""
+    from pydantic import ValidationError
+
+    from tunebench.spec.parts import VerdictSpec, _explain
+
+    stored = (record.get("study_spec") or {}).get("verdict") or {}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        return VerdictSpec(**{**stored, **given}).model_dump()
+    except ValidationError as exc:
+        raise SpecError(_explain(exc, "verdict")) from None
 
 
 def choose_study(store: Store, records: list[dict[str, Any]], study: str | None, out_dir: Path) -> str:

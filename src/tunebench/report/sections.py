@@ -111,7 +111,7 @@ def headline(ctx: Context) -> Section:
             ci = s["test_macro_f1"]
             cells[2:2] = [cell(ci.n), Cell(significance.fmt_interval(ci.low, ci.high))]
         caption += (" Several seeds: every number is the mean over a configuration's seeds; ± is their standard "
-                    "deviation; the interval is a 95% bootstrap confidence interval of the mean test macro-F1.")
+                    "deviation; the interval is a 95% t interval of the mean test macro-F1 (n − 1 degrees of freedom).")
         headers = ["configuration", "settings", "seeds", "test macro-F1 95% CI"] + [h for h, _, _ in HEADLINE]
     else:
         headers = ["strategy", "settings"] + [h for h, _, _ in HEADLINE]

@@ -49,17 +49,20 @@ def convergence_section(ctx: Context) -> Section | None:
                      cell(None if e.get("last_gain") is None else 100 * e["last_gain"], "+.1f"),
                      cell(e.get("val_loss_rise_pct"), "+.0f"),
                      cell(None if share is None else 100 * share, ".0f"),
-                     cell(e.get("test_macro_f1"), ".3f"), cell(e.get("majority_macro_f1"), ".3f")])
+                     cell(e.get("val_macro_f1"), ".3f"), cell(e.get("majority_macro_f1"), ".3f")])
     section = Section("convergence", "Convergence checks", [Para(
-        f"A run that did not train is no evidence against its strategy. Collapsed: at least "
-        f"{100 * COLLAPSE_SHARE:.0f} % of the test predictions are one class (unless the test labels are too), or test "
-        f"macro-F1 within {COLLAPSE_MARGIN} of the majority baseline's. Still improving: the best epoch is the last "
-        f"and validation macro-F1 gained at least {100 * IMPROVING_GAIN:.0f} point in it. Overfitting: the last "
-        f"validation loss is at least {100 * OVERFIT_RISE:.0f} % (and {OVERFIT_MIN_RISE}) above its minimum, reached "
-        "earlier, while training loss fell. The recommendation does not rank a collapsed or still-improving run as "
-        "beaten."),
+        f"A run that did not train is no evidence against its strategy. Every check reads training and validation "
+        f"data only (the test split decides nothing but the final scores). Collapsed: at least "
+        f"{100 * COLLAPSE_SHARE:.0f} % of the kept epoch's validation predictions are one class (unless the "
+        f"validation labels are too), or its validation macro-F1 within {COLLAPSE_MARGIN} of the majority "
+        f"baseline's. Still improving: the best epoch is the last and validation macro-F1 gained at least "
+        f"{100 * IMPROVING_GAIN:.0f} point in it (a one-epoch run: against epoch 0, the score before training). "
+        f"Overfitting: the last validation loss is at least {100 * OVERFIT_RISE:.0f} % (and {OVERFIT_MIN_RISE}) "
+        "above its minimum, reached earlier, while training loss fell. The recommendation does not rank a "
+        "collapsed or still-improving run as beaten."),
         text_table(["run", "diagnosis", "best epoch / run", "last-epoch gain (points)", "val loss vs its min %",
-                    "top predicted class %", "test macro-F1", "majority macro-F1"], rows, key="convergence")])
+                    "top predicted class % (val)", "val macro-F1", "majority val macro-F1"], rows,
+                   key="convergence")])
     flagged = flagged_runs(runs)
     if flagged:
         section.add(Para("What to do:"), Bullets([advice_for(f, d["evidence"], _label(r))

@@ -10,51 +10,73 @@ import numpy as np
 from tunebench.report import figures, significance
 from tunebench.report.document import Cell, Figure, Para, Section, cell, text_table
 from tunebench.report.sections import Context
+from tunebench.report.verdict import comparison_family
 from tunebench.results import stats
 
 
 def significance_section(ctx: Context) -> Section | None:
-    """Rank the configurations by mean test macro-F1 and say which are tied with the best."""
+    """The family of comparisons: each configuration against the reference (chosen on validation) and
+    against the baseline floor, with the four outcomes, the margin, Holm's correction and labelled p-values."""
+    fam = comparison_family(ctx.inputs, ctx.frame)
     runs = significance.compared(ctx.inputs.runs or ctx.records)
-    if len(significance.groups(runs)) < 2:
+    if fam is None or (len(significance.groups(runs)) < 2 and fam.floor is None):
         return None
-    best, comparisons = significance.compare_with_best(runs, ctx.inputs.predictions)
-    summ = significance.summaries(runs)
-    by_group = {c.group: c for c in comparisons}
-    rows_of = {rec["strategy"]: row for rec, (_, row) in zip(ctx.records, ctx.frame.iterrows(), strict=True)}
-    order = sorted(summ, key=lambda g: -summ[g]["test_macro_f1"].mean)
+    metric, name = fam.metric, stats.metric_name(fam.metric)
+    summ = {g: stats.summarize([r["test"][metric] for r in rs]) for g, rs in significance.groups(runs).items()}
+    rows_of = {row["strategy"]: row for _, row in ctx.frame.iterrows()}
+    order = sorted(summ, key=lambda g: -summ[g].mean)
     rows = []
-    for position, g in enumerate(order, 1):
-        s, c, row = summ[g]["test_macro_f1"], by_group.get(g), rows_of.get(g)
-        if c is None:
-            rank, verdict, d_f1, d_acc, p = "1", "best", "—", "—", None
+    for g in order:
+        s, c, row = summ[g], fam.against_reference(g), rows_of.get(g)
+        if g == fam.reference:
+            outcome, delta, p, p_eq, settle = "reference (best on validation)", "—", "—", "—", ""
+        elif c is None:
+            outcome, delta, p, p_eq, settle = "not compared (flagged, no reference)", "—", "—", "—", ""
         else:
-            rank = "1 (tied)" if c.tied else str(position)
-            verdict = "tied with the best" if c.tied else "worse than the best"
-            d_f1 = _delta(c.macro_f1)
-            d_acc = _delta(c.accuracy)
-            p = c.mcnemar_p
-        rows.append([rank, g, s.n, Cell(significance.fmt_summary(s), s.mean), significance.fmt_interval(s.low, s.high),
-                     d_f1, d_acc, cell(p, ".3g"), verdict,
+            outcome = c.outcome if c.test is None or c.test.seed_level else "inconclusive (one seed)"
+            delta, settle = _delta(c.test), c.settle or c.note
+            p, p_eq = _p(c.p_adjusted, c.test, "p_value"), _p(c.p_equivalence_adjusted, c.test, "p_equivalence")
+        floor = fam.against_floor(g)
+        rows.append([g, s.n, Cell(significance.fmt_summary(s), s.mean), significance.fmt_interval(s.low, s.high),
+                     delta, p, p_eq, outcome, "—" if floor is None else floor.outcome, settle,
                      cell(None if row is None else row["train_time_s"], ".1f"),
                      cell(None if row is None else row["cost_usd"], ".3g")])
-    basis = sorted({c.basis for c in comparisons})
+    floor_words = (f" Each is also compared with the floor, {fam.floor} (the baseline with the best validation "
+                   f"{name}; a baseline's fit does not depend on the seed, so it pairs with every seed): it clears "
+                   "the floor only when *better* than it." if fam.floor else "")
+    basis = "; ".join(fam.bases) or "no paired test predictions"
+    text = (f"Test {name} of each configuration (mean ± standard deviation over its seeds; 95% t interval of the "
+            f"mean). The reference is {fam.reference or 'none (every configuration was flagged)'}: the highest mean "
+            f"validation {name} among the configurations that converged — the test split chooses nothing. Δ is "
+            f"the configuration minus the reference on the same test examples with a 95% interval, from a two-level "
+            f"test: the variance of the per-seed paired differences over seeds (t) plus the variance of their mean "
+            f"over a paired bootstrap of the test examples, degrees of freedom by Welch–Satterthwaite (docs/METHODS.md,"
+            f" Statistics). Outcomes: *equivalent* when two one-sided tests put Δ within ±{100 * fam.margin:g} points "
+            f"(the margin, --margin); else *better* or *worse* when the difference test rejects Δ = 0; else "
+            f"*inconclusive*, with roughly what would settle it. p-values are Holm–Bonferroni adjusted across the "
+            f"family of {fam.size} comparisons this report makes (the ranking and the floor together), at α = "
+            f"{fam.alpha:g}.{floor_words} With one seed a test speaks for that seed's models only: no outcome is "
+            f"claimed from it. Basis: {basis}.")
     return Section("significance", "Ranking and significance", [
-        Para(f"Configurations ranked by mean test macro-F1; each is compared with the best ({best}) on the same "
-             f"test examples. Δ is the best minus the configuration, with a 95% paired bootstrap interval "
-             f"({stats.N_RESAMPLES} resamples of the test examples, and of the seeds when there are several); "
-             f"McNemar's test (exact binomial below 25 discordant examples) asks whether the two classify "
-             f"equally often correctly — with several seeds the largest p over the paired seeds is shown. A "
-             f"configuration is tied with the best when the interval of Δ macro-F1 includes 0 or p ≥ "
-             f"{stats.ALPHA}: the data cannot tell them apart. Basis: {'; '.join(basis)}."),
-        text_table(["rank", "configuration", "seeds", "test macro-F1", "95% CI (seeds)", "Δ macro-F1 [95% CI]",
-                    "Δ accuracy [95% CI]", "McNemar p", "verdict", "train s", "cost $"], rows, key="significance")])
+        Para(text),
+        text_table(["configuration", "seeds", f"test {name}", "95% CI (t, seeds)", "Δ vs reference [95% CI]",
+                    "p (Holm)", "p equivalence (TOST, Holm)", "outcome", "vs floor", "what would settle it",
+                    "train s", "cost $"], rows, key="significance")])
 
 
-def _delta(d: stats.Difference | None) -> str:
-    if d is None:
+def _delta(t: stats.PairedTest | None) -> str:
+    if t is None:
         return "—"
-    return f"{d.delta:+.3f} {significance.fmt_interval(d.low, d.high, signed=True)}"
+    return f"{t.delta:+.3f} {significance.fmt_interval(t.low, t.high, signed=True)}"
+
+
+def _p(adjusted: float | None, test: stats.PairedTest | None, which: str) -> str:
+    """An adjusted p-value, or for a one-seed test its unadjusted test-set p-value, labelled as such."""
+    if adjusted is not None:
+        return significance.fmt_p(adjusted)
+    if test is None:
+        return "—"
+    return f"{significance.fmt_p(getattr(test, which))} (test set, this seed only)"
 
 
 def sweep_section(ctx: Context) -> Section | None:

@@ -1,16 +1,21 @@
-"""Which configurations really differ: per-configuration statistics over seeds and pairwise tests
-against the best one, from stored records and test predictions.  Pure functions, no I/O.
+"""Which configurations really differ: per-configuration statistics over seeds and the family of
+comparisons a report makes, from stored records and test predictions.  Pure functions, no I/O.
 
 A *configuration* (a record's ``group``) is one strategy with its settings; its runs differ only in
-their seed.  The best configuration has the highest mean test macro-F1; every other one is
-compared with it on the same test examples (paired bootstrap of the difference, McNemar's test),
-and is *tied* with it when the difference's interval includes 0 or McNemar's p ≥ 0.05.
+their seed.  The test split decides nothing but the final scores, so the *reference* every other
+configuration is compared with is the one with the highest mean **validation** score among the
+candidates (the configurations that converged); each other fine-tuning configuration is compared
+with it on the test examples, and each is compared with the *floor* (the best baseline, also chosen
+on validation).  Every comparison is :func:`tunebench.results.stats.paired_test` on the verdict's
+metric; the family's p-values are Holm-corrected together, and each comparison ends in one of four
+outcomes (:func:`tunebench.results.stats.outcome`): better, worse, equivalent (within ±margin),
+inconclusive.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,17 +23,16 @@ import numpy as np
 from tunebench.results import stats
 
 #: metrics summarised over seeds: record section, key, display name
-METRICS = [("test", "macro_f1", "test macro-F1"), ("test", "accuracy", "test accuracy"),
-           ("val", "macro_f1", "val macro-F1"), ("test", "weighted_f1", "test weighted F1")]
-
+SUMMARISED = [("test", "macro_f1", "test macro-F1"), ("test", "accuracy", "test accuracy"),
+              ("val", "macro_f1", "val macro-F1"), ("test", "weighted_f1", "test weighted F1")]
 
 
 def compared(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The runs the significance tests compare: every run but the baselines, which are the floor the
-    report states beside the ranking, not candidates in it."""
+    """The fine-tuning runs (every run but the baselines, which are the floor, not candidates)."""
     from tunebench.results.diagnosis import is_baseline
 
     return [r for r in runs if not is_baseline(r)]
+
 
 def group_of(record: dict[str, Any]) -> str:
     return record.get("group") or record.get("label") or record["strategy"]
@@ -39,71 +43,151 @@ def groups(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
         out.setdefault(group_of(r), []).append(r)
-    return {g: sorted(rs, key=lambda r: r["resolved"]["seed"]) for g, rs in out.items()}
+    return {g: sorted(rs, key=lambda r: r["resolved"].get("seed") or 0) for g, rs in out.items()}
 
 
 def summaries(runs: list[dict[str, Any]]) -> dict[str, dict[str, stats.Summary]]:
-    """For each configuration, each metric of :data:`METRICS` summarised over its seeds."""
-    return {g: {f"{part}_{key}": stats.summarize([r[part][key] for r in rs]) for part, key, _ in METRICS}
+    """For each configuration, each metric of :data:`SUMMARISED` summarised over its seeds (t intervals)."""
+    return {g: {f"{part}_{key}": stats.summarize([r[part][key] for r in rs]) for part, key, _ in SUMMARISED}
             for g, rs in groups(runs).items()}
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """The best configuration minus ``group``: differences with intervals, McNemar, and the verdict."""
+    """``group`` minus ``against`` on the family's metric: the test, its Holm-adjusted p-values, the outcome.
+
+    ``test`` is None when the two have no paired test predictions (``note`` says why); ``settle``: for an
+    inconclusive outcome, roughly what would settle it."""
 
     group: str
-    seeds: int
-    macro_f1: stats.Difference | None
-    accuracy: stats.Difference | None
-    mcnemar_p: float | None  # the largest over the paired seeds (conservative)
-    tied: bool
-    basis: str
+    against: str
+    test: stats.PairedTest | None
+    p_adjusted: float | None = None
+    p_equivalence_adjusted: float | None = None
+    outcome: str = "inconclusive"
+    note: str = ""
+    settle: str = ""
 
 
-def compare_with_best(runs: list[dict[str, Any]], predictions: dict[str, tuple[list[int], list[list[float]]]]
-                      ) -> tuple[str, list[Comparison]]:
-    """The best configuration (highest mean test macro-F1) and every other one compared with it."""
-    by_group = groups(runs)
-    summ = summaries(runs)
-    best = max(by_group, key=lambda g: (summ[g]["test_macro_f1"].mean, -list(by_group).index(g)))
-    out = []
-    for g, rs in by_group.items():
-        if g == best:
+@dataclass
+class Family:
+    """Every comparison one report makes, corrected together (Holm) at ``alpha``.
+
+    ``reference``: the candidate with the highest mean validation score (None: no candidate);
+    ``floor``: the baseline with the highest validation score (None: no baseline ran);
+    ``comparisons``: each other fine-tuning configuration against the reference;
+    ``floors``: each fine-tuning configuration against the floor."""
+
+    metric: str
+    margin: float
+    alpha: float
+    reference: str | None
+    floor: str | None
+    comparisons: list[Comparison] = field(default_factory=list)
+    floors: list[Comparison] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """How many hypotheses the Holm correction covers (comparisons with seed-level evidence)."""
+        return sum(1 for c in self.comparisons + self.floors if c.test is not None and c.test.seed_level)
+
+    def against_reference(self, group: str) -> Comparison | None:
+        return next((c for c in self.comparisons if c.group == group), None)
+
+    def against_floor(self, group: str) -> Comparison | None:
+        return next((c for c in self.floors if c.group == group), None)
+
+    def equivalent(self) -> list[str]:
+        """The reference and the configurations shown equivalent to it (reference first)."""
+        if self.reference is None:
+            return []
+        return [self.reference] + [c.group for c in self.comparisons if c.outcome == "equivalent"]
+
+    def outcomes(self) -> dict[str, str]:
+        return {c.group: c.outcome for c in self.comparisons}
+
+    @property
+    def bases(self) -> list[str]:
+        return sorted({c.test.basis for c in self.comparisons + self.floors if c.test is not None})
+
+
+def family(runs: list[dict[str, Any]], predictions: dict[str, tuple[list[int], list[list[float]]]],
+           candidates: list[str] | None = None, metric: str = "macro_f1", margin: float = stats.MARGIN,
+           alpha: float = stats.ALPHA, n_resamples: int = stats.N_RESAMPLES) -> Family:
+    """The report's family of comparisons over ``runs`` (baselines included: they are the floor).
+
+    ``candidates``: the configurations the reference may be chosen from (the converged ones; None: every
+    fine-tuning configuration)."""
+    from tunebench.results.diagnosis import is_baseline
+
+    tuned = groups(compared(runs))
+    base = groups([r for r in runs if is_baseline(r)])
+    pool = [g for g in tuned if candidates is None or g in candidates]
+    reference = _best_on_validation(tuned, pool, metric)
+    floor = _best_on_validation(base, list(base), metric)
+    out = Family(metric, margin, alpha, reference, floor)
+    for g, rs in tuned.items():
+        if reference is not None and g != reference:
+            out.comparisons.append(_compare(g, rs, reference, tuned[reference], predictions, metric, margin,
+                                            n_resamples, False))
+        if floor is not None:
+            out.floors.append(_compare(g, rs, floor, base[floor], predictions, metric, margin, n_resamples, True))
+    _correct(out)
+    return out
+
+
+def _best_on_validation(by_group: dict[str, list[dict[str, Any]]], pool: list[str], metric: str) -> str | None:
+    if not pool:
+        return None
+    mean = {g: float(np.mean([r["val"][metric] for r in by_group[g]])) for g in pool}
+    return max(pool, key=lambda g: (mean[g], -pool.index(g)))
+
+
+def _compare(group: str, runs: list[dict[str, Any]], against: str, others: list[dict[str, Any]],
+             predictions: dict[str, tuple[list[int], list[list[float]]]], metric: str, margin: float,
+             n_resamples: int, seed_free: bool) -> Comparison:
+    """``group`` minus ``against``, its seeds paired with the same seeds of ``against`` (a baseline,
+    ``seed_free``, pairs with every seed; with no seed in common, the runs in seed order)."""
+    mine = [r for r in runs if r["run_id"] in predictions]
+    theirs = [r for r in others if r["run_id"] in predictions]
+    if not mine or not theirs:
+        return Comparison(group, against, None, note="no stored test predictions to pair")
+    if seed_free:
+        a, b = mine, theirs[:1]
+    else:
+        by_seed = {r["resolved"].get("seed"): r for r in theirs}
+        common = [r for r in mine if r["resolved"].get("seed") in by_seed]
+        pairs = [(r, by_seed[r["resolved"].get("seed")]) for r in common] or list(zip(mine, theirs, strict=False))
+        a, b = [p for p, _ in pairs], [q for _, q in pairs]
+    labels = predictions[a[0]["run_id"]][0]
+    if any(predictions[r["run_id"]][0] != labels for r in a + b):
+        return Comparison(group, against, None, note="their test examples differ: no paired test")
+    n_classes = len(a[0]["data"]["label_names"])
+    pa = [np.asarray(predictions[r["run_id"]][1]).argmax(1) for r in a]
+    pb = [np.asarray(predictions[r["run_id"]][1]).argmax(1) for r in b]
+    test = stats.paired_test(labels, pa, pb, metric=metric, margin=margin, n_classes=n_classes,
+                             n_resamples=n_resamples, seed_free_b=seed_free)
+    return Comparison(group, against, test)
+
+
+def _correct(fam: Family) -> None:
+    """Holm over the family's seed-level comparisons (difference and equivalence p-values each), then outcomes."""
+    every = fam.comparisons + fam.floors
+    tested = [i for i, c in enumerate(every) if c.test is not None and c.test.seed_level]
+    p_diff = stats.holm([every[i].test.p_value for i in tested])
+    p_eq = stats.holm([every[i].test.p_equivalence for i in tested])
+    adjusted = {i: (p_diff[j], p_eq[j]) for j, i in enumerate(tested)}
+    done = []
+    for i, c in enumerate(every):
+        if c.test is None:
+            done.append(c)
             continue
-        out.append(_compare(best, by_group[best], g, rs, predictions, summ))
-    return best, out
-
-
-def _compare(best: str, best_runs: list[dict[str, Any]], group: str, runs: list[dict[str, Any]],
-             predictions: dict[str, tuple[list[int], list[list[float]]]],
-             summ: dict[str, dict[str, stats.Summary]]) -> Comparison:
-    seeds_a = {r["resolved"]["seed"]: r for r in best_runs}
-    seeds_b = {r["resolved"]["seed"]: r for r in runs}
-    common = sorted(set(seeds_a) & set(seeds_b))
-    # the same seeds paired; with no seed in common, the runs in seed order
-    pairs = [(seeds_a[s], seeds_b[s]) for s in common] or list(zip(best_runs, runs, strict=False))
-    pairs = [(a, b) for a, b in pairs if a["run_id"] in predictions and b["run_id"] in predictions]
-    labels = [predictions[a["run_id"]][0] for a, _ in pairs]
-    if not pairs or any(lab != labels[0] for lab in labels) or \
-            any(predictions[b["run_id"]][0] != labels[0] for _, b in pairs):
-        a_ci, b_ci = summ[best]["test_macro_f1"], summ[group]["test_macro_f1"]
-        overlap = not (math.isnan(a_ci.low) or math.isnan(b_ci.low)) and a_ci.low <= b_ci.high
-        return Comparison(group, len(runs), None, None, None, overlap,
-                          "no paired test predictions: seed intervals compared")
-    y = np.asarray(labels[0])
-    n_classes = len(best_runs[0]["data"]["label_names"])
-    pa = [np.asarray(predictions[a["run_id"]][1]).argmax(1) for a, _ in pairs]
-    pb = [np.asarray(predictions[b["run_id"]][1]).argmax(1) for _, b in pairs]
-    diff = stats.paired_bootstrap(y, pa, pb, n_classes=n_classes)
-    p = max(stats.mcnemar(y, a, b).p_value for a, b in zip(pa, pb, strict=True))
-    tied = diff["macro_f1"].includes_zero or p >= stats.ALPHA
-    basis = f"{len(pairs)} paired seed(s), {len(y):,} test examples"
-    return Comparison(group, len(runs), diff["macro_f1"], diff["accuracy"], p, tied, basis)
-
-
-def tied_with_best(comparisons: list[Comparison]) -> list[str]:
-    return [c.group for c in comparisons if c.tied]
+        pd_, pe = adjusted.get(i, (None, None))
+        result = stats.outcome(c.test, pd_ if pd_ is not None else 1.0, pe if pe is not None else 1.0, fam.alpha)
+        note = c.note or ("" if c.test.seed_level else "one seed: the test speaks for this seed's models only")
+        done.append(Comparison(c.group, c.against, c.test, pd_, pe, result, note,
+                               stats.settle(c.test, fam.alpha) if result == "inconclusive" else ""))
+    fam.comparisons, fam.floors = done[:len(fam.comparisons)], done[len(fam.comparisons):]
 
 
 def fmt_summary(s: stats.Summary, digits: int = 3) -> str:
@@ -118,3 +202,10 @@ def fmt_interval(low: float, high: float, digits: int = 3, signed: bool = False)
         return "—"
     f = f"+.{digits}f" if signed else f".{digits}f"
     return f"[{low:{f}}, {high:{f}}]"
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value as a report prints it (``< 0.001`` below that; ``—`` when there is none)."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "—"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"

@@ -1,21 +1,25 @@
-"""Convergence diagnostics of one run, from its per-epoch curves and its test predictions.
+"""Convergence diagnostics of one run, from its training and validation data only.
 
 A run that was not trained is no evidence that its strategy is worse: :func:`diagnose` says when
 a run *collapsed*, is *still improving* or is *overfitting*, with the numbers, and one sentence of
 advice per flag.  The recommendation refuses to rank a collapsed or still-improving run as
-beaten.  Plain Python and numpy (no torch): it runs on stored records too (:func:`diagnose_record`).
+beaten.  These flags decide what may be ranked, so they never read the test split: the test split
+decides nothing but the final scores.  Plain Python and numpy (no torch): it runs on stored records
+too (:func:`diagnose_record`).
 
 The rules (thresholds are module constants):
 
-- **collapsed**: at least :data:`COLLAPSE_SHARE` (90 %) of the test predictions are one class —
-  unless the test labels themselves are that concentrated in that class (then predicting it is the
-  data, not a collapse, and only the next rule decides) — or the test macro-F1 is within
-  :data:`COLLAPSE_MARGIN` (0.02) of the majority baseline's (given, else computed from the test
-  labels: the constant prediction of their most frequent class).
+- **collapsed**: at least :data:`COLLAPSE_SHARE` (90 %) of the validation predictions at the kept
+  epoch are one class — unless the validation labels themselves are that concentrated in that class
+  (then predicting it is the data, not a collapse, and only the next rule decides) — or the kept
+  epoch's validation macro-F1 is within :data:`COLLAPSE_MARGIN` (0.02) of the majority baseline's on
+  the same validation split (given, else computed from the labels: the constant prediction of their
+  most frequent class).
 - **still improving**: the best epoch (highest validation macro-F1, the first one on ties, as the
   engine keeps it) is the last one and validation macro-F1 gained at least :data:`IMPROVING_GAIN`
-  (0.01, one point) in it against the epoch before.  With one epoch this cannot be decided: the
-  result says so in ``undecided`` instead of guessing.
+  (0.01, one point) in it against the epoch before — for a one-epoch run, against the validation
+  score before training (``initial``, epoch 0, which the engine measures).  A one-epoch run with no
+  epoch 0 (stored before it was measured) has no evidence that it converged, and is flagged too.
 - **overfitting**: the last epoch's validation loss is at least :data:`OVERFIT_RISE` (10 %) above
   the lowest validation loss of the run *and* at least :data:`OVERFIT_MIN_RISE` (0.02) above it in
   absolute terms, the minimum came at an earlier epoch, and the training loss fell from that epoch
@@ -65,7 +69,7 @@ def majority_macro_f1_of(label_counts: Sequence[int]) -> float:
     return float(2 * share / (1 + share) / len(counts))
 
 
-def _collapse(pred_counts: np.ndarray | None, label_counts: np.ndarray | None, test_f1: float | None,
+def _collapse(pred_counts: np.ndarray | None, label_counts: np.ndarray | None, val_f1: float | None,
               majority: float | None, majority_basis: str) -> tuple[bool | None, dict[str, Any]]:
     ev: dict[str, Any] = {}
     top = int(pred_counts.argmax()) if pred_counts is not None and pred_counts.sum() else None
@@ -76,25 +80,28 @@ def _collapse(pred_counts: np.ndarray | None, label_counts: np.ndarray | None, t
         ev["top_class_label_share"] = round(float(label_counts[top] / label_counts.sum()), 4)
     if majority is not None:
         ev["majority_macro_f1"], ev["majority_basis"] = round(majority, 4), majority_basis
-    if test_f1 is not None:
-        ev["test_macro_f1"] = round(test_f1, 4)
+    if val_f1 is not None:
+        ev["val_macro_f1"] = round(val_f1, 4)
     by_share = top is not None and ev["top_class_share"] >= COLLAPSE_SHARE - _EPS and \
         ev.get("top_class_label_share", 0.0) < COLLAPSE_SHARE - _EPS
-    by_f1 = test_f1 is not None and majority is not None and test_f1 <= majority + COLLAPSE_MARGIN + _EPS
-    if top is None and not (test_f1 is not None and majority is not None):
+    by_f1 = val_f1 is not None and majority is not None and val_f1 <= majority + COLLAPSE_MARGIN + _EPS
+    if top is None and not (val_f1 is not None and majority is not None):
         return None, ev
     return bool(by_share or by_f1), ev
 
 
-def _improving(f1: list[float]) -> tuple[bool | None, dict[str, Any]]:
+def _improving(f1: list[float], initial: float | None) -> tuple[bool | None, dict[str, Any]]:
     if not f1:
         return None, {}
     best = int(np.argmax(f1)) + 1  # the first maximum: the epoch the engine keeps
     ev: dict[str, Any] = {"best_epoch": best, "epochs_run": len(f1)}
-    if len(f1) < 2:
-        return None, ev
-    ev["last_gain"] = round(f1[-1] - f1[-2], 4)
-    return best == len(f1) and f1[-1] - f1[-2] >= IMPROVING_GAIN - _EPS, ev
+    before = [initial] if initial is not None else []
+    points = before + f1
+    if len(points) < 2:
+        ev["unverified"] = True  # one epoch, no epoch 0: nothing shows it converged
+        return True, ev
+    ev["last_gain"] = round(points[-1] - points[-2], 4)
+    return best == len(f1) and points[-1] - points[-2] >= IMPROVING_GAIN - _EPS, ev
 
 
 def _overfitting(val_loss: list[float | None], train_loss: list[float | None]) -> tuple[bool | None, dict[str, Any]]:
@@ -118,16 +125,20 @@ def advice_for(flag: str, evidence: dict[str, Any], label: str = "this run") -> 
     e = evidence
     if flag == "collapsed":
         share = e.get("top_class_share")
-        what = (f"{100 * share:.0f} % of its test predictions are one class (class {e.get('top_class')})"
-                if share is not None and share >= COLLAPSE_SHARE - _EPS else "its predictions are no better than a "
-                                                                              "constant")
-        if e.get("test_macro_f1") is not None and e.get("majority_macro_f1") is not None:
-            what += f", test macro-F1 {e['test_macro_f1']:.3f} against the majority baseline's {e['majority_macro_f1']:.3f}"
+        what = (f"{100 * share:.0f} % of its validation predictions are one class (class {e.get('top_class')})"
+                if share is not None and share >= COLLAPSE_SHARE - _EPS else "its validation predictions are no "
+                                                                              "better than a constant")
+        score = e.get("val_macro_f1", e.get("test_macro_f1"))  # records diagnosed before 0.2 name the test split
+        if score is not None and e.get("majority_macro_f1") is not None:
+            what += f", validation macro-F1 {score:.3f} against the majority baseline's {e['majority_macro_f1']:.3f}"
         if e.get("tuned"):
             return (f"{label} collapsed: {what}, even at its tuned learning rate; widen tuning.lr or give it more "
                     "epochs before comparing it.")
         return (f"{label} collapsed: {what}; its learning rate is likely wrong for it — rerun with --tune "
                 "(or set lr= for it) before comparing it.")
+    if flag == "still improving" and e.get("unverified"):
+        return (f"{label} has no evidence that it converged: one epoch and no validation score before training "
+                "to compare it with; rerun it (the engine now measures epoch 0) or give it more epochs.")
     if flag == "still improving":
         return (f"{label} did not converge: best epoch = last ({e.get('best_epoch')} of {e.get('epochs_run')}), "
                 f"+{100 * e.get('last_gain', 0.0):.1f} points of validation macro-F1 in it; "
@@ -141,22 +152,24 @@ def advice_for(flag: str, evidence: dict[str, Any], label: str = "this run") -> 
     raise ValueError(f"unknown flag {flag!r}; one of {', '.join(FLAGS)}")
 
 
-def diagnose(curves: list[dict[str, Any]], test_predictions: Sequence[int] | None = None,
-             test_labels: Sequence[int] | None = None, majority_macro_f1: float | None = None,
-             test_macro_f1: float | None = None, *, n_classes: int | None = None,
+def diagnose(curves: list[dict[str, Any]], val_predictions: Sequence[int] | None = None,
+             val_labels: Sequence[int] | None = None, majority_macro_f1: float | None = None,
+             val_macro_f1: float | None = None, *, n_classes: int | None = None,
              label: str = "this run", pred_counts: Sequence[int] | None = None,
-             label_counts: Sequence[int] | None = None, tuned: bool = False) -> dict[str, Any]:
+             label_counts: Sequence[int] | None = None, tuned: bool = False,
+             initial: dict[str, Any] | None = None) -> dict[str, Any]:
     """The diagnosis of one run: ``{"diagnosis", "flags", "evidence", "advice", "advices", "undecided"}``.
 
     ``curves``: the run's per-epoch dicts (``epoch, train_loss, val_loss, val_accuracy,
-    val_macro_f1``); ``test_predictions`` / ``test_labels``: class ids on the test split;
-    ``majority_macro_f1``: the majority baseline's test macro-F1 (None: computed from
-    ``test_labels``); ``test_macro_f1``: the run's (None: computed from the predictions);
-    ``n_classes``: the number of classes (None: from the ids seen); ``pred_counts`` /
+    val_macro_f1``); ``val_predictions`` / ``val_labels``: class ids on the validation split at the
+    kept epoch; ``majority_macro_f1``: the majority baseline's validation macro-F1 (None: computed
+    from ``val_labels``); ``val_macro_f1``: the run's at the kept epoch (None: computed from the
+    predictions); ``n_classes``: the number of classes (None: from the ids seen); ``pred_counts`` /
     ``label_counts`` (per class) instead of the predictions and labels, as a stored confusion matrix
-    gives them; ``label`` names the run in the advice.  ``diagnosis`` is the most serious flag
-    (:data:`FLAGS`) or "ok"; ``advice`` one sentence per flag, joined (``advices``: by flag);
-    ``undecided`` says which checks the inputs could not decide.
+    gives them; ``initial``: the validation score before training (epoch 0); ``label`` names the run
+    in the advice.  ``diagnosis`` is the most serious flag (:data:`FLAGS`) or "ok"; ``advice`` one
+    sentence per flag, joined (``advices``: by flag); ``undecided`` says which checks the inputs
+    could not decide.
     """
     evidence: dict[str, Any] = {"tuned": True} if tuned else {}
     undecided: list[str] = []
@@ -166,27 +179,28 @@ def diagnose(curves: list[dict[str, Any]], test_predictions: Sequence[int] | Non
     if pred_counts is not None:
         pred_counts = np.asarray(pred_counts, dtype=float)
         label_counts = None if label_counts is None else np.asarray(label_counts, dtype=float)
-    elif test_predictions is not None and len(test_predictions):
-        k = max(n_classes or 0, int(np.max(test_predictions)) + 1,
-                int(np.max(test_labels)) + 1 if test_labels is not None and len(test_labels) else 0)
+    elif val_predictions is not None and len(val_predictions):
+        k = max(n_classes or 0, int(np.max(val_predictions)) + 1,
+                int(np.max(val_labels)) + 1 if val_labels is not None and len(val_labels) else 0)
         n_classes = k
-        pred_counts = np.bincount(np.asarray(test_predictions, dtype=int), minlength=k).astype(float)
-        if test_labels is not None and len(test_labels):
-            label_counts = np.bincount(np.asarray(test_labels, dtype=int), minlength=k).astype(float)
-            if test_macro_f1 is None:
-                test_macro_f1 = macro_f1(test_labels, test_predictions, k)
+        pred_counts = np.bincount(np.asarray(val_predictions, dtype=int), minlength=k).astype(float)
+        if val_labels is not None and len(val_labels):
+            label_counts = np.bincount(np.asarray(val_labels, dtype=int), minlength=k).astype(float)
+            if val_macro_f1 is None:
+                val_macro_f1 = macro_f1(val_labels, val_predictions, k)
     basis = "given"
     if majority_macro_f1 is None and label_counts is not None:
-        majority_macro_f1, basis = majority_macro_f1_of(label_counts), "test labels"
+        majority_macro_f1, basis = majority_macro_f1_of(label_counts), "validation labels"
     flags: list[str] = []
-    checks = {"collapsed": _collapse(pred_counts, label_counts, test_macro_f1, majority_macro_f1, basis)
-              if pred_counts is not None or (test_macro_f1 is not None and majority_macro_f1 is not None)
+    start = (initial or {}).get("val_macro_f1")
+    checks = {"collapsed": _collapse(pred_counts, label_counts, val_macro_f1, majority_macro_f1, basis)
+              if pred_counts is not None or (val_macro_f1 is not None and majority_macro_f1 is not None)
               else (None, {}),
-              "still improving": _improving(f1),
+              "still improving": _improving(f1, None if start is None else float(start)),
               "overfitting": _overfitting([c.get("val_loss") for c in curves], [c.get("train_loss") for c in curves])}
-    why_not = {"collapsed": "collapse: no test predictions (nor a test macro-F1 and a majority baseline) to judge by",
-               "still improving": ("still improving: one epoch only, so there is no gain to measure" if len(f1) == 1
-                                   else "still improving: no validation curve"),
+    why_not = {"collapsed": "collapse: no validation predictions (nor a validation macro-F1 and a majority "
+                            "baseline) to judge by",
+               "still improving": "still improving: no validation curve",
                "overfitting": "overfitting: fewer than two epochs with both losses"}
     for name in FLAGS:
         raised, ev = checks[name]
@@ -211,24 +225,28 @@ def baseline_diagnosis() -> dict[str, Any]:
 
 def diagnose_record(record: dict[str, Any], majority_macro_f1: float | None = None,
                     label: str | None = None, recompute: bool = False) -> dict[str, Any] | None:
-    """The diagnosis of a stored record: ``record["diagnosis"]`` when it has one (unless ``recompute``),
-    else computed from its curves and its test confusion matrix (column sums are the predictions per
-    class, row sums the labels), which every finished record holds.  None for a run without a
-    result (diverged, failed, interrupted, pruned); :func:`baseline_diagnosis` for a baseline."""
+    """The diagnosis of a stored record: ``record["diagnosis"]`` when it was judged on validation data
+    (unless ``recompute``), else computed from its curves, its epoch-0 score and the kept epoch's
+    validation confusion matrix (column sums are the predictions per class, row sums the labels),
+    which every finished record holds.  A diagnosis stored before 0.2 judged collapse on the test
+    split; it is recomputed, so no stored test prediction decides what is ranked.  None for a run
+    without a result (diverged, failed, interrupted, pruned); :func:`baseline_diagnosis` for a baseline."""
     stored = record.get("diagnosis")
-    if isinstance(stored, dict) and "flags" in stored and not recompute:
+    if isinstance(stored, dict) and "flags" in stored and not recompute and \
+            "test_macro_f1" not in (stored.get("evidence") or {}):
         return stored
     if record.get("status", "finished") != "finished":
         return None
     if is_baseline(record):
         return baseline_diagnosis()
-    test = record.get("test") or {}
-    matrix = test.get("confusion_matrix")
+    val = record.get("val") or {}
+    matrix = val.get("confusion_matrix")
     preds = labels = None
     if matrix:
         m = np.asarray(matrix, dtype=float)
         preds, labels = m.sum(axis=0), m.sum(axis=1)
     name = label or record.get("label") or record.get("strategy", "this run")
+    tuned = bool(((stored or {}).get("evidence") or {}).get("tuned")) if isinstance(stored, dict) else False
     return diagnose(record.get("curves") or [], majority_macro_f1=majority_macro_f1,
-                    test_macro_f1=test.get("macro_f1"), label=name,
-                    pred_counts=preds, label_counts=labels)
+                    val_macro_f1=val.get("macro_f1"), label=name, pred_counts=preds, label_counts=labels,
+                    tuned=tuned, initial=record.get("val_initial"))

@@ -108,7 +108,7 @@ SEED_METRICS = ["test_macro_f1", "test_accuracy", "val_macro_f1", "test_weighted
 
 
 def config_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: its seeds, and per metric the mean, std and 95% bootstrap CI over them."""
+    """One row per configuration: its seeds, and per metric the mean, std and 95% t interval of the mean over them."""
     from tunebench.results.stats import summarize
 
     rows = []
@@ -228,14 +228,14 @@ def display_rows(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 
 def seed_table(configs: pd.DataFrame) -> list[str]:
-    """Markdown lines: per configuration over its seeds, mean ± std [95% bootstrap CI]."""
+    """Markdown lines: per configuration over its seeds, mean ± std [95% t interval of the mean]."""
     def show(row: pd.Series, metric: str) -> str:
         mean, std, low, high = (row[f"{metric}_{x}"] for x in ("mean", "std", "ci_low", "ci_high"))
         if row["seeds"] < 2:
             return f"{mean:.3f}"
         return f"{mean:.3f} ± {std:.3f} [{low:.3f}, {high:.3f}]"
 
-    lines = ["Over seeds (mean ± std [95% bootstrap CI of the mean]):", "",
+    lines = ["Over seeds (mean ± std [95% t interval of the mean]):", "",
              "| configuration | seeds | test macro-F1 | test acc | val macro-F1 | train s |",
              "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['config']} | {r['seeds']} | {show(r, 'test_macro_f1')} | {show(r, 'test_accuracy')} | "

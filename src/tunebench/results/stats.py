@@ -1,20 +1,41 @@
 """Which differences are real: statistics over seeds and between configurations.
 
-- :func:`summarize`: mean ± standard deviation and a 95% bootstrap confidence interval of a metric
-  over a configuration's seeds (scipy's percentile bootstrap);
-- :func:`paired_bootstrap`: the difference in accuracy or macro-F1 between two configurations on
-  the same test set, with a confidence interval from resampling test examples (and seeds, when
-  both configurations ran several): the usual way to compare two classifiers on one test set;
-- :func:`mcnemar`: McNemar's test on the examples where exactly one of two classifiers is right
-  (exact binomial below 25 such examples, chi-square with continuity correction above).
+A verdict is a claim about *methods*, not about one pair of trained models, so its noise has two
+sources: the seeds (initialisation, data order; and training-subset draws when a study has them) and
+the test examples.  Everything here is plain numpy and scipy; every function is seeded, so a
+report built twice from the same store shows the same numbers.
 
-Everything is seeded, so a report built twice from the same store shows the same intervals.
+- :func:`summarize`: a metric over a configuration's seeds — mean, standard deviation and a
+  t-based 95 % interval of the mean (n − 1 degrees of freedom).  A percentile bootstrap of the mean
+  of three values is about [min, max] and covers the true mean about 75 % of the time; the t
+  interval covers it 95 % of the time when the seeds' scores are roughly normal.
+- :func:`paired_test`: configuration A minus configuration B on the same test examples, on one
+  metric (:data:`METRICS`), as a two-level comparison:
+
+  * the *seed level*: the per-seed paired differences ``d_i`` (A and B trained with seed ``i``, or A's
+    seeds against one seed-free reference such as a baseline); their variance over seeds, divided by
+    the number of seeds, with ``n − 1`` degrees of freedom;
+  * the *test-example level*: the variance of the mean difference over a paired bootstrap of the test
+    examples (one draw of examples shared by every seed of A and B: the pairing);
+
+  the two variances are added and the degrees of freedom combined by Welch–Satterthwaite (the
+  bootstrap part counted as exactly known).  The seed variance already holds some test-example noise
+  (the seed × example interaction), so the sum counts that part twice: slightly conservative.  A fully
+  resampled hierarchical bootstrap (seeds, then examples) was not used because with 3 seeds it
+  resamples from 3 values, the same under-coverage :func:`summarize` avoids.
+  From the combined standard error: a two-sided t test of "no difference", a 95 % interval, and two
+  one-sided tests (TOST) of "the difference lies within ±margin" (equivalence).
+- :func:`holm`: Holm–Bonferroni adjusted p-values for a family of comparisons.
+- :func:`outcome`: *better*, *worse*, *equivalent* or *inconclusive* from a test and its adjusted
+  p-values.  With one seed on a trained side there is no seed variance to measure: the test speaks
+  for that seed only, and the outcome is never more than *inconclusive*.
+- :func:`settle`: roughly how many seeds (or test examples) an inconclusive comparison needs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,11 +44,15 @@ from scipy import stats as sps
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
 ALPHA = 0.05
+#: the default equivalence margin: ±1 point of the metric (0.01 on a 0–1 scale)
+MARGIN = 0.01
+#: power assumed when :func:`settle` estimates what would settle a comparison
+POWER = 0.8
 
 
 @dataclass(frozen=True)
 class Summary:
-    """A metric over ``n`` seeds: mean, sample standard deviation and a bootstrap CI (NaN for n < 2)."""
+    """A metric over ``n`` seeds: mean, sample standard deviation and a t-based CI (NaN for n < 2)."""
 
     mean: float
     std: float
@@ -36,8 +61,8 @@ class Summary:
     n: int
 
 
-def summarize(values: Sequence[float], confidence: float = CONFIDENCE, seed: int = 0) -> Summary:
-    """Mean ± std and a percentile-bootstrap confidence interval of the mean of ``values``."""
+def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
+    """Mean ± standard deviation and the t interval of the mean of ``values`` (one per seed)."""
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         return Summary(math.nan, math.nan, math.nan, math.nan, 0)
@@ -45,118 +70,228 @@ def summarize(values: Sequence[float], confidence: float = CONFIDENCE, seed: int
     if x.size < 2:
         return Summary(mean, math.nan, math.nan, math.nan, 1)
     std = float(x.std(ddof=1))
-    if np.ptp(x) == 0:
-        return Summary(mean, std, mean, mean, int(x.size))
-    res = sps.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=N_RESAMPLES, method="percentile",
-                        rng=np.random.default_rng(seed))
-    return Summary(mean, std, float(res.confidence_interval.low), float(res.confidence_interval.high), int(x.size))
+    half = float(sps.t.ppf(0.5 + confidence / 2, x.size - 1)) * std / math.sqrt(x.size)
+    return Summary(mean, std, mean - half, mean + half, int(x.size))
 
+
+# --- metrics on weighted draws of the test examples -------------------------------------------------
+
+def _one_hot(ids: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.eye(n_classes)[ids]
+
+
+def _f1_per_class(labels: np.ndarray, preds: np.ndarray, weights: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
+    true_1h, pred_1h = _one_hot(labels, n_classes), _one_hot(preds, n_classes)
+    tp, n_true, n_pred = weights @ (true_1h * pred_1h), weights @ true_1h, weights @ pred_1h
+    denom = n_true + n_pred
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0), n_true
+
+
+def _accuracy(labels, preds, weights, classes, n_classes):
+    return weights @ (labels == preds).astype(float) / weights.sum(axis=1)
+
+
+def _macro_f1(labels, preds, weights, classes, n_classes):
+    f1, _ = _f1_per_class(labels, preds, weights, n_classes)
+    return f1[:, classes].mean(axis=1)
+
+
+def _weighted_f1(labels, preds, weights, classes, n_classes):
+    f1, support = _f1_per_class(labels, preds, weights, n_classes)
+    return (f1 * support).sum(axis=1) / support.sum(axis=1)
+
+
+#: the metrics a verdict can be drawn on: name -> (display name, f(labels, preds, weights, classes, n_classes)).
+#: Each computes the metric for every row of ``weights`` (how often each test example is drawn) at once;
+#: macro-F1 averages over ``classes``, the classes present in the test split (see training.metrics).
+METRICS: dict[str, tuple[str, Callable[..., np.ndarray]]] = {
+    "macro_f1": ("macro-F1", _macro_f1),
+    "accuracy": ("accuracy", _accuracy),
+    "weighted_f1": ("weighted F1", _weighted_f1),
+}
+
+
+def metric_name(metric: str) -> str:
+    """``macro_f1`` -> ``macro-F1`` (the words a report uses)."""
+    return METRICS[metric][0]
+
+
+def weighted_metric(metric: str, labels: np.ndarray, preds: np.ndarray, weights: np.ndarray,
+                    classes: np.ndarray | None = None, n_classes: int | None = None) -> np.ndarray:
+    """``metric`` of ``preds`` against ``labels`` for each row of ``weights`` (a draw of the test examples)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    k = int(n_classes or max(int(labels.max()), int(preds.max())) + 1)
+    classes = np.unique(labels) if classes is None else np.asarray(classes)
+    return METRICS[metric][1](labels, preds, weights, classes, k)
+
+
+# --- the two-level paired comparison ------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Difference:
-    """Metric of A minus metric of B on the same test examples, with its bootstrap interval."""
+class PairedTest:
+    """A minus B on ``metric``: the mean paired difference, its standard error and what follows from it.
+
+    ``seed_variance``: the seed-level part of the squared standard error (0 with one seed pair);
+    ``test_variance``: the test-example part (paired bootstrap); ``df``: Welch–Satterthwaite degrees
+    of freedom (inf when the seed part is 0); ``p_value``: two-sided, "no difference";
+    ``p_equivalence``: TOST, "the difference is at least ``margin`` in size" (small: equivalent).
+    ``seeds``: paired seeds; ``seed_level``: whether both trained sides had at least two seeds, so the
+    test is about the methods and not about one seed's models.
+    """
 
     metric: str
     delta: float
+    se: float
+    df: float
     low: float
     high: float
+    p_value: float
+    p_equivalence: float
+    margin: float
+    seeds: int
+    test_examples: int
+    seed_variance: float
+    test_variance: float
+    seed_level: bool
+    n_resamples: int
 
     @property
-    def includes_zero(self) -> bool:
-        return self.low <= 0 <= self.high
+    def basis(self) -> str:
+        """"two-level test over 3 seeds × 1,000 test examples, macro-F1" (or "this seed only")."""
+        what = metric_name(self.metric)
+        if not self.seed_level:
+            return (f"test-set noise only ({self.test_examples:,} test examples, paired bootstrap, {what}): "
+                    "speaks for this seed only")
+        return (f"two-level test over {self.seeds} seeds × {self.test_examples:,} test examples (seed variance, t; "
+                f"test-example variance, paired bootstrap of {self.n_resamples:,}), {what}")
 
 
-def macro_f1_weighted(labels: np.ndarray, preds: np.ndarray, weights: np.ndarray, n_classes: int) -> np.ndarray:
-    """Macro-F1 for each row of ``weights`` (how often each example is drawn), all at once.
-
-    Classes with no true and no predicted example in a draw score 0, as in
-    :func:`tunebench.training.metrics.classification_metrics` (``labels=`` every class, ``zero_division=0``).
-    """
-    eye = np.eye(n_classes)
-    true_1h, pred_1h = eye[labels], eye[preds]
-    hit_1h = true_1h * pred_1h
-    tp, n_true, n_pred = weights @ hit_1h, weights @ true_1h, weights @ pred_1h
-    denom = n_true + n_pred
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return f1.mean(axis=1)
+def test_draws(n: int, n_resamples: int = N_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """``n_resamples`` bootstrap draws of ``n`` test examples, as counts: row ``b``, column ``i`` is how often
+    example ``i`` is in draw ``b``.  One set serves every comparison of a family (common random numbers)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_resamples, n))
+    rows = max(1, 1_000_000 // max(n, 1))
+    for start in range(0, n_resamples, rows):
+        size = min(rows, n_resamples - start)
+        idx = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]
+        out[start:start + size] = np.bincount(idx.ravel(), minlength=size * n).reshape(size, n)
+    return out
 
 
-def _metric(name: str, labels: np.ndarray, preds: np.ndarray, weights: np.ndarray, n_classes: int) -> np.ndarray:
-    if name == "accuracy":
-        return weights @ (labels == preds).astype(float) / weights.sum(axis=1)
-    if name == "macro_f1":
-        return macro_f1_weighted(labels, preds, weights, n_classes)
-    raise ValueError(f"unknown metric {name!r}; use accuracy or macro_f1")
+def paired_test(labels: Sequence[int], preds_a: Sequence[Sequence[int]], preds_b: Sequence[Sequence[int]],
+                metric: str = "macro_f1", margin: float = MARGIN, n_classes: int | None = None,
+                n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0,
+                seed_free_b: bool = False, draws: np.ndarray | None = None) -> PairedTest:
+    """The two-level comparison of A and B (see the module docstring) on the same test examples ``labels``.
 
-
-def paired_bootstrap(labels: Sequence[int], preds_a: Sequence[Sequence[int]], preds_b: Sequence[Sequence[int]],
-                     metrics: Sequence[str] = ("accuracy", "macro_f1"), n_classes: int | None = None,
-                     n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
-                     ) -> dict[str, Difference]:
-    """Difference (A − B) in each metric, averaged over seeds, with a paired bootstrap CI.
-
-    ``preds_a`` / ``preds_b``: one prediction vector per seed, paired by position (seed ``i`` of A
-    with seed ``i`` of B), all on the same test examples ``labels``.  Each resample draws the test
-    examples with replacement (the same draw for A and B: the pairing), and with several seeds also
-    draws the seed pairs with replacement, so the interval covers both test-set and seed noise.
+    ``preds_a`` / ``preds_b``: one prediction vector per seed, paired by position.  A side with a single
+    vector against several on the other is paired with each of them: right for a seed-free reference
+    (``seed_free_b``: B is a baseline whose fit does not depend on the seed, so it adds no seed noise);
+    otherwise that side's seed noise is unmeasured and the test is not ``seed_level``.  ``draws``: the
+    bootstrap draws of the test examples (:func:`test_draws`; None: drawn here from ``seed``).
     """
     y = np.asarray(labels, dtype=np.int64)
     a = [np.asarray(p, dtype=np.int64) for p in preds_a]
     b = [np.asarray(p, dtype=np.int64) for p in preds_b]
-    if not a or len(a) != len(b) or any(len(p) != len(y) for p in a + b):
-        raise ValueError("paired_bootstrap needs the same number of seeds for A and B, each predicting every label")
+    if not a or not b or (len(a) != len(b) and 1 not in (len(a), len(b))) or any(len(p) != len(y) for p in a + b):
+        raise ValueError("paired_test needs the same number of seeds for A and B (or one for either), "
+                         "each predicting every label")
+    s = max(len(a), len(b))
+    a, b = a * (s // len(a)), b * (s // len(b))
+    seed_level = s >= 2 and (len(preds_b) == s or seed_free_b) and len(preds_a) == s
     k = int(n_classes or max(int(y.max()), *(int(p.max()) for p in a + b)) + 1)
-    rng = np.random.default_rng(seed)
-    n, s = len(y), len(a)
-    full = np.ones((1, n))
-    seed_draws = rng.integers(0, s, size=(n_resamples, s)) if s > 1 else np.zeros((n_resamples, 1), dtype=int)
-    out = {}
-    per_seed = {m: np.empty((s, n_resamples)) for m in metrics}
-    point = {m: np.empty(s) for m in metrics}
-    chunk = max(1, 2_000_000 // max(n, 1))
-    for start in range(0, n_resamples, chunk):
-        size = min(chunk, n_resamples - start)
-        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(float)
-        for m in metrics:
-            for i in range(s):
-                per_seed[m][i, start:start + size] = (_metric(m, y, a[i], weights, k) - _metric(m, y, b[i], weights, k))
-    tail = (1 - confidence) / 2
-    for m in metrics:
-        for i in range(s):
-            point[m][i] = (_metric(m, y, a[i], full, k) - _metric(m, y, b[i], full, k))[0]
-        draws = per_seed[m][seed_draws, np.arange(n_resamples)[:, None]].mean(axis=1)
-        low, high = np.quantile(draws, [tail, 1 - tail])
-        out[m] = Difference(m, float(point[m].mean()), float(low), float(high))
-    return out
+    classes = np.unique(y)
+    n = len(y)
+    weights = test_draws(n, n_resamples, seed) if draws is None else draws
+    both = np.vstack([np.ones((1, n)), weights])  # row 0: the test split itself
+    per_seed = np.array([weighted_metric(metric, y, pa, both, classes, k) - weighted_metric(metric, y, pb, both, classes, k)
+                         for pa, pb in zip(a, b, strict=True)])
+    diffs, d = per_seed.mean(axis=0), per_seed[:, 0]  # the mean difference in every draw; each seed's on the split
+    test_var = float(diffs[1:].var(ddof=1)) if len(weights) > 1 else 0.0
+    seed_var = float(d.var(ddof=1) / s) if s >= 2 else 0.0
+    return _from_variances(metric, float(diffs[0]), seed_var, test_var, s, n, margin, confidence, seed_level,
+                           len(weights))
 
 
-@dataclass(frozen=True)
-class McNemar:
-    """``only_a``: examples only A got right; ``only_b``: only B; ``exact``: binomial test used."""
+def _from_variances(metric: str, delta: float, seed_var: float, test_var: float, s: int, n: int, margin: float,
+                    confidence: float, seed_level: bool, n_resamples: int) -> PairedTest:
+    se = math.sqrt(seed_var + test_var)
+    # Welch–Satterthwaite: the seed part has s - 1 degrees of freedom, the bootstrap part is taken as known
+    df = math.inf if seed_var <= 0 or s < 2 else (seed_var + test_var) ** 2 / (seed_var ** 2 / (s - 1))
+    if se == 0:  # identical predictions in every seed and every draw
+        p, p_eq = (1.0, 0.0) if delta == 0 else (0.0, 0.0 if abs(delta) < margin else 1.0)
+        return PairedTest(metric, delta, 0.0, df, delta, delta, p, p_eq, margin, s, n, seed_var, test_var, seed_level,
+                          n_resamples)
+    t = sps.t if math.isfinite(df) else sps.norm
+    args = (df,) if math.isfinite(df) else ()
+    p = float(min(1.0, 2 * t.sf(abs(delta) / se, *args)))
+    p_eq = float(max(t.sf((delta + margin) / se, *args), t.sf((margin - delta) / se, *args)))
+    half = float(t.ppf(0.5 + confidence / 2, *args)) * se
+    return PairedTest(metric, delta, se, df, delta - half, delta + half, p, p_eq, margin, s, n, seed_var, test_var,
+                      seed_level, n_resamples)
 
-    only_a: int
-    only_b: int
-    statistic: float
-    p_value: float
-    exact: bool
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the order given: the i-th smallest times (m − i + 1), made
+    monotone, capped at 1.  Written here rather than taken from statsmodels' ``multipletests`` (which
+    tests/test_stats.py checks it against) because that function runs ``gc.collect()`` on every Holm
+    call: 0.1–1 s each in a process that holds a model, and a report or a simulation calls it often."""
+    p = np.asarray(p_values, dtype=float)
+    if not p.size:
+        return []
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, np.maximum.accumulate(p[order] * np.arange(p.size, 0, -1)))
+    out = np.empty_like(p)
+    out[order] = scaled
+    return [float(v) for v in out]
 
 
-def mcnemar(labels: Sequence[int], preds_a: Sequence[int], preds_b: Sequence[int], exact_below: int = 25) -> McNemar:
-    """McNemar's test of equal accuracy for two classifiers on the same examples.
+#: the four outcomes of a comparison, in the words the report prints
+OUTCOMES = ("better", "worse", "equivalent", "inconclusive")
 
-    Exact two-sided binomial test on the discordant pairs when there are fewer than
-    ``exact_below`` of them; otherwise the chi-square statistic with continuity correction
-    (1 degree of freedom).  Identical predictions give p = 1.
-    """
-    y, a, b = (np.asarray(v) for v in (labels, preds_a, preds_b))
-    right_a, right_b = a == y, b == y
-    only_a = int(np.sum(right_a & ~right_b))
-    only_b = int(np.sum(~right_a & right_b))
-    n = only_a + only_b
-    if n == 0:
-        return McNemar(only_a, only_b, 0.0, 1.0, True)
-    if n < exact_below:
-        p = sps.binomtest(min(only_a, only_b), n, 0.5).pvalue
-        return McNemar(only_a, only_b, float(min(only_a, only_b)), float(min(p, 1.0)), True)
-    stat = (abs(only_a - only_b) - 1) ** 2 / n
-    return McNemar(only_a, only_b, float(stat), float(sps.chi2.sf(stat, 1)), False)
+
+def outcome(test: PairedTest, p_adjusted: float, p_equivalence_adjusted: float, alpha: float = ALPHA) -> str:
+    """A against B: *equivalent* when TOST shows the difference lies within ±margin (adjusted p < alpha);
+    else *better* / *worse* when the difference test does; else *inconclusive*.  Without seed-level
+    evidence (one seed on a trained side) always *inconclusive*: a test-set p-value speaks for that seed."""
+    if not test.seed_level:
+        return "inconclusive"
+    if p_equivalence_adjusted < alpha:
+        return "equivalent"
+    if p_adjusted < alpha:
+        return "better" if test.delta > 0 else "worse"
+    return "inconclusive"
+
+
+def settle(test: PairedTest, alpha: float = ALPHA, power: float = POWER) -> str:
+    """Roughly what would settle an inconclusive comparison: seeds, or test examples, for ``power`` at ``alpha``.
+
+    Normal approximation: to show a difference of the observed size |Δ| (when |Δ| ≥ margin / 2) the
+    standard error must fall to |Δ| / (z(1 − α/2) + z(power)); to show equivalence (|Δ| < margin / 2)
+    to (margin − |Δ|) / (z(1 − α) + z(power)).  The seed part shrinks with more seeds, the test part with
+    more test examples.  Holm's correction is not included, so it is a lower bound for a family."""
+    if not test.seed_level:
+        return "at least 2 seeds per configuration (3 or more to measure seed noise)"
+    size = abs(test.delta)
+    showing_difference = size >= test.margin / 2
+    z_power = sps.norm.ppf(power)
+    target = (size / (sps.norm.ppf(1 - alpha / 2) + z_power) if showing_difference
+              else (test.margin - size) / (sps.norm.ppf(1 - alpha) + z_power))
+    what = (f"a difference of {100 * size:.1f} points" if showing_difference
+            else f"equivalence within ±{100 * test.margin:g} points")
+    if target <= 0:
+        return f"no feasible number: {what} cannot be shown"
+    seed_total = test.seed_variance * test.seeds  # the variance of one seed's difference
+    budget = target ** 2 - test.test_variance
+    if budget > 0 and seed_total > 0:
+        seeds = max(test.seeds + 1, math.ceil(seed_total / budget))
+        if seeds <= 100:
+            return f"about {seeds} seeds for {what} ({100 * power:.0f} % power, α = {alpha:g})"
+    budget = target ** 2 - test.seed_variance
+    if budget <= 0 or test.test_variance <= 0:
+        return f"more seeds and more test examples for {what}"
+    factor = test.test_variance / budget
+    return (f"about {math.ceil(factor * test.test_examples):,} test examples for {what} "
+            f"({100 * power:.0f} % power, α = {alpha:g})")

@@ -123,6 +123,19 @@ class TuningSpec(_Strict):
 GRID_FACTORS: tuple[float, ...] = (1.0, 10 ** 0.5, 10 ** -0.5, 10.0, 0.1)
 
 
+class VerdictSpec(_Strict):
+    """How the report's comparisons are drawn (docs/METHODS.md, "Statistics"): on which test metric, with
+    which equivalence margin and at which family-wise level (Holm).  Report-time settings: changing them
+    retrains nothing (``tunebench report OUTPUT --metric accuracy --margin 0.02``)."""
+
+    metric: Literal["macro_f1", "accuracy", "weighted_f1"] = Field(
+        default="macro_f1", description="the test metric the verdict compares (the reference is chosen on its "
+                                        "validation value)")
+    margin: float = Field(default=0.01, gt=0, lt=0.5,
+                          description="equivalence margin on the metric's 0-1 scale: 0.01 is ±1 point")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="family-wise error rate (Holm–Bonferroni)")
+
+
 class OutputSpec(_Strict):
     dir: Path = Path("tunebench-out")
     save_checkpoints: bool = True

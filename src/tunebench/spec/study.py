@@ -24,6 +24,7 @@ from tunebench.spec.parts import (
     SweepSpec,
     TrainingSpec,
     TuningSpec,
+    VerdictSpec,
     _explain,
     _Strict,
 )
@@ -51,6 +52,7 @@ class StudySpec(_Strict):
                                  description="reference methods run beside the strategies: majority, tfidf-logreg")
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    verdict: VerdictSpec = Field(default_factory=VerdictSpec, description="how the report compares configurations")
 
     @field_validator("strategies", mode="before")
     @classmethod

@@ -18,23 +18,24 @@ from tunebench.training.metrics import classification_metrics
 from tunebench.training.resources import PeakMemory
 
 
-def diagnose_run(curves: list[dict[str, Any]], predictions: Any, prepared: Prepared,
-                 test_metrics: dict[str, Any] | None, label: str = "this run", tuned: bool = False) -> dict[str, Any]:
-    """The run's convergence diagnosis (:func:`tunebench.results.diagnosis.diagnose`) against the majority
-    baseline of the same splits (``tuned``: its rate came from the study's tuning)."""
-    labels = np.asarray(prepared.test.labels)
-    majority = majority_macro_f1(prepared) if test_metrics else None
-    return diagnose(curves, test_predictions=predictions if test_metrics else None,
-                    test_labels=labels if test_metrics else None, majority_macro_f1=majority,
-                    test_macro_f1=(test_metrics or {}).get("macro_f1"), n_classes=len(prepared.bundle.label_names),
-                    label=label, tuned=tuned)
+def diagnose_run(curves: list[dict[str, Any]], val_metrics: dict[str, Any] | None, initial: dict[str, Any] | None,
+                 prepared: Prepared, label: str = "this run", tuned: bool = False) -> dict[str, Any]:
+    """The run's convergence diagnosis (:func:`tunebench.results.diagnosis.diagnose`) from training and
+    validation only — its curves, the kept epoch's validation confusion matrix, the validation score
+    before training (``initial``) — against the majority baseline on the same validation split
+    (``tuned``: its rate came from the study's tuning).  Test predictions are never read."""
+    matrix = np.asarray((val_metrics or {}).get("confusion_matrix") or [], dtype=float)
+    counts = (matrix.sum(axis=0), matrix.sum(axis=1)) if matrix.size else (None, None)
+    return diagnose(curves, majority_macro_f1=majority_macro_f1(prepared) if matrix.size else None,
+                    val_macro_f1=(val_metrics or {}).get("macro_f1"), n_classes=len(prepared.bundle.label_names),
+                    label=label, pred_counts=counts[0], label_counts=counts[1], tuned=tuned, initial=initial)
 
 
 def majority_macro_f1(prepared: Prepared) -> float:
-    """Test macro-F1 of always saying the training split's most frequent class."""
+    """Validation macro-F1 of always saying the training split's most frequent class."""
     names = prepared.bundle.label_names
     counts = np.bincount(np.asarray(prepared.train.labels, dtype=int), minlength=len(names))
-    labels = np.asarray(prepared.test.labels)
+    labels = np.asarray(prepared.validation.labels)
     return float(classification_metrics(labels, np.full(len(labels), counts.argmax()), names)["macro_f1"])
 
 

@@ -63,6 +63,7 @@ class RunRecord(_RecordBase, total=False):
     attempt: int  # the store's attempt id (records read from the store)
     stopping: dict[str, Any]  # epochs_run, max_epochs, reason ("max epochs" | "early stopping")
     diagnosis: dict[str, Any]  # results.diagnosis.diagnose(): collapsed / still improving / overfitting / ok
+    val_initial: dict[str, Any]  # validation before training (epoch 0): loss, accuracy, macro-F1
     baseline: bool  # a reference method (majority, tfidf-logreg): no network trained
     tuning: dict[str, Any]  # a learning-rate trial (study.tuning): strategy, lr, trial, value, pruned_at
 

@@ -279,9 +279,9 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
         test=result.test_metrics or None,
         resources=result.resources,
         stopping={"epochs_run": len(result.curves), "max_epochs": cfg.epochs, "reason": result.stop_reason},
-        diagnosis=diagnose_run(result.curves, result.test_predictions, prepared, result.test_metrics,
-                               planned.label, tuned=cfg.evaluate_test and spec.tuning is not None
-                               and spec.tuning.enabled),
+        val_initial=result.initial,
+        diagnosis=diagnose_run(result.curves, result.val_metrics, result.initial, prepared, planned.label,
+                               tuned=cfg.evaluate_test and spec.tuning is not None and spec.tuning.enabled),
     )
     if not cfg.evaluate_test:  # a tuning trial: no test predictions exist
         return record, None, None

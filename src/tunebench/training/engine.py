@@ -122,6 +122,8 @@ class EngineResult:
     resources: dict[str, Any]
     best_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     stop_reason: str = "max epochs"  # or "early stopping"
+    #: validation before any training (epoch 0): what the first epoch gained, so one epoch can be diagnosed
+    initial: dict[str, float] | None = None
 
 
 StepCallback = Callable[[dict[str, Any]], None]
@@ -236,6 +238,14 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
         loop, kept = restored or (LoopState(train_time=cache.train_s, eval_time=cache.eval_s), {})
         if kept:
             best.keep_state(kept)
+        if loop.initial is None:  # epoch 0: the validation score before training, never a best epoch
+            eval_start = time.perf_counter()
+            probs0, loss0 = predict(runner, validation, cfg.eval_batch_size, pad_id, device, cfg.precision,
+                                    partial(cache.feed, "validation"))
+            val0 = classification_metrics(validation.labels, probs0.argmax(1), label_names)
+            loop.initial = {"epoch": 0, "val_loss": loss0, "val_accuracy": val0["accuracy"],
+                            "val_macro_f1": val0["macro_f1"]}
+            loop.eval_time += time.perf_counter() - eval_start
         for epoch in range(loop.epoch, cfg.epochs + 1):
             loop.epoch = epoch
             model.train()
@@ -354,7 +364,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     })
     return EngineResult(curves=loop.curves, best_epoch=loop.best_epoch, val_metrics=loop.best_val, test_metrics=test_metrics,
                         test_probabilities=test_probs, test_predictions=test_preds, resources=resources,
-                        best_state=best_state, stop_reason=stop_reason)
+                        best_state=best_state, stop_reason=stop_reason, initial=loop.initial)
 
 
 @contextlib.contextmanager

@@ -57,6 +57,7 @@ class LoopState:
     best_epoch: int = 0
     best_val: dict[str, Any] = field(default_factory=dict)
     last_finite_loss: float | None = None
+    initial: dict[str, float] | None = None  # the validation score before training (epoch 0)
 
 
 class ResumePoint:
