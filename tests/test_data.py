@@ -15,6 +15,7 @@ import tarfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -296,7 +297,8 @@ def test_rare_class_limit_stays_stratified(tmp_path):
     df = _frame(60)
     df.loc[5, "label"] = "rare"
     df.to_csv(path, index=False)
-    b = _load(path, train_limit=20)
+    assert "rare" not in _load(path, train_limit=20).label_names  # one training row < data.min_per_class: dropped
+    b = _load(path, train_limit=20, min_per_class=0)
     assert "rare" in b.label_names  # the single example stays in train when test/validation are held out
     assert any("train: kept 20 of" in n and "stratified by label, seed 0" in n for n in b.notes)
     counts = Counter(b.label_names[y] for y in b.train.labels)
@@ -308,14 +310,15 @@ def test_many_classes_small_limits_proportional(tmp_path):
     path = tmp_path / "many.csv"
     labels = [f"c{k:02d}" for k in range(30) for _ in range(2 + (k == 0) * 300 + (k == 1) * 100)]
     pd.DataFrame({"text": [f"t{i}" for i in range(len(labels))], "label": labels}).to_csv(path, index=False)
-    a = _load(path, 0, train_limit=25, test_limit=20, val_limit=10)
+    a = _load(path, 0, train_limit=25, test_limit=20, val_limit=10, min_per_class=0)  # the sampler alone
     assert a.sizes() == {"train": 25, "validation": 10, "test": 20}
     assert all("NOT stratified" not in n for n in a.notes)
     train = Counter(a.label_names[y] for y in a.train.labels)
     for name, rows in (("c00", 302), ("c01", 102)):  # within one row of the class's share of the data
         assert abs(train[name] - 25 * rows / len(labels)) < 1
-    assert a.hashes() == _load(path, 0, train_limit=25, test_limit=20, val_limit=10).hashes()
-    assert a.hashes()["train"] != _load(path, 1, train_limit=25, test_limit=20, val_limit=10).hashes()["train"]
+    same = dict(train_limit=25, test_limit=20, val_limit=10, min_per_class=0)
+    assert a.hashes() == _load(path, 0, **same).hashes()
+    assert a.hashes()["train"] != _load(path, 1, **same).hashes()["train"]
 
 
 def test_duplicates_noted_not_dropped(tmp_path):
@@ -507,3 +510,38 @@ def test_all_texts_empty_after_cleaning(tmp_path):
                     encoding="utf-8")
     with pytest.raises(DataError, match=r"the file of data file '.*blank\.jsonl' has no usable rows after dropping"):
         _load(path)
+
+
+# ------------------------------------------------------------------------------------------ rare classes
+
+
+def test_a_train_slice_keeps_at_least_five_rows_of_each_class_and_drops_a_class_with_fewer(tmp_path):
+    # 300 'big', 40 'mid', 6 'small', 3 'tiny' training rows; a proportional 60-row slice would give 'small' 1 row
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    labels = ["big"] * 300 + ["mid"] * 40 + ["small"] * 6 + ["tiny"] * 3
+    pd.DataFrame({"text": [f"doc {i}" for i in range(len(labels))], "label": labels}).to_csv(folder / "train.csv",
+                                                                                              index=False)
+    test = ["big"] * 10 + ["mid"] * 5 + ["small"] * 3 + ["tiny"] * 2
+    pd.DataFrame({"text": [f"t {i}" for i in range(len(test))], "label": test}).to_csv(folder / "test.csv", index=False)
+    b = _load(folder, train_limit=60)
+    assert b.label_names == ["big", "mid", "small"]  # 'tiny' has 3 training rows in all: dropped
+    counts = Counter(b.label_names[y] for y in b.train.labels)
+    removed = int(next(n for n in b.notes if n.startswith("warning: dropped")).split("removed ")[1].split("/")[0])
+    assert len(b.train) == 60 - removed and counts["small"] == 5 and counts["mid"] >= 5  # 'tiny' rows left the slice
+    assert "tiny" not in {b.label_names[y] for y in b.test.labels} and len(b.test) == 18
+    warning = next(n for n in b.notes if n.startswith("warning: dropped"))
+    assert warning.startswith("warning: dropped 1 class(es) with fewer than 5 training rows (data.min_per_class): "
+                              "tiny (")
+    assert warning.endswith(" train/validation/test rows") and "/2 " in warning  # the 2 test rows of 'tiny'
+    # min_per_class 0 keeps every class and the proportional slice
+    kept = _load(folder, train_limit=60, min_per_class=0)
+    assert kept.label_names == ["big", "mid", "small", "tiny"]
+
+
+def test_macro_f1_is_over_the_classes_present_and_names_the_absent_ones():
+    from tunebench.training.metrics import classification_metrics
+
+    m = classification_metrics(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]), ["a", "b", "c"])
+    assert m["macro_f1"] == 1.0 and m["absent_classes"] == ["c"]  # not 2/3: 'c' is not in the split
+    assert set(m["per_class"]) == {"a", "b", "c"} and len(m["confusion_matrix"]) == 3

@@ -272,3 +272,41 @@ def test_learning_rate_sensitivity_from_tuning_records(tmp_path):
     # unequal budgets are said, not hidden
     out2 = store_of(tmp_path / "b", study(converged_full=True), tuning[:-1])
     assert "did not have the same number of trials" in build_report(out2)["html"].read_text()
+
+
+def seeded_study():
+    """full, lora:r=8 and head over 3 seeds each, plus the two baselines: lora is clearly ahead of head."""
+    out = []
+    for strategy, correct, f1s in (("full", 50, (0.5, 0.80, 0.805)), ("lora:r=8", 54, (0.5, 0.85, 0.852)),
+                                   ("head", 40, (0.5, 0.70, 0.701))):
+        for seed in range(3):
+            probs = predictions(correct + seed)
+            r = full_record(strategy, len(out), probs, f1s, label=f"{strategy} seed={seed}")
+            r["resolved"]["seed"] = seed
+            out.append({**r, "_probs": probs})
+    out += [{**full_record(s, len(out) + i, p, (), k, t), "_probs": p} for i, (s, p, k, t) in enumerate(
+        [("majority", predictions(0, one_class=True), "majority", 0.01), ("tfidf-logreg", predictions(45),
+                                                                          "tfidf-logreg", 0.5)])]
+    return out
+
+
+def test_the_ranking_shows_four_outcomes_the_margin_holm_and_labelled_p_values(tmp_path, capsys):
+    from .conftest import cli, one_error
+
+    out = store_of(tmp_path, seeded_study())
+    html = build_report(out)["html"].read_text()
+    section = _section(html, "significance")
+    assert "The reference is lora:r=8: the highest mean validation macro-F1" in section
+    assert "Holm–Bonferroni adjusted across the family of 5 comparisons" in section  # 2 vs reference + 3 vs floor
+    assert "within ±1 points (the margin, --margin)" in section
+    assert "two-level test over 3 seeds × 60 test examples" in section and "macro-F1" in section
+    assert "reference (best on validation)" in section
+    assert "<td>worse</td>" in section  # head: 40-42 of 60 right against lora's 54-56
+    assert "tied" not in section and "McNemar" not in section
+    # the verdict's metric is a report option: nothing retrains
+    code, _, _ = cli(capsys, "report", str(out), "--metric", "accuracy", "--margin", "0.02")
+    assert code == 0
+    section = _section((out / "report.html").read_text(), "significance")
+    assert "Test accuracy of each configuration" in section and "within ±2 points" in section
+    code, _, err = cli(capsys, "report", str(out), "--metric", "auc")
+    assert code == 2 and "verdict: field 'metric' must be one of" in one_error(err) and "'auc'" in err

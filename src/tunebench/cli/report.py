@@ -17,13 +17,19 @@ def register(app: typer.Typer) -> None:
         study: Annotated[str | None, typer.Option(help="study name in the store (default: the latest one)")] = None,
         track: Annotated[list[str] | None, typer.Option(
             "--track", help="also log the runs to tensorboard or mlflow (repeatable)")] = None,
+        metric: Annotated[str | None, typer.Option(
+            help="the test metric the verdict compares: macro_f1 (default), accuracy, weighted_f1")] = None,
+        margin: Annotated[float | None, typer.Option(
+            help="equivalence margin on the metric's 0-1 scale (default 0.01: ±1 point)")] = None,
+        alpha: Annotated[float | None, typer.Option(help="family-wise error rate, Holm-corrected (default 0.05)")] = None,
     ) -> None:
         """Build report.html and report.md from the stored runs (no training)."""
         from tunebench.report import build_report, cost, tracking
 
         prices = cost.parse_prices(price)
         backends = tracking.check_backends(track)
-        paths = build_report(output_dir, prices=prices, study=study)
+        paths = build_report(output_dir, prices=prices, study=study,
+                             verdict={"metric": metric, "margin": margin, "alpha": alpha})
         typer.echo(f"report: {paths['html']} and {paths['markdown']} (figures in {output_dir / 'figures'})")
         if backends:
             from tunebench.report.inputs import load_inputs

@@ -176,6 +176,12 @@ def caveats(frame: pd.DataFrame, records: list[dict[str, Any]], tuned: bool = Fa
         out.append(f"Single seed ({', '.join(map(str, seeds))}) per strategy: no comparison is a claim about the "
                    "methods (a test on one seed speaks for that seed's models only); run 3 or more seeds "
                    "(--seeds 0 1 2) for a verdict.")
+    absent = (records[0].get("test") or {}).get("absent_classes") or []
+    if absent:
+        names = records[0]["data"]["label_names"]
+        out.append(f"Macro-F1 averages over the {len(names) - len(absent)} classes present in the test split; "
+                   f"{len(absent)} are absent from it and not counted: {', '.join(absent[:10])}"
+                   + (", …" if len(absent) > 10 else "") + ".")
     sizes = records[0]["data"]["sizes"]
     if sizes["test"] < 1000 or sizes["train"] < 5000:
         out.append(f"Small data (train {sizes['train']:,}, test {sizes['test']:,} examples): one test example "

@@ -50,23 +50,23 @@ BASELINE_KINDS = ("majority", "tfidf-logreg")
 
 
 def macro_f1(labels: Sequence[int], preds: Sequence[int], n_classes: int) -> float:
-    """Macro-F1 over ``n_classes`` classes (a class absent from both counts 0, as in the engine)."""
+    """Macro-F1 over the classes present in ``labels`` (as training.metrics computes it)."""
     y, p = np.asarray(labels, dtype=int), np.asarray(preds, dtype=int)
     scores = []
-    for c in range(n_classes):
+    for c in sorted(set(y.tolist())):
         tp = float(np.sum((y == c) & (p == c)))
-        denom = float(np.sum(y == c) + np.sum(p == c))
-        scores.append(0.0 if denom == 0 else 2 * tp / denom)
+        scores.append(2 * tp / float(np.sum(y == c) + np.sum(p == c)))
     return float(np.mean(scores)) if scores else 0.0
 
 
 def majority_macro_f1_of(label_counts: Sequence[int]) -> float:
-    """Macro-F1 of always predicting the most frequent class of ``label_counts`` (one count per class)."""
+    """Macro-F1 of always predicting the most frequent class of ``label_counts`` (one count per class),
+    over the classes present (count > 0)."""
     counts = np.asarray(label_counts, dtype=float)
     if counts.sum() == 0 or len(counts) == 0:
         return 0.0
     share = counts.max() / counts.sum()
-    return float(2 * share / (1 + share) / len(counts))
+    return float(2 * share / (1 + share) / int(np.sum(counts > 0)))
 
 
 def _collapse(pred_counts: np.ndarray | None, label_counts: np.ndarray | None, val_f1: float | None,

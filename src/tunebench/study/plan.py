@@ -132,7 +132,8 @@ def run_id_for(spec: StudySpec, strategy: StrategySpec, bundle: DatasetBundle, c
     """A stable id from everything that determines the run's result."""
     return stable_hash({
         "model": spec.model.model_dump(exclude=set(MODEL_LOADING_OPTIONS)),
-        "data": spec.data.model_dump(),
+        # min_per_class changes a run only through the splits, whose hashes are here: ids of runs stored before it
+        "data": spec.data.model_dump(exclude={"min_per_class"}),
         "hashes": bundle.hashes(),
         "strategy": identity_options(strategy),
         "run": identity_settings(cfg),
