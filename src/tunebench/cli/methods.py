@@ -15,7 +15,8 @@ def method_rows() -> list[dict[str, str]]:
     from tunebench.methods import METHODS
     from tunebench.methods.adapters import PeftMethod
     from tunebench.methods.roles import ROLE_MODULES
-    from tunebench.spec.strategy import OPTIONS, _fmt
+    from tunebench.spec.options import _fmt
+    from tunebench.spec.strategy import OPTIONS
 
     rows = []
     for kind, options in OPTIONS.items():

@@ -1,6 +1,6 @@
 """The PEFT kinds beyond LoRA, as data: options (name, type, default), default learning rates and their sources.
 
-:mod:`tunebench.spec.strategy` builds one options model per row (:func:`~tunebench.spec.strategy._table_kind`),
+:mod:`tunebench.spec.kinds` builds one options model per row (:func:`~tunebench.spec.kinds._table_kind`),
 registered after the hand-written kinds, so every list of kinds still derives from ``OPTIONS``.  Option
 names are shared across kinds where they mean the same: ``r`` (rank or its method's equivalent), ``alpha``,
 ``dropout``, ``targets`` (module roles), ``layers`` (layer indices), ``tokens`` (virtual tokens),

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from tunebench.errors import SpecError
+from tunebench.spec.options import _fmt
 from tunebench.spec.parts import RangeSpec, TrainingSpec, _explain
-from tunebench.spec.strategy import KINDS, OPTIONS, STRATEGY_TRAINING, StrategySpec, _fmt, validate_strategy
+from tunebench.spec.strategy import KINDS, OPTIONS, STRATEGY_TRAINING, StrategySpec, validate_strategy
 
 if TYPE_CHECKING:  # spec.study checks its sweep with this module
     from tunebench.spec.study import StudySpec
