@@ -13,7 +13,7 @@ import typer
 def method_rows() -> list[dict[str, str]]:
     """One row per registered kind, in registry order."""
     from tunebench.methods import METHODS
-    from tunebench.methods.adapters import PeftMethod
+    from tunebench.methods.peft_base import PeftMethod
     from tunebench.methods.roles import ROLE_MODULES
     from tunebench.spec.options import _fmt
     from tunebench.spec.strategy import OPTIONS

@@ -23,32 +23,19 @@ kind        trains                                     module
 
 from __future__ import annotations
 
-from tunebench.errors import SpecError
 from tunebench.methods.adalora import AdaLoraMethod
-from tunebench.methods.adapters import ADAPTER_METHODS, PeftMethod
+from tunebench.methods.adapters import ADAPTER_METHODS
 from tunebench.methods.base import Method
 from tunebench.methods.baselines import BaselineMethod, MajorityMethod, TfidfLogregMethod
 from tunebench.methods.bitfit import BitFitMethod
 from tunebench.methods.freezing import FullMethod, HeadMethod, PartialMethod
 from tunebench.methods.lora import LORA_TARGET_NAMES, LoraFaMethod, LoraMethod, LoraPlusMethod
+from tunebench.methods.peft_base import PeftMethod
 from tunebench.methods.prompts import PROMPT_METHODS, PromptMethod
-from tunebench.spec.strategy import OPTIONS, StrategyOptions
+from tunebench.methods.registry import METHODS, build_strategy, register
 
 __all__ = ["LORA_TARGET_NAMES", "METHODS", "BaselineMethod", "BitFitMethod", "FullMethod", "HeadMethod", "LoraMethod",
            "Method", "PartialMethod", "PeftMethod", "PromptMethod", "build_strategy", "register"]
-
-#: kind -> the method class that prepares a model for it
-METHODS: dict[str, type[Method]] = {}
-
-
-def register(cls: type[Method]) -> type[Method]:
-    """Register ``cls`` for its ``kind`` (usable as a decorator); the kind needs an options model in the spec."""
-    if cls.kind not in OPTIONS:
-        raise ValueError(f"method {cls.__name__} is for kind {cls.kind!r}, which has no options model in "
-                         f"tunebench.spec.strategy.OPTIONS (kinds: {', '.join(OPTIONS)})")
-    METHODS[cls.kind] = cls
-    return cls
-
 
 for _method in (FullMethod, HeadMethod, PartialMethod, LoraMethod, BitFitMethod):
     register(_method)
@@ -57,11 +44,3 @@ for _method in (MajorityMethod, TfidfLogregMethod):  # the baselines (methods.ba
 # the PEFT methods beyond LoRA (spec.peft_kinds): methods.lora, .adalora, .adapters, .prompts
 for _method in (LoraFaMethod, LoraPlusMethod, AdaLoraMethod, *ADAPTER_METHODS, *PROMPT_METHODS):
     register(_method)
-
-
-def build_strategy(spec: StrategyOptions) -> Method:
-    """The method ``spec`` names, ready to ``prepare`` a model."""
-    method = METHODS.get(spec.kind)
-    if method is None:
-        raise SpecError(f"strategy kind {spec.kind!r} has no registered method; registered: {', '.join(METHODS)}")
-    return method(spec=spec)

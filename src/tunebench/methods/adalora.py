@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from tunebench.errors import SpecError
-from tunebench.methods.adapters import PeftMethod, on_meta
+from tunebench.methods.peft_base import PeftMethod, on_meta
 
 
 class AdaLoraMethod(PeftMethod):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from tunebench.errors import SpecError
-from tunebench.methods.adapters import PeftMethod, on_meta
+from tunebench.methods.peft_base import PeftMethod, on_meta
 from tunebench.methods.roles import LORA_TARGET_NAMES
 from tunebench.training.optim import adamw
 

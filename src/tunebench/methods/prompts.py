@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from tunebench.errors import SpecError
-from tunebench.methods.adapters import PeftMethod
+from tunebench.methods.peft_base import PeftMethod
 from tunebench.methods.roles import model_type
 from tunebench.training.modeling import base_model
 
