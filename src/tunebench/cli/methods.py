@@ -13,31 +13,18 @@ import typer
 def method_rows() -> list[dict[str, str]]:
     """One row per registered kind, in registry order."""
     from tunebench.methods import METHODS
-    from tunebench.methods.peft_base import PeftMethod
-    from tunebench.methods.roles import ROLE_MODULES
     from tunebench.spec.options import _fmt
     from tunebench.spec.strategy import OPTIONS
 
     rows = []
-    for kind, options in OPTIONS.items():
-        method = METHODS[kind]
+    for kind, method in METHODS.items():
+        options = OPTIONS[kind]
         defaults = []
         for name in options.own_options():
             value = options.model_fields[name].get_default(call_default_factory=True)
             shown = "+".join(map(str, value)) if isinstance(value, list) else ("auto" if value is None else _fmt(value))
             defaults.append(f"{name}={shown}")
-        archs = "any encoder"
-        if issubclass(method, PeftMethod):
-            if method.needs_roles:
-                archs = ", ".join(a for a in ROLE_MODULES if a not in method.unsupported)
-            if kind == "prefix":
-                archs = "encoders whose forward takes past_key_values (not BERT/RoBERTa/DistilBERT in transformers 5)"
-            cache = method.cache_note
-        elif options.baseline:
-            archs, cache = "none (no network)", "n/a"
-        else:
-            cache = {"full": "never (the embeddings train)", "bitfit": "never (embedding LayerNorm bias trains)",
-                     "head": "everything below the head", "partial": "the layers below the top k"}.get(kind, "")
+        archs, cache = method.architectures(), method.cache_note
         lr = "-" if options.baseline else _fmt(options.default_lr)
         if options.default_head_lr is not None:
             lr += f" (head {_fmt(options.default_head_lr)})"

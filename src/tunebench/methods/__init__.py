@@ -23,24 +23,15 @@ kind        trains                                     module
 
 from __future__ import annotations
 
-from tunebench.methods.adalora import AdaLoraMethod
-from tunebench.methods.adapters import ADAPTER_METHODS
+from tunebench.methods import adalora, adapters, baselines, bitfit, freezing, lora, prompts  # noqa: F401 - they register
 from tunebench.methods.base import Method
-from tunebench.methods.baselines import BaselineMethod, MajorityMethod, TfidfLogregMethod
+from tunebench.methods.baselines import BaselineMethod
 from tunebench.methods.bitfit import BitFitMethod
 from tunebench.methods.freezing import FullMethod, HeadMethod, PartialMethod
-from tunebench.methods.lora import LORA_TARGET_NAMES, LoraFaMethod, LoraMethod, LoraPlusMethod
+from tunebench.methods.lora import LORA_TARGET_NAMES, LoraMethod
 from tunebench.methods.peft_base import PeftMethod
-from tunebench.methods.prompts import PROMPT_METHODS, PromptMethod
+from tunebench.methods.prompts import PromptMethod
 from tunebench.methods.registry import METHODS, build_strategy, register
 
 __all__ = ["LORA_TARGET_NAMES", "METHODS", "BaselineMethod", "BitFitMethod", "FullMethod", "HeadMethod", "LoraMethod",
            "Method", "PartialMethod", "PeftMethod", "PromptMethod", "build_strategy", "register"]
-
-for _method in (FullMethod, HeadMethod, PartialMethod, LoraMethod, BitFitMethod):
-    register(_method)
-for _method in (MajorityMethod, TfidfLogregMethod):  # the baselines (methods.baselines)
-    register(_method)
-# the PEFT methods beyond LoRA (spec.peft_kinds): methods.lora, .adalora, .adapters, .prompts
-for _method in (LoraFaMethod, LoraPlusMethod, AdaLoraMethod, *ADAPTER_METHODS, *PROMPT_METHODS):
-    register(_method)

@@ -52,6 +52,7 @@ class LoraOptions(StrategyOptions):
     """LoRA (peft) on the named module roles, optionally on some layers only; the head trains too."""
 
     kind: Literal["lora"] = "lora"
+    display: ClassVar[str] = "LoRA"
     r: int = Field(default=8, ge=1, description="lora: rank")
     alpha: float | None = Field(default=None, gt=0, description="lora: scaling alpha (default 2*r)")
     dropout: float = Field(default=0.1, ge=0, lt=1, description="lora: dropout")
@@ -155,6 +156,7 @@ def _table_kind(row: KindRow) -> type[StrategyOptions]:
                        kind=(Literal[row.kind], row.kind), **row.fields)  # type: ignore[call-overload]
     cls.__module__ = __name__
     cls.default_lr, cls.lr_source, cls.default_head_lr = row.default_lr, row.lr_source, row.default_head_lr
+    cls.display, cls.peft = row.display, row.peft
     cls.sweepable = tuple(dict.fromkeys((*base.sweepable, *row.sweepable)))
     cls.row_options = tuple(row.fields)
     return register_options(cls)

@@ -11,12 +11,27 @@ the grammar over whatever is registered.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, create_model, model_serializer, model_validator
 
 from tunebench.spec.parts import Scheduler, _Strict
+
+
+@dataclass(frozen=True)
+class PeftRecipe:
+    """How a kind's options become one peft config, as data (the spec never imports peft): the config class
+    by its name in ``peft``, option -> config field, fixed config fields, and options that take another
+    option's value when not given (LoHa's ``alpha`` defaults to ``r``).  A kind with a ``targets`` option
+    also gets ``target_modules``, its roles resolved to module names; the methods layer builds the config
+    (:class:`tunebench.methods.peft_base.PeftMethod`)."""
+
+    config: str
+    fields: dict[str, str] = field(default_factory=dict)
+    constants: dict[str, Any] = field(default_factory=dict)
+    fallbacks: dict[str, str] = field(default_factory=dict)
 
 
 class StrategyOptions(_Strict):
@@ -43,6 +58,10 @@ class StrategyOptions(_Strict):
     baseline: ClassVar[bool] = False
     #: options a sweep may set as ``kind.option`` (besides ``lr`` / ``epochs`` / ``scheduler``)
     sweepable: ClassVar[tuple[str, ...]] = ()
+    #: how the method is named in sentences (``LoRA``, ``VeRA``); empty: the kind
+    display: ClassVar[str] = ""
+    #: the peft config this kind's options translate to (None: its method builds the model by hand)
+    peft: ClassVar[PeftRecipe | None] = None
 
     @classmethod
     def own_options(cls) -> tuple[str, ...]:
