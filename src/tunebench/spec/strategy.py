@@ -13,47 +13,133 @@ What a method *does* lives in :mod:`tunebench.methods`, which registers one clas
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib.metadata
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cache
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import Field, TypeAdapter, ValidationError, WrapValidator
+from pydantic import Field, PlainValidator, SerializeAsAny, TypeAdapter, ValidationError, create_model
 from pydantic_core import InitErrorDetails
 
-from tunebench.errors import SpecError
+from tunebench.errors import SpecError, first_line
 from tunebench.spec.kinds import LoraOptions
 from tunebench.spec.options import OPTIONS, STRATEGY_TRAINING, StrategyOptions, option_columns, register_options
 from tunebench.spec.parts import _explain, _number, _Strict
 
-__all__ = ["DEFAULT_LR", "KINDS", "OPTIONS", "STRATEGY_SPEC", "STRATEGY_TRAINING", "LoraOptions", "StrategyKind",
-           "StrategyOptions", "StrategySpec", "option_columns", "parse_strategy", "register_options", "strategy_spec",
-           "validate_strategy"]
+__all__ = ["DEFAULT_LR", "ENTRY_POINT_GROUP", "KINDS", "OPTIONS", "STRATEGY_TRAINING", "KindList", "LoraOptions",
+           "PerKind", "StrategyOptions", "StrategySpec", "kinds", "load_plugins", "option_columns", "parse_strategy",
+           "register_options", "strategy_spec", "validate_strategy"]
+
+#: the entry-point group a package names its method modules in (``[project.entry-points."tunebench.methods"]``)
+ENTRY_POINT_GROUP = "tunebench.methods"
+_plugins = {"loaded": False}
+
+
+def load_plugins() -> None:
+    """Load every installed method plug-in once: each entry point of :data:`ENTRY_POINT_GROUP` names a module
+    (``pkg.method``) that registers its method on import, or a function (``pkg.method:register``) called with
+    no arguments.  Done before anything lists kinds or validates a strategy; a plug-in imports
+    ``tunebench.methods`` (torch) when it loads."""
+    if _plugins["loaded"]:
+        return
+    _plugins["loaded"] = True  # first: a plug-in that validates a strategy while it loads does not recurse
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry.load()
+            if callable(loaded) and not isinstance(loaded, type):
+                loaded()
+        except Exception as exc:  # any failure of a third-party module is one sentence
+            raise SpecError(f"method plug-in {entry.name!r} ({entry.value}) failed to load: "
+                            f"{first_line(exc, 200)}") from exc
+
+
+def kinds() -> tuple[str, ...]:
+    """Every registered kind, plug-ins included, in the order they are listed to users."""
+    load_plugins()
+    return tuple(OPTIONS)
+
+
+_T = TypeVar("_T")
+
+
+class KindList(Sequence[str]):
+    """The registered kinds (those ``keep`` accepts), read when used: a plug-in registered later is in it."""
+
+    def __init__(self, keep: Callable[[type[StrategyOptions]], bool] = lambda options: True) -> None:
+        self._keep = keep
+
+    def _kinds(self) -> tuple[str, ...]:
+        return tuple(kind for kind in kinds() if self._keep(OPTIONS[kind]))
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._kinds()[index]
+
+    def __len__(self) -> int:
+        return len(self._kinds())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __repr__(self) -> str:
+        return repr(self._kinds())
+
+
+class PerKind(Mapping[str, _T]):
+    """kind -> ``value(options)`` for every registered kind (whose value ``keep`` accepts), read when used."""
+
+    def __init__(self, value: Callable[[type[StrategyOptions]], _T], keep: Callable[[_T], bool] = lambda v: True):
+        self._value, self._keep = value, keep
+
+    def _items(self) -> dict[str, _T]:
+        values = {kind: self._value(OPTIONS[kind]) for kind in kinds()}
+        return {kind: value for kind, value in values.items() if self._keep(value)}
+
+    def __getitem__(self, kind: str) -> _T:
+        return self._items()[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __repr__(self) -> str:
+        return repr(self._items())
 
 
 #: every kind, in the order they are listed to users
-KINDS: tuple[str, ...] = tuple(OPTIONS)
-StrategyKind = Literal[KINDS]  # type: ignore[valid-type]
+KINDS: Sequence[str] = KindList()
 #: Learning rates used when neither the strategy nor ``training.lr`` sets one (fewer parameters: a larger step).
-DEFAULT_LR: dict[str, float] = {kind: options.default_lr for kind, options in OPTIONS.items()}
+DEFAULT_LR: Mapping[str, float] = PerKind(lambda options: options.default_lr)
 
 
-class _Kind(_Strict):
-    """The discriminator alone, so that a bad or missing kind reads as today: ``field 'kind' must be one of ...``."""
-
+class _KindField(_Strict):
     model_config = {"extra": "ignore"}
-    kind: StrategyKind  # type: ignore[valid-type]
 
 
-def _one_kind(value: Any, handler: Any) -> Any:
+@cache
+def _validators(models: tuple[type[StrategyOptions], ...]) -> tuple[type[_Strict], TypeAdapter[Any]]:
+    """For the registered options models: the discriminator alone, so that a bad or missing kind reads as
+    ever (``field 'kind' must be one of ...``), and their union on ``kind``.  Built again when one is added."""
+    names = tuple(model.model_fields["kind"].default for model in models)
+    kind = create_model("_Kind", __base__=_KindField, kind=(Literal[names], ...))  # type: ignore[call-overload]
+    union = TypeAdapter(Annotated[Union[models], Field(discriminator="kind")])  # noqa: UP007
+    return kind, union
+
+
+def _one_kind(value: Any) -> Any:
     """Validate through the union; report errors at the strategy's own fields, without the union's tag."""
     if isinstance(value, StrategyOptions):
         return value
     if not isinstance(value, Mapping):
         raise ValidationError.from_exception_data("StrategySpec", [InitErrorDetails(
             type="model_type", loc=(), input=value, ctx={"class_name": "StrategySpec"})])
-    _Kind.model_validate(value)
+    load_plugins()
+    kind, union = _validators(tuple(OPTIONS.values()))
+    kind.model_validate(value)
     try:
-        return handler(value)
+        return union.validate_python(value)
     except ValidationError as exc:
         errors = []
         for err in exc.errors(include_url=False):
@@ -65,10 +151,10 @@ def _one_kind(value: Any, handler: Any) -> Any:
         raise ValidationError.from_exception_data("StrategySpec", errors) from None
 
 
-#: One way of fine-tuning: the options model of its kind (a discriminated union on ``kind``).
-StrategySpec = Annotated[Union[tuple(OPTIONS.values())], Field(discriminator="kind"),  # noqa: UP007
-                         WrapValidator(_one_kind)]
-STRATEGY_SPEC: TypeAdapter[StrategyOptions] = TypeAdapter(StrategySpec)
+#: One way of fine-tuning: the options model of its kind (validated against every registered kind, plug-ins
+#: included, when used; dumped as its own kind dumps it).
+StrategySpec = Annotated[SerializeAsAny[StrategyOptions], PlainValidator(_one_kind)]
+_STRATEGY_SPEC: TypeAdapter[StrategyOptions] = TypeAdapter(StrategySpec)
 
 
 def strategy_spec(mapping: Mapping[str, Any] | StrategyOptions | None = None, /, *, where: str | None = None,
@@ -91,7 +177,7 @@ def strategy_spec(mapping: Mapping[str, Any] | StrategyOptions | None = None, /,
 
 def validate_strategy(fields: Mapping[str, Any]) -> StrategyOptions:
     """Like :func:`strategy_spec`, raising pydantic's :class:`ValidationError` for callers that word it themselves."""
-    return STRATEGY_SPEC.validate_python(fields)
+    return _STRATEGY_SPEC.validate_python(fields)
 
 
 
@@ -118,7 +204,7 @@ def parse_strategy(text: str) -> StrategyOptions:
     text = text.strip()
     kind, _, rest = text.partition(":")
     kind = kind.strip().lower()
-    if kind not in OPTIONS:
+    if kind not in kinds():
         raise SpecError(f"unknown strategy {kind!r} in {text!r}; choose one of: {', '.join(KINDS)} "
                         "(e.g. full, head, partial:k=2, lora:r=8)")
     fields: dict[str, Any] = {"kind": kind}
