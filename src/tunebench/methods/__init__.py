@@ -1,24 +1,25 @@
 """tunebench.methods: fine-tuning methods: which parameters train and how deep gradients reach.
 
-The behaviour side of the method registry: :data:`METHODS` maps each strategy kind to its
-:class:`~tunebench.methods.base.Method` class; :func:`build_strategy` builds the one a strategy spec
-names.  The options side (what a kind accepts, its default learning rate, its label) is
-:data:`tunebench.spec.strategy.OPTIONS`; both list the same kinds.
+The behaviour side of the method registry (:mod:`~.registry`): each kind of the spec's registry
+(:data:`tunebench.spec.strategy.OPTIONS`) gets its :class:`~tunebench.methods.base.Method` class, registered by
+``@register`` in its module, or, for a kind that is its peft recipe alone, a plain
+:class:`~tunebench.methods.peft_base.PeftMethod`.  :func:`build_strategy` builds the one a strategy spec names.
 
-==========  =========================================  ==========================
-kind        trains                                     module
-==========  =========================================  ==========================
-``full``    everything                                 :mod:`~.freezing`
-``head``    classifier (+ pooler)                      :mod:`~.freezing`
-``partial`` the top ``k`` layers + head                :mod:`~.freezing`
-``lora``    LoRA matrices (peft) + head                :mod:`~.lora`
-``bitfit``  every bias + head                          :mod:`~.bitfit`
-``lora-fa`` LoRA with A frozen, ``lora-plus`` B faster :mod:`~.lora`
-``adalora`` LoRA with a pruned rank budget + head      :mod:`~.adalora`
-``ia3`` ... IA3, VeRA, LoHa, LoKr, OFT, BOFT,          :mod:`~.adapters`
-            FourierFT, HRA, LN tuning + head
-``prefix``  prefix / prompt / P-tuning tokens + head   :mod:`~.prompts`
-==========  =========================================  ==========================
+=============  ============================================  =============================
+kind           trains                                        module
+=============  ============================================  =============================
+``full``       everything                                    :mod:`~.freezing`
+``head``       classifier (+ pooler)                         :mod:`~.freezing`
+``partial``    the top ``k`` layers + head                   :mod:`~.freezing`
+``lora``       LoRA matrices (peft) + head                   :mod:`~.lora`
+``bitfit``     every bias + head                             :mod:`~.bitfit`
+``majority``   nothing: the baselines train no network       :mod:`~.baselines`
+``lora-fa``    LoRA with A frozen, ``lora-plus`` B faster    :mod:`~.lora`
+``adalora``    LoRA with a pruned rank budget + head         :mod:`~.adalora`
+``ia3`` ...    IA3, OFT, BOFT, FourierFT, HRA, LN tuning     :mod:`~.adapters`
+``vera`` ...   VeRA, LoHa, LoKr: their recipe alone          :mod:`tunebench.spec.peft_kinds`
+``prefix``     prefix / prompt / P-tuning tokens + head      :mod:`~.prompts`
+=============  ============================================  =============================
 """
 
 from __future__ import annotations

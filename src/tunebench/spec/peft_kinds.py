@@ -6,6 +6,11 @@ names are shared across kinds where they mean the same: ``r`` (rank or its metho
 ``dropout``, ``targets`` (module roles), ``layers`` (layer indices), ``tokens`` (virtual tokens),
 ``block_size``.  A row's label names every option that differs from its default.
 
+A row's ``peft`` recipe (:class:`~tunebench.spec.options.PeftRecipe`) says how its options become the peft
+config: the config class by name, option -> config field, fixed fields.  A kind that needs nothing more
+(VeRA, LoHa, LoKr) has no method class at all; the others add a check or a computed field in
+:mod:`tunebench.methods`.
+
 Every default learning rate says where it comes from (``lr_source``); ``tunebench methods`` and
 ``docs/METHODS.md`` print it.  Where no encoder-classification source exists the row says so and uses
 LoRA's default (5e-4), the closest method tunebench has a measured rate for.
