@@ -37,17 +37,31 @@ CLAIMS = {
     "lora": (lambda name, arch, head: ".lora_A." in name or ".lora_B." in name or ".modules_to_save." in name, 0),
     "bitfit": (lambda name, arch, head: name in head or is_bias(name), -1),
 }
-# the PEFT kinds beyond LoRA: tests/test_peft_methods.py checks each one's claim on every architecture
-PEFT_KINDS = ("lora-fa", "lora-plus", "adalora", "ia3", "vera", "loha", "lokr", "oft", "boft", "fourierft", "hra",
-              "ln-tuning", "prefix", "prompt", "p-tuning")
 
 
 def test_the_spec_and_the_methods_list_the_same_kinds():
+    from .test_peft_methods import CLAIMS as PEFT_CLAIMS  # the PEFT kinds beyond LoRA, each checked there
+
     assert list(METHODS) == list(OPTIONS) == list(KINDS) == list(DEFAULT_LR)
-    assert KINDS[:5] == tuple(CLAIMS) == ("full", "head", "partial", "lora", "bitfit") and KINDS[-15:] == PEFT_KINDS
+    assert KINDS[:5] == tuple(CLAIMS) == ("full", "head", "partial", "lora", "bitfit")
+    peft = {parse_strategy(label).kind for label in PEFT_CLAIMS} - {"lora"}
+    baselines = {kind for kind in KINDS if OPTIONS[kind].baseline}
+    assert set(KINDS) == set(CLAIMS) | peft | baselines  # every kind is one parametrised row here or there
     for kind, method in METHODS.items():
         assert method.kind == kind and OPTIONS[kind].model_fields["kind"].default == kind
         assert type(build_strategy(parse_strategy(kind))) is method
+
+
+def test_a_kind_that_is_its_peft_recipe_alone_needs_no_class():
+    from tunebench.methods import PeftMethod
+
+    recipe = OPTIONS["loha"].peft
+    assert (recipe.config, recipe.fields, recipe.fallbacks) == ("LoHaConfig", {"r": "r", "alpha": "alpha"}, {"alpha": "r"})
+    method = build_strategy(parse_strategy("loha:r=4"))
+    assert type(method).__name__ == "LohaMethod" and type(method).__bases__ == (PeftMethod,)
+    assert method.display == "LoHa" and METHODS["loha"] is type(method)
+    with pytest.raises(ValueError, match=r"kind 'lora' already has a method \(LoraMethod\)"):
+        register(type("OtherLora", (Method,), {"kind": "lora"}))
 
 
 def test_everything_that_lists_kinds_is_derived_from_the_options_models():

@@ -1,67 +1,38 @@
 """tunebench.methods: fine-tuning methods: which parameters train and how deep gradients reach.
 
-The behaviour side of the method registry: :data:`METHODS` maps each strategy kind to its
-:class:`~tunebench.methods.base.Method` class; :func:`build_strategy` builds the one a strategy spec
-names.  The options side (what a kind accepts, its default learning rate, its label) is
-:data:`tunebench.spec.strategy.OPTIONS`; both list the same kinds.
+The behaviour side of the method registry (:mod:`~.registry`): each kind of the spec's registry
+(:data:`tunebench.spec.strategy.OPTIONS`) gets its :class:`~tunebench.methods.base.Method` class, registered by
+``@register`` in its module, or, for a kind that is its peft recipe alone, a plain
+:class:`~tunebench.methods.peft_base.PeftMethod`.  :func:`build_strategy` builds the one a strategy spec names.
 
-==========  =========================================  ==========================
-kind        trains                                     module
-==========  =========================================  ==========================
-``full``    everything                                 :mod:`~.freezing`
-``head``    classifier (+ pooler)                      :mod:`~.freezing`
-``partial`` the top ``k`` layers + head                :mod:`~.freezing`
-``lora``    LoRA matrices (peft) + head                :mod:`~.lora`
-``bitfit``  every bias + head                          :mod:`~.bitfit`
-``lora-fa`` LoRA with A frozen, ``lora-plus`` B faster :mod:`~.lora`
-``adalora`` LoRA with a pruned rank budget + head      :mod:`~.adalora`
-``ia3`` ... IA3, VeRA, LoHa, LoKr, OFT, BOFT,          :mod:`~.adapters`
-            FourierFT, HRA, LN tuning + head
-``prefix``  prefix / prompt / P-tuning tokens + head   :mod:`~.prompts`
-==========  =========================================  ==========================
+=============  ============================================  =============================
+kind           trains                                        module
+=============  ============================================  =============================
+``full``       everything                                    :mod:`~.freezing`
+``head``       classifier (+ pooler)                         :mod:`~.freezing`
+``partial``    the top ``k`` layers + head                   :mod:`~.freezing`
+``lora``       LoRA matrices (peft) + head                   :mod:`~.lora`
+``bitfit``     every bias + head                             :mod:`~.bitfit`
+``majority``   nothing: the baselines train no network       :mod:`~.baselines`
+``lora-fa``    LoRA with A frozen, ``lora-plus`` B faster    :mod:`~.lora`
+``adalora``    LoRA with a pruned rank budget + head         :mod:`~.adalora`
+``ia3`` ...    IA3, OFT, BOFT, FourierFT, HRA, LN tuning     :mod:`~.adapters`
+``vera`` ...   VeRA, LoHa, LoKr: their recipe alone          :mod:`tunebench.spec.peft_kinds`
+``prefix``     prefix / prompt / P-tuning tokens + head      :mod:`~.prompts`
+=============  ============================================  =============================
 """
 
 from __future__ import annotations
 
-from tunebench.errors import SpecError
-from tunebench.methods.adalora import AdaLoraMethod
-from tunebench.methods.adapters import ADAPTER_METHODS, PeftMethod
+from tunebench.methods import adalora, adapters, baselines, bitfit, freezing, lora, prompts  # noqa: F401 - they register
 from tunebench.methods.base import Method
-from tunebench.methods.baselines import BaselineMethod, MajorityMethod, TfidfLogregMethod
+from tunebench.methods.baselines import BaselineMethod
 from tunebench.methods.bitfit import BitFitMethod
 from tunebench.methods.freezing import FullMethod, HeadMethod, PartialMethod
-from tunebench.methods.lora import LORA_TARGET_NAMES, LoraFaMethod, LoraMethod, LoraPlusMethod
-from tunebench.methods.prompts import PROMPT_METHODS, PromptMethod
-from tunebench.spec.strategy import OPTIONS, StrategyOptions
+from tunebench.methods.lora import LORA_TARGET_NAMES, LoraMethod
+from tunebench.methods.peft_base import PeftMethod
+from tunebench.methods.prompts import PromptMethod
+from tunebench.methods.registry import METHODS, build_strategy, register
 
 __all__ = ["LORA_TARGET_NAMES", "METHODS", "BaselineMethod", "BitFitMethod", "FullMethod", "HeadMethod", "LoraMethod",
            "Method", "PartialMethod", "PeftMethod", "PromptMethod", "build_strategy", "register"]
-
-#: kind -> the method class that prepares a model for it
-METHODS: dict[str, type[Method]] = {}
-
-
-def register(cls: type[Method]) -> type[Method]:
-    """Register ``cls`` for its ``kind`` (usable as a decorator); the kind needs an options model in the spec."""
-    if cls.kind not in OPTIONS:
-        raise ValueError(f"method {cls.__name__} is for kind {cls.kind!r}, which has no options model in "
-                         f"tunebench.spec.strategy.OPTIONS (kinds: {', '.join(OPTIONS)})")
-    METHODS[cls.kind] = cls
-    return cls
-
-
-for _method in (FullMethod, HeadMethod, PartialMethod, LoraMethod, BitFitMethod):
-    register(_method)
-for _method in (MajorityMethod, TfidfLogregMethod):  # the baselines (methods.baselines)
-    register(_method)
-# the PEFT methods beyond LoRA (spec.peft_kinds): methods.lora, .adalora, .adapters, .prompts
-for _method in (LoraFaMethod, LoraPlusMethod, AdaLoraMethod, *ADAPTER_METHODS, *PROMPT_METHODS):
-    register(_method)
-
-
-def build_strategy(spec: StrategyOptions) -> Method:
-    """The method ``spec`` names, ready to ``prepare`` a model."""
-    method = METHODS.get(spec.kind)
-    if method is None:
-        raise SpecError(f"strategy kind {spec.kind!r} has no registered method; registered: {', '.join(METHODS)}")
-    return method(spec=spec)

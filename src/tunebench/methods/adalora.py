@@ -16,13 +16,15 @@ from typing import Any
 from torch import nn
 
 from tunebench.errors import SpecError
-from tunebench.methods.adapters import PeftMethod, on_meta
+from tunebench.methods.peft_base import PeftMethod, on_meta
+from tunebench.methods.registry import register
 
 
+@register
 class AdaLoraMethod(PeftMethod):
     """AdaLoRA through peft; ``after_step`` reallocates the rank budget."""
 
-    kind, display = "adalora", "AdaLoRA"
+    kind = "adalora"
 
     def schedule(self) -> tuple[int, int, int]:
         """(total, tinit, tfinal) in optimizer steps; one sentence when the schedule does not fit the run."""

@@ -42,6 +42,13 @@ class Method:
     total_steps: int = 0  # the run's planned optimizer steps, set before prepare
 
     kind: ClassVar[str] = ""
+    #: what the frozen-prefix cache does for this method, for ``tunebench methods`` and docs/METHODS.md
+    cache_note: ClassVar[str] = ""
+
+    @classmethod
+    def architectures(cls) -> str:
+        """The architectures it runs on, in words (``tunebench methods``)."""
+        return "any encoder"
 
     @property
     def label(self) -> str:

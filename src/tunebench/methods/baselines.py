@@ -20,10 +20,17 @@ from torch import nn
 
 from tunebench.data.bundle import DatasetBundle, Split
 from tunebench.methods.base import Method
+from tunebench.methods.registry import register
 
 
 class BaselineMethod(Method):
     """A reference method that trains no neural network (the options have ``baseline = True``)."""
+
+    cache_note = "n/a"
+
+    @classmethod
+    def architectures(cls) -> str:
+        return "none (no network)"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Nothing to prepare: a baseline never sees the encoder (the study does not load one for it)."""
@@ -53,6 +60,7 @@ class BaselineMethod(Method):
         return 0
 
 
+@register
 class MajorityMethod(BaselineMethod):
     """The training split's most frequent class, every time (ties: the lowest label id)."""
 
@@ -70,6 +78,7 @@ class MajorityMethod(BaselineMethod):
         return 1
 
 
+@register
 class TfidfLogregMethod(BaselineMethod):
     """TF-IDF (word 1-2 grams, sublinear tf) and a multinomial logistic regression (lbfgs, deterministic),
     classes weighted inversely to their frequency by default (``class_weight``): the floor of a

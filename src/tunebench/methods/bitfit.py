@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from tunebench.methods.base import Method, freeze_all_but
+from tunebench.methods.registry import register
 from tunebench.training.modeling import head_parameter_names
 
 
@@ -18,6 +19,7 @@ def is_bias(name: str) -> bool:
     return name.rsplit(".", 1)[-1] == "bias"
 
 
+@register
 class BitFitMethod(Method):
     """Every bias of the encoder (attention, feed-forward, LayerNorm, embedding LayerNorm) plus the head.
 
@@ -26,6 +28,7 @@ class BitFitMethod(Method):
     """
 
     kind = "bitfit"
+    cache_note = "never (embedding LayerNorm bias trains)"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         head = set(head_parameter_names(model))

@@ -6,13 +6,16 @@ from torch import nn
 
 from tunebench.errors import SpecError
 from tunebench.methods.base import Method, freeze_all_but
+from tunebench.methods.registry import register
 from tunebench.training.modeling import find_layer_stack, head_parameter_names
 
 
+@register
 class FullMethod(Method):
     """Every parameter trains."""
 
     kind = "full"
+    cache_note = "never (the embeddings train)"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         freeze_all_but(model, lambda name: True)
@@ -20,10 +23,12 @@ class FullMethod(Method):
         return model
 
 
+@register
 class HeadMethod(Method):
     """The classifier (and the pooler, where the model has one) trains; the encoder is frozen."""
 
     kind = "head"
+    cache_note = "everything below the head"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         head = set(head_parameter_names(model))
@@ -32,10 +37,12 @@ class HeadMethod(Method):
         return model
 
 
+@register
 class PartialMethod(Method):
     """The top ``k`` encoder layers and the head train."""
 
     kind = "partial"
+    cache_note = "the layers below the top k"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         stack_name, stack = find_layer_stack(model)

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from tunebench.errors import SpecError
-from tunebench.methods.adapters import PeftMethod, on_meta
+from tunebench.methods.peft_base import PeftMethod, on_meta
+from tunebench.methods.registry import register
 from tunebench.methods.roles import LORA_TARGET_NAMES
 from tunebench.training.optim import adamw
 
@@ -28,10 +29,11 @@ __all__ = ["LORA_TARGET_NAMES", "LoraFaMethod", "LoraMethod", "LoraPlusMethod"]
 _INIT = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
 
 
+@register
 class LoraMethod(PeftMethod):
     """LoRA matrices on the targeted modules (optionally of some layers only) plus the head, via peft."""
 
-    kind, display = "lora", "LoRA"
+    kind = "lora"
 
     def target_modules(self, model: nn.Module) -> list[str]:
         return self.targets(model)
@@ -98,11 +100,12 @@ def _save_with_conversion(model: Any, initial: dict[str, torch.Tensor], folder: 
     save_file(state, str(Path(folder) / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
+@register
 class LoraFaMethod(LoraMethod):
     """LoRA-FA: A stays at its random init (frozen), B trains, through peft's LoRA-FA optimizer, whose update of B
     is the projection that keeps the low-rank update close to full fine-tuning's gradient."""
 
-    kind, display = "lora-fa", "LoRA-FA"
+    kind = "lora-fa"
 
     def peft_config(self, model: nn.Module, head: list[str]) -> Any:
         if self.spec.dora:
@@ -137,6 +140,7 @@ class LoraFaMethod(LoraMethod):
         return optimizer
 
 
+@register
 class LoraPlusMethod(LoraMethod):
     """LoRA+: B's learning rate is ``loraplus_ratio`` times A's (Hayou et al. 2024).
 
@@ -145,7 +149,7 @@ class LoraPlusMethod(LoraMethod):
     would put the head's biases at ratio × lr too, which is why it is not called as is.
     """
 
-    kind, display = "lora-plus", "LoRA+"
+    kind = "lora-plus"
     fast: ClassVar[tuple[str, ...]] = (".lora_B.", ".lora_magnitude_vector.")
 
     def make_optimizer(self, model: nn.Module, groups: list[dict[str, Any]]) -> torch.optim.Optimizer | None:

@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 from torch import nn
 
 from tunebench.errors import SpecError
-from tunebench.methods.adapters import PeftMethod
+from tunebench.methods.peft_base import PeftMethod
+from tunebench.methods.registry import register
 from tunebench.methods.roles import model_type
 from tunebench.training.modeling import base_model
 
@@ -44,6 +45,9 @@ class PromptMethod(PeftMethod):
     needs_roles = False
     cache_note: ClassVar[str] = "never: the virtual tokens feed every layer"
 
+    def model_fields(self, model: nn.Module) -> dict[str, Any]:
+        return dims(model)
+
     def check_fit(self, model: nn.Module, max_length: int) -> None:
         """One sentence when ``tokens`` virtual tokens plus ``max_length`` exceed the model's positions."""
         self.check_architecture(model)
@@ -55,10 +59,15 @@ class PromptMethod(PeftMethod):
                             f"has {usable}; use max_length up to {usable - tokens} or fewer tokens")
 
 
+@register
 class PrefixMethod(PromptMethod):
     """Prefix tuning: trained keys and values prepended in every attention layer (peft ``PrefixTuningConfig``)."""
 
-    kind, display = "prefix", "prefix tuning"
+    kind = "prefix"
+
+    @classmethod
+    def architectures(cls) -> str:
+        return "encoders whose forward takes past_key_values (not BERT/RoBERTa/DistilBERT in transformers 5)"
 
     def check_architecture(self, model: nn.Module) -> None:
         super().check_architecture(model)
@@ -70,40 +79,23 @@ class PrefixMethod(PromptMethod):
                             f"{transformers.__version__}'s {type(encoder).__name__} takes no past key/values, which "
                             "is how peft injects the prefix")
 
-    def peft_config(self, model: nn.Module, head: list[str]) -> Any:
-        from peft import PrefixTuningConfig, TaskType
 
-        return PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=int(self.spec.tokens),
-                                  prefix_projection=bool(self.spec.projection), modules_to_save=head,
-                                  **dims(model))
-
-
+@register
 class PromptTuningMethod(PromptMethod):
     """Prompt tuning: ``tokens`` trained embeddings before the input (peft ``PromptTuningConfig``, random init)."""
 
-    kind, display = "prompt", "prompt tuning"
-
-    def peft_config(self, model: nn.Module, head: list[str]) -> Any:
-        from peft import PromptTuningConfig, TaskType
-
-        return PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=int(self.spec.tokens),
-                                  modules_to_save=head, **dims(model))
+    kind = "prompt"
 
 
+@register
 class PTuningMethod(PromptMethod):
     """P-tuning: the virtual-token embeddings come out of a small trained MLP or LSTM (peft ``PromptEncoderConfig``)."""
 
-    kind, display = "p-tuning", "P-tuning"
+    kind = "p-tuning"
 
-    def peft_config(self, model: nn.Module, head: list[str]) -> Any:
-        from peft import PromptEncoderConfig, PromptEncoderReparameterizationType, TaskType
+    def model_fields(self, model: nn.Module) -> dict[str, Any]:
+        from peft import PromptEncoderReparameterizationType
 
         encoder = {"mlp": PromptEncoderReparameterizationType.MLP,
                    "lstm": PromptEncoderReparameterizationType.LSTM}[self.spec.encoder]
-        return PromptEncoderConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=int(self.spec.tokens),
-                                   encoder_reparameterization_type=encoder,
-                                   encoder_hidden_size=int(self.spec.encoder_hidden), modules_to_save=head,
-                                   **dims(model))
-
-
-PROMPT_METHODS: tuple[type[PromptMethod], ...] = (PrefixMethod, PromptTuningMethod, PTuningMethod)
+        return {**super().model_fields(model), "encoder_reparameterization_type": encoder}

@@ -169,7 +169,8 @@ class SweepSpec(_Strict):
     Keys name a training field (``lr``, ``scheduler``, ``warmup_ratio``, ``epochs``, ``batch_size``,
     ``weight_decay``) or a strategy option as ``kind.option`` (``lora.r``, ``lora.alpha``,
     ``lora.dropout``, ``lora.targets``, ``lora.layers``, ``partial.k``, ``lora.lr``), which applies
-    to the strategies of that kind only.  See :mod:`tunebench.study.sweep`.
+    to the strategies of that kind only.  The keys are :mod:`tunebench.spec.sweep`; the expansion into runs is
+    :mod:`tunebench.study.plan`.
     """
 
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="every combination of these values")

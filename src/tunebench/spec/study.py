@@ -8,6 +8,7 @@ was produced.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from tunebench.spec.parts import (
     _explain,
     _Strict,
 )
-from tunebench.spec.strategy import OPTIONS, StrategySpec, parse_strategy
+from tunebench.spec.strategy import KindList, StrategySpec, parse_strategy
 from tunebench.spec.sweep import check_sweep, parsed_space
 
 #: why an Optuna search cannot be spread over processes (said when the spec is built, and by the driver
@@ -106,7 +107,7 @@ class StudySpec(_Strict):
 
 
 #: the reference methods (options with ``baseline = True``), in registry order
-BASELINES: tuple[str, ...] = tuple(kind for kind, options in OPTIONS.items() if options.baseline)
+BASELINES: Sequence[str] = KindList(lambda options: options.baseline)
 
 
 def count_runs(spec: StudySpec) -> int:

@@ -23,14 +23,16 @@ Configurations that resolve to the same settings are kept once.  Names read like
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from tunebench.errors import SpecError
+from tunebench.spec.options import _fmt
 from tunebench.spec.parts import RangeSpec, TrainingSpec, _explain
-from tunebench.spec.strategy import KINDS, OPTIONS, STRATEGY_TRAINING, StrategySpec, _fmt, validate_strategy
+from tunebench.spec.strategy import KINDS, STRATEGY_TRAINING, PerKind, StrategySpec, validate_strategy
 
 if TYPE_CHECKING:  # spec.study checks its sweep with this module
     from tunebench.spec.study import StudySpec
@@ -38,8 +40,7 @@ if TYPE_CHECKING:  # spec.study checks its sweep with this module
 #: options of a strategy kind that a sweep may set (``kind.option``), from the options models' ``sweepable``.
 #: ``STRATEGY_TRAINING`` (``lr``, ``epochs``, ``scheduler``), the fields a strategy may override for itself,
 #: apply to every strategy when unprefixed; ``KINDS`` lists every kind.  Both come from the same registry.
-KIND_OPTIONS: dict[str, tuple[str, ...]] = {kind: options.sweepable for kind, options in OPTIONS.items()
-                                            if options.sweepable}
+KIND_OPTIONS: Mapping[str, tuple[str, ...]] = PerKind(lambda options: options.sweepable, keep=bool)
 #: training fields a sweep may set for every strategy (not per kind)
 TRAINING_ONLY = ("batch_size", "warmup_ratio", "weight_decay", "grad_accumulation", "max_grad_norm")
 ALIASES = {"warmup": "warmup_ratio", "batch": "batch_size", "rank": "r"}
