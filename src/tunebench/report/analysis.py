@@ -49,7 +49,7 @@ def own_memory_mb(record: dict[str, Any]) -> float | None:
     peak, start = res.get("peak_rss_mb"), res.get("rss_at_start_mb")
     if peak is None:
         return None
-    return max(float(peak) - float(start), 0.0) if start is not None else float(peak)
+    return round(max(float(peak) - float(start), 0.0), 1) if start is not None else float(peak)
 
 
 #: what :func:`own_memory_mb` measures: (axis or column label, the sentence that says it)

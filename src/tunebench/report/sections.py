@@ -239,8 +239,11 @@ def predicted(ctx: Context) -> dict[str, np.ndarray]:
 def intro(ctx: Context) -> list[str]:
     first = ctx.records[0]
     data, sizes = first["data"], first["data"]["sizes"]
-    return [f"Study '{ctx.inputs.study}': {len(ctx.records)} strategies "
-            f"({', '.join(r['strategy'] for r in ctx.records)}) fine-tuning {first['model']['name']} on "
+    tuned = [r["strategy"] for r in ctx.records if not is_baseline(r)]
+    refs = [r["strategy"] for r in ctx.records if is_baseline(r)]
+    beside = f" beside {len(refs)} baseline{'s' * (len(refs) != 1)} ({', '.join(refs)})" if refs else ""
+    model = next((r["model"]["name"] for r in ctx.records if not is_baseline(r)), first["model"]["name"])
+    return [f"Study '{ctx.inputs.study}': {len(tuned)} strategies ({', '.join(tuned)}) fine-tuning {model}{beside} on "
             f"{data['name']} ({len(data['label_names'])} classes; train {sizes['train']:,}, validation "
             f"{sizes['validation']:,}, test {sizes['test']:,}), same splits, seed and evaluation for every run, "
             f"on {first['environment']['device']}."]
