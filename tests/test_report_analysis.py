@@ -117,3 +117,15 @@ def test_confusion_summaries_for_many_classes():
     assert list(worst.index)[0] == "c3" and len(worst) == 3
     norm = analysis.normalised_confusion(matrix)
     assert math.isclose(norm[3].sum(), 1.0) and norm[3][7] == pytest.approx(0.6)
+
+
+def test_a_runs_own_memory_leaves_the_process_out_and_says_what_it_is():
+    cpu = {"resources": {"peak_rss_mb": 912.4, "rss_at_start_mb": 671.0, "cuda_max_allocated_mb": None}}
+    gpu = {"resources": {"peak_rss_mb": 3000.0, "rss_at_start_mb": 2500.0, "cuda_max_allocated_mb": 812.0}}
+    old = {"resources": {"peak_rss_mb": 900.0}}  # a record from before the start was stored
+    assert analysis.own_memory_mb(cpu) == pytest.approx(241.4) and analysis.own_memory_mb(gpu) == 812.0
+    assert analysis.own_memory_mb(old) == 900.0 and analysis.own_memory_mb({"resources": {}}) is None
+    assert analysis.memory_measure([cpu, cpu])[0] == "memory added (MB, peak RSS above start)"
+    assert analysis.memory_measure([gpu])[0] == "GPU memory (MB, peak allocated)"
+    assert analysis.memory_measure([cpu, old])[0] == "memory (MB, process peak RSS)"
+    assert analysis.memory_measure([cpu, gpu])[0].startswith("memory (MB: GPU peak allocated, CPU")
