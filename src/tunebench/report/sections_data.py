@@ -49,7 +49,7 @@ def _word_lift(ctx: Context, preds: dict[str, Any], labels: list[int], texts: li
         rows += [[run, w.word, cell(w.lift, ".2f"), w.in_errors, w.in_all, cell(w.p, ".2g"), cell(w.q, ".2g")]
                  for w in lifts]
         if not lifts:
-            rows.append([run, "(none beyond chance)", None, sum(wrong), None, None, None])
+            rows.append([run, f"(no word beyond chance among its {sum(wrong)} errors)", None, None, None, None, None])
     return text_table(["run", "word", "lift", "errors containing it", "examples containing it", "p", "q"], rows,
                       key="word-lift",
                       caption=f"Words over-represented among each fine-tuned run's misclassified test examples beyond "
