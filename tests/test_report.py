@@ -13,6 +13,7 @@ from PIL import Image
 from tunebench.cli.app import main
 from tunebench.report import build_document, build_report, tracking
 from tunebench.report.inputs import load_inputs
+from tunebench.report.sections import HEADLINE, HEADLINE_MORE
 from tunebench.results.store import STORE_NAME, Store
 from tunebench.study import driver as study_module
 
@@ -62,6 +63,11 @@ def test_report_files_and_figures_exist_and_are_valid_pngs(reported):
         assert f"](figures/{name})" in markdown
 
 
+#: column positions of the headline table (name, settings, then sections.HEADLINE) and of the one below it
+HEAD = {h: i for i, h in enumerate(["strategy", "settings"] + [h for h, _, _ in HEADLINE])}
+MORE = {h: i for i, h in enumerate(["strategy"] + [h for h, _, _ in HEADLINE_MORE])}
+
+
 def _cells(html: str, table: str) -> list[list[tuple[str, str | None]]]:
     body = re.search(rf'<table data-table="{table}">(.*?)</table>', html, re.S).group(1)
     rows = re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>")[1], re.S)
@@ -76,22 +82,34 @@ def test_headline_numbers_equal_the_stored_records(reported):
     with Store(out / STORE_NAME) as store:
         stored, references = store.records("tiny"), store.records("tiny:baselines")
     # the baselines come last, as reference rows, with their own stored numbers
+    more = _cells(html, "headline-more")  # the secondary numbers, one row per run in the same order
     rows, baselines = everything[:-2], everything[-2:]
     assert [r[0][0] for r in baselines] == ["majority (baseline)", "tfidf-logreg (baseline)"]
-    for row, rec in zip(baselines, references, strict=True):
-        assert float(row[10][1]) == round(rec["test"]["macro_f1"], 4) and not row[10][0].endswith("★")
+    for row, extra, rec in zip(baselines, more[-2:], references, strict=True):
+        assert float(row[HEAD["test macro-F1"]][1]) == round(rec["test"]["macro_f1"], 4)
+        assert not row[HEAD["test macro-F1"]][0].endswith("★")
+        # a baseline trains no network: its fit time and size mean something, share, throughput, $/F1 do not
+        assert float(row[HEAD["train s"]][1]) == round(rec["resources"]["train_time_s"], 2)
+        assert int(extra[MORE["save"]][1]) == rec["save_bytes"]
+        assert row[HEAD["share %"]] == ("—", "")  # (text, no data-value)
+        assert extra[MORE["ex/s"]] == ("—", "") and extra[MORE["$ / F1 point"]] == ("—", "")
     # a run flagged by the convergence checks carries a mark after its name
     assert [r[0][0].removesuffix(" ⚠") for r in rows] == [r["strategy"] for r in stored] == ["full", "lora:r=4", "head"]
-    for row, rec in zip(rows, stored, strict=True):
+    for row, extra, rec in zip(rows, more[:-2], stored, strict=True):
         values = {i: float(v) for i, (_, v) in enumerate(row) if v}
-        assert values[2] == rec["params"]["trainable"] and values[3] == rec["params"]["total"]
-        assert values[10] == round(rec["test"]["macro_f1"], 4) and row[10][0].startswith(f"{rec['test']['macro_f1']:.3f}")
-        assert values[11] == round(rec["test"]["accuracy"], 4)
-        assert values[5] == round(rec["resources"]["train_time_s"], 2)
-        assert values[15] == pytest.approx(rec["resources"]["train_time_s"] / 3600 * 0.34)  # CPU price
+        assert values[HEAD["trainable"]] == rec["params"]["trainable"]
+        assert float(extra[MORE["total params"]][1]) == rec["params"]["total"]
+        f1 = HEAD["test macro-F1"]
+        assert values[f1] == round(rec["test"]["macro_f1"], 4) and row[f1][0].startswith(f"{rec['test']['macro_f1']:.3f}")
+        assert values[HEAD["test acc"]] == round(rec["test"]["accuracy"], 4)
+        assert values[HEAD["train s"]] == round(rec["resources"]["train_time_s"], 2)
+        assert values[HEAD["cost $"]] == pytest.approx(rec["resources"]["train_time_s"] / 3600 * 0.34)  # CPU price
+        res = rec["resources"]  # the run's own memory: peak RSS above the process's at its start
+        assert values[HEAD["memory MB"]] == pytest.approx(res["peak_rss_mb"] - res["rss_at_start_mb"])
+        assert float(extra[MORE["process peak MB"]][1]) == res["peak_rss_mb"]
     best = max(stored, key=lambda r: r["test"]["macro_f1"])
     best_row = rows[[r["strategy"] for r in stored].index(best["strategy"])]
-    assert best_row[10][0].endswith("★")
+    assert best_row[HEAD["test macro-F1"]][0].endswith("★")
     curves = _cells(html, "curves")
     assert len(curves) == sum(len(r["curves"]) for r in stored)
     assert float(curves[0][2][1]) == stored[0]["curves"][0]["train_loss"]
@@ -118,6 +136,11 @@ def test_every_section_is_filled(reported):
         assert "No verdict" in html or "(a baseline)" in html
     assert "Test texts rebuilt from the stored data spec" in html
     assert 'data-table="confident-errors"' in html and 'data-table="word-lift"' in html
+    # words over-represented among errors: fine-tuned runs only, words with support, beyond chance
+    words = _cells(html, "word-lift")
+    assert {r[0][0] for r in words} <= {"full", "lora:r=4", "head"}
+    assert all(int(r[4][1]) >= 10 and float(r[6][1]) <= 0.1 for r in words if r[4][1])
+    assert "Only words in at least 10 test examples are tested" in html and "Baselines are left out" in html
 
 
 def test_text_from_the_data_is_escaped_everywhere(reported):
@@ -159,7 +182,7 @@ def test_cli_report_prices_and_one_sentence_errors(reported, tmp_path, capsys):
     rows = _cells((copy / "report.html").read_text(), "headline")
     strategies = [r for r in rows if "(baseline)" not in r[0][0]]  # the baselines are reference rows
     assert len(rows) == len(strategies) + 2
-    cost = [float(v) for _, v in [r[15] for r in strategies]]
+    cost = [float(v) for _, v in [r[HEAD["cost $"]] for r in strategies]]
     assert cost == pytest.approx([r["resources"]["train_time_s"] / 1000 for r in records])
     capsys.readouterr()
     assert main(["report", str(tmp_path / "missing")]) == 2

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 import pytest
+from scipy.stats import fisher_exact
 
 from tunebench.errors import SpecError
 from tunebench.report import analysis, cost
@@ -21,13 +22,25 @@ def test_pareto_front_keeps_only_non_dominated_runs_in_cost_order():
     assert analysis.pareto_front([1.0, 1.0], [0.5, 0.5]) == [0, 1]  # ties dominate nobody
 
 
-def test_word_lift_ranks_words_more_common_in_errors():
-    texts = ["bad movie", "bad plot", "good movie", "good plot", "great fun", "bad fun"]
-    wrong = [True, True, False, False, False, True]
-    lifts = ea.word_lift(texts, wrong, min_errors=2)
-    assert [w.word for w in lifts] == ["bad"]  # in 3 of 3 errors, 3 of 6 examples: lift 2; others <= 1
-    assert lifts[0].lift == pytest.approx(2.0) and (lifts[0].in_errors, lifts[0].in_all) == (3, 3)
-    assert ea.word_lift(texts, [False] * 6) == []
+def test_word_lift_needs_support_and_ranks_by_a_test_not_by_the_raw_lift():
+    texts, wrong = [], [i < 30 for i in range(100)]  # 100 test examples, the first 30 misclassified
+    for i in range(100):
+        words = ["filler"]  # in every example: lift 1
+        words += ["alpha"] * (i < 10)  # 10 examples, all errors: lift 3.33
+        words += ["beta"] * (i < 25 or 30 <= i < 45)  # 40 examples, 25 errors: lift 2.08, far more evidence
+        words += ["rare"] * (i < 2)  # 2 examples, both errors: lift 3.33 from two examples, never tested
+        words += ["noise"] * (25 <= i < 40)  # 15 examples, 5 errors: about what chance gives
+        texts.append(" ".join(words))
+    lifts = ea.word_lift(texts, wrong)
+    assert [w.word for w in lifts] == ["beta", "alpha"]
+    beta = lifts[0]
+    assert beta.lift == pytest.approx(25 / 30 / 0.4) and (beta.in_errors, beta.in_all) == (25, 40)
+    # the one-sided Fisher exact test of the 2x2 table (errors x contains the word)
+    assert beta.p == pytest.approx(fisher_exact([[25, 15], [5, 55]], alternative="greater").pvalue)
+    assert beta.q == pytest.approx(beta.p * 4 / 1)  # four words tested (alpha, beta, filler, noise); beta ranks 1st
+    assert ea.MIN_SUPPORT == 10 and "rare" not in {w.word for w in ea.word_lift(texts, wrong, max_q=1.0)}
+    assert [w.word for w in ea.word_lift(texts, wrong, min_support=2, max_q=1.0)] == ["beta", "alpha", "rare", "noise"]
+    assert ea.word_lift(texts, [False] * 100) == [] and ea.word_lift(texts, [True] * 100) == []
 
 
 def test_error_counts_gaps_disagreements_and_confident_errors():
@@ -104,3 +117,15 @@ def test_confusion_summaries_for_many_classes():
     assert list(worst.index)[0] == "c3" and len(worst) == 3
     norm = analysis.normalised_confusion(matrix)
     assert math.isclose(norm[3].sum(), 1.0) and norm[3][7] == pytest.approx(0.6)
+
+
+def test_a_runs_own_memory_leaves_the_process_out_and_says_what_it_is():
+    cpu = {"resources": {"peak_rss_mb": 912.4, "rss_at_start_mb": 671.0, "cuda_max_allocated_mb": None}}
+    gpu = {"resources": {"peak_rss_mb": 3000.0, "rss_at_start_mb": 2500.0, "cuda_max_allocated_mb": 812.0}}
+    old = {"resources": {"peak_rss_mb": 900.0}}  # a record from before the start was stored
+    assert analysis.own_memory_mb(cpu) == pytest.approx(241.4) and analysis.own_memory_mb(gpu) == 812.0
+    assert analysis.own_memory_mb(old) == 900.0 and analysis.own_memory_mb({"resources": {}}) is None
+    assert analysis.memory_measure([cpu, cpu])[0] == "memory added (MB, peak RSS above start)"
+    assert analysis.memory_measure([gpu])[0] == "GPU memory (MB, peak allocated)"
+    assert analysis.memory_measure([cpu, old])[0] == "memory (MB, process peak RSS)"
+    assert analysis.memory_measure([cpu, gpu])[0].startswith("memory (MB: GPU peak allocated, CPU")

@@ -17,8 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tunebench.report import build_report
+from tunebench.report.sections import HEADLINE
 from tunebench.study import driver as study_module
 
 from .test_report import SCRIPT, hostile_reviews
@@ -27,6 +29,8 @@ from .test_study import tiny_spec
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), shutil.which("google-chrome"))
                  if p), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+WIDTH = 1280  # the window the report must fit without scrolling sideways
+HEAD = {h: i for i, h in enumerate(["strategy", "settings"] + [h for h, _, _ in HEADLINE])}
 SECTIONS = ["headline", "significance", "comparison", "pareto", "curves", "confusion", "errors", "dataset", "cost",
             "recommendation", "environment"]
 
@@ -98,7 +102,7 @@ class DevTools:
 def browser(tmp_path):
     proc = subprocess.Popen([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                              "--remote-debugging-port=0", f"--user-data-dir={tmp_path / 'profile'}",
-                             "--window-size=1280,2000", "about:blank"],
+                             f"--window-size={WIDTH},2000", "--hide-scrollbars", "about:blank"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         port = None
@@ -158,10 +162,23 @@ def test_report_opens_offline_without_errors_or_requests(browser, report, tmp_pa
     assert [row[0].removesuffix(" ⚠") for row in headline[:-2]] == [r["strategy"] for r in records]
     assert [row[0] for row in headline[-2:]] == ["majority (baseline)", "tfidf-logreg (baseline)"]
     for row, record in zip(headline[:-2], records, strict=True):
-        assert row[10].startswith(f"{record['test']['macro_f1']:.3f}")
-        assert row[2].startswith(f"{record['params']['trainable']:,}")
+        assert row[HEAD["test macro-F1"]].startswith(f"{record['test']['macro_f1']:.3f}")
+        assert row[HEAD["trainable"]].startswith(f"{record['params']['trainable']:,}")
 
-    shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])
+    # nothing wider than the 1280-px window: neither the page nor any table (a table scrolls inside itself)
+    width = browser.evaluate("window.innerWidth")
+    assert width == WIDTH
+    assert browser.evaluate("document.documentElement.scrollWidth") <= width
+    wide = browser.evaluate("[...document.querySelectorAll('table')].filter(t => t.scrollWidth > t.clientWidth)"
+                            ".map(t => [t.dataset.table, t.scrollWidth, t.clientWidth])")
+    assert wide == []
+    # a full-page screenshot at the window's width
+    page = browser.call("Page.getLayoutMetrics")["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": width, "height": page["height"], "scale": 1}
+    shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                                         clip=clip)["data"])
     path = tmp_path / "report_screenshot.png"
     path.write_bytes(shot)
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20_000
+    with Image.open(path) as img:
+        assert img.size[0] == width and img.size[1] >= page["height"] - 1 > 2000  # the whole page, not the window

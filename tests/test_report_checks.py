@@ -184,6 +184,11 @@ def test_baselines_are_the_floor_never_marked_best_and_the_answer_only_when_noth
     assert list(analysis.baseline_mask(frame)) == [False, False, False, True, True]
     marks = analysis.best_rows(frame)
     assert marks["train_time_s"] == {2} and marks["trainable_params"] == {0}  # not the baselines' 0 parameters
+    # what means nothing for a baseline (it trains no network) is missing, shown "—"; its fit time is kept
+    reference = analysis.baseline_mask(frame)
+    assert frame.loc[reference, list(analysis.NOT_FOR_BASELINES)].isna().all().all()
+    assert frame.loc[~reference, list(analysis.NOT_FOR_BASELINES)].notna().all().all()
+    assert frame.loc[reference, "train_time_s"].tolist() == [0.01, 0.5]
     cleared = fam("lora:r=8", {"full": "worse", "head": "worse"},
                   {"full": "inconclusive", "lora:r=8": "better", "head": "better"})
     picks, caveats = recommendation(frame, records, cleared)

@@ -16,19 +16,64 @@ from tunebench.results.outputs import config_diagnosis, config_flags, results_fr
 #: headline columns whose best value is marked: column -> "max" or "min".
 BETTER = {
     "trainable_params": "min", "trainable_share_pct": "min", "train_time_s": "min", "examples_per_s": "max",
-    "peak_memory_mb": "min", "save_bytes": "min", "val_macro_f1": "max", "test_macro_f1": "max",
+    "peak_memory_mb": "min", "train_memory_mb": "min", "save_bytes": "min", "val_macro_f1": "max", "test_macro_f1": "max",
     "test_accuracy": "max", "test_weighted_f1": "max", "test_weighted_precision": "max",
     "test_weighted_recall": "max", "cost_usd": "min", "cost_per_f1_point": "min",
 }
 
 
+#: figures that mean nothing for a baseline (it trains no network): shown as "—" in its row
+NOT_FOR_BASELINES = ("trainable_share_pct", "examples_per_s", "cost_per_f1_point")
+
+
 def headline_frame(records: list[dict[str, Any]], prices: dict[str, float]) -> pd.DataFrame:
-    """results.csv's columns plus the estimated training cost and cost per point of macro-F1."""
+    """results.csv's columns plus the estimated training cost, cost per point of macro-F1 and the run's
+    own memory (:func:`own_memory_mb`); a baseline's :data:`NOT_FOR_BASELINES` are missing (None)."""
     frame = results_frame(records)
     costs = [run_cost(r, prices) for r in records]
     frame["cost_usd"] = costs
     frame["cost_per_f1_point"] = [cost_per_f1_point(c, r["test"]["macro_f1"]) for c, r in zip(costs, records, strict=True)]
+    frame["train_memory_mb"] = pd.to_numeric(pd.Series([own_memory_mb(r) for r in records], dtype=object))
+    reference = baseline_mask(frame)
+    for col in NOT_FOR_BASELINES:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float).where(~reference)
     return frame
+
+
+def own_memory_mb(record: dict[str, Any]) -> float | None:
+    """The run's own peak memory: on a GPU torch's peak allocation; on the CPU the peak resident memory
+    above the process's at the run's start (the interpreter, torch and the loaded model left out), or the
+    whole peak when the start was not recorded."""
+    res = record.get("resources") or {}
+    if res.get("cuda_max_allocated_mb") is not None:
+        return float(res["cuda_max_allocated_mb"])
+    peak, start = res.get("peak_rss_mb"), res.get("rss_at_start_mb")
+    if peak is None:
+        return None
+    return round(max(float(peak) - float(start), 0.0), 1) if start is not None else float(peak)
+
+
+#: what :func:`own_memory_mb` measures: (axis or column label, the sentence that says it)
+MEMORY = {
+    "gpu": ("GPU memory (MB, peak allocated)", "the peak GPU memory torch allocated during the run"),
+    "cpu": ("memory added (MB, peak RSS above start)", "the peak resident memory above the process's at the run's "
+            "start (Python, torch and the loaded model left out)"),
+    "process": ("memory (MB, process peak RSS)", "the process's peak resident memory, Python and torch included (the "
+                "records do not store the memory at the run's start)"),
+    "mixed": ("memory (MB: GPU peak allocated, CPU peak RSS above start)", "on a GPU the peak memory torch allocated, "
+              "on the CPU the peak resident memory above the process's at the run's start"),
+}
+
+
+def memory_measure(records: list[dict[str, Any]]) -> tuple[str, str]:
+    """:data:`MEMORY`'s entry for these runs."""
+    res = [r.get("resources") or {} for r in records]
+    gpu = [x.get("cuda_max_allocated_mb") is not None for x in res]
+    if all(gpu):
+        return MEMORY["gpu"]
+    if any(gpu):
+        return MEMORY["mixed"]
+    return MEMORY["cpu" if all(x.get("rss_at_start_mb") is not None for x in res) else "process"]
 
 
 def seed_means(frame: pd.DataFrame, runs_frame: pd.DataFrame, run_groups: list[str]) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import hypergeom
 
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
@@ -20,24 +21,36 @@ def words(text: str) -> set[str]:
     return set(_WORD.findall(text.lower()))
 
 
+#: a word must occur in at least this many test examples to be tested at all: below it, a lift is noise
+MIN_SUPPORT = 10
+#: and the Benjamini-Hochberg adjusted p-value over the words tested must be at most this to be shown
+MAX_Q = 0.10
+
+
 @dataclass(frozen=True)
 class WordLift:
     word: str
     lift: float
     in_errors: int
     in_all: int
+    p: float  # one-sided Fisher exact (hypergeometric) p-value: errors this common among its examples by chance
+    q: float  # the same, Benjamini-Hochberg adjusted over every word tested
 
 
-def word_lift(texts: Sequence[str], is_error: Sequence[bool], min_errors: int = 2, top: int = 15) -> list[WordLift]:
-    """Words over-represented among misclassified examples.
+def word_lift(texts: Sequence[str], is_error: Sequence[bool], min_support: int = MIN_SUPPORT,
+              max_q: float = MAX_Q, top: int = 15) -> list[WordLift]:
+    """Words over-represented among misclassified examples beyond chance.
 
     Lift is the share of error examples containing the word divided by the share of all examples
-    containing it (1.0 = no more common among errors).  Words in fewer than ``min_errors`` errors
-    are skipped, and so are words no more common among errors (lift <= 1); ties are broken by
-    count, then alphabetically, so the result is stable.
+    containing it (1.0 = no more common among errors).  Only words in at least ``min_support``
+    examples are tested; each gets the one-sided Fisher exact p-value of seeing at least that many
+    errors among its examples when errors fall at random (a hypergeometric tail), and the
+    Benjamini-Hochberg adjusted q over the words tested.  Words with q above ``max_q`` or no more
+    common among errors are left out; the rest are ranked by p (which weighs the lift by its
+    support), then lift, then alphabetically, so the result is stable.
     """
     n_all, n_err = len(texts), int(sum(is_error))
-    if n_err == 0:
+    if n_err == 0 or n_err == n_all:
         return []
     all_counts: Counter[str] = Counter()
     err_counts: Counter[str] = Counter()
@@ -46,10 +59,27 @@ def word_lift(texts: Sequence[str], is_error: Sequence[bool], min_errors: int = 
         all_counts.update(ws)
         if wrong:
             err_counts.update(ws)
-    rows = [WordLift(w, (c / n_err) / (all_counts[w] / n_all), c, all_counts[w])
-            for w, c in err_counts.items() if c >= min_errors and c * n_all > all_counts[w] * n_err]
-    rows.sort(key=lambda r: (-r.lift, -r.in_errors, r.word))
+    tested = sorted(w for w, n in all_counts.items() if n >= min_support)
+    if not tested:
+        return []
+    k = np.array([err_counts[w] for w in tested])
+    n = np.array([all_counts[w] for w in tested])
+    p = hypergeom.sf(k - 1, n_all, n_err, n)
+    q = _bh(p)
+    rows = [WordLift(w, float((k[i] / n_err) / (n[i] / n_all)), int(k[i]), int(n[i]), float(p[i]), float(q[i]))
+            for i, w in enumerate(tested) if q[i] <= max_q and k[i] * n_all > n[i] * n_err]
+    rows.sort(key=lambda r: (r.p, -r.lift, r.word))
     return rows[:top]
+
+
+def _bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (monotone, at most 1)."""
+    order = np.argsort(p, kind="stable")
+    ranked = p[order] * len(p) / np.arange(1, len(p) + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty_like(adjusted)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
 
 
 def predictions(probabilities: Sequence[Sequence[float]]) -> np.ndarray:

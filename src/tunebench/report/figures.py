@@ -4,6 +4,7 @@ for identical inputs (no timestamp or software tag in the file)."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,11 +14,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from tunebench.report.analysis import normalised_confusion, pareto_front
 
-#: text.parse_math off: labels and names come from data, and "$\\foo$" must not reach mathtext's parser
-_RC = {"svg.hashsalt": "tunebench", "font.size": 9, "axes.titlesize": 10, "figure.dpi": 100, "text.parse_math": False}
+#: mathtext stays on for matplotlib's own text; every piece of text from the data goes through :func:`plain`
+#: (a "$\\foo$" class name or strategy label is drawn as text), and log axes get plain-number ticks
+#: (:func:`log_axis`), so no drawn string is mathtext.
+_RC = {"svg.hashsalt": "tunebench", "font.size": 9, "axes.titlesize": 10, "figure.dpi": 100}
 COLORS = matplotlib.colormaps["tab10"].colors
 F = TypeVar("F", bound=Callable[..., Path])
 
@@ -32,8 +36,40 @@ def styled(fn: F) -> F:
 
 
 def plain(labels: list[Any]) -> list[str]:
-    """Class names from the data, drawn as text: a "$5 & $6" label must not be parsed as math."""
-    return [str(x).replace("$", r"\$") for x in labels]
+    """Names from the data (classes, strategies, runs), drawn as text: a "$5 & $6" label must not be
+    parsed as math (an escaped dollar is drawn as a dollar)."""
+    return [text(x) for x in labels]
+
+
+def text(value: Any) -> str:
+    """One name from the data as matplotlib text (see :func:`plain`)."""
+    return str(value).replace("$", r"\$")
+
+
+def tick_number(value: float, _pos: Any = None) -> str:
+    """A log-axis tick as plain text: 0.01, 1, 100, 10k, 2M, 1e-05 (never mathtext)."""
+    if value <= 0:
+        return ""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+def log_axis(ax, which: str, values: list[float | None], headroom: float = 1.5) -> None:
+    """Log scale on ``which`` ("x" or "y") spanning whole decades around the positive ``values`` (at least
+    two labelled ticks), labelled by :func:`tick_number`; minor ticks unlabelled."""
+    positive = [float(v) for v in values if v is not None and v == v and v > 0]
+    if not positive:
+        return
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    high = max(high, low + 1)
+    (ax.set_xlim if which == "x" else ax.set_ylim)(10.0 ** low / 1.5, 10.0 ** high * headroom)
+    axis.set_major_locator(LogLocator(base=10, numticks=12))
+    axis.set_major_formatter(FuncFormatter(tick_number))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def color(i: int) -> tuple[float, ...]:
@@ -57,25 +93,31 @@ def _bars(ax, labels: list[str], values: list[float], title: str, fmt: str, log:
     xs = np.arange(len(labels))
     vals = [0.0 if v is None or v != v else float(v) for v in values]
     ax.bar(xs, vals, color=[color(i) for i in range(len(labels))])
-    ax.set_xticks(xs, labels, rotation=30, ha="right")
+    ax.set_xticks(xs, plain(labels), rotation=30, ha="right")
     ax.set_title(title)
-    if log and any(v > 0 for v in vals):
-        ax.set_yscale("log")
+    if log:
+        log_axis(ax, "y", vals, headroom=4.0)  # room for the value written above the tallest bar
     for x, v, raw in zip(xs, vals, values, strict=True):
-        ax.annotate("—" if raw is None or raw != raw else format(v, fmt), (x, v), ha="center", va="bottom",
-                    fontsize=8, xytext=(0, 2), textcoords="offset points")
+        if raw is None or raw != raw:  # no value: "—" on the axis' floor (a log axis has no 0 to put it at)
+            ax.annotate("—", (x, 0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=8,
+                        xytext=(0, 2), textcoords="offset points")
+        else:
+            ax.annotate(format(v, fmt), (x, v), ha="center", va="bottom", fontsize=8, xytext=(0, 2),
+                        textcoords="offset points")
 
 
 @styled
 def comparison(frame: pd.DataFrame, path: Path) -> Path:
-    """Four panels as the financial-sentiment study drew them: quality, parameters, time, cost."""
+    """Four panels as the financial-sentiment study drew them: quality, parameters, time, cost.
+
+    A baseline's trainable share is "—" (None in the frame: it trains no network)."""
     fig, axes = _new(4, width=3.6)
     labels = list(frame["strategy"])
     xs = np.arange(len(labels))
     ax = axes[0]
     ax.bar(xs - 0.2, frame["test_accuracy"], 0.4, label="accuracy", color="#4c72b0")
     ax.bar(xs + 0.2, frame["test_macro_f1"], 0.4, label="macro-F1", color="#dd8452")
-    ax.set_xticks(xs, labels, rotation=30, ha="right")
+    ax.set_xticks(xs, plain(labels), rotation=30, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_title("Quality (test)")
     ax.legend(fontsize=7, loc="lower right")
@@ -85,28 +127,42 @@ def comparison(frame: pd.DataFrame, path: Path) -> Path:
     return save(fig, path)
 
 
-PARETO_AXES = [("train_time_s", "train time (s)", False), ("peak_memory_mb", "peak memory (MB)", False),
+PARETO_AXES = [("train_time_s", "train time (s)", False), ("train_memory_mb", "memory (MB)", False),
                ("trainable_params", "trainable parameters", True)]
 
 
+def axis_values(frame: pd.DataFrame, col: str, log: bool) -> list[float | None]:
+    """A cost axis's values (None where missing, or not positive on a log axis: nothing to draw there)."""
+    out = []
+    for v in frame[col]:
+        x = None if v is None or v != v else float(v)
+        out.append(None if x is None or (log and x <= 0) else x)
+    return out
+
+
 @styled
-def pareto(frame: pd.DataFrame, path: Path) -> Path:
-    """Test macro-F1 against each cost axis; the non-dominated runs joined by a line."""
+def pareto(frame: pd.DataFrame, path: Path, memory_label: str = "memory (MB)") -> Path:
+    """Test macro-F1 against each cost axis; the non-dominated runs joined by a line.
+
+    ``memory_label``: what the memory axis measures (:func:`tunebench.report.analysis.memory_measure`)."""
     fig, axes = _new(3)
     f1 = list(frame["test_macro_f1"])
     for ax, (col, label, log) in zip(axes, PARETO_AXES, strict=True):
-        xs = [None if v is None or v != v else float(v) for v in frame[col]]
+        label = memory_label if col == "train_memory_mb" else label
+        xs = axis_values(frame, col, log)
         for i, (x, y) in enumerate(zip(xs, f1, strict=True)):
             if x is not None:
-                ax.scatter(x, y, color=color(i), s=40, zorder=3, label=frame["strategy"].iloc[i])
+                ax.scatter(x, y, color=color(i), s=40, zorder=3, label=text(frame["strategy"].iloc[i]))
         front = pareto_front(xs, f1)
-        ax.plot([xs[i] for i in front], [f1[i] for i in front], "k--", lw=1, zorder=2, label="Pareto front")
+        if front:
+            ax.plot([xs[i] for i in front], [f1[i] for i in front], "k--", lw=1, zorder=2, label="Pareto front")
         if log:
-            ax.set_xscale("log")
+            log_axis(ax, "x", xs)
         ax.set_xlabel(label)
         ax.set_ylabel("test macro-F1")
-        ax.set_title(f"macro-F1 vs {label}")
-    axes[0].legend(fontsize=7)
+        ax.set_title(f"macro-F1 vs {label.split(' (')[0]}")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
     return save(fig, path)
 
 
@@ -116,15 +172,21 @@ CURVES = [("train_loss", "train loss"), ("val_loss", "validation loss"), ("val_a
 
 @styled
 def curves(records: list[dict[str, Any]], path: Path) -> Path:
-    """Per-epoch curves, one line per run."""
+    """Per-epoch curves, one line per run that has them (a baseline has none: no line, no legend entry);
+    epochs are whole numbers on the axis.  The legend sits in the first panel that has a line."""
     fig, axes = _new(4, width=3.4)
     for ax, (key, title) in zip(axes, CURVES, strict=True):
-        for i, r in enumerate(records):
-            pts = [(c["epoch"], c[key]) for c in r["curves"] if c.get(key) is not None]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, color=color(i), label=r["strategy"])
+        for i, r in enumerate(records):  # colours by position, as in the other figures
+            pts = [(c["epoch"], c[key]) for c in r.get("curves") or [] if c.get(key) is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, color=color(i),
+                        label=text(r["strategy"]))
         ax.set_title(title)
         ax.set_xlabel("epoch")
-    axes[0].legend(fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    with_lines = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
+    if with_lines:
+        with_lines[0].legend(fontsize=7)
     return save(fig, path)
 
 
@@ -143,7 +205,7 @@ def confusion_grid(records: list[dict[str, Any]], path: Path) -> Path:
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(r["strategy"])
+        ax.set_title(text(r["strategy"]))
         for (i, j), v in np.ndenumerate(m):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.6 else "black")
     for ax in axes[n:]:
@@ -160,7 +222,7 @@ def per_class_f1(table: pd.DataFrame, path: Path, title: str = "Per-class test F
     xs = np.arange(len(table))
     w = 0.8 / max(len(runs), 1)
     for i, run in enumerate(runs):
-        ax.bar(xs + (i - (len(runs) - 1) / 2) * w, table[run].fillna(0), w, color=color(i), label=run)
+        ax.bar(xs + (i - (len(runs) - 1) / 2) * w, table[run].fillna(0), w, color=color(i), label=text(run))
     ax.set_xticks(xs, plain(list(table.index)), rotation=45, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("F1")
@@ -178,7 +240,7 @@ def error_labels(counts: dict[str, tuple[list[int], list[int]]], names: list[str
         ax.bar(xs - 0.2, true, 0.4, label="true label", color="#4c72b0")
         ax.bar(xs + 0.2, pred, 0.4, label="predicted label", color="#c44e52")
         ax.set_xticks(xs, plain(names), rotation=45, ha="right", fontsize=7)
-        ax.set_title(f"errors of {run}")
+        ax.set_title(f"errors of {text(run)}")
     axes[0].legend(fontsize=7)
     return save(fig, path)
 
@@ -193,7 +255,7 @@ def probability_gaps(gaps: dict[str, dict[int, list[float]]], names: list[str], 
         ax.tick_params(axis="x", rotation=45, labelsize=7)
         ax.set_ylim(0, 1)
         ax.set_ylabel("p(predicted) − p(true)")
-        ax.set_title(f"errors of {run}")
+        ax.set_title(f"errors of {text(run)}")
     return save(fig, path)
 
 
@@ -206,7 +268,7 @@ def text_lengths(split_texts: dict[str, list[str]], path: Path) -> Path:
     top = max((max(v) for v in lengths.values() if v), default=1)
     bins = np.linspace(0, top + 1, min(30, top + 2))
     for i, (s, v) in enumerate(lengths.items()):
-        ax.hist(v, bins=bins, alpha=0.5, color=color(i), label=s, density=True)
+        ax.hist(v, bins=bins, alpha=0.5, color=color(i), label=text(s), density=True)
     ax.set_xlabel("words per example")
     ax.set_title("Text length (words)")
     ax.legend(fontsize=7)
@@ -221,6 +283,7 @@ def lr_sensitivity(trials: dict[str, list[tuple[float, float | None, bool]]], pa
     value at each rate, a pruned trial is drawn hollow (its value is where it was stopped)."""
     fig, axes = _new(1, width=5.6, height=3.6)
     ax = axes[0]
+    drawn: list[float] = []
     for i, (strategy, points) in enumerate(trials.items()):
         pts = sorted((lr, v, pruned) for lr, v, pruned in points if v is not None and lr and lr > 0)
         if not pts:
@@ -228,15 +291,17 @@ def lr_sensitivity(trials: dict[str, list[tuple[float, float | None, bool]]], pa
         best: dict[float, float] = {}
         for lr, v, _ in pts:
             best[lr] = max(v, best.get(lr, v))
-        ax.plot(list(best), list(best.values()), color=color(i), marker="o", ms=4, label=str(strategy))
+        drawn += list(best)
+        ax.plot(list(best), list(best.values()), color=color(i), marker="o", ms=4, label=text(strategy))
         hollow = [(lr, v) for lr, v, pruned in pts if pruned]
         if hollow:
             ax.scatter([p[0] for p in hollow], [p[1] for p in hollow], s=36, facecolors="white",
                        edgecolors=[color(i)], zorder=3)
-    ax.set_xscale("log")
+    if drawn:
+        log_axis(ax, "x", drawn)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("validation macro-F1")
     ax.set_title("Learning-rate sensitivity (tuning trials)")
-    if trials:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     return save(fig, path)

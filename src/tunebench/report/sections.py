@@ -65,75 +65,94 @@ def marked(record: dict[str, Any], diagnosis: Any) -> str:
     return f"{record['strategy']} ⚠" if flagged else record["strategy"]
 
 
-HEADLINE = [  # (header, frame column, format)
-    ("trainable", "trainable_params", ",d"), ("total", "total_params", ",d"), ("share %", "trainable_share_pct", ".2f"),
-    ("train s", "train_time_s", ".1f"), ("ex/s", "examples_per_s", ".1f"), ("peak MB", "peak_memory_mb", ".0f"),
-    ("save", "save_bytes", "bytes"), ("val macro-F1", "val_macro_f1", ".3f"), ("test macro-F1", "test_macro_f1", ".3f"),
-    ("test acc", "test_accuracy", ".3f"), ("weighted F1", "test_weighted_f1", ".3f"),
-    ("weighted P", "test_weighted_precision", ".3f"), ("weighted R", "test_weighted_recall", ".3f"),
-    ("cost $", "cost_usd", ".3g"), ("$ / F1 point", "cost_per_f1_point", ".3g"),
+HEADLINE = [  # (header, frame column, format): what a reader compares first; the rest in HEADLINE_MORE
+    ("trainable", "trainable_params", ",d"), ("share %", "trainable_share_pct", ".2f"),
+    ("train s", "train_time_s", ".1f"), ("memory MB", "train_memory_mb", ".0f"),
+    ("val macro-F1", "val_macro_f1", ".3f"), ("test macro-F1", "test_macro_f1", ".3f"),
+    ("test acc", "test_accuracy", ".3f"), ("cost $", "cost_usd", ".3g"),
 ]
+HEADLINE_MORE = [
+    ("total params", "total_params", ",d"), ("ex/s", "examples_per_s", ".1f"),
+    ("process peak MB", "peak_memory_mb", ".0f"), ("save", "save_bytes", "bytes"),
+    ("weighted F1", "test_weighted_f1", ".3f"), ("weighted P", "test_weighted_precision", ".3f"),
+    ("weighted R", "test_weighted_recall", ".3f"), ("$ / F1 point", "cost_per_f1_point", ".3g"),
+]
+#: quality columns shown as mean ± std over seeds when a configuration ran several
+SEED_SUMMARIES = ("val_macro_f1", "test_macro_f1", "test_accuracy", "test_weighted_f1")
+
+
+def _rows(ctx: Context, columns: list[tuple[str, str, str]], marks: dict[str, set[int]]) -> list[list[Cell]]:
+    """One row per configuration: its name, then ``columns`` (★ on the best; "—" where missing)."""
+    summ = significance.summaries(ctx.inputs.runs) if ctx.inputs.repeated else {}
+    rows = []
+    for i, (rec, (_, row)) in enumerate(zip(ctx.records, ctx.frame.iterrows(), strict=True)):
+        cells = [Cell(marked(rec, row.get("diagnosis")))]
+        for _, col, fmt in columns:
+            best = i in marks.get(col, set())
+            c = cell(row[col], "" if fmt == "bytes" else fmt, best)
+            if fmt == "bytes" and c.value is not None:
+                c = Cell(format_bytes(c.value), c.value, best)
+            if col in SEED_SUMMARIES and summ:
+                c = Cell(significance.fmt_summary(summ[rec["strategy"]][col]), c.value, best)
+            cells.append(c)
+        rows.append(cells)
+    return rows
 
 
 def headline(ctx: Context) -> Section:
     marks = analysis.best_rows(ctx.frame)
-    rows = []
-    for i, (rec, (_, row)) in enumerate(zip(ctx.records, ctx.frame.iterrows(), strict=True)):
-        cells = [Cell(marked(rec, row.get("diagnosis"))), Cell(settings(rec))]
-        for _, col, fmt in HEADLINE:
-            best = i in marks.get(col, set())
-            value = row[col]
-            if fmt == "bytes":
-                c = cell(value, best=best)
-                cells.append(Cell(format_bytes(c.value), c.value, best))
-            else:
-                cells.append(cell(value, fmt, best))
-        rows.append(cells)
+    rows = _rows(ctx, HEADLINE, marks)
+    for rec, cells in zip(ctx.records, rows, strict=True):
+        cells.insert(1, Cell(settings(rec)))
     caption = ("★ marks the best value of each column. Cost is the measured train time times the price of the "
-               "run's device (see Cost).")
+               f"run's device (see Cost). memory MB: {analysis.memory_measure(ctx.records)[1]}. More numbers per "
+               "run in the table below.")
     if any(is_baseline(r) for r in ctx.records):
         caption += (" Rows marked (baseline) are references, not candidates: the floor every fine-tuning must clear "
-                    "(never marked ★, recommended only when no fine-tuning clears them).")
+                    "(never marked ★, recommended only when no fine-tuning clears them); they train no network, so "
+                    "their trainable share, throughput and cost per F1 point are —.")
     if "diagnosis" in ctx.frame and any(marked(r, d).endswith("⚠") for r, d in zip(ctx.records, ctx.frame["diagnosis"],
                                                                                     strict=True)):
         caption += (" ⚠ marks a configuration flagged by the convergence checks (see Convergence checks): a collapsed "
                     "or still-improving one is not ranked as beaten; an overfitting one is (its best epoch is kept).")
+    headers = ["strategy", "settings"] + [h for h, _, _ in HEADLINE]
     if ctx.inputs.repeated:
         summ = significance.summaries(ctx.inputs.runs)
-        quality = {"val_macro_f1": "val_macro_f1", "test_macro_f1": "test_macro_f1", "test_accuracy": "test_accuracy",
-                   "test_weighted_f1": "test_weighted_f1"}
-        columns = [col for _, col, _ in HEADLINE]
         for rec, cells in zip(ctx.records, rows, strict=True):
-            s = summ[rec["strategy"]]
-            for col, key in quality.items():
-                i = 2 + columns.index(col)
-                cells[i] = Cell(significance.fmt_summary(s[key]), cells[i].value, cells[i].best)
-            ci = s["test_macro_f1"]
+            ci = summ[rec["strategy"]]["test_macro_f1"]
             cells[2:2] = [cell(ci.n), Cell(significance.fmt_interval(ci.low, ci.high))]
         caption += (" Several seeds: every number is the mean over a configuration's seeds; ± is their standard "
                     "deviation; the interval is a 95% t interval of the mean test macro-F1 (n − 1 degrees of freedom).")
         headers = ["configuration", "settings", "seeds", "test macro-F1 95% CI"] + [h for h, _, _ in HEADLINE]
-    else:
-        headers = ["strategy", "settings"] + [h for h, _, _ in HEADLINE]
-    return Section("headline", "1. Headline", [Table(headers, rows, key="headline", caption=caption)])
+    more = _rows(ctx, HEADLINE_MORE, marks)
+    more_caption = ("process peak MB: the whole process's peak memory as results.csv stores it (on the CPU it "
+                    "includes Python, torch and the loaded model). save: the size of what the run saves.")
+    return Section("headline", "1. Headline", [
+        Table(headers, rows, key="headline", caption=caption),
+        Table([headers[0]] + [h for h, _, _ in HEADLINE_MORE], more, key="headline-more", caption=more_caption)])
 
 
 def comparison(ctx: Context) -> Section:
     fig = figures.comparison(ctx.frame, ctx.figure("comparison.png"))
-    return Section("comparison", "2. Comparison", [Figure(fig, "Quality, parameter efficiency (log scale), "
-                                                              "training time and estimated cost per run.")])
+    return Section("comparison", "2. Comparison", [Figure(fig, "Quality, parameter efficiency (log scale; — for a "
+                                                              "baseline, which trains no network), training time and "
+                                                              "estimated cost per run.")])
 
 
 def pareto(ctx: Context) -> Section:
-    fig = figures.pareto(ctx.frame, ctx.figure("pareto.png"))
+    memory = analysis.memory_measure(ctx.records)[0]
+    fig = figures.pareto(ctx.frame, ctx.figure("pareto.png"), memory)
     f1 = list(ctx.frame["test_macro_f1"])
     rows = []
-    for col, label, _ in figures.PARETO_AXES:
-        xs = [None if v is None or v != v else float(v) for v in ctx.frame[col]]
+    for col, label, log in figures.PARETO_AXES:
+        label = memory if col == "train_memory_mb" else label
+        xs = figures.axis_values(ctx.frame, col, log)
         front = analysis.pareto_front(xs, f1)
         rows.append([label, ", ".join(ctx.frame["strategy"].iloc[i] for i in front) or "—"])
     return Section("pareto", "3. Pareto fronts", [
-        Figure(fig, "Test macro-F1 against cost; the dashed line joins the runs no other run beats on both axes."),
+        Figure(fig, "Test macro-F1 against cost; the dashed line joins the runs no other run beats on both axes. "
+                    "Memory is each run's own (see the headline); a run with no parameters is left out of the "
+                    "log-scale parameters panel."),
         text_table(["cost axis", "non-dominated runs (cheapest first)"], rows, key="pareto")])
 
 
@@ -220,8 +239,11 @@ def predicted(ctx: Context) -> dict[str, np.ndarray]:
 def intro(ctx: Context) -> list[str]:
     first = ctx.records[0]
     data, sizes = first["data"], first["data"]["sizes"]
-    return [f"Study '{ctx.inputs.study}': {len(ctx.records)} strategies "
-            f"({', '.join(r['strategy'] for r in ctx.records)}) fine-tuning {first['model']['name']} on "
+    tuned = [r["strategy"] for r in ctx.records if not is_baseline(r)]
+    refs = [r["strategy"] for r in ctx.records if is_baseline(r)]
+    beside = f" beside {len(refs)} baseline{'s' * (len(refs) != 1)} ({', '.join(refs)})" if refs else ""
+    model = next((r["model"]["name"] for r in ctx.records if not is_baseline(r)), first["model"]["name"])
+    return [f"Study '{ctx.inputs.study}': {len(tuned)} strategies ({', '.join(tuned)}) fine-tuning {model}{beside} on "
             f"{data['name']} ({len(data['label_names'])} classes; train {sizes['train']:,}, validation "
             f"{sizes['validation']:,}, test {sizes['test']:,}), same splits, seed and evaluation for every run, "
             f"on {first['environment']['device']}."]

@@ -9,6 +9,7 @@ from tunebench.report import error_analysis as ea
 from tunebench.report import figures
 from tunebench.report.document import Bullets, Figure, Para, Section, cell, text_table
 from tunebench.report.sections import Context, predicted, short
+from tunebench.results.diagnosis import is_baseline
 
 WORDS_PER_RUN = 10
 
@@ -22,7 +23,7 @@ def errors(ctx: Context) -> Section:
     names, texts = ctx.names, ctx.inputs.texts.texts
     section.add(Para(ctx.inputs.texts.note))
     if texts is not None:
-        section.add(_word_lift(preds, labels, texts))
+        section.add(_word_lift(ctx, preds, labels, texts))
     counts = {run: ea.error_label_counts(labels, p, len(names)) for run, p in preds.items()}
     section.add(Figure(figures.error_labels(counts, names, ctx.figure("error_labels.png")),
                        "Among each run's errors: the true labels and the labels predicted instead."))
@@ -37,17 +38,26 @@ def errors(ctx: Context) -> Section:
     return section
 
 
-def _word_lift(preds: dict[str, Any], labels: list[int], texts: list[str]):
+def _word_lift(ctx: Context, preds: dict[str, Any], labels: list[int], texts: list[str]):
     rows = []
+    baselines = {r["strategy"] for r in ctx.records if is_baseline(r)}  # a majority classifier's "errors" say nothing
     for run, p in preds.items():
+        if run in baselines:
+            continue
         wrong = [int(a) != int(b) for a, b in zip(p, labels, strict=True)]
         lifts = ea.word_lift(texts, wrong, top=WORDS_PER_RUN)
-        rows += [[run, w.word, cell(w.lift, ".2f"), w.in_errors, w.in_all] for w in lifts]
+        rows += [[run, w.word, cell(w.lift, ".2f"), w.in_errors, w.in_all, cell(w.p, ".2g"), cell(w.q, ".2g")]
+                 for w in lifts]
         if not lifts:
-            rows.append([run, "—", None, sum(wrong), None])
-    return text_table(["run", "word", "lift", "errors containing it", "examples containing it"], rows, key="word-lift",
-                      caption="Words over-represented among misclassified test examples: lift = share of errors "
-                              "containing the word / share of all test examples containing it (words in 2+ errors).")
+            rows.append([run, f"(no word beyond chance among its {sum(wrong)} errors)", None, None, None, None, None])
+    return text_table(["run", "word", "lift", "errors containing it", "examples containing it", "p", "q"], rows,
+                      key="word-lift",
+                      caption=f"Words over-represented among each fine-tuned run's misclassified test examples beyond "
+                              f"chance: lift = share of errors containing the word / share of all test examples "
+                              f"containing it. Only words in at least {ea.MIN_SUPPORT} test examples are tested; p is "
+                              f"the one-sided Fisher exact test of that many errors among them by chance, q the same "
+                              f"adjusted for the number of words tested (Benjamini-Hochberg); rows with q ≤ "
+                              f"{ea.MAX_Q:g}, most significant first. Baselines are left out.")
 
 
 def _disagreements(preds: dict[str, Any], labels: list[int], names: list[str], texts: list[str] | None):

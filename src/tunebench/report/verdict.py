@@ -123,10 +123,12 @@ def recommendation(frame: pd.DataFrame, records: list[dict], fam: significance.F
     fast = finetuned.loc[finetuned["train_time_s"].idxmin()]
     picks.append(f"Fastest to train: {fast['strategy']} ({fast['train_time_s']:.1f} s, "
                  f"{fast['examples_per_s']:.1f} examples/s).")
-    mem = pd.to_numeric(finetuned["peak_memory_mb"], errors="coerce")
+    column = "train_memory_mb" if "train_memory_mb" in finetuned else "peak_memory_mb"
+    mem = pd.to_numeric(finetuned[column], errors="coerce")
     if mem.notna().any():
         low = finetuned.loc[mem.idxmin()]
-        picks.append(f"Least memory: {low['strategy']} (peak {low['peak_memory_mb']:.0f} MB).")
+        what = "its own peak memory" if column == "train_memory_mb" else "peak"
+        picks.append(f"Least memory: {low['strategy']} ({what} {low[column]:.0f} MB).")
     floor = floor_line(frame, fam, col, name)
     if floor is not None:
         picks.append(floor)
