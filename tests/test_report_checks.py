@@ -163,7 +163,7 @@ def test_the_answer_is_the_cheapest_shown_equivalent_and_inconclusive_ones_say_w
     frame = frame_of(records)  # train s: full 60, lora:r=8 30, head 5
     picks, _ = recommendation(frame, records, fam("full", {"lora:r=8": "equivalent", "head": "inconclusive"}))
     rec = next(p for p in picks if p.startswith("Recommended: "))
-    assert rec.startswith("Recommended: lora:r=8 — equivalent to full, the best on validation, within ±1 points of "
+    assert rec.startswith("Recommended: lora:r=8 — equivalent to full, the best on validation, within ±1 point of "
                           "test macro-F1 (Δ +0.001 [")
     assert "TOST Holm p = 0.001), and 2.0× cheaper to train" in rec
     assert "not shown equivalent or different: head (Δ -0.006" in rec and "about 9 seeds would settle it" in rec
@@ -303,7 +303,7 @@ def test_the_ranking_shows_four_outcomes_the_margin_holm_and_labelled_p_values(t
     section = _section(html, "significance")
     assert "The reference is lora:r=8: the highest mean validation macro-F1" in section
     assert "Holm–Bonferroni adjusted across the family of 5 comparisons" in section  # 2 vs reference + 3 vs floor
-    assert "within ±1 points (the margin, --margin)" in section
+    assert "within ±1 point (the margin, --margin)" in section
     assert "two-level test over 3 seeds × 60 test examples" in section and "macro-F1" in section
     assert "reference (best on validation)" in section
     assert "<td>worse</td>" in section  # head: 40-42 of 60 right against lora's 54-56

@@ -155,4 +155,4 @@ def test_settle_says_how_many_seeds_or_test_examples_a_comparison_needs():
     assert stats.settle(testy) == "about 7,911 test examples for a difference of 1.0 points (80 % power, α = 0.05)"
     # a small difference: what would show equivalence
     close = stats._from_variances("macro_f1", 0.001, 1e-5, 1e-5, 3, 1000, 0.01, 0.95, True, 200)
-    assert "equivalence within ±1 points" in stats.settle(close)
+    assert "equivalence within ±1 point" in stats.settle(close)

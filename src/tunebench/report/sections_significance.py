@@ -43,7 +43,7 @@ def significance_section(ctx: Context) -> Section | None:
                      cell(None if row is None else row["cost_usd"], ".3g")])
     floor_words = (f" Each is also compared with the floor, {fam.floor} (the baseline with the best validation "
                    f"{name}; a baseline's fit does not depend on the seed, so it pairs with every seed): it clears "
-                   "the floor only when *better* than it." if fam.floor else "")
+                   "the floor only when better than it." if fam.floor else "")
     basis = "; ".join(fam.bases) or "no paired test predictions"
     text = (f"Test {name} of each configuration (mean ± standard deviation over its seeds; 95% t interval of the "
             f"mean). The reference is {fam.reference or 'none (every configuration was flagged)'}: the highest mean "
@@ -51,9 +51,9 @@ def significance_section(ctx: Context) -> Section | None:
             f"the configuration minus the reference on the same test examples with a 95% interval, from a two-level "
             f"test: the variance of the per-seed paired differences over seeds (t) plus the variance of their mean "
             f"over a paired bootstrap of the test examples, degrees of freedom by Welch–Satterthwaite (docs/METHODS.md,"
-            f" Statistics). Outcomes: *equivalent* when two one-sided tests put Δ within ±{100 * fam.margin:g} points "
-            f"(the margin, --margin); else *better* or *worse* when the difference test rejects Δ = 0; else "
-            f"*inconclusive*, with roughly what would settle it. p-values are Holm–Bonferroni adjusted across the "
+            f" Statistics). Outcomes: equivalent when two one-sided tests put Δ within {stats.margin_text(fam.margin)} "
+            f"(the margin, --margin); else better or worse when the difference test rejects Δ = 0; else "
+            f"inconclusive, with roughly what would settle it. p-values are Holm–Bonferroni adjusted across the "
             f"family of {fam.size} comparisons this report makes (the ranking and the floor together), at α = "
             f"{fam.alpha:g}.{floor_words} With one seed a test speaks for that seed's models only: no outcome is "
             f"claimed from it. Basis: {basis}.")

@@ -34,7 +34,7 @@ from tunebench.report.analysis import (
     unrankable_mask,
 )
 from tunebench.report.inputs import ReportInputs
-from tunebench.results.stats import metric_name
+from tunebench.results.stats import margin_text, metric_name
 
 
 def configuration_frame(inputs: ReportInputs, prices: dict[str, float]) -> pd.DataFrame:
@@ -186,7 +186,7 @@ def equivalent_pick(ranked: pd.DataFrame, fam: significance.Family, col: str, na
     rows = ranked[ranked["strategy"].isin(equivalent)]
     column, what = _cost_column(rows)
     cheap = rows.loc[rows[column].idxmin()]
-    margin = f"±{100 * fam.margin:g} points"
+    margin = margin_text(fam.margin)
     others = [c for c in fam.comparisons if c.group in set(ranked["strategy"]) and c.outcome == "inconclusive"
               and c.group != cheap["strategy"]]
     unsettled = ("; not shown equivalent or different: " + "; ".join(

@@ -111,6 +111,12 @@ METRICS: dict[str, tuple[str, Callable[..., np.ndarray]]] = {
 }
 
 
+def margin_text(margin: float) -> str:
+    """``0.01`` -> ``±1 point``, ``0.02`` -> ``±2 points`` (a margin on the 0–1 scale, in points)."""
+    value = 100 * margin
+    return f"±{value:g} point" + ("" if value == 1 else "s")
+
+
 def metric_name(metric: str) -> str:
     """``macro_f1`` -> ``macro-F1`` (the words a report uses)."""
     return METRICS[metric][0]
@@ -280,7 +286,7 @@ def settle(test: PairedTest, alpha: float = ALPHA, power: float = POWER) -> str:
     target = (size / (sps.norm.ppf(1 - alpha / 2) + z_power) if showing_difference
               else (test.margin - size) / (sps.norm.ppf(1 - alpha) + z_power))
     what = (f"a difference of {100 * size:.1f} points" if showing_difference
-            else f"equivalence within ±{100 * test.margin:g} points")
+            else f"equivalence within {margin_text(test.margin)}")
     if target <= 0:
         return f"no feasible number: {what} cannot be shown"
     seed_total = test.seed_variance * test.seeds  # the variance of one seed's difference
