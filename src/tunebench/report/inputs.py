@@ -62,7 +62,7 @@ def store_path(out_dir: Path) -> Path:
 def load_inputs(out_dir: Path, study: str | None = None) -> ReportInputs:
     """Read the store in ``out_dir``; ``study`` defaults to the one that ran last."""
     out_dir = Path(out_dir)
-    with Store(store_path(out_dir)) as store:
+    with Store(store_path(out_dir), readonly=True) as store:
         stored = store.records()
         everything = [r for r in stored if r["status"] == "finished"]
         if not everything:

@@ -18,7 +18,7 @@ from tunebench.data.profile import dataset_profile, write_profile
 from tunebench.errors import SpecError
 from tunebench.faults import InterruptGuard, disk_guard
 from tunebench.results.outputs import write_outputs
-from tunebench.results.store import STORE_NAME, Store
+from tunebench.results.store import STORE_NAME, Store, check_store_writable
 from tunebench.spec.parts import SweepSpec
 from tunebench.spec.strategy import strategy_spec
 from tunebench.spec.study import OPTUNA_IN_ONE_PROCESS, StudySpec
@@ -82,6 +82,8 @@ def _run_study(spec: StudySpec, force: bool, reporter: Reporter, runner: Any, wr
     out_dir = make_output_dir(Path(spec.output.dir))
     lock = StudyLock(out_dir) if writer else contextlib.nullcontext()  # one study per folder (rank 0 holds it)
     with lock, InterruptGuard() as stop:  # Ctrl-C stops at the next step
+        if writer:
+            check_store_writable(out_dir / STORE_NAME)  # before the data loads or the profile is written
         return _run_locked(spec, out_dir, force, reporter, runner, writer, stop)
 
 
