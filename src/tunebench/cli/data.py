@@ -94,7 +94,7 @@ def show(
     name: Annotated[str, typer.Argument(help="built-in name, local CSV/TSV/JSONL/Parquet file, or hub id")],
     model: Annotated[str, typer.Option(help="model whose tokenizer counts the tokens")] = "minilm-l6",
     max_length: Annotated[int, typer.Option(help="the study's truncation length")] = 128,
-    output: Annotated[Path | None, typer.Option(
+    output: Annotated[str | None, typer.Option(
         "--output", "-o", help="folder for dataset_profile.json and figures/ (default: tunebench-eda/NAME)")] = None,
     config: Annotated[str | None, typer.Option(help="hub dataset configuration")] = None,
     text_column: Annotated[str | None, typer.Option(help="column with the text")] = None,
@@ -110,6 +110,8 @@ def show(
     from tunebench.spec.parts import DataSpec
     from tunebench.training.modeling import check_model_source, load_tokenizer, quiet_libraries
 
+    if output is not None and not output.strip():  # Path("") is the current folder: the user's own files
+        raise SpecError("--output is empty; name a folder for the profile, or leave it out for tunebench-eda/NAME")
     if max_length < 1:
         raise SpecError(f"--max-length must be a positive number of tokens (got {max_length})")
     quiet_libraries()
@@ -118,7 +120,7 @@ def show(
     bundle = load_dataset_bundle(spec, seed=seed)
     tokenizer = load_tokenizer(check_model_source(model))
     profile = dataset_profile(bundle, tokenizer, max_length)
-    folder = output or Path("tunebench-eda") / _slug(bundle.name)
+    folder = Path(output) if output is not None else Path("tunebench-eda") / _slug(bundle.name)
     written = write_profile(profile, folder)
     _print_profile(profile)
     out.print(f"written: {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)

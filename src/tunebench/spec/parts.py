@@ -127,6 +127,14 @@ class OutputSpec(_Strict):
     dir: Path = Path("tunebench-out")
     save_checkpoints: bool = True
 
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _named(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():  # Path("") is the current folder: the user's own files
+            raise ValueError("must name a folder ('' would be the current one, its own report.md and results.csv "
+                             "overwritten): give --output DIR, or leave it out for tunebench-out")
+        return value
+
 
 class RangeSpec(_Strict):
     """A range to sample from in a random or Optuna search: ``{low: 1e-5, high: 1e-3, log: true}``."""
