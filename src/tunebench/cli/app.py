@@ -17,7 +17,7 @@ from typer.exceptions import Abort, Exit, TyperException
 from tunebench.cli import run as run_command
 from tunebench.cli.console import err, out
 from tunebench.cli.run import PICKLE_OPTION, TRUST_OPTION
-from tunebench.errors import SpecError, TunebenchError
+from tunebench.errors import SpecError, TunebenchError, printable, terminal_safe
 
 app = typer.Typer(
     add_completion=False,
@@ -69,8 +69,8 @@ def predict(
 
     found = predict_texts(run_dir, text, pair=pair, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     for t, (label, probs) in zip(text, found, strict=True):
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(probs.items(), key=lambda kv: -kv[1]))
-        typer.echo(f"{label}\t{t}\t({shown})")  # tab-separated, for programs too
+        shown = ", ".join(f"{printable(k)} {v:.3f}" for k, v in sorted(probs.items(), key=lambda kv: -kv[1]))
+        typer.echo(f"{printable(label)}\t{printable(t)}\t({shown})")  # tab-separated, for programs too; no ESC
 
 
 # --- command groups that live in their own modules (each adds its commands to ``app``) ----------
@@ -87,11 +87,28 @@ cli_store.register(app)
 cli_sweep.register(app)
 
 
+def _safe_warnings() -> None:
+    """A library's warning quoting data (matplotlib's "Glyph 27 missing" names the ESC of a label) reaches
+    stderr with its control characters escaped, like everything tunebench prints."""
+    import warnings
+
+    if getattr(warnings.formatwarning, "tunebench_safe", False):
+        return
+    original = warnings.formatwarning
+
+    def formatwarning(*args, **kwargs) -> str:
+        return terminal_safe(original(*args, **kwargs))
+
+    formatwarning.tunebench_safe = True  # type: ignore[attr-defined]
+    warnings.formatwarning = formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the typer app and turns every user error into one sentence + exit 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # transformers' per-load progress bars would interleave with tunebench's own (every command)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    _safe_warnings()
     try:
         from tunebench.cli.argv import gather  # -s head full, --seeds 0 1 2: values typed as people type them
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tunebench.cli.console import SafeConsole
 from tunebench.data.catalog import BUILTINS, HUB_DATASETS, HUB_PREFIX
 from tunebench.errors import printable, shorten
 
@@ -23,8 +24,8 @@ data_app = typer.Typer(
     rich_markup_mode=None,
     help="The datasets tunebench knows: list them, pull them into the cache, profile one.",
 )
-out = Console()
-err = Console(stderr=True)
+out = SafeConsole()
+err = SafeConsole(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -37,7 +38,7 @@ def _rows(rows: dict[str, int]) -> str:
 
 
 def _console() -> Console:
-    return out if out.is_terminal else Console(width=200)
+    return out if out.is_terminal else SafeConsole(width=200)
 
 
 @data_app.command("list")

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from tunebench.cli.console import err, out
+from tunebench.cli.console import SafeConsole, err, out
 
 #: the user's own permissions, per command: never read from a model or run folder (docs/RELIABILITY.md)
 TRUST_OPTION = typer.Option("--trust-remote-code",
@@ -185,7 +184,7 @@ def _run(spec, force: bool, options: dict[str, Any] | None = None) -> None:
     result = run_spec(spec, force=force, reporter=reporter, track=track, prices=prices)
     if distributed.launched_rank() != 0 or (spec.execution.nproc > 1 and distributed.launched_world_size() == 1):
         return  # the processes of a DDP launch: rank 0 printed the table
-    table_console = out if out.is_terminal else Console(width=160)
+    table_console = out if out.is_terminal else SafeConsole(width=160)
     table_console.print(comparison_table(result.table, title=f"tunebench: {spec.name}"))
     out.print(f"results: {spec.output.dir}/report.html, report.md, results.csv, results.json, tunebench.sqlite")
     from tunebench.faults import unfinished_error

@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tunebench.errors import printable
 from tunebench.report.analysis import normalised_confusion, pareto_front
 
 #: text.parse_math off: labels and names come from data, and "$\\foo$" must not reach mathtext's parser
@@ -32,8 +33,10 @@ def styled(fn: F) -> F:
 
 
 def plain(labels: list[Any]) -> list[str]:
-    """Class names from the data, drawn as text: a "$5 & $6" label must not be parsed as math."""
-    return [str(x).replace("$", r"\$") for x in labels]
+    """Class names from the data, drawn as text: a "$5 & $6" label must not be parsed as math, and a
+    control character (ESC, a newline) is drawn escaped (matplotlib's missing-glyph warning would
+    carry it raw to the terminal)."""
+    return [printable(str(x)).replace("$", r"\$") for x in labels]
 
 
 def color(i: int) -> tuple[float, ...]:
