@@ -151,6 +151,35 @@ def disk_full_error(what: str, path: Path | str | None = None) -> DiskFullError:
                          "command again (finished runs are kept in the store)")
 
 
+#: what the file system says, in words, for the errors a path given by the user can meet
+_OS_REASONS = {errno.ENAMETOOLONG: "a name in it is longer than the file system allows (255 bytes a name)",
+               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.EROFS: "the file system is read-only", errno.EISDIR: "it is a folder where a file is written",
+               errno.ENOTDIR: "part of its path is a file, not a folder", errno.ENOENT: "no such file or folder",
+               errno.ELOOP: "too many symbolic links"}
+
+
+class PathError(TunebenchError):
+    """A path the user gave cannot be used as it is (too long, not writable, a folder where a file goes)."""
+
+
+def path_error(exc: BaseException | None) -> PathError | None:
+    """One sentence for an ``OSError`` on a path (or SQLite unable to open its file), anywhere in the chain of
+    ``exc``; None when it is not one: the CLI's last net before a traceback."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _OS_REASONS:
+            where = exc.filename if exc.filename is not None else "a path"
+            return PathError(f"cannot use '{str(where)[:300]}': {_OS_REASONS[exc.errno]}; check the path, or choose "
+                             "another (--output, --dataset, --model)")
+        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_CANTOPEN", "SQLITE_READONLY"):
+            return PathError(f"the study store cannot be opened for writing ({str(exc)[:120]}); check that the output "
+                             "folder exists and is writable, or choose another --output")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 @contextlib.contextmanager
 def disk_guard(what: str, path: Path | str) -> Iterator[None]:
     """Turn "no space left" (or a full quota) while writing ``what`` into one :class:`DiskFullError`."""

@@ -29,3 +29,123 @@ def test_an_empty_output_folder_is_refused_not_the_current_one(capsys, tiny_bert
                                    "tunebench-eda/NAME")
     assert sorted(p.name for p in project.iterdir()) == sorted(mine)
     assert all((project / name).read_text() == text for name, text in mine.items())
+
+
+# --- tracebacks where one sentence is promised ------------------------------------------------------
+
+LIMIT = 4000
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_models, tmp_path_factory):
+    """A finished tiny study (head, with its checkpoint): (csv, output folder)."""
+    from tunebench.spec.study import StudySpec
+    from tunebench.study.driver import run_study
+
+    root = tmp_path_factory.mktemp("tracebacks")
+    csv = write_reviews(root)
+    spec = StudySpec(name="t", data={"source": str(csv)}, model={"name": str(tiny_models["bert"]), "max_length": 32},
+                     strategies=["head"], training={"epochs": 1, "batch_size": 8}, output={"dir": str(root / "out")})
+    assert [r["status"] for r in run_study(spec)] == ["finished"]
+    return csv, root / "out"
+
+
+def one_sentence(capsys, *argv) -> str:
+    code, _, err = cli(capsys, *argv)
+    assert code == 2, err
+    assert len(err) < LIMIT, f"{len(err)} characters on stderr"
+    return error_sentence(err)
+
+
+LONG = "x" * 300
+
+
+@pytest.mark.parametrize("where", ["dataset", "model", "output", "report", "predict", "huge-dataset"])
+def test_a_name_longer_than_the_file_system_allows(capsys, tiny_bert, tmp_path, where):
+    csv, out = write_reviews(tmp_path), tmp_path / "out"
+    argv = {"dataset": flags(tiny_bert, tmp_path / f"{LONG}.csv", out),
+            "huge-dataset": flags(tiny_bert, tmp_path / ("y" * 100_000), out),
+            "model": flags(tmp_path / LONG, csv, out),
+            "output": flags(tiny_bert, csv, tmp_path / LONG / "out"),
+            "report": ["report", str(tmp_path / LONG)],
+            "predict": ["predict", str(tmp_path / LONG), "a fine film"]}[where]
+    text = one_sentence(capsys, *argv)
+    assert "longer than the file system allows" in text or "File name too long" in text, text
+
+
+def test_output_folders_the_system_refuses(capsys, tiny_bert, tmp_path):
+    csv = write_reviews(tmp_path)
+    text = one_sentence(capsys, *flags(tiny_bert, csv, "/../../x/../../../.."))
+    assert text == ("error: output folder '/../../x/../../../..' climbs above the root folder with '..'; choose "
+                    "another --output")
+    assert not (tmp_path / "dataset_profile.json").exists()
+    text = one_sentence(capsys, *flags(tiny_bert, csv, "/proc/x"))
+    assert text == "error: output folder '/proc/x' cannot be created (No such file or directory); choose another --output"
+
+
+@pytest.mark.parametrize("size", ["0", "-5"])
+def test_evaluate_batch_size_must_be_positive(capsys, finished, size):
+    run = next((finished[1] / "runs").iterdir())
+    assert one_sentence(capsys, "evaluate", str(run), "--batch-size", size) == (
+        f"error: --batch-size must be a positive number of examples (got {size})")
+
+
+def test_report_html_that_is_a_folder(capsys, finished, tmp_path):
+    import shutil
+
+    out = shutil.copytree(finished[1], tmp_path / "out")
+    (out / "report.html").unlink(missing_ok=True)
+    (out / "report.html").mkdir()
+    text = one_sentence(capsys, "report", str(out))
+    assert text.startswith("error: cannot use '") and "it is a folder where a file is written" in text, text
+
+
+def test_data_show_into_a_file(capsys, tiny_bert, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    text = one_sentence(capsys, "data", "show", str(write_reviews(tmp_path)), "--model", str(tiny_bert), "-o",
+                        str(afile))
+    assert text.startswith("error: cannot use '") and str(afile) in text, text
+    assert afile.read_text() == "mine"
+
+
+@pytest.mark.parametrize("profile", ['{"splits": 5, "label_names": 3}', "[1, 2]", '{"splits": {"test": []}}'])
+def test_a_malformed_dataset_profile_falls_back_to_the_records(capsys, finished, tmp_path, profile):
+    import shutil
+
+    out = shutil.copytree(finished[1], tmp_path / "out")
+    (out / "dataset_profile.json").write_text(profile)
+    code, _, err = cli(capsys, "report", str(out))
+    assert code == 0, err
+    assert "No dataset_profile.json" in (out / "report.md").read_text() or "classes" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("edit", ["'$.test', 'x'", "'$.params', 5", "'$.test.macro_f1', 'high'",
+                                  "'$.data.label_names', 7"])
+def test_a_store_record_with_wrong_types_is_one_sentence(capsys, finished, tmp_path, edit):
+    import shutil
+    import sqlite3
+
+    from tunebench.results.store import STORE_NAME
+
+    out = shutil.copytree(finished[1], tmp_path / "out")
+    db = sqlite3.connect(out / STORE_NAME)
+    db.execute(f"UPDATE attempts SET record = json_set(record, {edit}) WHERE study = 't'")
+    db.commit()
+    db.close()
+    text = one_sentence(capsys, "report", str(out))
+    assert text.startswith(f"error: the study store '{out / STORE_NAME}' holds a record with fields of the wrong "
+                           "type (attempt "), text
+
+
+def test_a_tracker_that_fails_on_import(capsys, finished, tmp_path, monkeypatch):
+    import sys
+
+    broken = tmp_path / "site" / "mlflow"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise RuntimeError('this mlflow is broken')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "mlflow", raising=False)
+    text = one_sentence(capsys, "report", str(finished[1]), "--track", "mlflow")
+    assert text == ("error: --track mlflow: the package 'mlflow' is installed but fails to import (RuntimeError: this "
+                    "mlflow is broken); reinstall it, or leave out --track mlflow")

@@ -226,3 +226,45 @@ def test_a_read_only_store_is_refused_for_writing_and_stays_read_only(shared, ti
     now = listing(out)
     now.pop(".tunebench.study.lock", None)
     assert now == before and oct(store.stat().st_mode & 0o777) == "0o444"
+
+
+def test_read_only_and_locked_folders_are_one_sentence(shared, tiny_bert):
+    """`-o` inside a chmod-000 folder or an existing read-only one, `report` and `store repair` in a read-only
+    output folder: one sentence each, run as an unprivileged user (root would write anyway)."""
+    shutil.copytree(tiny_bert, shared / "model")
+    csv = write_reviews(shared)
+    (shared / "locked").mkdir()
+    (shared / "readonly").mkdir()
+    for path in (shared, *shared.rglob("*")):
+        os.chown(path, 65534, 65534)
+    os.chmod(shared / "locked", 0o000)
+    os.chmod(shared / "readonly", 0o555)
+
+    def refused(*argv: str) -> str:
+        code, _, err = finish(tunebench(*argv, user="65534", cwd=shared))
+        assert code == 2 and len(err) < 4000, err
+        return error_sentence(err)
+
+    run = flags(shared / "model", csv, shared / "locked" / "out", "-s", "head")
+    assert refused(*run) == (f"error: output folder '{shared / 'locked' / 'out'}' cannot be used (Permission "
+                             "denied); choose another --output")
+    run = flags(shared / "model", csv, shared / "readonly", "-s", "head")
+    assert refused(*run).startswith(f"error: cannot write in the output folder '{shared / 'readonly'}' (Permission "
+                                    "denied)")
+    out = shared / "out"
+    code, _, err = finish(tunebench(*flags(shared / "model", csv, out, "-s", "head"), user="65534", cwd=shared))
+    assert code == 0, err
+    damage_copy = shared / "damaged"
+    shutil.copytree(out, damage_copy)
+    damage(damage_copy / STORE_NAME)
+    for path in (damage_copy, *damage_copy.rglob("*")):
+        os.chown(path, 65534, 65534)
+    (out / "report.html").unlink()
+    os.chmod(out, 0o555)
+    os.chmod(damage_copy, 0o555)
+    text = refused("report", str(out))
+    assert text.startswith("error: cannot use '") and "permission denied" in text, text
+    text = refused("store", "repair", str(damage_copy))
+    assert text.startswith(f"error: the folder '{damage_copy}' of the study store is read-only"), text
+    os.chmod(out, 0o755)
+    os.chmod(damage_copy, 0o755)

@@ -43,6 +43,8 @@ def evaluate(
     """Re-evaluate a saved run on a dataset split and print its metrics."""
     from tunebench.training.inference import evaluate_checkpoint
 
+    if batch_size < 1:
+        raise SpecError(f"--batch-size must be a positive number of examples (got {batch_size})")
     if split not in ("train", "validation", "test"):
         raise SpecError(f"--split must be one of train, validation, test (got '{split}')")
     metrics = evaluate_checkpoint(run_dir, dataset=dataset, text_column=text_column,
@@ -134,11 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         err.print("[red]error:[/red] interrupted; finished runs are kept in the store")
         return 130
     except Exception as exc:  # a full disk in a write no guard named (a figure, the lock): still one sentence
-        from tunebench.faults import disk_full_error, is_disk_full
+        from tunebench.faults import disk_full_error, is_disk_full, path_error
 
-        if not is_disk_full(exc):
+        full = disk_full_error("the study's files", getattr(exc, "filename", None)) if is_disk_full(exc) \
+            else path_error(exc)  # a name too long, a read-only folder, report.html a folder: one sentence
+        if full is None:
             raise
-        full = disk_full_error("the study's files", getattr(exc, "filename", None))
         err.print(f"[red]error:[/red] {escape(str(full))}", highlight=False, soft_wrap=True)
         return full.exit_code
     return 0
