@@ -149,3 +149,61 @@ def test_a_tracker_that_fails_on_import(capsys, finished, tmp_path, monkeypatch)
     text = one_sentence(capsys, "report", str(finished[1]), "--track", "mlflow")
     assert text == ("error: --track mlflow: the package 'mlflow' is installed but fails to import (RuntimeError: this "
                     "mlflow is broken); reinstall it, or leave out --track mlflow")
+
+
+# --- accepted when it must be refused ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--lr", "inf"], "field 'training.lr' Input should be a finite number (got inf)"),
+    (["--head-lr", "inf"], "field 'training.head_lr' Input should be a finite number (got inf)"),
+    (["--seed", str(2**32)], "field 'training.seed' Input should be less than or equal to 4294967295"),
+    (["--seed", "-1"], "field 'training.seed' Input should be greater than or equal to 0"),
+])
+def test_infinite_rates_and_impossible_seeds_are_refused(capsys, tiny_bert, tmp_path, extra, expected):
+    text = one_sentence(capsys, *flags(tiny_bert, write_reviews(tmp_path), tmp_path / "out", *extra))
+    assert expected in text, text
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(("yaml", "expected"), [
+    ("training: {lr: .inf}", "field 'training.lr' Input should be a finite number"),
+    ("strategies: [{kind: head, lr: .inf}]", "field 'strategies.0.lr' Input should be a finite number"),
+    ("training: {seed: 1e20}", "field 'training.seed' Input should be a valid integer"),
+    ("sweep: {seeds: [0, 4294967296]}", "field 'sweep.seeds.1' Input should be less than or equal to 4294967295"),
+    ("sweep: {seeds: [-3]}", "field 'sweep.seeds.0' Input should be greater than or equal to 0"),
+])
+def test_a_study_file_with_infinite_rates_or_impossible_seeds(capsys, tiny_bert, tmp_path, yaml, expected):
+    study = tmp_path / "study.yaml"
+    study.write_text(f"model: {{name: {tiny_bert}}}\ndata: {{source: {write_reviews(tmp_path)}}}\n{yaml}\n")
+    text = one_sentence(capsys, "run", str(study), "-o", str(tmp_path / "out"))
+    assert expected in text, text
+
+
+def test_seeds_out_of_range_and_a_grid_key_given_twice_are_refused(capsys, tiny_bert, tmp_path):
+    csv = write_reviews(tmp_path)
+    sweep = ["sweep", *flags(tiny_bert, csv, tmp_path / "out")[1:]]
+    text = one_sentence(capsys, *sweep, "--seeds", f"0 {2**32}")
+    assert "field 'sweep.seeds.1' Input should be less than or equal to 4294967295" in text, text
+    text = one_sentence(capsys, *sweep, "--grid", "lr=1e-3", "--grid", "lr=1e-4")
+    assert text == "error: --grid lr is given twice; list all its values in one: --grid lr=1e-3,1e-4"
+
+
+def test_labels_are_not_merged_by_a_float_round_trip_and_trimmed_labels_are_noted(tmp_path):
+    import pandas as pd
+
+    from tunebench.data.loading import load_dataset_bundle
+    from tunebench.spec.parts import DataSpec
+
+    big = tmp_path / "big.csv"
+    pd.DataFrame([{"text": f"the film was good {i}", "label": "12345678901234567" if i % 2 else "12345678901234568"}
+                  for i in range(40)]).to_csv(big, index=False)
+    bundle = load_dataset_bundle(DataSpec(source=str(big)), seed=0)
+    assert sorted(bundle.label_names) == ["12345678901234567", "12345678901234568"]
+
+    spaced = tmp_path / "spaced.csv"
+    pd.DataFrame([{"text": f"the film was good {i}", "label": [" pos", "pos ", "pos", "neg"][i % 4]}
+                  for i in range(40)]).to_csv(spaced, index=False)
+    bundle = load_dataset_bundle(DataSpec(source=str(spaced)), seed=0)
+    assert sorted(bundle.label_names) == ["neg", "pos"]
+    assert ("file: labels are read without surrounding spaces, which merged labels that differ only in them: "
+            "' pos', 'pos', 'pos ' → 'pos'") in bundle.notes
