@@ -13,7 +13,7 @@ A run ends in one of four statuses:
     different: it is about the user's input or environment (a strategy the model cannot take, a
     full disk), so it stops the study with its one sentence and exit code 2.
 ``interrupted``
-    Ctrl-C (:class:`InterruptGuard`): the engine stops at the next step (:class:`Interrupted`),
+    Ctrl-C or SIGTERM (:class:`InterruptGuard`): the engine stops at the next step (:class:`Interrupted`),
     the run is recorded, outputs are written, and the study ends (:class:`StudyInterrupted`).
 
 Runs that are not ``finished`` are attempted again by the next ``tunebench run``.
@@ -201,29 +201,43 @@ class InterruptGuard:
     reports ``False``.
     """
 
+    #: SIGTERM (what Slurm, Kubernetes and ``timeout`` send) is treated like Ctrl-C
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    #: the signal that last asked a study to stop (the CLI exits 143 for SIGTERM, 130 for Ctrl-C)
+    received: int | None = None
+
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
         self._installed = False
 
     def __call__(self) -> bool:
         return self.requested
 
     def _handle(self, signum: int, frame: Any) -> None:
+        InterruptGuard.received = signum
         if self.requested:  # the second Ctrl-C: leave at once
             raise KeyboardInterrupt
         self.requested = True
 
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
             self._installed = True
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+            for s, previous in self._previous.items():
+                signal.signal(s, previous)
             self._installed = False
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, so set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: Path | str, content: str | bytes | Callable[[Path], None]) -> None:
@@ -238,6 +252,7 @@ def atomic_write(path: Path | str, content: str | bytes | Callable[[Path], None]
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(name)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: the file follows the umask like any other
         if callable(content):
             os.close(fd)
             content(tmp)

@@ -6,6 +6,7 @@ Every user error ends as one sentence on stderr (``error: ...``) and exit code 2
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -121,8 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int) and code:
             return code
     except TunebenchError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return exc.exit_code
+        from tunebench.faults import InterruptGuard, StudyInterrupted
+
+        terminated = isinstance(exc, StudyInterrupted) and InterruptGuard.received == signal.SIGTERM
+        said = f"terminated (SIGTERM): {exc}" if terminated else str(exc)
+        err.print(f"[red]error:[/red] {escape(said)}", highlight=False, soft_wrap=True)
+        return 128 + signal.SIGTERM if terminated else exc.exit_code
     except TyperException as exc:  # typer's usage errors: bad flag, bad value, missing argument
         hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
         err.print(f"[red]error:[/red] {escape(exc.format_message() + hint)}", highlight=False, soft_wrap=True)
