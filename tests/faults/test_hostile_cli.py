@@ -207,3 +207,25 @@ def test_labels_are_not_merged_by_a_float_round_trip_and_trimmed_labels_are_note
     assert sorted(bundle.label_names) == ["neg", "pos"]
     assert ("file: labels are read without surrounding spaces, which merged labels that differ only in them: "
             "' pos', 'pos', 'pos ' → 'pos'") in bundle.notes
+
+
+def test_nproc_with_bad_data_is_the_rank_s_sentence_not_tracebacks(tiny_bert, tmp_path):
+    """`--nproc 2` on data that cannot be split: rank 0's sentence and the launch's, no gloo traceback from
+    rank 1 and no ChildFailedError from torch.distributed.run (7 KB before)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nonly one,a\n")
+    src = Path(__file__).resolve().parents[2] / "src"
+    argv = flags(tiny_bert, bad, tmp_path / "out", "-s", "head", "--nproc", "2")
+    proc = subprocess.run([sys.executable, "-m", "tunebench", *argv], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(src)})
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr, proc.stderr
+    assert len(proc.stderr) < 2000, proc.stderr
+    assert f"error: {bad.name} has only 1 usable row(s) left for train" in proc.stderr
+    assert error_sentence(proc.stderr).endswith("error: the study's processes ended with exit code 2; their output "
+                                                "above says why")

@@ -90,6 +90,17 @@ cli_store.register(app)
 cli_sweep.register(app)
 
 
+def _peer_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective of a multi-process study failing because another process has ended."""
+    try:
+        other_rank = int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
+    except ValueError:
+        return False
+    text = str(exc)
+    return other_rank and isinstance(exc, RuntimeError) and (
+        "Dist" in type(exc).__name__ or any(mark in text for mark in ("Connection closed by peer", "gloo", "NCCL")))
+
+
 def _safe_warnings() -> None:
     """A library's warning quoting data (matplotlib's "Glyph 27 missing" names the ESC of a label) reaches
     stderr with its control characters escaped, like everything tunebench prints."""
@@ -145,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
 
         full = disk_full_error("the study's files", getattr(exc, "filename", None)) if is_disk_full(exc) \
             else path_error(exc)  # a name too long, a read-only folder, report.html a folder: one sentence
+        if full is None and _peer_gone(exc):  # a DDP process whose rank 0 stopped first (with its sentence)
+            err.print(f"[red]error:[/red] process {os.environ.get('RANK')} of the study stopped because another "
+                      "process ended first; that one's message says why", highlight=False, soft_wrap=True)
+            import time
+
+            time.sleep(2)  # let the process that ended first (and is exiting now) be the launch's first failure
+            return 1
         if full is None:
             raise
         err.print(f"[red]error:[/red] {escape(str(full))}", highlight=False, soft_wrap=True)
