@@ -217,9 +217,11 @@ def test_nproc_with_bad_data_is_the_rank_s_sentence_not_tracebacks(tiny_bert, tm
     import sys
     from pathlib import Path
 
+    import tunebench
+
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nonly one,a\n")
-    src = Path(__file__).resolve().parents[2] / "src"
+    src = Path(tunebench.__file__).resolve().parents[1]  # the tunebench this test imported
     argv = flags(tiny_bert, bad, tmp_path / "out", "-s", "head", "--nproc", "2")
     proc = subprocess.run([sys.executable, "-m", "tunebench", *argv], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(src)})

@@ -10,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tunebench
+
 from ..conftest import easy_reviews
 from .common import flags
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(tunebench.__file__).resolve().parents[1]  # the tunebench these tests import
 NAME = '<script>alert("name")</script>\n```\n# owned [x](https://evil.example/n) \x1b]0;title\x07\x1b[2J'
 LABELS = {"pos": "<img src=x onerror=alert(1)>\x1b[2J", "neg": "neg\n```\n# owned [x](https://evil.example/x)"}
 
