@@ -60,7 +60,10 @@ def quoted(value: object, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127, *range(128, 160))} | {10: "\\n", 13: "\\r", 9: "\\t"}
+#: what a terminal must never receive from data: ESC (colours, the title, clearing the screen), the
+#: other C0 and C1 controls (CSI is 0x9b), DEL; newlines and tabs stay (they lay out the text)
+_TERMINAL = {c: v for c, v in _CONTROL.items() if c not in (9, 10)}
 
 
 def printable(text: str) -> str:
@@ -68,3 +71,9 @@ def printable(text: str) -> str:
     text that is not valid Unicode (a lone surrogate) shown as its escape, so a sentence stays one line."""
     text = text.translate(_CONTROL)
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control character but newline and tab shown escaped (``\\x1b``): what the
+    command line's consoles do to all they print, so data cannot drive the terminal."""
+    return text.translate(_TERMINAL)

@@ -13,7 +13,7 @@ A run ends in one of four statuses:
     different: it is about the user's input or environment (a strategy the model cannot take, a
     full disk), so it stops the study with its one sentence and exit code 2.
 ``interrupted``
-    Ctrl-C (:class:`InterruptGuard`): the engine stops at the next step (:class:`Interrupted`),
+    Ctrl-C or SIGTERM (:class:`InterruptGuard`): the engine stops at the next step (:class:`Interrupted`),
     the run is recorded, outputs are written, and the study ends (:class:`StudyInterrupted`).
 
 Runs that are not ``finished`` are attempted again by the next ``tunebench run``.
@@ -151,6 +151,35 @@ def disk_full_error(what: str, path: Path | str | None = None) -> DiskFullError:
                          "command again (finished runs are kept in the store)")
 
 
+#: what the file system says, in words, for the errors a path given by the user can meet
+_OS_REASONS = {errno.ENAMETOOLONG: "a name in it is longer than the file system allows (255 bytes a name)",
+               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.EROFS: "the file system is read-only", errno.EISDIR: "it is a folder where a file is written",
+               errno.ENOTDIR: "part of its path is a file, not a folder", errno.ENOENT: "no such file or folder",
+               errno.ELOOP: "too many symbolic links"}
+
+
+class PathError(TunebenchError):
+    """A path the user gave cannot be used as it is (too long, not writable, a folder where a file goes)."""
+
+
+def path_error(exc: BaseException | None) -> PathError | None:
+    """One sentence for an ``OSError`` on a path (or SQLite unable to open its file), anywhere in the chain of
+    ``exc``; None when it is not one: the CLI's last net before a traceback."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _OS_REASONS:
+            where = exc.filename if exc.filename is not None else "a path"
+            return PathError(f"cannot use '{str(where)[:300]}': {_OS_REASONS[exc.errno]}; check the path, or choose "
+                             "another (--output, --dataset, --model)")
+        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_CANTOPEN", "SQLITE_READONLY"):
+            return PathError(f"the study store cannot be opened for writing ({str(exc)[:120]}); check that the output "
+                             "folder exists and is writable, or choose another --output")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 @contextlib.contextmanager
 def disk_guard(what: str, path: Path | str) -> Iterator[None]:
     """Turn "no space left" (or a full quota) while writing ``what`` into one :class:`DiskFullError`."""
@@ -172,29 +201,43 @@ class InterruptGuard:
     reports ``False``.
     """
 
+    #: SIGTERM (what Slurm, Kubernetes and ``timeout`` send) is treated like Ctrl-C
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    #: the signal that last asked a study to stop (the CLI exits 143 for SIGTERM, 130 for Ctrl-C)
+    received: int | None = None
+
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
         self._installed = False
 
     def __call__(self) -> bool:
         return self.requested
 
     def _handle(self, signum: int, frame: Any) -> None:
+        InterruptGuard.received = signum
         if self.requested:  # the second Ctrl-C: leave at once
             raise KeyboardInterrupt
         self.requested = True
 
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
             self._installed = True
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+            for s, previous in self._previous.items():
+                signal.signal(s, previous)
             self._installed = False
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, so set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: Path | str, content: str | bytes | Callable[[Path], None]) -> None:
@@ -209,6 +252,7 @@ def atomic_write(path: Path | str, content: str | bytes | Callable[[Path], None]
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(name)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: the file follows the umask like any other
         if callable(content):
             os.close(fd)
             content(tmp)

@@ -236,7 +236,7 @@ def load(out_dir: str | Path = "tunebench-out", study: str | None = None,
     from tunebench.results.store import Store
 
     out_dir = Path(out_dir)
-    with Store(store_path(out_dir)) as store:
+    with Store(store_path(out_dir), readonly=True) as store:
         everything = store.records()
         if not everything:
             raise SpecError(f"the store in {out_dir} holds no runs; run a study first")

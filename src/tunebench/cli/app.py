@@ -6,6 +6,7 @@ Every user error ends as one sentence on stderr (``error: ...``) and exit code 2
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,7 @@ from typer.exceptions import Abort, Exit, TyperException
 from tunebench.cli import run as run_command
 from tunebench.cli.console import err, out
 from tunebench.cli.run import PICKLE_OPTION, TRUST_OPTION
-from tunebench.errors import SpecError, TunebenchError
+from tunebench.errors import SpecError, TunebenchError, printable, terminal_safe
 
 app = typer.Typer(
     add_completion=False,
@@ -43,6 +44,8 @@ def evaluate(
     """Re-evaluate a saved run on a dataset split and print its metrics."""
     from tunebench.training.inference import evaluate_checkpoint
 
+    if batch_size < 1:
+        raise SpecError(f"--batch-size must be a positive number of examples (got {batch_size})")
     if split not in ("train", "validation", "test"):
         raise SpecError(f"--split must be one of train, validation, test (got '{split}')")
     metrics = evaluate_checkpoint(run_dir, dataset=dataset, text_column=text_column,
@@ -69,8 +72,8 @@ def predict(
 
     found = predict_texts(run_dir, text, pair=pair, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     for t, (label, probs) in zip(text, found, strict=True):
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(probs.items(), key=lambda kv: -kv[1]))
-        typer.echo(f"{label}\t{t}\t({shown})")  # tab-separated, for programs too
+        shown = ", ".join(f"{printable(k)} {v:.3f}" for k, v in sorted(probs.items(), key=lambda kv: -kv[1]))
+        typer.echo(f"{printable(label)}\t{printable(t)}\t({shown})")  # tab-separated, for programs too; no ESC
 
 
 # --- command groups that live in their own modules (each adds its commands to ``app``) ----------
@@ -87,11 +90,39 @@ cli_store.register(app)
 cli_sweep.register(app)
 
 
+def _peer_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective of a multi-process study failing because another process has ended."""
+    try:
+        other_rank = int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
+    except ValueError:
+        return False
+    text = str(exc)
+    return other_rank and isinstance(exc, RuntimeError) and (
+        "Dist" in type(exc).__name__ or any(mark in text for mark in ("Connection closed by peer", "gloo", "NCCL")))
+
+
+def _safe_warnings() -> None:
+    """A library's warning quoting data (matplotlib's "Glyph 27 missing" names the ESC of a label) reaches
+    stderr with its control characters escaped, like everything tunebench prints."""
+    import warnings
+
+    if getattr(warnings.formatwarning, "tunebench_safe", False):
+        return
+    original = warnings.formatwarning
+
+    def formatwarning(*args, **kwargs) -> str:
+        return terminal_safe(original(*args, **kwargs))
+
+    formatwarning.tunebench_safe = True  # type: ignore[attr-defined]
+    warnings.formatwarning = formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the typer app and turns every user error into one sentence + exit 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # transformers' per-load progress bars would interleave with tunebench's own (every command)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    _safe_warnings()
     try:
         from tunebench.cli.argv import gather  # -s head full, --seeds 0 1 2: values typed as people type them
 
@@ -102,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int) and code:
             return code
     except TunebenchError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return exc.exit_code
+        from tunebench.faults import InterruptGuard, StudyInterrupted
+
+        terminated = isinstance(exc, StudyInterrupted) and InterruptGuard.received == signal.SIGTERM
+        said = f"terminated (SIGTERM): {exc}" if terminated else str(exc)
+        err.print(f"[red]error:[/red] {escape(said)}", highlight=False, soft_wrap=True)
+        return 128 + signal.SIGTERM if terminated else exc.exit_code
     except TyperException as exc:  # typer's usage errors: bad flag, bad value, missing argument
         hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
         err.print(f"[red]error:[/red] {escape(exc.format_message() + hint)}", highlight=False, soft_wrap=True)
@@ -117,11 +152,19 @@ def main(argv: list[str] | None = None) -> int:
         err.print("[red]error:[/red] interrupted; finished runs are kept in the store")
         return 130
     except Exception as exc:  # a full disk in a write no guard named (a figure, the lock): still one sentence
-        from tunebench.faults import disk_full_error, is_disk_full
+        from tunebench.faults import disk_full_error, is_disk_full, path_error
 
-        if not is_disk_full(exc):
+        full = disk_full_error("the study's files", getattr(exc, "filename", None)) if is_disk_full(exc) \
+            else path_error(exc)  # a name too long, a read-only folder, report.html a folder: one sentence
+        if full is None and _peer_gone(exc):  # a DDP process whose rank 0 stopped first (with its sentence)
+            err.print(f"[red]error:[/red] process {os.environ.get('RANK')} of the study stopped because another "
+                      "process ended first; that one's message says why", highlight=False, soft_wrap=True)
+            import time
+
+            time.sleep(2)  # let the process that ended first (and is exiting now) be the launch's first failure
+            return 1
+        if full is None:
             raise
-        full = disk_full_error("the study's files", getattr(exc, "filename", None))
         err.print(f"[red]error:[/red] {escape(str(full))}", highlight=False, soft_wrap=True)
         return full.exit_code
     return 0

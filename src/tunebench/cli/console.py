@@ -9,9 +9,23 @@ import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.segment import Segment
 from rich.table import Table
 
+from tunebench.errors import terminal_safe
 from tunebench.results.outputs import display_rows
+
+
+class SafeConsole(Console):
+    """A console whose text never drives the terminal: ESC and the other control characters in what it
+    prints (a label, a study name, a column name from data) are shown escaped, terminal or not, so
+    ``tunebench run 2>&1 | tee log`` cannot set the title or clear the screen.  Rich's own control
+    segments (the progress bars' cursor moves) and its styles are kept."""
+
+    def _render_buffer(self, buffer):  # every print of every renderable ends here
+        return super()._render_buffer(segment if segment.control else Segment(terminal_safe(segment.text),
+                                                                               segment.style)
+                                      for segment in buffer)
 
 
 def _duration(seconds: float) -> str:
@@ -55,7 +69,7 @@ class RichReporter:
     """
 
     def __init__(self, console: Console | None = None, log: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or SafeConsole(stderr=True)
         self.bars = self.console.is_terminal
         self.log = log if log is not None else (None if self.bars else self.console)
         self._runs_meta: dict[int, dict[str, Any]] = {}  # position -> label, epochs, start, pending, printed
@@ -229,5 +243,5 @@ def comparison_table(frame: pd.DataFrame, title: str = "Comparison") -> Table:
 
 
 #: the command line's two consoles: results on stdout, progress and errors on stderr
-out = Console()
-err = Console(stderr=True)
+out = SafeConsole()
+err = SafeConsole(stderr=True)

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tunebench.cli.console import SafeConsole
 from tunebench.data.catalog import BUILTINS, HUB_DATASETS, HUB_PREFIX
 from tunebench.errors import printable, shorten
 
@@ -23,8 +24,8 @@ data_app = typer.Typer(
     rich_markup_mode=None,
     help="The datasets tunebench knows: list them, pull them into the cache, profile one.",
 )
-out = Console()
-err = Console(stderr=True)
+out = SafeConsole()
+err = SafeConsole(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -37,7 +38,7 @@ def _rows(rows: dict[str, int]) -> str:
 
 
 def _console() -> Console:
-    return out if out.is_terminal else Console(width=200)
+    return out if out.is_terminal else SafeConsole(width=200)
 
 
 @data_app.command("list")
@@ -94,7 +95,7 @@ def show(
     name: Annotated[str, typer.Argument(help="built-in name, local CSV/TSV/JSONL/Parquet file, or hub id")],
     model: Annotated[str, typer.Option(help="model whose tokenizer counts the tokens")] = "minilm-l6",
     max_length: Annotated[int, typer.Option(help="the study's truncation length")] = 128,
-    output: Annotated[Path | None, typer.Option(
+    output: Annotated[str | None, typer.Option(
         "--output", "-o", help="folder for dataset_profile.json and figures/ (default: tunebench-eda/NAME)")] = None,
     config: Annotated[str | None, typer.Option(help="hub dataset configuration")] = None,
     text_column: Annotated[str | None, typer.Option(help="column with the text")] = None,
@@ -110,6 +111,8 @@ def show(
     from tunebench.spec.parts import DataSpec
     from tunebench.training.modeling import check_model_source, load_tokenizer, quiet_libraries
 
+    if output is not None and not output.strip():  # Path("") is the current folder: the user's own files
+        raise SpecError("--output is empty; name a folder for the profile, or leave it out for tunebench-eda/NAME")
     if max_length < 1:
         raise SpecError(f"--max-length must be a positive number of tokens (got {max_length})")
     quiet_libraries()
@@ -118,7 +121,7 @@ def show(
     bundle = load_dataset_bundle(spec, seed=seed)
     tokenizer = load_tokenizer(check_model_source(model))
     profile = dataset_profile(bundle, tokenizer, max_length)
-    folder = output or Path("tunebench-eda") / _slug(bundle.name)
+    folder = Path(output) if output is not None else Path("tunebench-eda") / _slug(bundle.name)
     written = write_profile(profile, folder)
     _print_profile(profile)
     out.print(f"written: {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)

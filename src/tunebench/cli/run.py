@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from tunebench.cli.console import err, out
+from tunebench.cli.console import SafeConsole, err, out
 
 #: the user's own permissions, per command: never read from a model or run folder (docs/RELIABILITY.md)
 TRUST_OPTION = typer.Option("--trust-remote-code",
@@ -52,7 +51,7 @@ def run(
     test_limit: Annotated[int | None, typer.Option(help="stratified sample of the test split")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32, bf16, fp16 or auto")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="output folder")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="output folder")] = None,
     name: Annotated[str | None, typer.Option(help="study name (runs are grouped by it in the store)")] = None,
     no_checkpoints: Annotated[bool, typer.Option("--no-checkpoints", help="do not save best checkpoints")] = False,
     force: Annotated[bool, typer.Option("--force", help="redo runs already finished in the store")] = False,
@@ -123,7 +122,7 @@ def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) ->
         ("training", "epochs"): o["epochs"], ("training", "batch_size"): o["batch_size"], ("training", "lr"): o["lr"],
         ("training", "scheduler"): o["scheduler"], ("training", "seed"): o["seed"],
         ("training", "precision"): o["precision"], ("training", "device"): o["device"],
-        ("output", "dir"): str(o["output"]) if o["output"] else None,
+        ("output", "dir"): None if o["output"] is None else str(o["output"]),  # '' is refused, not the default
         ("execution", "backend"): o["backend"], ("execution", "address"): o["address"],
         ("execution", "max_retries"): o["max_retries"], ("execution", "nproc"): o["nproc"],
         ("execution", "max_runs"): o["max_runs"],
@@ -185,7 +184,7 @@ def _run(spec, force: bool, options: dict[str, Any] | None = None) -> None:
     result = run_spec(spec, force=force, reporter=reporter, track=track, prices=prices)
     if distributed.launched_rank() != 0 or (spec.execution.nproc > 1 and distributed.launched_world_size() == 1):
         return  # the processes of a DDP launch: rank 0 printed the table
-    table_console = out if out.is_terminal else Console(width=160)
+    table_console = out if out.is_terminal else SafeConsole(width=160)
     table_console.print(comparison_table(result.table, title=f"tunebench: {spec.name}"))
     out.print(f"results: {spec.output.dir}/report.html, report.md, results.csv, results.json, tunebench.sqlite")
     from tunebench.faults import unfinished_error

@@ -23,8 +23,21 @@ def register(app: typer.Typer) -> None:
     def repair(output_dir: Annotated[Path, typer.Argument(help="a study's output folder (holds tunebench.sqlite)")]
                ) -> None:
         """Copy what can still be read into a new store; keep the damaged file beside it."""
+        from tunebench.errors import StoreError
         from tunebench.results.repair import repair as repair_store
+        from tunebench.results.repair import store_path
+        from tunebench.study.lock import StudyLock, StudyLockedError
 
-        typer.echo(repair_store(output_dir).sentence())
+        path = store_path(output_dir)
+        try:  # the study's own lock: never beside a live study, nor beside another repair
+            lock = StudyLock(path.parent).acquire()
+        except StudyLockedError as exc:
+            raise StoreError(f"the study store '{path}' is in use ({exc.who} holds its folder: a study or another "
+                             f"repair); nothing was changed; run 'tunebench store repair {output_dir}' again once it "
+                             "has ended") from None
+        try:
+            typer.echo(repair_store(path).sentence())
+        finally:
+            lock.release()
 
     app.add_typer(group, name="store")

@@ -26,6 +26,9 @@ def parse_grid(items: list[str] | None) -> dict[str, list[Any]]:
         parts = [v.strip() for v in values.split(",") if v.strip()]
         if not eq or not key.strip() or not parts:
             raise SpecError(f"--grid must look like KEY=V1,V2 such as lora.r=4,9,18,32 (got '{item}')")
+        if key.strip() in grid:  # the second would silently replace the first (like -s head -s head, refused)
+            raise SpecError(f"--grid {key.strip()} is given twice; list all its values in one: --grid "
+                            f"{key.strip()}={','.join(grid[key.strip()] + parts)}")
         grid[key.strip()] = parts  # numbers become numbers in the spec: 4 → int, 1e-4 → float, cosine stays
     return grid
 

@@ -58,6 +58,7 @@ def _clean(rows: _Rows, split: str, where: str, label_column: str, notes: list[s
             labels.append(memo.setdefault(key, _label_value(v, missing)))
         except TypeError:  # unhashable (a list in JSON)
             labels.append(_label_value(v, missing))
+    _note_trimmed(memo, split, notes)
     no_label = [v is None for v in labels]
     if n == 0 or all(no_label):
         if allow_unlabelled and n:
@@ -81,6 +82,20 @@ def _clean(rows: _Rows, split: str, where: str, label_column: str, notes: list[s
     if not keep:
         raise DataError(f"{name} of {where} has no usable rows after dropping rows without a label or text")
     return _Rows(texts, pairs, labels).take(keep) if len(keep) < n else _Rows(texts, pairs, labels)
+
+
+def _note_trimmed(memo: dict[Any, Any], split: str, notes: list[str]) -> None:
+    """A note when labels that differ only in surrounding spaces (' pos', 'pos ') became one class."""
+    merged: dict[str, list[str]] = {}
+    for (cls, raw), label in memo.items():
+        if cls is str and isinstance(label, str):
+            merged.setdefault(label, []).append(raw)
+    trimmed = {label: raws for label, raws in merged.items() if any(r != label for r in raws)}
+    if trimmed:
+        shown = "; ".join(f"{', '.join(repr(r) for r in sorted(raws)[:4])} → {label!r}"
+                          for label, raws in sorted(trimmed.items())[:5])
+        notes.append(f"{split}: labels are read without surrounding spaces, which merged labels that differ only "
+                     f"in them: {shown}")
 
 
 def _text_value(value: Any) -> str:
@@ -116,7 +131,8 @@ def _unify_labels(parts: dict[str, _Rows], fixed: bool, where: str) -> None:
         raise DataError(f"{where} has non-integer numbers as labels (e.g. {floats[0]}); classification "
                         "needs class names or integer class ids")
     as_int = not fixed and all(cls is int or _INT_LIKE.fullmatch(v) for cls, v in distinct)
-    convert = {v: (int(float(v)) if as_int else str(v)) for _, v in distinct}
+    # int(v) of "12345678901234567", not int(float(v)): a float round-trip merges neighbouring ids
+    convert = {v: (int(str(v).split(".")[0]) if as_int else str(v)) for _, v in distinct}
     for rows in parts.values():
         rows.labels = [convert[v] for v in rows.labels]
 

@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
+from tunebench.errors import printable
 from tunebench.report.analysis import normalised_confusion, pareto_front
 
 #: mathtext stays on for matplotlib's own text; every piece of text from the data goes through :func:`plain`
@@ -37,13 +38,14 @@ def styled(fn: F) -> F:
 
 def plain(labels: list[Any]) -> list[str]:
     """Names from the data (classes, strategies, runs), drawn as text: a "$5 & $6" label must not be
-    parsed as math (an escaped dollar is drawn as a dollar)."""
+    parsed as math (an escaped dollar is drawn as a dollar), and a control character (ESC, a newline) is
+    drawn escaped (matplotlib's missing-glyph warning would carry it raw to the terminal)."""
     return [text(x) for x in labels]
 
 
 def text(value: Any) -> str:
     """One name from the data as matplotlib text (see :func:`plain`)."""
-    return str(value).replace("$", r"\$")
+    return printable(str(value)).replace("$", r"\$")
 
 
 def tick_number(value: float, _pos: Any = None) -> str:

@@ -64,13 +64,42 @@ def store_path(out_dir: Path) -> Path:
     return path
 
 
+#: the fields of a finished record the report reads, and their types (a store edited by hand, or by
+#: another program, may hold anything: one sentence, not a TypeError deep in a section)
+SHAPE = {"test": dict, "val": dict, "params": dict, "resources": dict, "curves": list, "data": dict, "model": dict,
+         "environment": dict, "resolved": dict, "position": int, "strategy": str, "run_id": str}
+NUMBERS = {"test": ("accuracy", "macro_f1"), "val": ("macro_f1",), "params": ("trainable", "total")}
+
+
+def check_shape(record: dict[str, Any], path: Path) -> None:
+    """One :class:`StoreError` sentence when a finished record's fields are not of the types stored."""
+    from tunebench.errors import StoreError
+
+    wrong = [k for k, kind in SHAPE.items() if k in record and not isinstance(record[k], kind)
+             and not (k == "test" and record[k] is None)]
+    wrong += [f"{k}.{n}" for k, names in NUMBERS.items() if isinstance(record.get(k), dict)
+              for n in names if n in record[k] and (isinstance(record[k][n], bool)
+                                                   or not isinstance(record[k][n], int | float))]
+    data = record.get("data")
+    if isinstance(data, dict) and not (isinstance(data.get("label_names"), list)
+                                       and all(isinstance(n, str) for n in data["label_names"])):
+        wrong.append("data.label_names")
+    if wrong:
+        raise StoreError(f"the study store '{path}' holds a record with fields of the wrong type (attempt "
+                         f"{record.get('attempt')}: {', '.join(wrong[:6])}); nothing was written to it; it was "
+                         "changed outside tunebench: restore it from a copy, or run the study again in another "
+                         "--output")
+
+
 def load_inputs(out_dir: Path, study: str | None = None, verdict: dict[str, Any] | None = None) -> ReportInputs:
     """Read the store in ``out_dir``; ``study`` defaults to the one that ran last; ``verdict``: settings
     that override the stored spec's (``metric``, ``margin``, ``alpha``; None values are ignored)."""
     out_dir = Path(out_dir)
-    with Store(store_path(out_dir)) as store:
+    with Store(store_path(out_dir), readonly=True) as store:
         stored = store.records()
         everything = [r for r in stored if r["status"] == "finished"]
+        for record in everything:
+            check_shape(record, store.path)
         if not everything:
             raise SpecError(f"the store in {out_dir} holds no finished runs; run a study first")
         study = choose_study(store, everything, study, out_dir)

@@ -8,13 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunebench.report.document import Block, Bullets, Code, Document, Figure, Para, Table
-
-_MD = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\n": " ", "\r": " ",
-                     "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]"})
-
-
-def md(text: str) -> str:
-    return str(text).translate(_MD)
+from tunebench.results.text import fence as code_fence
+from tunebench.results.text import md
 
 
 def render_markdown(doc: Document, out_dir: Path) -> str:
@@ -32,7 +27,7 @@ def _block(block: Block, out_dir: Path) -> str:
     if isinstance(block, Bullets):
         return "\n".join(f"- {md(i)}" for i in block.items)
     if isinstance(block, Code):
-        fence = "````" if "```" in block.text else "```"
+        fence = code_fence(block.text)  # a study name holding ``` cannot close it
         return f"{fence}\n{block.text.rstrip()}\n{fence}"
     if isinstance(block, Figure):
         return f"![{md(block.caption)}]({block.path.relative_to(out_dir).as_posix()})"

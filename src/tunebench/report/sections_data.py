@@ -86,7 +86,12 @@ def _confident(ctx: Context, names: list[str], texts: list[str] | None):
 
 def dataset(ctx: Context) -> Section:
     profile = ctx.inputs.profile
-    return _from_profile(ctx, profile) if profile else _from_records(ctx)
+    if isinstance(profile, dict) and profile:
+        try:
+            return _from_profile(ctx, profile)
+        except (TypeError, AttributeError, KeyError, ValueError):
+            pass  # a malformed dataset_profile.json: the stored records describe the data too
+    return _from_records(ctx)
 
 
 def _from_profile(ctx: Context, profile: dict[str, Any]) -> Section:

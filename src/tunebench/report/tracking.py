@@ -13,7 +13,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from tunebench.errors import SpecError
+from tunebench.errors import SpecError, first_line
 from tunebench.report.trackers import BACKENDS, CURVE_KEYS, MISSING, TEST_KEYS, TrackingError, folder_name, params
 
 __all__ = ["BACKENDS", "CURVE_KEYS", "MISSING", "TEST_KEYS", "TrackingError", "check_backends", "folder_name",
@@ -34,6 +34,12 @@ def check_backends(names: list[str] | str | None) -> list[str]:
             raise SpecError(f"--track must be one of {', '.join(BACKENDS)} (got '{n}')")
         if importlib.util.find_spec(PACKAGES[n]) is None:
             raise TrackingError(MISSING[n])
+        try:  # installed but broken (a version clash, a missing library) fails here, not after the study
+            importlib.import_module(PACKAGES[n])
+        except Exception as exc:
+            raise TrackingError(f"--track {n}: the package '{PACKAGES[n]}' is installed but fails to import "
+                                f"({type(exc).__name__}: {first_line(exc, 160)}); reinstall it, or leave out "
+                                f"--track {n}") from None
     return list(dict.fromkeys(chosen))
 
 

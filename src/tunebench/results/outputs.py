@@ -15,6 +15,7 @@ import pandas as pd
 
 from tunebench.faults import atomic_write
 from tunebench.results.diagnosis import FLAGS, diagnose_record
+from tunebench.results.text import md
 from tunebench.spec.strategy import option_columns
 
 #: every method option (from the method registry), as a results.csv column; ``r`` is named ``rank``
@@ -238,7 +239,7 @@ def seed_table(configs: pd.DataFrame) -> list[str]:
     lines = ["Over seeds (mean ± std [95% t interval of the mean]):", "",
              "| configuration | seeds | test macro-F1 | test acc | val macro-F1 | train s |",
              "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['config']} | {r['seeds']} | {show(r, 'test_macro_f1')} | {show(r, 'test_accuracy')} | "
+    lines += [f"| {md(r['config'])} | {r['seeds']} | {show(r, 'test_macro_f1')} | {show(r, 'test_accuracy')} | "
               f"{show(r, 'val_macro_f1')} | {r['train_time_s_mean']:.1f} |" for _, r in configs.iterrows()]
     return lines
 
@@ -251,24 +252,24 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
         return "# tunebench study\n\nNo finished runs yet.\n"
     first = finished[0]
     data, model, env = first["data"], first["model"], first["environment"]
-    lines = [f"# tunebench study: {first['study']}", ""]
+    lines = [f"# tunebench study: {md(first['study'])}", ""]  # every text from the data or a name: md()
     total = next((r["params"]["total"] for r in records if r.get("params")), None)
-    lines.append(f"- **Model**: `{model['name']}` ({_fmt_int(total)} parameters, "
+    lines.append(f"- **Model**: {md(model['name'])} ({_fmt_int(total)} parameters, "
                  f"{model.get('n_layers', '?')} layers)")
     sizes = data["sizes"]
-    lines.append(f"- **Data**: `{data['name']}` — {len(data['label_names'])} classes "
-                 f"({', '.join(data['label_names'][:10])}{', …' if len(data['label_names']) > 10 else ''}); "
+    lines.append(f"- **Data**: {md(data['name'])} — {len(data['label_names'])} classes "
+                 f"({', '.join(md(n) for n in data['label_names'][:10])}{', …' if len(data['label_names']) > 10 else ''}); "
                  f"train {sizes['train']:,} / validation {sizes['validation']:,} / test {sizes['test']:,}")
     lines.append("- **Split hashes** (identical for every run): " +
-                 ", ".join(f"{k} `{v}`" for k, v in data["hashes"].items()))
-    lines.append(f"- **Device**: {env['device']}, {env['torch_threads']} threads; precision "
+                 ", ".join(f"{md(k)} `{md(v)}`" for k, v in data["hashes"].items()))
+    lines.append(f"- **Device**: {md(env['device'])}, {env['torch_threads']} threads; precision "
                  f"{first['resolved']['precision']}; max length {first['resolved']['max_length']}; "
                  f"batch {first['resolved']['batch_size']}; seed {first['resolved']['seed']}")
     lines.append("")
     headers, rows = display_rows(frame)
     lines.append("| " + " | ".join(headers) + " |")
     lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|")
-    lines.extend("| " + " | ".join(r) + " |" for r in rows)
+    lines.extend("| " + " | ".join(md(c) for c in r) + " |" for r in rows)
     lines.append("")
     if repeated(frame):
         lines += seed_table(config_frame(frame)) + [""]
@@ -276,20 +277,20 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
     if len(done):
         best = done.loc[done["test_macro_f1"].astype(float).idxmax()]
         fastest = done.loc[done["examples_per_s"].astype(float).idxmax()]
-        lines.append(f"Best test macro-F1 (one run): **{best['label']}** ({best['test_macro_f1']:.3f}). "
-                     f"Fastest training: **{fastest['label']}** ({fastest['examples_per_s']:.1f} examples/s).")
+        lines.append(f"Best test macro-F1 (one run): **{md(best['label'])}** ({best['test_macro_f1']:.3f}). "
+                     f"Fastest training: **{md(fastest['label'])}** ({fastest['examples_per_s']:.1f} examples/s).")
     else:
         lines.append("No run has finished yet, so there is no ranking.")
     lines.append("")
     unfinished = frame[frame["status"] != "finished"]
     if len(unfinished):
         lines += ["Runs that did not finish (the next `tunebench run` tries them again):", ""]
-        lines += [f"- **{r['label']}**: {r['status']} — {r['failure']}" for _, r in unfinished.iterrows()]
+        lines += [f"- **{md(r['label'])}**: {r['status']} — {md(r['failure'])}" for _, r in unfinished.iterrows()]
         lines.append("")
     flagged = frame[frame["diagnosis_advice"].notna()] if "diagnosis_advice" in frame else frame.iloc[:0]
     if len(flagged):
         lines += ["Convergence checks (a flagged run is not evidence that its strategy is worse):", ""]
-        lines += [f"- ⚠ {r['diagnosis_advice']}" for _, r in flagged.iterrows()]
+        lines += [f"- ⚠ {md(r['diagnosis_advice'])}" for _, r in flagged.iterrows()]
         lines.append("")
     lines.append("Caveats: one seed per strategy (differences of a point or two may be noise); "
                  "learning rates differ per strategy (see the lr column); the best epoch is chosen "
@@ -298,9 +299,9 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
     unfinished = [r for r in records if r["status"] != "finished"]
     if unfinished:
         lines += ["", "Runs without a result:", ""] + [
-            f"- {r['strategy']}: {r['status']}" + (f" — {r['failure']['error']}" if (r.get("failure") or {}).get("error")
-                                                  else "") for r in unfinished]
+            f"- {md(r['strategy'])}: {r['status']}"
+            + (f" — {md(r['failure']['error'])}" if (r.get("failure") or {}).get("error") else "") for r in unfinished]
     notes = data.get("notes") or []
     if notes:
-        lines += ["", "Data notes:", ""] + [f"- {n}" for n in notes]
+        lines += ["", "Data notes:", ""] + [f"- {md(n)}" for n in notes]
     return "\n".join(lines) + "\n"

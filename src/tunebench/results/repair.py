@@ -10,13 +10,14 @@ file is never written to: it is opened read-only and, after the copy, renamed be
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from tunebench.errors import StoreError
-from tunebench.results.store import SCHEMA, STORE_NAME, Store, _statements, damage
+from tunebench.results.store import SCHEMA, STORE_NAME, VERSION, Store, _statements, check_writable, damage, recognise
 
 #: rowids probed past the last one a damaged table still lists
 PROBE = 10_000
@@ -25,11 +26,13 @@ PROBE = 10_000
 @dataclass
 class Repaired:
     store: Path
-    damaged: Path
+    damaged: Path | None  # None: the store was intact and nothing was changed
     copied: dict[str, int] = field(default_factory=dict)
     unreadable: dict[str, int] = field(default_factory=dict)
 
     def sentence(self) -> str:
+        if self.damaged is None:
+            return f"the study store '{self.store}' is intact: nothing to repair, nothing was changed"
         parts = [f"{table} {n:,}" + (f" ({self.unreadable[table]:,} unreadable)" if self.unreadable.get(table) else "")
                  for table, n in self.copied.items()]
         return (f"copied what could be read into a new store at {self.store} ({', '.join(parts) or 'nothing'}); "
@@ -45,25 +48,95 @@ def store_path(out_dir: Path | str) -> Path:
 
 
 def check(out_dir: Path | str) -> str:
-    """One sentence: the store is fine (with its size), or a StoreError naming the damage."""
+    """One sentence: the store is fine (with its size), or a StoreError naming the damage.  Reads only:
+    the file's bytes (its layout version included) are the same afterwards."""
     path = store_path(out_dir)
     problem = damage(path)
     if problem is not None:
         raise StoreError(f"the study store '{path}' is damaged ({problem}); 'tunebench store repair {path.parent}' "
                          "copies what can still be read into a new store and keeps the damaged file beside it")
-    with Store(path) as store:
+    if recognise(path) != VERSION:  # the first layout (or an empty file): counted without migrating it
+        db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        try:
+            names = [n for (n,) in db.execute("SELECT study FROM runs")] if _tables(db) else []
+        finally:
+            db.close()
+        return (f"the study store '{path}' is intact: {len(names)} run(s) in {len(set(names))} study(ies), in the "
+                "first layout (the next 'tunebench run' on it migrates it)")
+    with Store(path, readonly=True) as store:
         attempts = store.history()
     studies = sorted({r["study"] for r in attempts})
     return f"the study store '{path}' is intact: {len(attempts)} attempt(s) in {len(studies)} study(ies)"
 
 
+def needs_repair(path: Path) -> bool:
+    """Whether the store at ``path`` has anything to repair: damage SQLite sees, or a record that does not
+    parse (read only; a file tunebench does not recognise is one :class:`StoreError`)."""
+    if damage(path) is not None:
+        return True
+    recognise(path)  # another tool's file or a newer layout: refused, never "repaired" into a new store
+    db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    try:
+        for name, _ in _tables(db):
+            quoted = '"' + name.replace('"', '""') + '"'
+            for row in db.execute(f"SELECT * FROM {quoted}"):
+                if not _json_columns_parse(name, row, db):
+                    return True
+                if name in ("attempts", "runs") and not _is_record(row, db, name):
+                    return True
+    except sqlite3.DatabaseError:
+        return True
+    finally:
+        db.close()
+    return False
+
+
+def _is_record(row: tuple, db: sqlite3.Connection, table: str) -> bool:
+    columns = [c[1] for c in db.execute(f"PRAGMA table_info(\"{table}\")")]
+    record = json.loads(dict(zip(columns, row, strict=False))["record"])
+    return isinstance(record, dict) and {"run_id", "study", "status", "strategy"} <= record.keys()
+
+
+def kept_name(path: Path) -> Path:
+    """A name for the damaged file that no earlier repair holds (the time to the microsecond, then a count)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    for n in range(1, 10_000):
+        candidate = path.with_name(f"{path.name}.damaged-{stamp}" + (f"-{n}" if n > 1 else ""))
+        if not any(candidate.with_name(candidate.name + s).exists() for s in ("", "-wal", "-shm")):
+            return candidate
+    raise StoreError(f"no free name beside '{path}' to keep the damaged file; nothing was changed")
+
+
 def repair(out_dir: Path | str) -> Repaired:
-    """Copy every readable row of the store into a new file, put it in place, keep the damaged one."""
+    """Copy every readable row of the store into a new file, put it in place, keep the damaged one.
+
+    A store with nothing to repair is left as it is.  The caller holds the folder's study lock
+    (``tunebench store repair`` does): a repair never runs beside a live study or another repair.
+    """
     path = store_path(out_dir)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    if not needs_repair(path):
+        return Repaired(path, None)
+    check_writable(path)  # a read-only store stays read-only: refused, not replaced by a writable one
+    damaged = kept_name(path)
     fresh = path.with_name(f"{path.name}.repairing")
-    damaged = path.with_name(f"{path.name}.damaged-{stamp}")
-    fresh.unlink(missing_ok=True)
+    try:
+        result = _copy_into(path, fresh, damaged)
+        os.chmod(fresh, path.stat().st_mode & 0o7777)  # the new store keeps the old one's permissions
+        for suffix in ("", "-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.rename(damaged.with_name(damaged.name + suffix))
+        fresh.rename(path)
+    finally:
+        for suffix in ("", "-journal"):
+            fresh.with_name(fresh.name + suffix).unlink(missing_ok=True)
+    with Store(path):  # creates the view and anything missing, migrates a first-layout store
+        pass
+    return result
+
+
+def _copy_into(path: Path, fresh: Path, damaged: Path) -> Repaired:
+    fresh.unlink(missing_ok=True)  # left by a repair that was killed
     source = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
     target = sqlite3.connect(fresh)
     result = Repaired(path, damaged)
@@ -82,13 +155,6 @@ def repair(out_dir: Path | str) -> Repaired:
     finally:
         source.close()
         target.close()
-    for suffix in ("", "-wal", "-shm"):
-        side = path.with_name(path.name + suffix)
-        if side.exists():
-            side.rename(damaged.with_name(damaged.name + suffix))
-    fresh.rename(path)
-    with Store(path):  # creates the view and anything missing, migrates a first-layout store
-        pass
     return result
 
 

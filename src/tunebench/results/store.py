@@ -24,6 +24,7 @@ row per run id) is migrated on open, in one transaction.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,11 +75,20 @@ STORE_NAME = "tunebench.sqlite"
 class Store:
     """A small SQLite store; open it with ``Store(path)`` and use it as a context manager."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        """``readonly``: only read (``report``, ``store check``); a store of the first layout is still
+        migrated, which writes, so it must then be writable like any store a command writes."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        version = None
         if self.path.exists():
             check_store(self.path)  # read-only, before anything could write into a damaged file
+            version = recognise(self.path)  # read-only too: a store of another tool or a newer layout
+        if readonly and version == VERSION:
+            self._db = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, timeout=30)
+            return
+        if self.path.exists():
+            check_writable(self.path)
         self._db = sqlite3.connect(self.path, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -255,6 +265,62 @@ def check_store(path: Path) -> None:
         raise StoreError(f"the study store '{path}' is damaged ({problem}); nothing was written to it; "
                          f"'tunebench store repair {path.parent}' copies what can still be read into a new store "
                          "and keeps the damaged file beside it")
+
+
+#: the columns of the first layout's ``runs`` table (``_migrate_v1``)
+V1_COLUMNS = {"run_id", "study", "position", "strategy", "status", "finished_at", "record"}
+#: the tables of this layout
+TABLES = {"attempts", "attempt_predictions", "plans"}
+
+
+def recognise(path: Path) -> int | None:
+    """The layout of the store at ``path`` (``VERSION``; 0 for the first layout; None for an empty file),
+    read only; one :class:`StoreError` sentence for a file tunebench did not write (another tool's SQLite,
+    a newer layout): no command writes to a store it does not recognise."""
+    db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30)
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                                                 "AND name NOT LIKE 'sqlite_%'")}
+        columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"the study store '{path}' cannot be read ({first_line(exc, 120)}); nothing was written "
+                         "to it") from None
+    finally:
+        db.close()
+    if version > VERSION:
+        raise StoreError(f"the study store '{path}' was written by a newer tunebench (layout {version}; this one "
+                         f"knows up to {VERSION}); nothing was written to it; use that version, or choose another "
+                         "--output")
+    if version == VERSION and tables >= TABLES:
+        return VERSION
+    if version == 0 and not tables:
+        return None  # an empty SQLite file: a new store
+    if version == 0 and columns >= V1_COLUMNS and "attempts" not in tables:
+        return 0
+    if version == 0 and tables >= TABLES:  # this layout, its version not yet set (a repair's new copy)
+        return 0
+    shown = ", ".join(sorted(tables)[:8]) or "none"
+    raise StoreError(f"'{path}' is not a tunebench study store (layout {version}, tables: {shown}); nothing was "
+                     "written to it; move it away or choose another --output")
+
+
+def check_writable(path: Path) -> None:
+    """One sentence when a command that writes the store may not: a read-only file stays read-only."""
+    if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
+        raise StoreError(f"the study store '{path}' is read-only; nothing was written to it; make it writable "
+                         f"(chmod u+w '{path}') or choose another --output")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StoreError(f"the folder '{path.parent}' of the study store is read-only (SQLite writes its journal "
+                         "beside the store); nothing was written; choose another --output")
+
+
+def check_store_writable(path: Path) -> None:
+    """What ``Store(path)`` checks before writing, read only: one sentence if it would refuse."""
+    if path.exists():
+        check_store(path)
+        recognise(path)
+        check_writable(path)
 
 
 def now() -> str:

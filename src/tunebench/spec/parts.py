@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -30,8 +30,13 @@ def _number(text: str) -> Any:
     return text
 
 
+#: the seeds numpy, torch and the samplers accept
+MAX_SEED = 2**32 - 1
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan: a rate of .inf (YAML) or inf (a flag) is refused like nan, never trained with
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataSpec(_Strict):
@@ -83,7 +88,7 @@ class TrainingSpec(_Strict):
     scheduler: Scheduler = "linear"
     max_grad_norm: float | None = Field(default=1.0, gt=0)
     grad_accumulation: int = Field(default=1, ge=1)
-    seed: int = Field(default=0, ge=0, description="seed of the splits, initialisation and data order")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="seed of the splits, initialisation and data order")
     precision: Precision = "auto"
     device: Device = "auto"
     prefix_cache: bool = Field(default=True, description="compute frozen layers once, not every epoch")
@@ -106,7 +111,7 @@ class TuningSpec(_Strict):
     enabled: bool = Field(default=True, description="false: the section is kept but not used")
     lr: list[float] | RangeSpec | None = Field(default=None, description="rates to try; None: around each default")
     trials: int | None = Field(default=None, ge=2, le=50, description="a range: how many rates to draw (default 5)")
-    seed: int | None = Field(default=None, ge=0, description="the trials' seed; None: training.seed")
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="the trials' seed; None: training.seed")
     halving: bool = Field(default=True, description="successive halving: stop trials that are behind")
     reduction_factor: int = Field(default=3, ge=2, description="successive halving: keep the best 1/this per rung")
 
@@ -141,6 +146,14 @@ class VerdictSpec(_Strict):
 class OutputSpec(_Strict):
     dir: Path = Path("tunebench-out")
     save_checkpoints: bool = True
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _named(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():  # Path("") is the current folder: the user's own files
+            raise ValueError("must name a folder ('' would be the current one, its own report.md and results.csv "
+                             "overwritten): give --output DIR, or leave it out for tunebench-out")
+        return value
 
 
 class RangeSpec(_Strict):
@@ -179,8 +192,9 @@ class SweepSpec(_Strict):
     trials: int | None = Field(default=None, ge=1, description="random / optuna: number of sampled configurations")
     search: Literal["grid", "random", "optuna"] | None = Field(
         default=None, description="default: grid if grid is given, random if random is given")
-    sampler_seed: int = Field(default=0, description="seed of the random / Optuna sampler")
-    seeds: list[int] | None = Field(default=None, description="training seeds; every configuration runs once per seed")
+    sampler_seed: int = Field(default=0, ge=0, le=MAX_SEED, description="seed of the random / Optuna sampler")
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] | None = Field(
+        default=None, description="training seeds; every configuration runs once per seed")
 
     @field_validator("grid", mode="before")
     @classmethod

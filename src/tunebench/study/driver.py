@@ -15,10 +15,10 @@ import torch
 
 from tunebench.data.loading import load_dataset_bundle
 from tunebench.data.profile import dataset_profile, write_profile
-from tunebench.errors import SpecError
+from tunebench.errors import SpecError, shorten
 from tunebench.faults import InterruptGuard, disk_guard
 from tunebench.results.outputs import write_outputs
-from tunebench.results.store import STORE_NAME, Store
+from tunebench.results.store import STORE_NAME, Store, check_store_writable
 from tunebench.spec.parts import SweepSpec
 from tunebench.spec.strategy import strategy_spec
 from tunebench.spec.study import OPTUNA_IN_ONE_PROCESS, StudySpec
@@ -54,7 +54,7 @@ def prepare(spec: StudySpec, reporter: Reporter, placement: tuple[torch.device, 
         device, precision = placement
     model_source = check_model_source(spec.model.name, trust_remote_code=spec.model.trust_remote_code,
                                       allow_pickle=spec.model.allow_pickle)
-    reporter.message(f"loading data '{spec.data.source}'")
+    reporter.message(f"loading data '{shorten(spec.data.source, 300)}'")  # a 100 KB name: not 100 KB of stderr
     bundle = load_dataset_bundle(spec.data, seed=spec.training.seed)
     tokenizer = load_tokenizer(model_source, trust_remote_code=spec.model.trust_remote_code)
     encoded = [batching.encode_split(tokenizer, s.texts, s.pairs, s.labels, spec.model.max_length)
@@ -82,6 +82,8 @@ def _run_study(spec: StudySpec, force: bool, reporter: Reporter, runner: Any, wr
     out_dir = make_output_dir(Path(spec.output.dir))
     lock = StudyLock(out_dir) if writer else contextlib.nullcontext()  # one study per folder (rank 0 holds it)
     with lock, InterruptGuard() as stop:  # Ctrl-C stops at the next step
+        if writer:
+            check_store_writable(out_dir / STORE_NAME)  # before the data loads or the profile is written
         return _run_locked(spec, out_dir, force, reporter, runner, writer, stop)
 
 
@@ -132,7 +134,18 @@ def run_baselines(spec: StudySpec, prepared: Prepared, store: Store, env: dict[s
 
 def make_output_dir(out_dir: Path) -> Path:
     """Create the output folder, or say in one sentence why it cannot be one."""
-    if out_dir.exists() and not out_dir.is_dir():
+    depth = 0
+    for part in out_dir.parts[1:] if out_dir.is_absolute() else ():
+        depth = depth - 1 if part == ".." else depth + 1
+        if depth < 0:
+            raise SpecError(f"output folder '{shorten(str(out_dir), 300)}' climbs above the root folder with '..'; "
+                            "choose another --output")
+    try:
+        exists = out_dir.exists()
+    except OSError as exc:  # a name over 255 bytes, a loop of links
+        raise SpecError(f"output folder '{shorten(str(out_dir), 300)}' cannot be used ({exc.strerror}); choose "
+                        "another --output") from None
+    if exists and not out_dir.is_dir():
         raise SpecError(f"output folder '{out_dir}' is an existing file, not a folder; choose another --output")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +155,9 @@ def make_output_dir(out_dir: Path) -> Path:
     except PermissionError:
         raise SpecError(f"output folder '{out_dir}' cannot be created: permission denied; choose another "
                         "--output") from None
+    except OSError as exc:  # a read-only file system, /proc, a name too long
+        raise SpecError(f"output folder '{shorten(str(out_dir), 300)}' cannot be created ({exc.strerror}); choose "
+                        "another --output") from None
     return out_dir
 
 

@@ -21,7 +21,11 @@ LOCK_NAME = ".tunebench.study.lock"
 
 
 class StudyLockedError(TunebenchError):
-    """Another process is running a study in the same output folder."""
+    """Another process is running a study (or a store repair) in the same output folder."""
+
+    def __init__(self, message: str, who: str = "another process") -> None:
+        super().__init__(message)
+        self.who = who
 
 
 class StudyLock:
@@ -37,8 +41,12 @@ class StudyLock:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise TunebenchError(f"cannot write in the output folder '{self.path.parent}' "
+                                 f"({exc.strerror or type(exc).__name__}); choose another --output") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -46,7 +54,7 @@ class StudyLock:
             os.close(fd)
             who = f"process {holder.get('pid', '?')} on host {holder.get('host', '?')}" if holder else "another process"
             raise StudyLockedError(f"output folder '{self.path.parent}' is in use by another tunebench run "
-                                   f"({who}); wait for it to finish or choose another --output") from None
+                                   f"({who}); wait for it to finish or choose another --output", who) from None
         self.previous = _read(fd) or None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)

@@ -25,7 +25,7 @@ from tunebench.study.baseline import diagnose_run, execute_baseline
 from tunebench.study.plan import PlannedRun, Prepared, planned_steps
 from tunebench.study.records import RunRecord, Status, base_record, seeds_used
 from tunebench.training import distributed, engine
-from tunebench.training.checkpoint import essential_bytes, save_checkpoint
+from tunebench.training.checkpoint import base_model_identity, essential_bytes, save_checkpoint
 from tunebench.training.modeling import count_parameters, load_classifier
 from tunebench.training.resume import ResumePoint
 
@@ -249,7 +249,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     save_bytes, checkpoint_bytes = essential_bytes(model), None
     if spec.output.save_checkpoints and cfg.evaluate_test and distributed.is_writer():  # not a tuning trial
         meta = {"run_id": run_id, "strategy": strategy_spec.label, "label_names": bundle.label_names,
-                "max_length": spec.model.max_length, "base_model": prepared.model_source,
+                "max_length": spec.model.max_length, **base_model_identity(prepared.model_source),
                 "model_name": spec.model.name, "is_pair": bundle.is_pair,
                 "data": spec.data.model_dump(), "seed": cfg.seed, "precision": cfg.precision,
                 "trust_remote_code": spec.model.trust_remote_code, "allow_pickle": spec.model.allow_pickle}

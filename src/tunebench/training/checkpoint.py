@@ -9,7 +9,9 @@ and ``tunebench.json`` (labels, max length, strategy, base model) for ``tunebenc
 
 from __future__ import annotations
 
+import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,46 @@ def save_checkpoint(model: nn.Module, tokenizer, folder: Path, meta: dict[str, A
     return weights_bytes(folder)
 
 
+def base_model_identity(source: str) -> dict[str, str]:
+    """How an adapter's run folder names its base model unambiguously: a local folder by its absolute path
+    and the sha256 of its config and weights (a relative ``tiny`` meant another folder in every working
+    directory); a hub id as it is."""
+    local = Path(source).expanduser()
+    if not local.is_dir():
+        return {"base_model": source}
+    local = local.resolve()
+    return {"base_model": str(local), "base_model_sha256": folder_digest(str(local), *_stamp(local))}
+
+
+def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, mtime) of the files that define a model: the digest's cache key."""
+    files = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin"), folder / "config.json"])
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file())
+
+
+@lru_cache(maxsize=8)
+def folder_digest(folder: str, *stamp: tuple[str, int, int]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in stamp:
+        digest.update(name.encode() + b"\0")
+        with open(Path(folder) / name, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_base_model(meta: dict[str, Any], source: str, path: Path) -> None:
+    """One sentence when the base model found is not the one the adapter was trained on."""
+    expected = meta.get("base_model_sha256")
+    if expected is None:
+        return  # a run folder saved before the digest was recorded
+    found = base_model_identity(source).get("base_model_sha256")
+    if found != expected:
+        raise ModelError(f"the base model '{meta['base_model']}' that the adapter in '{path.parent}' was trained on "
+                         f"has changed (sha256 {str(found)[:12]}, recorded {str(expected)[:12]}); restore that model "
+                         "folder or train the run again: an adapter on another base model predicts something else")
+
+
 def read_meta(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / META
@@ -60,10 +102,12 @@ def read_meta(folder: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ModelError(f"'{path}' is not readable JSON ({type(exc).__name__}); the checkpoint folder is damaged") from None
     names = meta.get("label_names") if isinstance(meta, dict) else None
+    length = meta.get("max_length") if isinstance(meta, dict) else None
     if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)
-            and isinstance(meta.get("max_length"), int)):
-        raise ModelError(f"'{path}' lacks label_names (a list of strings) or max_length (an integer); "
-                         "the checkpoint folder is damaged")
+            and len(set(names)) == len(names) and isinstance(length, int) and not isinstance(length, bool)
+            and 0 < length <= 1_000_000):
+        raise ModelError(f"'{path}' lacks label_names (a list of distinct strings) or max_length (a positive "
+                         "integer); the checkpoint folder is damaged")
     return meta
 
 
@@ -96,6 +140,7 @@ def load_checkpoint(folder: Path, *, trust_remote_code: bool = False, allow_pick
         if not isinstance(base_name, str):
             raise ModelError(f"'{folder / META}' names no base_model for its adapter; the checkpoint folder is damaged")
         base_source = check_model_source(base_name, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        check_base_model(meta, base_source, folder / META)
         base = load_classifier(base_source, labels, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         try:
             model = PeftModel.from_pretrained(base, folder)
@@ -109,6 +154,10 @@ def load_checkpoint(folder: Path, *, trust_remote_code: bool = False, allow_pick
         except Exception as exc:  # a truncated *.safetensors raises SafetensorError, not OSError
             raise ModelError(f"could not load the model saved in '{folder}' ({type(exc).__name__}: "
                              f"{first_line(exc, 160)}); the checkpoint folder is damaged or incomplete") from None
+    classes = getattr(getattr(model, "config", None), "num_labels", len(labels))
+    if classes != len(labels):
+        raise ModelError(f"'{folder / META}' names {len(labels)} labels but the model saved beside it has {classes} "
+                         "outputs; the checkpoint folder is damaged")
     model.eval()
     return model, tokenizer, meta
 

@@ -157,6 +157,20 @@ def check_nproc(nproc: int, device: str) -> None:
                         f"use at most {cores}")
 
 
+#: ``torch.distributed.run`` whose failure is rank 0's exit code (else the highest), not a 7 KB
+#: ChildFailedError traceback after the rank's own sentence
+LAUNCHER = """import sys
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import main
+try:
+    main(sys.argv[1:])
+except ChildFailedError as exc:
+    codes = {rank: failure.exitcode for rank, failure in exc.failures.items()}
+    code = codes.get(0, 0) if 0 < codes.get(0, 0) < 256 else max([c for c in codes.values() if 0 < c < 256] or [1])
+    sys.exit(code)
+"""
+
+
 def launch(spec_dict: dict[str, Any], nproc: int, force: bool) -> int:
     """Run this study as ``nproc`` processes under ``torch.distributed.run``; return their exit code.
 
@@ -168,10 +182,11 @@ def launch(spec_dict: dict[str, Any], nproc: int, force: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="tunebench-launch-") as tmp:
         path = Path(tmp) / "study.yaml"
         path.write_text(yaml.safe_dump(spec_dict, sort_keys=False), encoding="utf-8")
-        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
+        command = [sys.executable, "-c", LAUNCHER, f"--nproc-per-node={nproc}",
                    "--nnodes=1", "--master-addr=127.0.0.1", f"--master-port={_free_port()}",
                    "-m", "tunebench", "run", str(path)] + (["--force"] if force else [])
         env = dict(os.environ)
+        env.setdefault("LOGLEVEL", "CRITICAL")  # torch.distributed.run's own log lines repeat what the ranks said
         if "OMP_NUM_THREADS" not in env:  # share the cores between the processes instead of oversubscribing
             env["OMP_NUM_THREADS"] = str(max((os.cpu_count() or 1) // nproc, 1))
         return subprocess.run(command, env=env, check=False).returncode
