@@ -24,13 +24,13 @@ from tunebench.spec.strategy import strategy_spec
 from tunebench.spec.study import OPTUNA_IN_ONE_PROCESS, StudySpec
 from tunebench.spec.sweep import Configuration
 from tunebench.study.backends import backend_for
+from tunebench.study.execute import Execution, execute
 from tunebench.study.lock import StudyLock
 from tunebench.study.plan import Prepared, check_methods_fit, plan_runs, planned_run
 from tunebench.study.run import (
     Reporter,
     SilentReporter,
     attempt_run,
-    interrupted_error,
     store_result,
     stored_result,
 )
@@ -170,31 +170,10 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
                 spec, _ = tune(spec, prepared, store, env, reporter, force, stop)
                 plan = plan_runs(spec, prepared)
             _say_what_long_runs_imply(plan, prepared, reporter)
-            todo = []
             if writer:
                 with disk_guard("the study's plan", store.path):
                     store.set_plan(spec.name, [p.label for p in plan])
-            for planned in plan:
-                if writer and stored_result(store, spec, planned, force, reporter) is not None:
-                    reporter.run_skipped(planned.label, planned.run_id)
-                    continue
-                todo.append(planned)
-            wanted = distributed.from_writer({p.run_id for p in todo})  # every process runs what rank 0 decided
-            todo = [p for p in plan if p.run_id in wanted]
-
-            def keep(record: dict[str, Any], labels: list[int] | None, probs: list[list[float]] | None) -> None:
-                """The single writer: each result goes to the store and the outputs as it arrives."""
-                if store is not None:
-                    if store_result(store, spec, by_id[record["run_id"]], record, labels, probs):
-                        masked.append(record)  # a --force rerun that did not finish: the finished result stays
-                    reporter.run_finished(record)
-                    with disk_guard("the study's tables", out_dir):
-                        write_outputs(store.records(spec.name), out_dir)
-                if record["status"] == "interrupted":
-                    raise interrupted_error(record, earlier_kept=bool(masked) and masked[-1] is record)
-
-            by_id = {p.run_id: p for p in plan}
-            runner.run(spec, todo, len(plan), prepared, env, reporter, keep, stop=stop)
+            execute(Execution(prepared, env, reporter, runner, store, out_dir, force, stop, masked), spec, plan)
         records = StudyRecords(store.records(spec.name) if store is not None else [])
         records.attempts = masked
     if writer:
