@@ -253,16 +253,25 @@ def test_run_ids_do_not_move_when_a_kind_gains_an_option():
 def test_a_stored_trial_is_found_behind_a_newer_attempt_of_another_computation(tmp_path):
     from types import SimpleNamespace
 
-    from tunebench.study.tuning import _stored
+    from tunebench.study.run import stored_result
 
-    def attempt(run_id, when):
+    def attempt(run_id, when, status="finished"):
         return {"run_id": run_id, "study": "v:tuning", "label": "full lr=5e-05", "position": 0, "strategy": "full",
-                "status": "finished", "finished_at": when}
+                "status": status, "finished_at": when}
+
+    def planned(run_id):
+        return SimpleNamespace(label="full lr=5e-05", run_id=run_id, position=0, group="full", params={})
 
     with Store(tmp_path / STORE_NAME) as store:
         store.put(attempt("ours", "2026-12-02T14:50:00+00:00"))
+        store.put(attempt("pruned", "2026-12-02T15:00:00+00:00", "pruned"))
         store.put(attempt("other-code", "2026-12-02T16:20:00+00:00"))  # newer, same label, not this computation
-        spec, planned = SimpleNamespace(name="v:tuning"), SimpleNamespace(label="full lr=5e-05", run_id="ours")
-        assert _stored(store, spec, planned, force=False)["run_id"] == "ours"
-        assert _stored(store, spec, planned, force=True) is None
-        assert _stored(store, spec, SimpleNamespace(label="full lr=5e-05", run_id="new"), force=False) is None
+        spec = SimpleNamespace(name="v:tuning", to_dict=dict)
+        found = stored_result(store, spec, planned("ours"), force=False)  # copied back into its row
+        assert found["run_id"] == "ours" and found["reused_from"]["finished_at"] == "2026-12-02T14:50:00+00:00"
+        assert store.current("v:tuning", "full lr=5e-05")["run_id"] == "ours"
+        assert stored_result(store, spec, planned("ours"), force=True) is None
+        assert stored_result(store, spec, planned("new"), force=False) is None
+        # a pruned attempt is a result only for a caller that prunes (and replays it to its pruner)
+        assert stored_result(store, spec, planned("pruned"), force=False) is None
+        assert stored_result(store, spec, planned("pruned"), force=False, pruned=True)["status"] == "pruned"

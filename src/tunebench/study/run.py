@@ -82,21 +82,29 @@ class SilentReporter:
 
 
 def stored_result(store: Store, spec: StudySpec, planned: PlannedRun, force: bool,
-                  reporter: Reporter | None = None) -> dict[str, Any] | None:
-    """The finished result of ``planned`` if its computation is already in the store, else None.
+                  reporter: Reporter | None = None, pruned: bool = False) -> dict[str, Any] | None:
+    """The result of ``planned`` if its computation is already in the store, else None: the one skip rule.
 
-    The row's own result when it has one; else a finished attempt of the same computation under
-    another row (another study name, or a seed sweep's label) is copied into this row, so that
-    nothing is trained twice and no study's rows are touched.  ``force``: always None (retrain).
+    The row's own result when it is this computation's and finished; else a finished attempt of the
+    same computation under another row (another study name, a seed sweep's label, or an older attempt
+    of this row behind a newer one of another computation) is copied into this row, so that nothing
+    is trained twice and no study's rows are touched.  ``pruned`` (the caller prunes: tuning, an
+    Optuna search): a pruned attempt of the same computation in this study is its result too, the
+    row's own or the newest in its history (the pruner's decision, replayed; never trained again).
+    ``force``: always None (retrain).
     """
     if force:
         return None
+    done = ("finished", "pruned") if pruned else ("finished",)
     current = store.current(spec.name, planned.label)
-    if current is not None and current["status"] == "finished" and current["run_id"] == planned.run_id:
+    if current is not None and current["status"] in done and current["run_id"] == planned.run_id:
         return current
     source = store.finished_result(planned.run_id)
     if source is None:
-        return None
+        if not pruned:
+            return None
+        same = [r for r in store.history(spec.name) if r["run_id"] == planned.run_id and r["status"] == "pruned"]
+        return same[-1] if same else None
     fields = {"study": spec.name, "position": planned.position, "label": planned.label, "group": planned.group,
               "sweep": planned.params, "study_spec": spec.to_dict()}
     with disk_guard("a run's result", store.path):
