@@ -275,3 +275,30 @@ def test_a_stored_trial_is_found_behind_a_newer_attempt_of_another_computation(t
         # a pruned attempt is a result only for a caller that prunes (and replays it to its pruner)
         assert stored_result(store, spec, planned("pruned"), force=False) is None
         assert stored_result(store, spec, planned("pruned"), force=False, pruned=True)["status"] == "pruned"
+
+
+def test_a_tuning_trial_stored_before_a_crash_is_not_trained_again(tiny_bert, reviews400, tmp_path, monkeypatch):
+    spy = EngineSpy(monkeypatch)
+    counted = engine.train_and_evaluate
+
+    def crash_at_the_second_trial(*args, **kwargs):
+        if len(spy.calls) == 1:  # the study stops (an error about the environment, as a full disk would)
+            raise SpecError("the disk went away")
+        return counted(*args, **kwargs)
+
+    spec = spec_for(tiny_bert, reviews400, tmp_path / "out", tuning={"lr": [3e-4, 1e-3, 3e-3], "halving": False})
+    monkeypatch.setattr(engine, "train_and_evaluate", crash_at_the_second_trial)
+    with pytest.raises(SpecError, match="the disk went away"):
+        driver.run_study(spec)
+    assert [c["cfg"].lr for c in spy.calls] == [3e-4]  # the first trial finished and was stored
+    monkeypatch.setattr(engine, "train_and_evaluate", counted)
+    spy.calls.clear()
+    final, = driver.run_study(spec)
+    trained = [c["cfg"].lr for c in spy.calls if not c["cfg"].evaluate_test]
+    assert trained == [1e-3, 3e-3]  # the stored trial is reused, the other two train
+    with Store(tmp_path / "out" / STORE_NAME) as store:
+        trials = store.records("v:tuning")
+    assert [(r["tuning"]["lr"], r["status"], r["position"]) for r in trials] == [
+        (3e-4, "finished", 0), (1e-3, "finished", 1), (3e-3, "finished", 2)]
+    best = max(trials, key=lambda r: (r["val"]["macro_f1"], -r["tuning"]["trial"]))
+    assert final["resolved"]["lr"] == best["tuning"]["lr"]
