@@ -22,7 +22,7 @@ from tunebench.results.store import Store
 from tunebench.spec.strategy import OPTIONS
 from tunebench.spec.study import StudySpec
 from tunebench.study.baseline import diagnose_run, execute_baseline
-from tunebench.study.plan import PlannedRun, Prepared, planned_steps
+from tunebench.study.plan import HASHED_ELSEWHERE, PlannedRun, Prepared, planned_steps
 from tunebench.study.records import RunRecord, Status, base_record, seeds_used
 from tunebench.training import distributed, engine
 from tunebench.training.checkpoint import essential_bytes, save_checkpoint
@@ -164,7 +164,8 @@ def _free_cuda() -> None:
 
 
 def resume_point(spec: StudySpec, planned: PlannedRun) -> ResumePoint:
-    return ResumePoint.for_run(spec.output.dir, planned.run_id, spec.training.checkpoint_every or 0, vars(planned.cfg))
+    settings = {k: v for k, v in vars(planned.cfg).items() if k not in HASHED_ELSEWHERE}  # as states were saved
+    return ResumePoint.for_run(spec.output.dir, planned.run_id, spec.training.checkpoint_every or 0, settings)
 
 
 #: after these statuses a run's resume state is of no further use: a rerun skips the run (finished),
@@ -238,7 +239,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
                             trust_remote_code=spec.model.trust_remote_code, allow_pickle=spec.model.allow_pickle)
     strategy = build_strategy(strategy_spec)
     strategy.total_steps = planned_steps(cfg, len(prepared.train))
-    strategy.check_fit(model, spec.model.max_length)
+    strategy.check_fit(model, cfg.max_length)
     model = strategy.prepare(model)
     trainable, total_params = count_parameters(model)
     batches_per_epoch = -(-len(prepared.train) // cfg.batch_size)
@@ -257,7 +258,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     save_bytes, checkpoint_bytes = essential_bytes(model), None
     if spec.output.save_checkpoints and cfg.evaluate_test and distributed.is_writer():  # not a tuning trial
         meta = {"run_id": run_id, "strategy": strategy_spec.label, "label_names": bundle.label_names,
-                "max_length": spec.model.max_length, "base_model": prepared.model_source,
+                "max_length": cfg.max_length, "base_model": prepared.model_source,
                 "model_name": spec.model.name, "is_pair": bundle.is_pair,
                 "data": spec.data.model_dump(), "seed": cfg.seed, "precision": cfg.precision,
                 "trust_remote_code": spec.model.trust_remote_code, "allow_pickle": spec.model.allow_pickle}

@@ -29,7 +29,8 @@ from typing import Any
 
 from tunebench.errors import SpecError
 from tunebench.spec.parts import GRID_FACTORS, RangeSpec
-from tunebench.spec.strategy import DEFAULT_LR, OPTIONS, StrategyOptions, strategy_spec
+from tunebench.spec.rates import body_rate
+from tunebench.spec.strategy import OPTIONS, StrategyOptions, strategy_spec
 from tunebench.spec.study import StudySpec
 from tunebench.study.execute import Execution, execute, pruning_hook, replay, set_plan
 from tunebench.study.plan import PlannedRun, Prepared, run_config, run_id_for
@@ -63,7 +64,7 @@ def candidates(spec: StudySpec, strategy: StrategyOptions) -> list[float] | Rang
     assert spec.tuning is not None
     if spec.tuning.lr is not None:
         return spec.tuning.lr
-    center = strategy.lr or spec.training.lr or DEFAULT_LR[strategy.kind]
+    center = body_rate(strategy, spec.training.lr)
     return [float(f"{center * factor:.3g}") for factor in GRID_FACTORS]
 
 
