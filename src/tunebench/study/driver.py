@@ -1,7 +1,8 @@
 """Run a study: data → model → strategy → engine → record → store → outputs, one run at a time.
 
 Every strategy of a study sees the same tokenized splits, the same seed and the same evaluation.
-Planning (configurations, run ids) is :mod:`tunebench.study.plan`; one run is
+Planning (configurations, run ids) is :mod:`tunebench.study.plan`; planned runs execute through
+:func:`tunebench.study.execute.execute` (stored? → attempt → keep); one run is
 :mod:`tunebench.study.run`; where runs execute is :mod:`tunebench.study.backends`.
 """
 

@@ -1,7 +1,8 @@
 """One run of a study: execute it (seed, load, prepare the method, train, checkpoint, record),
 attempt it (what can go wrong becomes a record: diverged / failed / interrupted / pruned, CUDA OOM
-retried once), store its result, and find its stored result.  The driver, the Ray backend and the
-Optuna search all run through :func:`attempt_run` and store through :func:`store_result`; every
+retried once), store its result, and find its stored result.  Every planned run (baselines, a
+study's runs, tuning and search trials) is executed by :func:`tunebench.study.execute.execute`, whose
+backend runs :func:`attempt_run` and which stores through :func:`store_result`; every
 record (:class:`RunRecord`) is built by :func:`tunebench.study.records.base_record`; baselines run in
 :mod:`tunebench.study.baseline`."""
 

@@ -15,9 +15,11 @@ continued one seeds its sampler with ``sampler_seed`` plus the number of trials 
 it does not propose the first trials again.
 
 What can go wrong in a trial is handled as in the driver: every run goes through
-:func:`tunebench.study.run.attempt_run` (diverged / failed / interrupted become records, CUDA OOM is
-retried once) and :func:`tunebench.study.run.store_result` (one transaction under the disk guard;
-the resume state removed once it is of no use); :func:`run_search` says how each ends a trial.
+:func:`tunebench.study.execute.execute` (the one skip rule; the study's backend, whose
+:func:`~tunebench.study.run.attempt_run` makes records of diverged / failed / interrupted runs and
+retries a CUDA OOM once; :func:`~tunebench.study.run.store_result`, one transaction under the disk
+guard); :func:`run_search` says how each ends a trial.  On the Ray backend the pruner cannot watch
+a run's epochs: every trial trains all its epochs (said once).
 """
 
 from __future__ import annotations

@@ -12,13 +12,15 @@ every strategy, so the trials cost about one to two times the study's final runs
 best rate (the highest best-epoch validation macro-F1 among its finished trials; the earlier trial
 on a tie) then replaces its rate for the study's own runs, which alone see the test split.
 
-Trials are runs like any other: attempted through :func:`~tunebench.study.run.attempt_run` (diverged
-and failed trials are recorded and the tuning goes on; Ctrl-C is recorded and stops the study) and
-stored, one transaction each, as rows of the study ``"<name>:tuning"`` with a ``tuning`` field
-(strategy, lr, trial, value, pruned_at, epochs_run).  A rerun reuses every stored trial, finished or
-pruned, by its run id and replays its curve to the pruner, so the decisions and the chosen rates
-come out the same and nothing trains twice.  Optuna's own study lives in memory: the stored trials
-are the state.
+Trials are runs like any other: executed through :func:`~tunebench.study.execute.execute` and the
+study's backend (diverged and failed trials are recorded and the tuning goes on; Ctrl-C is recorded
+and stops the study) and stored, one transaction each, as rows of the study ``"<name>:tuning"`` with
+a ``tuning`` field (strategy, lr, trial, value, pruned_at, epochs_run).  A rerun (after Ctrl-C or a
+crash too) reuses every stored trial, finished or pruned, by its run id (the one skip rule,
+:func:`~tunebench.study.run.stored_result` with ``pruned``) and replays its curve to the pruner, so
+the decisions and the chosen rates come out the same and nothing trains twice.  Optuna's own study
+lives in memory: the stored trials are the state.  On the Ray backend, which cannot watch a trial's
+epochs, a listed grid's trials of one strategy run at once and none is pruned (said in a sentence).
 """
 
 from __future__ import annotations
