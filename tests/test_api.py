@@ -202,3 +202,46 @@ def test_strategies_after_s_never_read_as_a_study_file(capsys, tmp_path):
     assert code == 2 and "unknown strategy 'ful'" in one_error(err)  # a typo is named as a strategy
     code, _, err = cli(capsys, "sweep", "--seeds", "0", "1", "--epochs", "0")
     assert code == 2 and "field 'training.epochs'" in one_error(err)
+
+
+def _options(**given):
+    """``tunebench run``'s options by name: its defaults, then ``given`` (as typer hands them over)."""
+    import inspect
+
+    from tunebench.cli.run import run
+
+    return {**{name: p.default for name, p in inspect.signature(run).parameters.items()}, **given}
+
+
+@pytest.mark.parametrize(("options", "keywords"), [
+    ({}, {}),
+    ({"dataset": "data/reviews.csv", "model": "models/bert/", "strategies": ["head lora:r=4", "full;bitfit"],
+      "epochs": 3, "output": "out", "no_checkpoints": True, "tune": True, "patience": 2, "lr": 1e-3,
+      "max_length": 48, "backend": "ray", "max_runs": 20, "trust_remote_code": True},
+     {"dataset": "data/reviews.csv", "model": "models/bert/", "strategies": "head lora:r=4 full bitfit",
+      "epochs": 3, "output": "out", "save_checkpoints": False, "tuning": {"enabled": True},
+      "early_stopping": {"patience": 2}, "lr": 1e-3, "max_length": 48, "backend": "ray", "max_runs": 20,
+      "trust_remote_code": True}),
+    ({"model": "minilm-l6", "train_limit": 50, "name": "mine", "no_prefix_cache": True, "compile_model": True},
+     {"model": "minilm-l6", "train_limit": 50, "name": "mine", "prefix_cache": False, "compile": True}),
+])
+def test_the_cli_and_the_api_build_one_spec_from_the_same_options(options, keywords):
+    from tunebench.cli.run import spec_from_options
+
+    assert spec_from_options(_options(**options)).to_dict() == build_spec(None, keywords).to_dict()
+
+
+def test_a_study_file_with_options_is_the_same_spec_from_the_cli_and_the_api(tmp_path):
+    from tunebench.api.spec import load_study_file
+    from tunebench.cli.run import spec_from_options
+
+    path = tmp_path / "study.yaml"
+    path.write_text("name: filed\ndata: {source: rotten-tomatoes, train_limit: 80}\nstrategies: [head]\n"
+                    "training: {epochs: 2, early_stopping: {patience: 3, min_delta: 0.01}}\n")
+    cli_spec = spec_from_options(_options(study_file=path, patience=1, dataset="snli", seed=7), {"seeds": [0, 1]})
+    api_spec = build_spec(load_study_file(path)[0], {"early_stopping": {"patience": 1}, "dataset": "snli",
+                                                     "seed": 7, "sweep": {"seeds": [0, 1]}})
+    assert cli_spec.to_dict() == api_spec.to_dict()
+    # a study file's name and limits stay; the patience joins the file's early stopping
+    assert cli_spec.name == "filed" and cli_spec.data.train_limit == 80 and cli_spec.data.source == "snli"
+    assert (cli_spec.training.early_stopping.patience, cli_spec.training.early_stopping.min_delta) == (1, 0.01)

@@ -197,3 +197,52 @@ def test_the_grid_report_shows_intervals_and_significance(grid_both):
     assert all(row.split(" | ")[2] == "3" for row in rows)
     assert sum("| best |" in row for row in rows) == 1
     assert "95% paired bootstrap interval" in ranking and "McNemar p" in ranking
+
+
+class Said:
+    """A reporter that keeps the study's sentences."""
+
+    def __init__(self):
+        self.messages = []
+
+    def message(self, text):
+        self.messages.append(text)
+
+    def __getattr__(self, name):  # run_started, step, epoch, run_finished, run_skipped: not needed here
+        return lambda *args, **kwargs: None
+
+
+def test_tuning_trials_run_on_ray_and_choose_the_local_backends_rate(ray_cluster, tiny_models, tmp_path):
+    """The trials go through the Ray backend as one batch; Ray cannot watch epochs, so it says that none is
+    pruned (the local backend prunes the slow rate after epoch 1), and the chosen rate is the local one."""
+    from tunebench.study.backends import RayBackend
+
+    csv = tmp_path / "reviews.csv"
+    easy_reviews(400).to_csv(csv, index=False)
+
+    def spec(out):
+        return StudySpec(name="tuned", data={"source": str(csv)}, model={"name": str(tiny_models["bert"]),
+                                                                        "max_length": 32},
+                         strategies=["full"], baselines=[], training={"epochs": 3, "batch_size": 8},
+                         tuning={"lr": [3e-3, 1e-5]}, output={"dir": str(out)})
+
+    class Counting(RayBackend):
+        batches = []
+
+        def run(self, spec, todo, *args, **kwargs):
+            self.batches.append((spec.name, len(todo)))
+            return super().run(spec, todo, *args, **kwargs)
+
+    local, = study_module.run_study(spec(tmp_path / "local"))
+    said = Said()
+    backend = Counting(max_retries=0, cpus_per_run=torch.get_num_threads())
+    remote, = study_module.run_study(spec(tmp_path / "ray"), backend=backend, reporter=said)
+    assert local["resolved"]["lr"] == remote["resolved"]["lr"] == 3e-3
+    assert _results(remote) == _results(local)  # the final run: equal, not close
+    assert any("on the ray backend its 2 trials run at once and none is pruned" in m for m in said.messages)
+    with Store(tmp_path / "local" / STORE_NAME) as a, Store(tmp_path / "ray" / STORE_NAME) as b:
+        here = {r["tuning"]["lr"]: r for r in a.records("tuned:tuning")}
+        there = {r["tuning"]["lr"]: r for r in b.records("tuned:tuning")}
+    assert (here[1e-5]["status"], there[1e-5]["status"]) == ("pruned", "finished")
+    assert _results(there[3e-3]) == _results(here[3e-3])
+    assert backend.batches == [("tuned:tuning", 2), ("tuned", 1)]  # the trials at once, then the final run

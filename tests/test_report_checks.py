@@ -315,3 +315,15 @@ def test_the_ranking_shows_four_outcomes_the_margin_holm_and_labelled_p_values(t
     assert "Test accuracy of each configuration" in section and "within ±2 points" in section
     code, _, err = cli(capsys, "report", str(out), "--metric", "auc")
     assert code == 2 and "verdict: field 'metric' must be one of" in one_error(err) and "'auc'" in err
+
+
+def test_the_verdict_settings_are_spec_fields_for_run_and_the_api(capsys, tmp_path):
+    from tunebench.api.spec import build_spec
+
+    from .conftest import cli, one_error
+
+    spec = build_spec(None, {"metric": "accuracy", "margin": 0.02})
+    assert (spec.verdict.metric, spec.verdict.margin, spec.verdict.alpha) == ("accuracy", 0.02, 0.05)
+    code, _, err = cli(capsys, "run", "--metric", "auc", "-o", str(tmp_path / "o"))
+    assert code == 2 and "metric" in one_error(err) and "'auc'" in err
+    assert not (tmp_path / "o").exists()  # refused before anything is written

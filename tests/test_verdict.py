@@ -165,14 +165,15 @@ def test_the_head_trains_at_its_own_rate(tiny_bert):
 
 def test_run_ids_of_earlier_runs_are_unchanged_and_head_lr_is_a_new_computation(tiny_bert, reviews400, tmp_path):
     from tunebench.spec.parts import stable_hash
-    from tunebench.study.plan import identity_settings, run_config
+    from tunebench.study.plan import HASHED_ELSEWHERE, identity_settings, run_config
 
     spec = spec_for(tiny_bert, reviews400, tmp_path / "out")
     lr = run_config(spec, spec.strategies[0], "fp32").lr
     # a run of before heads had a rate of their own trained its head at lr: said so, it keeps its id
     same = spec_for(tiny_bert, reviews400, tmp_path, training={"head_lr": lr})
     cfg = run_config(same, same.strategies[0], "fp32")
-    before = {k: v for k, v in vars(cfg).items() if k not in engine.LATER_FIELDS}  # the fields ids were made of
+    before = {k: v for k, v in vars(cfg).items()  # the fields ids were made of
+              if k not in engine.LATER_FIELDS and k not in HASHED_ELSEWHERE}
     assert cfg.head_lr is None and stable_hash(identity_settings(cfg)) == stable_hash(before)
     head = run_config(spec_for(tiny_bert, reviews400, tmp_path, training={"head_lr": 1e-3}), spec.strategies[0], "fp32")
     assert head.head_lr == 1e-3 and stable_hash(identity_settings(head)) != stable_hash(before)
@@ -253,16 +254,52 @@ def test_run_ids_do_not_move_when_a_kind_gains_an_option():
 def test_a_stored_trial_is_found_behind_a_newer_attempt_of_another_computation(tmp_path):
     from types import SimpleNamespace
 
-    from tunebench.study.tuning import _stored
+    from tunebench.study.run import stored_result
 
-    def attempt(run_id, when):
+    def attempt(run_id, when, status="finished"):
         return {"run_id": run_id, "study": "v:tuning", "label": "full lr=5e-05", "position": 0, "strategy": "full",
-                "status": "finished", "finished_at": when}
+                "status": status, "finished_at": when}
+
+    def planned(run_id):
+        return SimpleNamespace(label="full lr=5e-05", run_id=run_id, position=0, group="full", params={})
 
     with Store(tmp_path / STORE_NAME) as store:
         store.put(attempt("ours", "2026-12-02T14:50:00+00:00"))
+        store.put(attempt("pruned", "2026-12-02T15:00:00+00:00", "pruned"))
         store.put(attempt("other-code", "2026-12-02T16:20:00+00:00"))  # newer, same label, not this computation
-        spec, planned = SimpleNamespace(name="v:tuning"), SimpleNamespace(label="full lr=5e-05", run_id="ours")
-        assert _stored(store, spec, planned, force=False)["run_id"] == "ours"
-        assert _stored(store, spec, planned, force=True) is None
-        assert _stored(store, spec, SimpleNamespace(label="full lr=5e-05", run_id="new"), force=False) is None
+        spec = SimpleNamespace(name="v:tuning", to_dict=dict)
+        found = stored_result(store, spec, planned("ours"), force=False)  # copied back into its row
+        assert found["run_id"] == "ours" and found["reused_from"]["finished_at"] == "2026-12-02T14:50:00+00:00"
+        assert store.current("v:tuning", "full lr=5e-05")["run_id"] == "ours"
+        assert stored_result(store, spec, planned("ours"), force=True) is None
+        assert stored_result(store, spec, planned("new"), force=False) is None
+        # a pruned attempt is a result only for a caller that prunes (and replays it to its pruner)
+        assert stored_result(store, spec, planned("pruned"), force=False) is None
+        assert stored_result(store, spec, planned("pruned"), force=False, pruned=True)["status"] == "pruned"
+
+
+def test_a_tuning_trial_stored_before_a_crash_is_not_trained_again(tiny_bert, reviews400, tmp_path, monkeypatch):
+    spy = EngineSpy(monkeypatch)
+    counted = engine.train_and_evaluate
+
+    def crash_at_the_second_trial(*args, **kwargs):
+        if len(spy.calls) == 1:  # the study stops (an error about the environment, as a full disk would)
+            raise SpecError("the disk went away")
+        return counted(*args, **kwargs)
+
+    spec = spec_for(tiny_bert, reviews400, tmp_path / "out", tuning={"lr": [3e-4, 1e-3, 3e-3], "halving": False})
+    monkeypatch.setattr(engine, "train_and_evaluate", crash_at_the_second_trial)
+    with pytest.raises(SpecError, match="the disk went away"):
+        driver.run_study(spec)
+    assert [c["cfg"].lr for c in spy.calls] == [3e-4]  # the first trial finished and was stored
+    monkeypatch.setattr(engine, "train_and_evaluate", counted)
+    spy.calls.clear()
+    final, = driver.run_study(spec)
+    trained = [c["cfg"].lr for c in spy.calls if not c["cfg"].evaluate_test]
+    assert trained == [1e-3, 3e-3]  # the stored trial is reused, the other two train
+    with Store(tmp_path / "out" / STORE_NAME) as store:
+        trials = store.records("v:tuning")
+    assert [(r["tuning"]["lr"], r["status"], r["position"]) for r in trials] == [
+        (3e-4, "finished", 0), (1e-3, "finished", 1), (3e-3, "finished", 2)]
+    best = max(trials, key=lambda r: (r["val"]["macro_f1"], -r["tuning"]["trial"]))
+    assert final["resolved"]["lr"] == best["tuning"]["lr"]

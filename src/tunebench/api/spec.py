@@ -7,7 +7,8 @@ of data, model, training, execution, output, sweep, then the others); a whole se
 (``training={"epochs": 3}``); or one of the shorthands in :data:`ALIASES`.  Anything else is
 passed to the spec as it is, so its validation names it in one sentence.  The base is the default
 study, as for ``tunebench run``: a ``dataset`` without limits drops the default SNLI slice's limits,
-and the study is named after its data and model unless ``name`` is given.
+and the study is named after its data and model unless ``name`` is given.  ``tunebench run`` builds
+its spec here too (:func:`tunebench.cli.run.spec_from_options`): one spec path.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ def build_spec(base: StudySpec | dict[str, Any] | None = None, settings: dict[st
         else:
             if not isinstance(data.get(section), dict):
                 data[section] = {}
+            known = data[section].get(name)
+            if isinstance(value, dict) and isinstance(known, dict):
+                value = {**known, **value}  # early_stopping={"patience": 2}: merged into the file's
             data[section][name] = str(value) if isinstance(value, Path) else value
     if default and ("data", "source") in given:
         for key in LIMITS:  # a user dataset replaces the default SNLI slice
@@ -102,9 +106,12 @@ def build_spec(base: StudySpec | dict[str, Any] | None = None, settings: dict[st
 
 
 def _strategies(value: Any) -> Any:
-    """``"head full"`` and ``["head", "lora:r=8"]`` alike: a string is split at spaces (as on the command line)."""
+    """``"head full"``, ``["head", "lora:r=8"]`` and ``["head lora:r=8"]`` alike: every string is split at
+    spaces and ``;`` (as on the command line, where ``-s`` is space-separated or repeated)."""
     if isinstance(value, str):
-        return value.replace(";", " ").split()
+        value = [value]
+    if isinstance(value, list):
+        return [v for item in value for v in (item.replace(";", " ").split() if isinstance(item, str) else [item])]
     return value
 
 

@@ -20,15 +20,6 @@ PICKLE_OPTION = typer.Option("--allow-pickle",
                              help="load pickle-based weights (pytorch_model.bin); they can run arbitrary code")
 
 
-def _split_strategies(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    items: list[str] = []
-    for value in values:
-        items.extend(v for v in value.replace(";", " ").split() if v)
-    return items
-
-
 def run(
     study_file: Annotated[Path | None, typer.Argument(help="study spec (YAML); default: the built-in study")] = None,
     model: Annotated[str | None, typer.Option(help="local model folder, hub id, or minilm-l6")] = None,
@@ -76,9 +67,13 @@ def run(
     tune: Annotated[bool, typer.Option(
         "--tune", help="equal-budget learning-rate tuning: the same trials for every strategy (spec: tuning:)")] = False,
     head_lr: Annotated[float | None, typer.Option(
-        "--head-lr", help="the classifier head's own learning rate (default: the strategy's)")] = None,
+        "--head-lr", help="the classifier head's own learning rate (default: max(3e-3, the strategy's))")] = None,
     patience: Annotated[int | None, typer.Option(
         help="early stopping: stop a run after this many epochs without a validation macro-F1 gain")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="the test metric the verdict compares: macro_f1 (default), accuracy, weighted_f1")] = None,
+    margin: Annotated[float | None, typer.Option(
+        help="the verdict's equivalence margin on the metric's 0-1 scale (default 0.01: ±1 point)")] = None,
     trust_remote_code: Annotated[bool, TRUST_OPTION] = False,
     allow_pickle: Annotated[bool, PICKLE_OPTION] = False,
     track: Annotated[list[str] | None, typer.Option(
@@ -92,76 +87,38 @@ def run(
     _run(spec_from_options(options), options["force"], options)
 
 
-#: on/off flags of ``run``: option name → (spec section, field, value when the flag is given)
+#: on/off flags of ``run``: option name → (spec keyword, value when the flag is given)
 SWITCHES = {
-    "no_checkpoints": ("output", "save_checkpoints", False),
-    "no_prefix_cache": ("training", "prefix_cache", False),
-    "no_bucketing": ("training", "bucketing", False),
-    "compile_model": ("training", "compile", True),
-    "trust_remote_code": ("model", "trust_remote_code", True),
-    "allow_pickle": ("model", "allow_pickle", True),
+    "no_checkpoints": ("save_checkpoints", False),
+    "no_prefix_cache": ("prefix_cache", False),
+    "no_bucketing": ("bucketing", False),
+    "compile_model": ("compile", True),
+    "trust_remote_code": ("trust_remote_code", True),
+    "allow_pickle": ("allow_pickle", True),
 }
+#: ``run``'s options that are not part of the spec (how to run it, what to do with it)
+NOT_SPEC = ("study_file", "force", "track", "price", "tune", "patience", *SWITCHES)
 
 
 def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) -> Any:
-    """The study spec of ``run``'s options (``o``: its arguments by name), with a ``sweep`` section if given."""
-    from tunebench.api.spec import load_study_file
-    from tunebench.spec.study import default_study, spec_from_dict
+    """The study spec of ``run``'s options (``o``: its arguments by name), with a ``sweep`` section if given:
+    the study file (or the default study) with the options as keywords, through the API's
+    :func:`~tunebench.api.spec.build_spec`, so that ``tunebench run`` and ``tb.Study`` build one spec alike."""
+    from tunebench.api.spec import build_spec, load_study_file
 
     study_file = o["study_file"]
-    base = load_study_file(study_file)[0] if study_file else default_study()  # training.track: see _run
-    data = base.to_dict()
-    overrides: dict[tuple[str, str], Any] = {
-        ("model", "name"): o["model"], ("model", "max_length"): o["max_length"],
-        ("model", "attention"): o["attention"],
-        ("data", "source"): o["dataset"], ("data", "config"): o["dataset_config"],
-        ("data", "text_column"): o["text_column"], ("data", "text_pair_column"): o["text_pair_column"],
-        ("data", "label_column"): o["label_column"], ("data", "encoding"): o["encoding"],
-        ("data", "train_limit"): o["train_limit"], ("data", "val_limit"): o["val_limit"],
-        ("data", "test_limit"): o["test_limit"],
-        ("training", "epochs"): o["epochs"], ("training", "batch_size"): o["batch_size"], ("training", "lr"): o["lr"],
-        ("training", "scheduler"): o["scheduler"], ("training", "seed"): o["seed"],
-        ("training", "precision"): o["precision"], ("training", "device"): o["device"],
-        ("output", "dir"): None if o["output"] is None else str(o["output"]),  # '' is refused, not the default
-        ("execution", "backend"): o["backend"], ("execution", "address"): o["address"],
-        ("execution", "max_retries"): o["max_retries"], ("execution", "nproc"): o["nproc"],
-        ("execution", "max_runs"): o["max_runs"],
-        ("training", "checkpoint_every"): o["checkpoint_every"], ("training", "head_lr"): o.get("head_lr"),
-    }
-    if o["dataset"] is not None and study_file is None:
-        # a user dataset replaces the default SNLI slice: drop the default limits unless given
-        for key in ("train_limit", "val_limit", "test_limit"):
-            if overrides[("data", key)] is None:
-                data["data"][key] = None
-    for (section, key), value in overrides.items():
-        if value is not None:
-            data[section][key] = value
-    if o["name"]:
-        data["name"] = o["name"]
-    elif study_file is None and (o["dataset"] is not None or o["model"] is not None):
-        data["name"] = _study_name(data["data"]["source"], data["model"]["name"])
-    for option, (section, key, value) in SWITCHES.items():  # a switch given on the command line wins
-        if o[option]:
-            data[section][key] = value
+    base = load_study_file(study_file)[0] if study_file else None  # training.track: see _run
+    settings = {k: v for k, v in o.items() if k not in NOT_SPEC and v is not None}  # each a spec keyword
+    for option, (key, value) in SWITCHES.items():  # a switch given on the command line wins
+        if o.get(option):
+            settings[key] = value
     if o.get("tune"):
-        data["tuning"] = {**(data.get("tuning") or {}), "enabled": True}
+        settings["tuning"] = {"enabled": True}
     if o.get("patience") is not None:
-        data["training"]["early_stopping"] = {**(data["training"].get("early_stopping") or {}),
-                                              "patience": o["patience"]}
-    chosen = _split_strategies(o["strategies"])
-    if chosen is not None:
-        data["strategies"] = chosen
+        settings["early_stopping"] = {"patience": o["patience"]}
     if sweep:
-        data["sweep"] = {**data.get("sweep", {}), **sweep}
-    return spec_from_dict(data, source="options")
-
-
-def _study_name(dataset: str, model: str) -> str:
-    """``reviews-minilm-l6`` from ``data/reviews.csv`` and ``minilm-l6``: runs are grouped by study name."""
-    def stem(text: str) -> str:
-        return Path(text.rstrip("/")).stem.removeprefix("hf:") or text
-
-    return f"{stem(dataset)}-{stem(model)}"
+        settings["sweep"] = sweep
+    return build_spec(base, settings, source="options")
 
 
 def _run(spec, force: bool, options: dict[str, Any] | None = None) -> None:

@@ -1,8 +1,10 @@
-"""The classifier head's learning rate: a default chosen by measurement, and the rule that resolves it.
+"""Every learning rate a run trains at, resolved here once: the body's (:func:`body_rate`) and the
+classifier head's (:func:`head_rate`, with a default chosen by measurement).
 
 Its own module so that :mod:`tunebench.spec.strategy` stays a registry of options.  ``strategy`` is
 any strategy options model (:mod:`tunebench.spec.strategy`); only its class attributes
-``own_head_rate``, ``baseline`` and ``default_head_lr`` and its ``head_lr`` are read.
+``default_lr``, ``own_head_rate``, ``baseline`` and ``default_head_lr`` and its ``lr`` and
+``head_lr`` are read.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from typing import Any
 #: (docs/METHODS.md, "The head's rate"): at the body's own rate (5e-5 for full fine-tuning) a new
 #: 52-class head barely moves in three epochs.
 DEFAULT_HEAD_LR = 3e-3
+
+
+def body_rate(strategy: Any, given: float | None = None) -> float:
+    """The rate ``strategy`` trains at: ``strategy.lr``, else ``given`` (``training.lr``), else its kind's
+    default (``default_lr``; the study's runs, and the centre of its tuning grid)."""
+    return strategy.lr or given or type(strategy).default_lr
 
 
 def head_rate(strategy: Any, lr: float, given: float | None = None) -> float | None:

@@ -2,9 +2,10 @@
 
 A backend is a context manager (connect / disconnect) with two methods: ``placement(spec)`` says on
 which device and precision the runs will train (``None``: this machine's), and ``run(...)``
-executes the planned runs and hands each result to ``keep`` as it arrives.  ``keep`` belongs to the
-study (:func:`tunebench.study.driver.run_study`): the driver alone writes the store and the outputs,
-whatever the backend.
+executes the planned runs and hands each result to ``keep`` as it arrives.  ``keep`` belongs to
+:func:`tunebench.study.execute.execute`: the driver's process alone writes the store and the
+outputs, whatever the backend.  ``watches_epochs``: whether ``run`` calls an ``on_epoch`` hook (a
+search's pruner) at each epoch of a run; the Ray backend does not (a trial trains all its epochs).
 
 With Ray, each planned run is one task asking for ``gpus_per_run`` GPUs (CUDA) or ``cpus_per_run``
 CPUs; the tokenized splits travel once through the object store, and every worker trains with the
@@ -45,6 +46,7 @@ class LocalBackend:
     """The runs one after another in this process (or in each process of a DDP launch)."""
 
     name = "local"
+    watches_epochs = True
 
     def __enter__(self) -> LocalBackend:
         return self
@@ -56,7 +58,8 @@ class LocalBackend:
         return None
 
     def run(self, spec: StudySpec, todo: list[Any], total: int, prepared: Any, env: dict[str, Any],
-            reporter: Any, keep: Keep, stop: Callable[[], bool] | None = None) -> None:
+            reporter: Any, keep: Keep, stop: Callable[[], bool] | None = None,
+            on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
         from tunebench.faults import StudyInterrupted
         from tunebench.study.run import attempt_run
 
@@ -64,7 +67,7 @@ class LocalBackend:
             if stop is not None and stop():
                 raise StudyInterrupted(f"interrupted before run '{planned.label}' started; finished runs are kept "
                                        "and the same command continues the study")
-            keep(*attempt_run(spec, planned, total, prepared, env, reporter, stop))
+            keep(*attempt_run(spec, planned, total, prepared, env, reporter, stop, on_epoch=on_epoch))
 
 
 class RayBackend:
@@ -76,6 +79,10 @@ class RayBackend:
     """
 
     name = "ray"
+    watches_epochs = False
+    #: said once, the first time a search hands the Ray backend a per-epoch hook
+    NO_PRUNING = ("on the ray backend a search's pruner cannot watch a trial's epochs: every trial trains all "
+                  "its epochs (the local backend prunes)")
 
     def __init__(self, address: str | None = None, max_retries: int = 2, cpus_per_run: int | None = None,
                  gpus_per_run: float = 1.0, run: Callable[..., Any] | None = None) -> None:
@@ -85,6 +92,7 @@ class RayBackend:
         self.gpus_per_run = gpus_per_run
         self._run = run
         self._started_ray = False
+        self._said_no_pruning = False
 
     def __enter__(self) -> RayBackend:
         ray = import_ray()
@@ -125,9 +133,13 @@ class RayBackend:
         return device, engine.resolve_precision(precision, device)
 
     def run(self, spec: StudySpec, todo: list[Any], total: int, prepared: Any, env: dict[str, Any],
-            reporter: Any, keep: Keep, stop: Callable[[], bool] | None = None) -> None:
+            reporter: Any, keep: Keep, stop: Callable[[], bool] | None = None,
+            on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
         if not todo:
             return
+        if on_epoch is not None and not self._said_no_pruning:
+            self._said_no_pruning = True
+            reporter.message(self.NO_PRUNING)
         import ray
         from ray.util.queue import Queue
 

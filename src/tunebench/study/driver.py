@@ -1,13 +1,15 @@
 """Run a study: data → model → strategy → engine → record → store → outputs, one run at a time.
 
 Every strategy of a study sees the same tokenized splits, the same seed and the same evaluation.
-Planning (configurations, run ids) is :mod:`tunebench.study.plan`; one run is
+Planning (configurations, run ids) is :mod:`tunebench.study.plan`; planned runs execute through
+:func:`tunebench.study.execute.execute` (stored? → attempt → keep); one run is
 :mod:`tunebench.study.run`; where runs execute is :mod:`tunebench.study.backends`.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +25,11 @@ from tunebench.spec.parts import SweepSpec
 from tunebench.spec.strategy import strategy_spec
 from tunebench.spec.study import OPTUNA_IN_ONE_PROCESS, StudySpec
 from tunebench.spec.sweep import Configuration
-from tunebench.study.backends import backend_for
+from tunebench.study.backends import LocalBackend, backend_for
+from tunebench.study.execute import Execution, execute, set_plan
 from tunebench.study.lock import StudyLock
 from tunebench.study.plan import Prepared, check_methods_fit, plan_runs, planned_run
-from tunebench.study.run import (
-    Reporter,
-    SilentReporter,
-    attempt_run,
-    interrupted_error,
-    store_result,
-    stored_result,
-)
+from tunebench.study.run import Reporter, SilentReporter
 from tunebench.study.search import run_search
 from tunebench.study.tuning import check_tuning, tune
 from tunebench.training import batching, distributed, engine
@@ -106,30 +102,26 @@ def baselines_name(spec: StudySpec) -> str:
     return spec.name + ":baselines"
 
 
-def run_baselines(spec: StudySpec, prepared: Prepared, store: Store, env: dict[str, Any], reporter: Reporter,
-                  force: bool, stop: InterruptGuard) -> list[dict[str, Any]]:
+def run_baselines(spec: StudySpec, ex: Execution) -> list[dict[str, Any]]:
     """The study's baselines (``baselines:``, default majority and tfidf-logreg; seconds each), stored as the
     study ``"<name>:baselines"``: the floor the report compares every strategy with.  A baseline the study
-    lists among its strategies is a row of the study itself instead."""
+    lists among its strategies is a row of the study itself instead.  Rank 0 alone runs them, here
+    (a scikit-learn fit of seconds is not worth a cluster's task), silently: one line for all."""
     listed = {s.kind for s in spec.strategies}
     kinds = [b for b in spec.baselines if b not in listed]
-    if not kinds:
+    if not kinds or ex.store is None:
         return []
     bspec = spec.model_copy(update={"name": baselines_name(spec), "sweep": SweepSpec()})  # once, at the split seed
-    plan = [planned_run(bspec, prepared, Configuration(strategy_spec({"kind": kind}), spec.training),
+    plan = [planned_run(bspec, ex.prepared, Configuration(strategy_spec({"kind": kind}), spec.training),
                         spec.training.seed, i) for i, kind in enumerate(kinds)]
-    with disk_guard("the study's plan", store.path):
-        store.set_plan(bspec.name, [p.label for p in plan])
+    set_plan(ex, bspec.name, [p.label for p in plan])
+    here = replace(ex, reporter=SilentReporter(), runner=LocalBackend(), attempts=[])
     said = []
-    for planned in plan:
-        record = stored_result(store, bspec, planned, force)
-        if record is None:  # seconds each: one line for all, not a run's progress and table row
-            record, labels, probs = attempt_run(bspec, planned, len(plan), prepared, env, SilentReporter(), stop)
-            store_result(store, bspec, planned, record, labels, probs)
-        test = record.get("test") or {}
+    for planned, record in zip(plan, execute(here, bspec, plan, outputs=False, everywhere=False), strict=True):
+        test = (record or {}).get("test") or {}
         said.append(f"{planned.label} {test['macro_f1']:.3f}" if test else f"{planned.label} {record['status']}")
-    reporter.message(f"baselines (test macro-F1, the floor every strategy must clear): {', '.join(said)}")
-    return store.records(bspec.name)
+    ex.reporter.message(f"baselines (test macro-F1, the floor every strategy must clear): {', '.join(said)}")
+    return ex.store.records(bspec.name)
 
 
 def make_output_dir(out_dir: Path) -> Path:
@@ -172,45 +164,22 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
     env = environment(prepared.device)
     masked: list[dict[str, Any]] = []
     with Store(out_dir / STORE_NAME) if writer else contextlib.nullcontext() as store:
+        ex = Execution(prepared, env, reporter, runner, store, out_dir, force, stop, masked)
         if spec.sweep.method == "optuna":  # configurations chosen as results come in, not planned up front
             if distributed.world_size() > 1:  # torchrun / accelerate launch: the spec could not know
                 raise SpecError(OPTUNA_IN_ONE_PROCESS)
-            plan = run_search(spec, prepared, store, env, reporter, force, stop=stop, attempts=masked)
+            run_search(spec, ex)
         else:
             plan = plan_runs(spec, prepared)
             check_methods_fit(spec, prepared, plan)  # before any run trains
-            if writer:
-                run_baselines(spec, prepared, store, env, reporter, force, stop)
+            run_baselines(spec, ex)
             if spec.tuning is not None and spec.tuning.enabled:
                 check_tuning(spec, distributed.world_size())
-                spec, _ = tune(spec, prepared, store, env, reporter, force, stop)
+                spec, _ = tune(spec, ex)
                 plan = plan_runs(spec, prepared)
             _say_what_long_runs_imply(plan, prepared, reporter)
-            todo = []
-            if writer:
-                with disk_guard("the study's plan", store.path):
-                    store.set_plan(spec.name, [p.label for p in plan])
-            for planned in plan:
-                if writer and stored_result(store, spec, planned, force, reporter) is not None:
-                    reporter.run_skipped(planned.label, planned.run_id)
-                    continue
-                todo.append(planned)
-            wanted = distributed.from_writer({p.run_id for p in todo})  # every process runs what rank 0 decided
-            todo = [p for p in plan if p.run_id in wanted]
-
-            def keep(record: dict[str, Any], labels: list[int] | None, probs: list[list[float]] | None) -> None:
-                """The single writer: each result goes to the store and the outputs as it arrives."""
-                if store is not None:
-                    if store_result(store, spec, by_id[record["run_id"]], record, labels, probs):
-                        masked.append(record)  # a --force rerun that did not finish: the finished result stays
-                    reporter.run_finished(record)
-                    with disk_guard("the study's tables", out_dir):
-                        write_outputs(store.records(spec.name), out_dir)
-                if record["status"] == "interrupted":
-                    raise interrupted_error(record, earlier_kept=bool(masked) and masked[-1] is record)
-
-            by_id = {p.run_id: p for p in plan}
-            runner.run(spec, todo, len(plan), prepared, env, reporter, keep, stop=stop)
+            set_plan(ex, spec.name, [p.label for p in plan])
+            execute(ex, spec, plan)
         records = StudyRecords(store.records(spec.name) if store is not None else [])
         records.attempts = masked
     if writer:

@@ -29,8 +29,8 @@ import torch
 from tunebench.data.bundle import DatasetBundle
 from tunebench.methods import build_strategy
 from tunebench.spec.parts import RangeSpec, TrainingSpec, stable_hash
-from tunebench.spec.rates import head_rate
-from tunebench.spec.strategy import DEFAULT_LR, OPTIONS, StrategySpec
+from tunebench.spec.rates import body_rate, head_rate
+from tunebench.spec.strategy import OPTIONS, StrategySpec
 from tunebench.spec.study import StudySpec
 from tunebench.spec.sweep import Configuration, apply, corners, parsed_space
 from tunebench.training import batching, engine
@@ -111,7 +111,7 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training
     """The engine's settings for ``strategy``: ``training`` (a sweep's, default the study's) and ``seed``."""
     t = training or spec.training
     stopping = t.early_stopping
-    lr = strategy.lr or t.lr or DEFAULT_LR[strategy.kind]
+    lr = body_rate(strategy, t.lr)
     return engine.RunConfig(
         epochs=strategy.epochs or t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
         lr=lr, weight_decay=t.weight_decay,
@@ -120,6 +120,7 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training
         prefix_cache=t.prefix_cache, bucketing=t.bucketing, compile=t.compile,
         head_lr=head_rate(strategy, lr, t.head_lr),
         patience=stopping.patience if stopping else None, min_delta=stopping.min_delta if stopping else 0.0,
+        max_length=spec.model.max_length,
     )
 
 
@@ -157,12 +158,17 @@ def identity_options(strategy: StrategySpec) -> dict[str, Any]:
     return {k: v for k, v in strategy.model_dump().items() if k in ID_OPTION_KEYS or v is not None}
 
 
+#: RunConfig fields a run id hashes elsewhere (``max_length`` with the model's options): not again
+HASHED_ELSEWHERE = ("max_length",)
+
+
 def identity_settings(cfg: engine.RunConfig) -> dict[str, Any]:
     """The engine settings a run id hashes: every field, except those added later
     (:data:`~tunebench.training.engine.LATER_FIELDS`) while at the value that computes as before them,
-    so that a run stored by an earlier version keeps its id and is reused."""
+    so that a run stored by an earlier version keeps its id and is reused, and :data:`HASHED_ELSEWHERE`."""
     later = engine.LATER_FIELDS
-    return {k: v for k, v in vars(cfg).items() if not (k in later and v == later[k])}
+    return {k: v for k, v in vars(cfg).items()
+            if not (k in later and v == later[k]) and k not in HASHED_ELSEWHERE}
 
 
 @dataclass
@@ -233,5 +239,5 @@ def check_methods_fit(spec: StudySpec, prepared: Prepared, plan: list[PlannedRun
                 config, trust_remote_code=spec.model.trust_remote_code)
             method = build_strategy(planned.strategy)
             method.total_steps = planned_steps(planned.cfg, len(prepared.train))
-            method.check_fit(model, spec.model.max_length)
+            method.check_fit(model, planned.cfg.max_length)
             method.prepare(model)

@@ -1,7 +1,8 @@
 """One run of a study: execute it (seed, load, prepare the method, train, checkpoint, record),
 attempt it (what can go wrong becomes a record: diverged / failed / interrupted / pruned, CUDA OOM
-retried once), store its result, and find its stored result.  The driver, the Ray backend and the
-Optuna search all run through :func:`attempt_run` and store through :func:`store_result`; every
+retried once), store its result, and find its stored result.  Every planned run (baselines, a
+study's runs, tuning and search trials) is executed by :func:`tunebench.study.execute.execute`, whose
+backend runs :func:`attempt_run` and which stores through :func:`store_result`; every
 record (:class:`RunRecord`) is built by :func:`tunebench.study.records.base_record`; baselines run in
 :mod:`tunebench.study.baseline`."""
 
@@ -22,7 +23,7 @@ from tunebench.results.store import Store
 from tunebench.spec.strategy import OPTIONS
 from tunebench.spec.study import StudySpec
 from tunebench.study.baseline import diagnose_run, execute_baseline
-from tunebench.study.plan import PlannedRun, Prepared, planned_steps
+from tunebench.study.plan import HASHED_ELSEWHERE, PlannedRun, Prepared, planned_steps
 from tunebench.study.records import RunRecord, Status, base_record, seeds_used
 from tunebench.training import distributed, engine
 from tunebench.training.checkpoint import base_model_identity, essential_bytes, save_checkpoint
@@ -82,21 +83,29 @@ class SilentReporter:
 
 
 def stored_result(store: Store, spec: StudySpec, planned: PlannedRun, force: bool,
-                  reporter: Reporter | None = None) -> dict[str, Any] | None:
-    """The finished result of ``planned`` if its computation is already in the store, else None.
+                  reporter: Reporter | None = None, pruned: bool = False) -> dict[str, Any] | None:
+    """The result of ``planned`` if its computation is already in the store, else None: the one skip rule.
 
-    The row's own result when it has one; else a finished attempt of the same computation under
-    another row (another study name, or a seed sweep's label) is copied into this row, so that
-    nothing is trained twice and no study's rows are touched.  ``force``: always None (retrain).
+    The row's own result when it is this computation's and finished; else a finished attempt of the
+    same computation under another row (another study name, a seed sweep's label, or an older attempt
+    of this row behind a newer one of another computation) is copied into this row, so that nothing
+    is trained twice and no study's rows are touched.  ``pruned`` (the caller prunes: tuning, an
+    Optuna search): a pruned attempt of the same computation in this study is its result too, the
+    row's own or the newest in its history (the pruner's decision, replayed; never trained again).
+    ``force``: always None (retrain).
     """
     if force:
         return None
+    done = ("finished", "pruned") if pruned else ("finished",)
     current = store.current(spec.name, planned.label)
-    if current is not None and current["status"] == "finished" and current["run_id"] == planned.run_id:
+    if current is not None and current["status"] in done and current["run_id"] == planned.run_id:
         return current
     source = store.finished_result(planned.run_id)
     if source is None:
-        return None
+        if not pruned:
+            return None
+        same = [r for r in store.history(spec.name) if r["run_id"] == planned.run_id and r["status"] == "pruned"]
+        return same[-1] if same else None
     fields = {"study": spec.name, "position": planned.position, "label": planned.label, "group": planned.group,
               "sweep": planned.params, "study_spec": spec.to_dict()}
     with disk_guard("a run's result", store.path):
@@ -156,7 +165,8 @@ def _free_cuda() -> None:
 
 
 def resume_point(spec: StudySpec, planned: PlannedRun) -> ResumePoint:
-    return ResumePoint.for_run(spec.output.dir, planned.run_id, spec.training.checkpoint_every or 0, vars(planned.cfg))
+    settings = {k: v for k, v in vars(planned.cfg).items() if k not in HASHED_ELSEWHERE}  # as states were saved
+    return ResumePoint.for_run(spec.output.dir, planned.run_id, spec.training.checkpoint_every or 0, settings)
 
 
 #: after these statuses a run's resume state is of no further use: a rerun skips the run (finished),
@@ -230,7 +240,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
                             trust_remote_code=spec.model.trust_remote_code, allow_pickle=spec.model.allow_pickle)
     strategy = build_strategy(strategy_spec)
     strategy.total_steps = planned_steps(cfg, len(prepared.train))
-    strategy.check_fit(model, spec.model.max_length)
+    strategy.check_fit(model, cfg.max_length)
     model = strategy.prepare(model)
     trainable, total_params = count_parameters(model)
     batches_per_epoch = -(-len(prepared.train) // cfg.batch_size)
@@ -249,7 +259,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     save_bytes, checkpoint_bytes = essential_bytes(model), None
     if spec.output.save_checkpoints and cfg.evaluate_test and distributed.is_writer():  # not a tuning trial
         meta = {"run_id": run_id, "strategy": strategy_spec.label, "label_names": bundle.label_names,
-                "max_length": spec.model.max_length, **base_model_identity(prepared.model_source),
+                "max_length": cfg.max_length, **base_model_identity(prepared.model_source),
                 "model_name": spec.model.name, "is_pair": bundle.is_pair,
                 "data": spec.data.model_dump(), "seed": cfg.seed, "precision": cfg.precision,
                 "trust_remote_code": spec.model.trust_remote_code, "allow_pickle": spec.model.allow_pickle}

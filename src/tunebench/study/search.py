@@ -15,27 +15,27 @@ continued one seeds its sampler with ``sampler_seed`` plus the number of trials 
 it does not propose the first trials again.
 
 What can go wrong in a trial is handled as in the driver: every run goes through
-:func:`tunebench.study.run.attempt_run` (diverged / failed / interrupted become records, CUDA OOM is
-retried once) and :func:`tunebench.study.run.store_result` (one transaction under the disk guard;
-the resume state removed once it is of no use); :func:`run_search` says how each ends a trial.
+:func:`tunebench.study.execute.execute` (the one skip rule; the study's backend, whose
+:func:`~tunebench.study.run.attempt_run` makes records of diverged / failed / interrupted runs and
+retries a CUDA OOM once; :func:`~tunebench.study.run.store_result`, one transaction under the disk
+guard); :func:`run_search` says how each ends a trial.  On the Ray backend the pruner cannot watch
+a run's epochs: every trial trains all its epochs (said once).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tunebench.errors import SpecError
 from tunebench.faults import StudyInterrupted, disk_guard
 from tunebench.results.outputs import write_outputs
-from tunebench.results.store import Store
 from tunebench.spec.parts import RangeSpec, stable_hash
 from tunebench.spec.study import StudySpec
 from tunebench.spec.sweep import Configuration, apply, parse_key
 from tunebench.study import plan as planning
-from tunebench.study import run as one_run
+from tunebench.study.execute import Execution, execute, pruning_hook, replay, set_plan
 
 #: the median pruner compares a trial with earlier ones only after this many have finished
 STARTUP_TRIALS = 3
@@ -54,11 +54,6 @@ def require_optuna() -> Any:
     return optuna
 
 
-class _Pruned(one_run.RunPruned):
-    """Raised from the engine's per-epoch hook when the pruner stops a trial (``attempt_run`` records it
-    as ``pruned``)."""
-
-
 def search_name(spec: StudySpec) -> str:
     """The Optuna study's name: the tunebench study and a hash of what the search depends on."""
     basis = spec.to_dict()
@@ -67,17 +62,13 @@ def search_name(spec: StudySpec) -> str:
     return f"tunebench:{spec.name}:{stable_hash(basis)}"
 
 
-def run_search(spec: StudySpec, prepared: Any, store: Store, env: dict[str, Any], reporter: Any,
-               force: bool = False, stop: Callable[[], bool] | None = None,
-               attempts: list[dict[str, Any]] | None = None) -> list[Any]:
+def run_search(spec: StudySpec, ex: Execution) -> list[Any]:
     """Run the search until ``sweep.trials`` trials have completed or been pruned (earlier invocations'
     count); return the planned runs the study's outputs show: the completed trials' runs (in trial
     order), then this invocation's runs that did not finish.
 
-    ``stop``: the study's :class:`~tunebench.faults.InterruptGuard` (the driver passes it); None: Ctrl-C is
-    not watched.
-    ``attempts``: gets this invocation's runs that did not finish while their row keeps an earlier
-    finished result (a ``--force`` rerun; the driver's ``StudyRecords.attempts``).
+    Every run goes through :func:`~tunebench.study.execute.execute` (``ex``: the study's store, backend,
+    Ctrl-C guard; ``ex.attempts`` gets the runs of a ``--force`` rerun that did not finish).
 
     How a trial ends:
 
@@ -101,7 +92,8 @@ def run_search(spec: StudySpec, prepared: Any, store: Store, env: dict[str, Any]
     """
     optuna = require_optuna()
     optuna.logging.set_verbosity(logging.WARNING)
-    out_dir = Path(spec.output.dir)
+    store, prepared, reporter, stop = ex.store, ex.prepared, ex.reporter, ex.stop
+    assert store is not None  # one process: the search's trials live in its store
 
     def trials_write() -> Any:  # Optuna writes its trials into the study's store
         return disk_guard("the search's trials", store.path)
@@ -140,10 +132,9 @@ def run_search(spec: StudySpec, prepared: Any, store: Store, env: dict[str, Any]
             if planned.label not in labels:
                 labels.add(planned.label)
                 plan.append(planned)
-        with disk_guard("the study's plan", store.path):
-            store.set_plan(spec.name, [p.label for p in plan])
-        with disk_guard("the study's tables", out_dir):
-            write_outputs(store.records(spec.name), out_dir)
+        set_plan(ex, spec.name, [p.label for p in plan])
+        with disk_guard("the study's tables", ex.out_dir):
+            write_outputs(store.records(spec.name), ex.out_dir)
         return plan
 
     while done() < wanted:
@@ -159,33 +150,29 @@ def run_search(spec: StudySpec, prepared: Any, store: Store, env: dict[str, Any]
         config = suggest(spec, trial)
         reporter.message(f"trial {trial.number}: {config.group}")
         values: list[float] = []
-        ended: one_run.RunRecord | None = None  # the run that ended the trial before its last seed
+        ended: dict[str, Any] | None = None  # the run that ended the trial before its last seed
+
+        def interrupted(planned: planning.PlannedRun, record: dict[str, Any], trial: Any = trial) -> None:
+            """Ctrl-C in a run: the trial is left RUNNING, marked, so the next start asks it again."""
+            unfinished.append(planned)
+            with trials_write():
+                trial.set_user_attr("interrupted", True)
+            show()
+
         for i, seed in enumerate(seeds):
             planned = planning.planned_run(spec, prepared, config, seed, position)
             position += 1
-            stored = one_run.stored_result(store, spec, planned, force, reporter)
-            if stored is not None:
-                reporter.run_skipped(planned.label, planned.run_id)
-                if i == 0:
-                    _report_curves(trial, stored["curves"])
-                values.append(stored["val"]["macro_f1"])
-                continue
-            if stop is not None and stop():  # the trial stays RUNNING: asked again at the next start
-                raise StudyInterrupted(f"interrupted before run '{planned.label}' started; finished runs are kept "
-                                       "and the same command continues the study")
-            curves: list[dict[str, Any]] = []
-            hook = _pruning_hook(trial, curves) if i == 0 else None
-            record, labels, probs = one_run.attempt_run(spec, planned, total, prepared, env, reporter, stop,
-                                                        on_epoch=hook)
-            record["trial"] = trial.number
-            kept = one_run.store_result(store, spec, planned, record, labels, probs)
-            reporter.run_finished(record)
+            reported: list[dict[str, Any]] = []
+            record, = execute(ex, spec, [planned], total=total, outputs=False, everywhere=False, prunes=True,
+                              on_epoch=pruning_hook(trial, reported) if i == 0 else None,
+                              annotate=lambda _, r, n=trial.number: r.update(trial=n), on_interrupted=interrupted)
+            assert record is not None
+            if i == 0:
+                replay(trial, record, reported)
             if record["status"] != "finished":
                 ended = record
                 if record["status"] != "pruned":
                     unfinished.append(planned)
-                    if kept and attempts is not None:
-                        attempts.append(record)
                 break
             values.append(record["val"]["macro_f1"])
         if ended is None:
@@ -196,11 +183,6 @@ def run_search(spec: StudySpec, prepared: Any, store: Store, env: dict[str, Any]
             with trials_write():
                 search.tell(trial, state=states.PRUNED)
             failed_in_a_row = 0
-        elif ended["status"] == "interrupted":  # left RUNNING, marked: the next start asks it again
-            with trials_write():
-                trial.set_user_attr("interrupted", True)
-            show()
-            raise one_run.interrupted_error(ended, kept)
         else:  # diverged or failed
             with trials_write():
                 search.tell(trial, state=states.FAIL)
@@ -244,19 +226,3 @@ def completed_plan(spec: StudySpec, prepared: Any, search: Any) -> list[Any]:
                 seen.add(planned.run_id)
                 plan.append(planned)
     return plan
-
-
-def _pruning_hook(trial: Any, curves: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
-    def on_epoch(point: dict[str, Any]) -> None:
-        curves[:] = [c for c in curves if c["epoch"] < point["epoch"]]  # a retried run (CUDA OOM) starts over
-        curves.append(dict(point))
-        trial.report(point["val_macro_f1"], point["epoch"])
-        if trial.should_prune():
-            raise _Pruned(point["epoch"], curves)
-    return on_epoch
-
-
-def _report_curves(trial: Any, curves: list[dict[str, Any]]) -> None:
-    """Give a trial whose run was already stored its intermediate values, for the pruner's medians."""
-    for point in curves:
-        trial.report(point["val_macro_f1"], point["epoch"])

@@ -12,29 +12,29 @@ every strategy, so the trials cost about one to two times the study's final runs
 best rate (the highest best-epoch validation macro-F1 among its finished trials; the earlier trial
 on a tie) then replaces its rate for the study's own runs, which alone see the test split.
 
-Trials are runs like any other: attempted through :func:`~tunebench.study.run.attempt_run` (diverged
-and failed trials are recorded and the tuning goes on; Ctrl-C is recorded and stops the study) and
-stored, one transaction each, as rows of the study ``"<name>:tuning"`` with a ``tuning`` field
-(strategy, lr, trial, value, pruned_at, epochs_run).  A rerun reuses every stored trial, finished or
-pruned, by its run id and replays its curve to the pruner, so the decisions and the chosen rates
-come out the same and nothing trains twice.  Optuna's own study lives in memory: the stored trials
-are the state.
+Trials are runs like any other: executed through :func:`~tunebench.study.execute.execute` and the
+study's backend (diverged and failed trials are recorded and the tuning goes on; Ctrl-C is recorded
+and stops the study) and stored, one transaction each, as rows of the study ``"<name>:tuning"`` with
+a ``tuning`` field (strategy, lr, trial, value, pruned_at, epochs_run).  A rerun (after Ctrl-C or a
+crash too) reuses every stored trial, finished or pruned, by its run id (the one skip rule,
+:func:`~tunebench.study.run.stored_result` with ``pruned``) and replays its curve to the pruner, so
+the decisions and the chosen rates come out the same and nothing trains twice.  Optuna's own study
+lives in memory: the stored trials are the state.  On the Ray backend, which cannot watch a trial's
+epochs, a listed grid's trials of one strategy run at once and none is pruned (said in a sentence).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tunebench.errors import SpecError
-from tunebench.faults import StudyInterrupted, disk_guard
-from tunebench.results.store import Store
 from tunebench.spec.parts import GRID_FACTORS, RangeSpec
-from tunebench.spec.strategy import DEFAULT_LR, OPTIONS, StrategyOptions, strategy_spec
+from tunebench.spec.rates import body_rate
+from tunebench.spec.strategy import OPTIONS, StrategyOptions, strategy_spec
 from tunebench.spec.study import StudySpec
-from tunebench.study import run as one_run
+from tunebench.study.execute import Execution, execute, pruning_hook, replay, set_plan
 from tunebench.study.plan import PlannedRun, Prepared, run_config, run_id_for
 
 #: a range's number of draws when ``tuning.trials`` is not given
@@ -66,7 +66,7 @@ def candidates(spec: StudySpec, strategy: StrategyOptions) -> list[float] | Rang
     assert spec.tuning is not None
     if spec.tuning.lr is not None:
         return spec.tuning.lr
-    center = strategy.lr or spec.training.lr or DEFAULT_LR[strategy.kind]
+    center = body_rate(strategy, spec.training.lr)
     return [float(f"{center * factor:.3g}") for factor in GRID_FACTORS]
 
 
@@ -75,19 +75,19 @@ def tunable(spec: StudySpec) -> list[StrategyOptions]:
     return [s for s in spec.strategies if not OPTIONS[s.kind].baseline]
 
 
-def trial_run(spec: StudySpec, prepared: Prepared, strategy: StrategyOptions, lr: float, number: int) -> PlannedRun:
+def trial_run(spec: StudySpec, prepared: Prepared, strategy: StrategyOptions, lr: float, position: int) -> PlannedRun:
     """A trial: ``strategy`` at ``lr`` on the tuning seed, without the test split."""
     assert spec.tuning is not None
     at_lr = strategy_spec(strategy, lr=lr)
     seed = spec.training.seed if spec.tuning.seed is None else spec.tuning.seed
     cfg = replace(run_config(spec, at_lr, prepared.precision, seed=seed), evaluate_test=False)
-    return PlannedRun(number, at_lr, cfg, run_id_for(spec, at_lr, prepared.bundle, cfg, prepared.device),
+    return PlannedRun(position, at_lr, cfg, run_id_for(spec, at_lr, prepared.bundle, cfg, prepared.device),
                       f"{strategy.label} lr={lr:g}", strategy.label, {"lr": lr})
 
 
-def tune(spec: StudySpec, prepared: Prepared, store: Store, env: dict[str, Any], reporter: Any, force: bool = False,
-         stop: Callable[[], bool] | None = None) -> tuple[StudySpec, list[Tuned]]:
-    """Tune every strategy's rate; return the study with the chosen rates, and each strategy's tuning."""
+def tune(spec: StudySpec, ex: Execution) -> tuple[StudySpec, list[Tuned]]:
+    """Tune every strategy's rate through ``ex`` (:func:`~tunebench.study.execute.execute`); return the
+    study with the chosen rates, and each strategy's tuning."""
     assert spec.tuning is not None
     import optuna  # a dependency of tunebench: tuning is part of every verdict
 
@@ -99,18 +99,17 @@ def tune(spec: StudySpec, prepared: Prepared, store: Store, env: dict[str, Any],
     total, done, labels = sum(per_strategy), 0, []
     outcomes: list[Tuned] = []
     for strategy, n in zip(strategies, per_strategy, strict=True):
-        reporter.message(f"tuning {strategy.label}: {n} learning-rate trials on validation macro-F1")
-        tuned = _tune_one(spec, trials_spec, prepared, store, env, reporter, force, stop, strategy, n, done, total)
+        ex.reporter.message(f"tuning {strategy.label}: {n} learning-rate trials on validation macro-F1")
+        tuned = _tune_one(spec, trials_spec, ex, strategy, n, done, total)
         done += n
         labels += [r["label"] for r in tuned.trials]
         outcomes.append(tuned)
-        with disk_guard("the study's plan", store.path):
-            store.set_plan(trials_spec.name, labels)
+        set_plan(ex, trials_spec.name, labels)
         if tuned.best_lr is None:
-            reporter.message(f"tuning {strategy.label}: no trial finished; it keeps its default rate")
+            ex.reporter.message(f"tuning {strategy.label}: no trial finished; it keeps its default rate")
         else:
-            reporter.message(f"tuning {strategy.label}: lr {tuned.best_lr:g} (validation macro-F1 "
-                             f"{tuned.best_value:.4f})")
+            ex.reporter.message(f"tuning {strategy.label}: lr {tuned.best_lr:g} (validation macro-F1 "
+                                f"{tuned.best_value:.4f})")
     chosen = {t.strategy.label: t.best_lr for t in outcomes}
     strategies_out = [s if chosen.get(s.label) is None else strategy_spec(s, lr=chosen[s.label])
                       for s in spec.strategies]
@@ -122,9 +121,11 @@ def _count(space: list[float] | RangeSpec, spec: StudySpec) -> int:
     return len(space) if isinstance(space, list) else spec.tuning.trials or DEFAULT_TRIALS
 
 
-def _tune_one(spec: StudySpec, trials_spec: StudySpec, prepared: Prepared, store: Store, env: dict[str, Any],
-              reporter: Any, force: bool, stop: Callable[[], bool] | None, strategy: StrategyOptions, n: int,
+def _tune_one(spec: StudySpec, trials_spec: StudySpec, ex: Execution, strategy: StrategyOptions, n: int,
               done: int, total: int) -> Tuned:
+    """One strategy's trials.  Locally one after another, the pruner watching each epoch; on a backend
+    that cannot watch epochs (Ray), a listed grid's trials all at once (their rates do not depend on
+    each other's results), a range's one at a time (each draw learns from the ones before)."""
     import optuna
 
     assert spec.tuning is not None
@@ -137,75 +138,52 @@ def _tune_one(spec: StudySpec, trials_spec: StudySpec, prepared: Prepared, store
         for lr in space:
             search.enqueue_trial({"lr": lr})
     tuned = Tuned(strategy)
-    states = optuna.trial.TrialState
-    for number in range(n):
-        if stop is not None and stop():
-            raise StudyInterrupted("interrupted between two tuning trials; finished runs are kept and the same "
-                                   "command continues the study")
-        trial = search.ask()
+
+    def annotate(planned: PlannedRun, record: dict[str, Any]) -> None:
+        record["tuning"] = _summary(strategy, planned.params["lr"], planned.position - done, record)
+
+    def trial_of(trial: Any, number: int) -> PlannedRun:
         lr = (trial.suggest_categorical("lr", space) if isinstance(space, list)
               else float(f"{trial.suggest_float('lr', space.low, space.high, log=space.log):.3g}"))
-        planned = trial_run(spec, prepared, strategy, lr, number)
-        record = _stored(store, trials_spec, planned, force)
-        if record is not None:
-            reporter.run_skipped(planned.label, planned.run_id)
-            _replay(trial, record)
-        else:
-            record = _attempt(trials_spec, planned, prepared, env, reporter, stop, trial, done + number, total)
-            record["tuning"] = _summary(strategy, lr, number, record)
-            one_run.store_result(store, trials_spec, planned, record)
-            reporter.run_finished(record)
-        tuned.trials.append(record)
-        status = record["status"]
-        if status == "finished":
-            search.tell(trial, record["val"]["macro_f1"])
-            if tuned.best_value is None or record["val"]["macro_f1"] > tuned.best_value:
-                tuned.best_lr, tuned.best_value = lr, record["val"]["macro_f1"]
-        elif status == "pruned":
-            search.tell(trial, state=states.PRUNED)
-        elif status == "interrupted":
-            raise one_run.interrupted_error(record)
-        else:  # diverged or failed: recorded; the other rates are still tried
-            search.tell(trial, state=states.FAIL)
-            reporter.message(f"{planned.label}: the trial {status}; the tuning goes on")
+        return trial_run(spec, ex.prepared, strategy, lr, done + number)
+
+    if isinstance(space, list) and not ex.runner.watches_epochs:
+        if spec.tuning.halving:
+            ex.reporter.message(f"tuning {strategy.label}: on the {ex.runner.name} backend its {n} trials run at "
+                                "once and none is pruned (successive halving watches epochs: local backend only)")
+        trials = [search.ask() for _ in range(n)]
+        plan = [trial_of(trial, number) for number, trial in enumerate(trials)]
+        records = execute(ex, trials_spec, plan, total=total, outputs=False, prunes=True, annotate=annotate)
+        for trial, planned, record in zip(trials, plan, records, strict=True):
+            _tell(search, trial, planned, record, [], tuned, ex.reporter)
+        return tuned
+    for number in range(n):
+        trial = search.ask()
+        planned, reported = trial_of(trial, number), []
+        record, = execute(ex, trials_spec, [planned], total=total, outputs=False, prunes=True,
+                          on_epoch=pruning_hook(trial, reported), annotate=annotate)
+        _tell(search, trial, planned, record, reported, tuned, ex.reporter)
     return tuned
 
 
-def _stored(store: Store, trials_spec: StudySpec, planned: PlannedRun, force: bool) -> dict[str, Any] | None:
-    """This trial's stored record (finished or pruned, same computation), unless ``force``."""
-    if force:
-        return None
-    current = store.current(trials_spec.name, planned.label)
-    if current is not None and current["run_id"] == planned.run_id and current["status"] in ("finished", "pruned"):
-        return current
-    # an older attempt of the same computation, behind a newer one of another (a rerun by other code
-    # that computed something else under the same label): still this trial's result
-    same = [r for r in store.history(trials_spec.name)
-            if r["run_id"] == planned.run_id and r["status"] in ("finished", "pruned")]
-    return same[-1] if same else None
+def _tell(search: Any, trial: Any, planned: PlannedRun, record: dict[str, Any] | None,
+          reported: list[dict[str, Any]], tuned: Tuned, reporter: Any) -> None:
+    """The trial's result to the search (its curve first, when the pruner did not watch it) and to ``tuned``."""
+    import optuna
 
-
-def _replay(trial: Any, record: dict[str, Any]) -> None:
-    """Give the pruner a stored trial's curve, so later trials are compared with it as when it ran."""
-    for point in record.get("curves") or []:
-        trial.report(point["val_macro_f1"], point["epoch"])
-
-
-def _attempt(trials_spec: StudySpec, planned: PlannedRun, prepared: Prepared, env: dict[str, Any], reporter: Any,
-             stop: Callable[[], bool] | None, trial: Any, position: int, total: int) -> dict[str, Any]:
-    """Run one trial with the pruner watching each epoch's validation macro-F1."""
-    curves: list[dict[str, Any]] = []
-
-    def on_epoch(point: dict[str, Any]) -> None:
-        curves[:] = [c for c in curves if c["epoch"] < point["epoch"]]  # an OOM retry starts over
-        curves.append(dict(point))
-        trial.report(point["val_macro_f1"], point["epoch"])
-        if trial.should_prune():
-            raise one_run.RunPruned(point["epoch"], curves)
-
-    record, _, _ = one_run.attempt_run(trials_spec, replace(planned, position=position), total, prepared, env,
-                                       reporter, stop, on_epoch=on_epoch)
-    return record
+    assert record is not None  # tuning runs in one process, which writes
+    replay(trial, record, reported)
+    tuned.trials.append(record)
+    status, states = record["status"], optuna.trial.TrialState
+    if status == "finished":
+        search.tell(trial, record["val"]["macro_f1"])
+        if tuned.best_value is None or record["val"]["macro_f1"] > tuned.best_value:
+            tuned.best_lr, tuned.best_value = planned.params["lr"], record["val"]["macro_f1"]
+    elif status == "pruned":
+        search.tell(trial, state=states.PRUNED)
+    else:  # diverged or failed: recorded; the other rates are still tried (interrupted: execute raised)
+        search.tell(trial, state=states.FAIL)
+        reporter.message(f"{planned.label}: the trial {status}; the tuning goes on")
 
 
 def _summary(strategy: StrategyOptions, lr: float, number: int, record: dict[str, Any]) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class RunConfig:
     patience: int | None = None  # early stopping: epochs without a validation macro-F1 gain; None: off
     min_delta: float = 0.0  # early stopping: the gain that counts as one
     evaluate_test: bool = True  # False: a tuning trial, which never sees the test split
+    max_length: int | None = None  # the tokens inputs were truncated to (model.max_length; in a run id as such)
 
 
 #: RunConfig fields added after run ids were first written, at the value that computes as before:
