@@ -126,12 +126,14 @@ def family(runs: list[dict[str, Any]], predictions: dict[str, tuple[list[int], l
     reference = _best_on_validation(tuned, pool, metric)
     floor = _best_on_validation(base, list(base), metric)
     out = Family(metric, margin, alpha, reference, floor)
+    draws: dict[int, np.ndarray] = {}  # one set of test-example draws for the whole family (common random numbers)
     for g, rs in tuned.items():
         if reference is not None and g != reference:
             out.comparisons.append(_compare(g, rs, reference, tuned[reference], predictions, metric, margin,
-                                            n_resamples, False))
+                                            n_resamples, False, draws))
         if floor is not None:
-            out.floors.append(_compare(g, rs, floor, base[floor], predictions, metric, margin, n_resamples, True))
+            out.floors.append(_compare(g, rs, floor, base[floor], predictions, metric, margin, n_resamples, True,
+                                       draws))
     _correct(out)
     return out
 
@@ -145,7 +147,7 @@ def _best_on_validation(by_group: dict[str, list[dict[str, Any]]], pool: list[st
 
 def _compare(group: str, runs: list[dict[str, Any]], against: str, others: list[dict[str, Any]],
              predictions: dict[str, tuple[list[int], list[list[float]]]], metric: str, margin: float,
-             n_resamples: int, seed_free: bool) -> Comparison:
+             n_resamples: int, seed_free: bool, draws: dict[int, np.ndarray]) -> Comparison:
     """``group`` minus ``against``, its seeds paired with the same seeds of ``against`` (a baseline,
     ``seed_free``, pairs with every seed; with no seed in common, the runs in seed order)."""
     mine = [r for r in runs if r["run_id"] in predictions]
@@ -165,8 +167,10 @@ def _compare(group: str, runs: list[dict[str, Any]], against: str, others: list[
     n_classes = len(a[0]["data"]["label_names"])
     pa = [np.asarray(predictions[r["run_id"]][1]).argmax(1) for r in a]
     pb = [np.asarray(predictions[r["run_id"]][1]).argmax(1) for r in b]
+    if len(labels) not in draws:
+        draws[len(labels)] = stats.test_draws(len(labels), n_resamples)
     test = stats.paired_test(labels, pa, pb, metric=metric, margin=margin, n_classes=n_classes,
-                             n_resamples=n_resamples, seed_free_b=seed_free)
+                             seed_free_b=seed_free, draws=draws[len(labels)])
     return Comparison(group, against, test)
 
 
