@@ -54,8 +54,8 @@ def significance_section(ctx: Context) -> Section | None:
             f" Statistics). Outcomes: equivalent when two one-sided tests put Δ within {stats.margin_text(fam.margin)} "
             f"(the margin, --margin); else better or worse when the difference test rejects Δ = 0; else "
             f"inconclusive, with roughly what would settle it. p-values are Holm–Bonferroni adjusted across the "
-            f"family of {fam.size} comparisons this report makes (the ranking and the floor together), at α = "
-            f"{fam.alpha:g}.{floor_words} With one seed a test speaks for that seed's models only: no outcome is "
+            f"family of {fam.size} comparisons with seed-level evidence this report makes (the ranking and the "
+            f"floor together), at α = {fam.alpha:g}.{floor_words} With one seed a test speaks for that seed's models only: no outcome is "
             f"claimed from it. Basis: {basis}.")
     return Section("significance", "Ranking and significance", [
         Para(text),
