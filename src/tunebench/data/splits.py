@@ -208,7 +208,8 @@ def _with_minimum(labels: Sequence[int], taken: list[int], minimum: int, seed: i
 
 def _drop_rare(parts: dict[str, _Rows], names: list[str], minimum: int, notes: list[str]) -> list[str]:
     """Drop every class with fewer than ``minimum`` training rows (but some) from all splits, with a note
-    saying which and how many rows; the labels are renumbered.  ``minimum`` 0 keeps every class."""
+    saying which and how many rows; the labels are renumbered.  ``minimum`` 0 keeps every class.  Only
+    for a ``train_limit`` slice: a whole dataset keeps its task as published (R52 keeps its 52 classes)."""
     counts = Counter(parts["train"].labels)
     rare = [i for i in range(len(names)) if 0 < counts[i] < minimum]
     if not minimum or not rare or len(names) - len(rare) - sum(counts[i] == 0 for i in range(len(names))) < 2:
@@ -265,6 +266,7 @@ def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list
     for rows in parts.values():
         rows.labels = [index[v] for v in rows.labels]
     limits = {"train": spec.train_limit, "validation": spec.val_limit, "test": spec.test_limit}
+    len_before_limits = len(parts["train"])
     for split in SPLITS:
         limit, rows = limits[split], parts[split]
         if limit is not None and limit < len(rows):
@@ -275,7 +277,8 @@ def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list
             notes.append(f"{split}: kept {limit:,} of {len(rows):,} rows ({_how(stratified, seed)}"
                          + (f", at least {spec.min_per_class} per class where the data has them" if split == "train"
                             and spec.min_per_class else "") + ")")
-    names = _drop_rare(parts, names, spec.min_per_class, notes)
+    if spec.train_limit is not None and spec.train_limit < len_before_limits:  # a slice: the rule of _with_minimum
+        names = _drop_rare(parts, names, spec.min_per_class, notes)
     splits = {s: Split(texts=parts[s].texts, pairs=parts[s].pairs, labels=parts[s].labels) for s in SPLITS}
     absent = [n for i, n in enumerate(names) if i not in set(splits["train"].labels)]
     if absent:
