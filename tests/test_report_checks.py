@@ -302,7 +302,8 @@ def test_the_ranking_shows_four_outcomes_the_margin_holm_and_labelled_p_values(t
     html = build_report(out)["html"].read_text()
     section = _section(html, "significance")
     assert "The reference is lora:r=8: the highest mean validation macro-F1" in section
-    assert "Holm–Bonferroni adjusted across the family of 5 comparisons with seed-level evidence" in section  # 2 vs reference + 3 vs floor
+    # 2 against the reference + 3 against the floor
+    assert "Holm–Bonferroni adjusted across the family of 5 comparisons with seed-level evidence" in section
     assert "within ±1 point (the margin, --margin)" in section
     assert "two-level test over 3 seeds × 60 test examples" in section and "macro-F1" in section
     assert "reference (best on validation)" in section

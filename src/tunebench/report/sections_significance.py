@@ -55,8 +55,8 @@ def significance_section(ctx: Context) -> Section | None:
             f"(the margin, --margin); else better or worse when the difference test rejects Δ = 0; else "
             f"inconclusive, with roughly what would settle it. p-values are Holm–Bonferroni adjusted across the "
             f"family of {fam.size} comparisons with seed-level evidence this report makes (the ranking and the "
-            f"floor together), at α = {fam.alpha:g}.{floor_words} With one seed a test speaks for that seed's models only: no outcome is "
-            f"claimed from it. Basis: {basis}.")
+            f"floor together), at α = {fam.alpha:g}.{floor_words} With one seed a test speaks for that seed's "
+            f"models only: no outcome is claimed from it. Basis: {basis}.")
     return Section("significance", "Ranking and significance", [
         Para(text),
         text_table(["configuration", "seeds", f"test {name}", "95% CI (t, seeds)", "Δ vs reference [95% CI]",

@@ -54,7 +54,8 @@ class DataSpec(_Strict):
     val_fraction: float = Field(default=0.1, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     min_per_class: int = Field(default=5, ge=0, description="a train_limit slice keeps at least this many rows of "
-                               "each class; a class with fewer training rows in the slice is dropped with a warning (0: keep all)")
+                               "each class; a class with fewer training rows in the slice is dropped with a "
+                               "warning (0: keep all)")
 
 
 class ModelSpec(_Strict):
