@@ -90,6 +90,16 @@ def trial(strategy, lr, value, n, pruned_at=None):
     return r
 
 
+def rung_trial(strategy, lr, head_lr, candidate, epochs, seed, value, position, extra=False, rungs=(2, 3)):
+    """A trial of the synchronous search: one candidate on one seed at one rung."""
+    r = full_record(f"{strategy} lr={lr:g} epochs={epochs} seed={seed}", position, predictions(60),
+                    study="syn:tuning", lr=lr, seconds=5.0 * epochs)
+    r["tuning"] = {"strategy": strategy, "lr": lr, "head_lr": head_lr, "trial": candidate, "candidate": candidate,
+                   "epochs": epochs, "rung": list(rungs).index(epochs), "rungs": list(rungs), "seed": seed,
+                   "value": value, "epochs_run": epochs, "extra": extra}
+    return r
+
+
 def frame_of(records):
     return analysis.headline_frame(records, {"CPU": 0.34})
 
@@ -252,7 +262,49 @@ def test_the_report_marks_flagged_runs_lists_their_advice_and_shows_baselines_as
     assert 'id="lr-sensitivity"' not in html and not (out / "figures" / "lr_sensitivity.png").exists()
 
 
-def test_learning_rate_sensitivity_from_tuning_records(tmp_path):
+def test_learning_rate_sensitivity_shows_each_rung_the_choice_and_the_budget_as_compute(tmp_path):
+    tuning, n = [], 200
+    # full: three candidates at 2 epochs on two seeds, one beyond the grid's top; the best at 3 epochs
+    for cand, lr, values, extra in ((0, 1e-4, (0.60, 0.62), False), (1, 1e-3, (0.70, 0.72), False),
+                                    (2, 1e-2, (0.66, 0.64), True)):
+        for seed, v in enumerate(values):
+            tuning.append(rung_trial("full", lr, 3e-3, cand, 2, seed, v, n, extra))
+            n += 1
+    tuning += [rung_trial("full", 1e-3, 3e-3, 1, 3, seed, v, n + seed) for seed, v in enumerate((0.75, 0.77))]
+    # lora:r=8: the best at 3 epochs (0.80) is within the margin of the one nearer its default (0.795)
+    n += 2
+    for cand, lr, values, final in ((0, 5e-4, (0.79, 0.79), 0.795), (1, 1.6e-3, (0.80, 0.80), 0.80)):
+        for seed, v in enumerate(values):
+            tuning.append(rung_trial("lora:r=8", lr, 3e-3, cand, 2, seed, v, n))
+            n += 1
+        tuning += [rung_trial("lora:r=8", lr, 3e-3, cand, 3, seed, final, n + seed) for seed in range(2)]
+        n += 2
+    records = study(converged_full=True)
+    for r in records:
+        if r["strategy"] == "lora:r=8":
+            r["resolved"].update(lr=5e-4, head_lr=3e-3)
+        elif r["strategy"] == "full":
+            r["resolved"]["head_lr"] = 3e-3
+    out = store_of(tmp_path, records, tuning)
+    html = build_report(out)["html"].read_text()
+    section = _section(html, "lr-sensitivity")
+    assert "Every strategy had the same budget: 2 candidates, rungs at 2, 3 epochs" in section
+    assert "full: 8 trials, 18 epochs; lora:r=8: 8 trials, 20 epochs" in section
+    assert "full: lr 0.001, head lr 0.003, validation macro-F1 0.760 at 3 epochs (mean of 2 seeds)." in section
+    assert ("lora:r=8: lr 0.0005, head lr 0.003, validation macro-F1 0.795 at 3 epochs (mean of 2 seeds) — within "
+            "the verdict&#x27;s margin (0.01) of the best (0.800 at lr 0.0016)") in section
+    budget = re.search(r'<table data-table="tuning-budget">(.*?)</table>', section, re.S).group(1)
+    cells = re.findall(r"<tr><td>full</td>(.*?)</tr>", budget)[0]
+    # 3 candidates (1 beyond the grid), 2 seeds, 8 trials, 18 epochs, 90 s in tuning, 60 s of final runs: 1.5x
+    assert re.findall(r">([^<]+)</td>", cells) == ["3", "1", "2", "8", "18", "90", "60", "1.5"]
+    rows = re.search(r'<table data-table="tuning-trials">(.*?)</table>', section, re.S).group(1)
+    assert rows.count(">cut<") == 1 and ">cut (edge of the grid)<" in rows and rows.count(">went on<") == 3
+    assert rows.count(">chosen<") == 2 and ">trained to the end<" in rows
+    assert (out / "figures" / "lr_sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "tuned per strategy with the same budget" in _section(html, "recommendation")
+
+
+def test_learning_rate_sensitivity_of_trials_stored_by_the_earlier_asynchronous_search(tmp_path):
     tuning = [trial("full", lr, v, n, p) for n, (lr, v, p) in
               enumerate([(5e-5, 0.70, None), (1.6e-4, 0.78, None), (1.6e-5, 0.55, 1), (5e-4, 0.40, 1)])]
     tuning += [trial("lora:r=8", lr, v, 4 + n, p) for n, (lr, v, p) in
@@ -262,13 +314,11 @@ def test_learning_rate_sensitivity_from_tuning_records(tmp_path):
     assert inputs.study == "syn" and len(inputs.tuning) == 8  # the ":tuning" study is never the default one
     html = build_report(out)["html"].read_text()
     section = _section(html, "lr-sensitivity")
-    assert "Every strategy had the same budget: 4 learning-rate trials" in section
+    assert "Every strategy had the same budget: 4 candidates, rungs at 1, 3 epochs" in section
     assert "full: 4 trials, 8 epochs; lora:r=8: 4 trials, 8 epochs" in section
     assert 'data-table="tuning-budget"' in section and 'data-table="tuning-trials"' in section
-    assert (out / "figures" / "lr_sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    budget = re.search(r'<table data-table="tuning-budget">(.*?)</table>', section, re.S).group(1)
-    assert "0.00016" in budget and "0.0016" in budget  # each strategy's best rate
-    assert "tuned per strategy with the same budget" in _section(html, "recommendation")
+    rows = re.search(r'<table data-table="tuning-trials">(.*?)</table>', section, re.S).group(1)
+    assert rows.count(">cut<") == 4 and "0.00016" in rows and "0.0016" in rows  # pruned trials are cut ones
     # each strategy once, its rate once: never "full:lr=0.00016 0.00016", never once per seed
     seeded = [{**r, "strategy": "full:lr=0.00016", "resolved": {**r["resolved"], "lr": 1.6e-4, "seed": s}}
               for s, r in enumerate([study(converged_full=True)[0]] * 3)]
@@ -276,7 +326,7 @@ def test_learning_rate_sensitivity_from_tuning_records(tmp_path):
     assert rates.endswith("(see Learning-rate sensitivity): full:lr=0.00016.")
     # unequal budgets are said, not hidden
     out2 = store_of(tmp_path / "b", study(converged_full=True), tuning[:-1])
-    assert "did not have the same number of trials" in build_report(out2)["html"].read_text()
+    assert "did not have the same number of candidates" in build_report(out2)["html"].read_text()
 
 
 def seeded_study():

@@ -278,32 +278,37 @@ def text_lengths(split_texts: dict[str, list[str]], path: Path) -> Path:
 
 
 @styled
-def lr_sensitivity(trials: dict[str, list[tuple[float, float | None, bool]]], path: Path) -> Path:
-    """Validation macro-F1 against learning rate (log x), one line per strategy.
+def lr_sensitivity(trials: dict[str, list[tuple[float, float | None, bool, int]]], path: Path) -> Path:
+    """Validation macro-F1 against learning rate (log x), one colour per strategy, one line per rung.
 
-    ``trials``: strategy -> [(lr, best validation macro-F1 reached, pruned)]; the line joins the best
-    value at each rate, a pruned trial is drawn hollow (its value is where it was stopped)."""
+    ``trials``: strategy -> [(lr, mean validation macro-F1 over the tuning seeds, cut, epochs)]: a point
+    per candidate and rung.  At each rate the best score of the rung (over head rates) is drawn; the
+    last rung's points (fully trained) filled on a solid line, an earlier rung's hollow on a dashed one."""
     fig, axes = _new(1, width=5.6, height=3.6)
     ax = axes[0]
     drawn: list[float] = []
     for i, (strategy, points) in enumerate(trials.items()):
-        pts = sorted((lr, v, pruned) for lr, v, pruned in points if v is not None and lr and lr > 0)
+        pts = [(lr, v, cut, e) for lr, v, cut, e in points if v is not None and lr and lr > 0]
         if not pts:
             continue
-        best: dict[float, float] = {}
-        for lr, v, _ in pts:
-            best[lr] = max(v, best.get(lr, v))
-        drawn += list(best)
-        ax.plot(list(best), list(best.values()), color=color(i), marker="o", ms=4, label=text(strategy))
-        hollow = [(lr, v) for lr, v, pruned in pts if pruned]
-        if hollow:
-            ax.scatter([p[0] for p in hollow], [p[1] for p in hollow], s=36, facecolors="white",
-                       edgecolors=[color(i)], zorder=3)
+        last = max(e for _, _, cut, e in pts if not cut) if any(not cut for *_, cut, _ in pts) else None
+        for epochs in sorted({e for *_, e in pts}):
+            best: dict[float, float] = {}
+            for lr, v, _, e in pts:
+                if e == epochs:
+                    best[lr] = max(v, best.get(lr, v))
+            rates = sorted(best)
+            drawn += rates
+            final = epochs == last
+            ax.plot(rates, [best[r] for r in rates], color=color(i), marker="o", ms=5 if final else 4,
+                    linestyle="-" if final else "--", linewidth=1.4 if final else 0.8,
+                    markerfacecolor=color(i) if final else "white", markeredgecolor=color(i),
+                    label=text(f"{strategy}, {epochs} epochs" + ("" if final else " (rung)")))
     if drawn:
         log_axis(ax, "x", drawn)
     ax.set_xlabel("learning rate (log scale)")
-    ax.set_ylabel("validation macro-F1")
+    ax.set_ylabel("validation macro-F1 (mean over tuning seeds)")
     ax.set_title("Learning-rate sensitivity (tuning trials)")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     return save(fig, path)

@@ -99,36 +99,49 @@ class TrainingSpec(_Strict):
 
 
 class TuningSpec(_Strict):
-    """Equal-budget learning-rate tuning (``--tune``): every strategy gets the same number of trials.
+    """Equal-budget learning-rate tuning (``--tune``): every strategy gets the same search.
 
-    ``lr``: the rates to try, a list for every strategy, or a range ``{low, high, log}`` that Optuna's
-    TPE sampler draws ``trials`` rates from; None: :data:`GRID_FACTORS` times each strategy's default
-    rate.  Trials train on ``seed`` (default: ``training.seed``) and are scored on validation
-    macro-F1 only; with ``halving`` Optuna's successive-halving pruner stops the trials that are
-    behind after each epoch.  Each strategy's best rate then runs on the study's seeds, and only
-    those runs see the test split (:mod:`tunebench.study.tuning`).
+    Candidates: the body's rates (``lr``: a list for every strategy, or a range ``{low, high, log}``
+    split into ``trials`` evenly spaced rates; None: :data:`GRID_FACTORS` times each strategy's default)
+    times the head's rates (``head_lr``; None: :data:`HEAD_FACTORS` times its default; ``tune_head:
+    false``: its default only).  With ``halving`` (synchronous successive halving) every candidate
+    trains ``min_epochs`` epochs on each of ``seeds`` seeds (from ``seed``, default ``training.seed``),
+    the best ``1/reduction_factor`` go on to the next rung, up to ``training.epochs``; a first-rung best
+    at an end of its grid gets up to ``extend`` candidates a step beyond.  Scores are validation only;
+    each strategy's chosen rates then run on the study's seeds, and only those runs see the test split
+    (:mod:`tunebench.study.tuning`).
     """
 
     enabled: bool = Field(default=True, description="false: the section is kept but not used")
-    lr: list[float] | RangeSpec | None = Field(default=None, description="rates to try; None: around each default")
-    trials: int | None = Field(default=None, ge=2, le=50, description="a range: how many rates to draw (default 5)")
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="the trials' seed; None: training.seed")
-    halving: bool = Field(default=True, description="successive halving: stop trials that are behind")
+    lr: list[float] | RangeSpec | None = Field(default=None, description="body rates to try; None: around each default")
+    head_lr: list[float] | None = Field(default=None, description="head rates to try; None: around each default")
+    tune_head: bool = Field(default=True, description="false: the head keeps its default rate")
+    trials: int | None = Field(default=None, ge=2, le=50, description="a range: how many body rates (default 3)")
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="the first tuning seed; None: training.seed")
+    seeds: int = Field(default=2, ge=1, le=10, description="candidates are scored on the mean over this many seeds")
+    halving: bool = Field(default=True, description="synchronous successive halving over rungs of epochs")
+    min_epochs: int = Field(default=2, ge=1, description="successive halving: the first rung's epochs")
     reduction_factor: int = Field(default=3, ge=2, description="successive halving: keep the best 1/this per rung")
+    extend: int = Field(default=2, ge=0, le=10, description="extra candidates beyond an end of the grid, at most")
 
     @model_validator(mode="after")
     def _check(self) -> TuningSpec:
-        if isinstance(self.lr, list):
-            if len(self.lr) < 2 or any(not (isinstance(v, int | float) and v > 0) for v in self.lr):
-                raise ValueError("tuning.lr must list at least two positive learning rates, e.g. [1e-5, 3e-5, 1e-4]")
-            if self.trials is not None and self.trials != len(self.lr):
-                raise ValueError("tuning.trials is the list's length when tuning.lr is a list; leave it out")
+        for name, values in (("lr", self.lr), ("head_lr", self.head_lr)):
+            if isinstance(values, list) and (
+                    len(values) < 1 + (name == "lr") or any(not (isinstance(v, int | float) and v > 0) for v in values)):
+                least = "two" if name == "lr" else "one"
+                raise ValueError(f"tuning.{name} must list at least {least} positive learning rate"
+                                 f"{'s' if name == 'lr' else ''}, e.g. [1e-5, 3e-5, 1e-4]")
+        if isinstance(self.lr, list) and self.trials is not None and self.trials != len(self.lr):
+            raise ValueError("tuning.trials is the list's length when tuning.lr is a list; leave it out")
         return self
 
 
-#: default tuning grid: each strategy's default rate times these (half-decade steps, 1/10 to 10x),
-#: tried in this order (the default first: successive halving compares later trials with it)
-GRID_FACTORS: tuple[float, ...] = (1.0, 10 ** 0.5, 10 ** -0.5, 10.0, 0.1)
+#: default tuning grid of the body's rate: each strategy's default rate times these (half-decade steps)
+GRID_FACTORS: tuple[float, ...] = (10 ** -0.5, 1.0, 10 ** 0.5)
+#: default grid of the head's rate: its default (``spec.rates.head_rate``) times these; the lower one
+#: is there because a few-class head may want less than the many-class default (docs/METHODS.md)
+HEAD_FACTORS: tuple[float, ...] = (10 ** -0.5, 1.0)
 
 
 class VerdictSpec(_Strict):
