@@ -250,10 +250,10 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     resume = resume_point(spec, planned) if spec.training.checkpoint_every and distributed.world_size() == 1 else None
     result = engine.train_and_evaluate(model, prepared.train, prepared.validation, prepared.test,
                                        bundle.label_names, cfg, prepared.device, pad_id,
-                                       on_step=reporter.step,
                                        lowest_trainable_layer=strategy.lowest_trainable_layer,
-                                       on_epoch=_epoch_hook(planned, reporter, on_epoch),
-                                       should_stop=stop, resume=resume, hooks=strategy.hooks(model))
+                                       callbacks=engine.Callbacks(on_step=reporter.step, should_stop=stop,
+                                                                  on_epoch=_epoch_hook(planned, reporter, on_epoch)),
+                                       resume=resume, hooks=strategy.hooks(model))
     slug = safe_slug(strategy_spec.label)
     checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
     save_bytes, checkpoint_bytes = essential_bytes(model), None
