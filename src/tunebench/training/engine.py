@@ -3,8 +3,9 @@
 Reads top to bottom: tokenize once (``encode_split``), batch with little padding (``batches``)
 and pad per batch (``collate``), then ``train_and_evaluate``: frozen layers computed once when
 the strategy allows it (:mod:`tunebench.training.prefix`), an epoch of steps, validation (``predict``),
-the best epoch by validation macro-F1 kept and restored, one test pass.  It measures train time
-(evaluation excluded), evaluation time, examples/s, tokens/s and peak memory.  No HF Trainer.
+the best epoch by the validation selection metric (``cfg.selection_metric``, macro-F1 unless set) kept
+and restored, one test pass.  It measures train time (evaluation excluded), evaluation time,
+examples/s, tokens/s and peak memory.  No HF Trainer.
 Its concerns have names: the optimizer step (:class:`~tunebench.training.optim.Stepper`), early
 stopping (:func:`~tunebench.training.optim.should_stop_early`), the caller's progress, epoch and
 interrupt callbacks (:class:`~tunebench.training.loop.Callbacks`), divergence
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tunebench.spec.metrics import DEFAULT_SELECTION, curve_key, curve_metrics
 from tunebench.training import distributed
 from tunebench.training.batching import EncodedSplit, batches, collate
 from tunebench.training.loop import BestWeights, Callbacks, check_finite
@@ -55,15 +57,17 @@ class RunConfig:
     bucketing: bool = True  # length-bucketed batches; off: a plain shuffle
     compile: bool = False  # torch.compile(model, dynamic=True) for training and evaluation
     head_lr: float | None = None  # the head's own rate (training.optim.param_groups); None: lr
-    patience: int | None = None  # early stopping: epochs without a validation macro-F1 gain; None: off
+    patience: int | None = None  # early stopping: epochs without a gain of the selection metric; None: off
     min_delta: float = 0.0  # early stopping: the gain that counts as one
     evaluate_test: bool = True  # False: a tuning trial, which never sees the test split
     max_length: int | None = None  # the tokens inputs were truncated to (model.max_length; in a run id as such)
+    selection_metric: str = DEFAULT_SELECTION  # the validation metric that picks the best epoch (spec.metrics)
 
 
 #: RunConfig fields added after run ids were first written, at the value that computes as before:
 #: left out of a run's id at that value (study.plan.run_id_for), so earlier results stay reusable
-LATER_FIELDS: dict[str, Any] = {"head_lr": None, "patience": None, "min_delta": 0.0, "evaluate_test": True}
+LATER_FIELDS: dict[str, Any] = {"head_lr": None, "patience": None, "min_delta": 0.0, "evaluate_test": True,
+                                 "selection_metric": DEFAULT_SELECTION}
 
 
 def pick_device(requested: str) -> torch.device:
@@ -170,7 +174,8 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     raises :class:`~tunebench.faults.Diverged` (:func:`check_finite`).  ``resume`` saves the whole training
     state every N optimizer steps and, when a saved state exists, continues from it mid-epoch.
     ``hooks``: the method's head parameters (at ``cfg.head_lr``), optimizer and per-step action.
-    ``cfg.patience``: early stopping on validation macro-F1 (:func:`~tunebench.training.optim.should_stop_early`);
+    ``cfg.selection_metric`` (validation) picks the best epoch; ``cfg.patience``: early stopping on it
+    (:func:`~tunebench.training.optim.should_stop_early`);
     ``test`` None or ``cfg.evaluate_test`` false: the test split is never evaluated (a tuning trial).
     """
     seed_everything(cfg.seed + distributed.rank())  # other dropout per process, as across one big batch
@@ -189,8 +194,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
         validate = partial(_validate, runner, validation, label_names, cfg, pad_id, device, cache, loop)
         if loop.initial is None:  # epoch 0: the validation score before training, never a best epoch
             val0, loss0 = validate()
-            loop.initial = {"epoch": 0, "val_loss": loss0, "val_accuracy": val0["accuracy"],
-                            "val_macro_f1": val0["macro_f1"]}
+            loop.initial = {"epoch": 0, "val_loss": loss0, **_curve_point(val0, cfg)}
         for epoch in range(loop.epoch, cfg.epochs + 1):
             loop.epoch = epoch
             _train_mode(model, prefix)
@@ -224,13 +228,13 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
             train_loss, epoch_train = _end_epoch(loop, device, epoch_start)
             val, val_loss = validate()
             loop.curves.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                                "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
-                                "train_time_s": epoch_train})
+                                **_curve_point(val, cfg), "train_time_s": epoch_train})
             callbacks.epoch_done(loop.curves[-1])
-            if val["macro_f1"] > loop.best_f1:  # the best epoch so far: keep its weights
-                loop.best_f1, loop.best_epoch, loop.best_val = val["macro_f1"], epoch, val
+            if val[cfg.selection_metric] > loop.best_score:  # the best epoch so far: keep its weights
+                loop.best_score, loop.best_epoch, loop.best_val = val[cfg.selection_metric], epoch, val
                 best.keep(model)
-            if epoch < cfg.epochs and should_stop_early(loop.curves, cfg.patience, cfg.min_delta):
+            if epoch < cfg.epochs and should_stop_early(loop.curves, cfg.patience, cfg.min_delta,
+                                                        curve_key(cfg.selection_metric)):
                 stop_reason = "early stopping"
                 break
     # the prefix is back in place: restore the best epoch, then test once through the whole model
@@ -264,6 +268,11 @@ def _validate(runner: nn.Module, validation: EncodedSplit, label_names: list[str
     metrics = classification_metrics(validation.labels, probs.argmax(1), label_names)
     loop.eval_time += time.perf_counter() - eval_start
     return metrics, loss
+
+
+def _curve_point(val: dict[str, Any], cfg: RunConfig) -> dict[str, float]:
+    """An epoch's validation metrics as its curve point holds them (``val_accuracy``, ``val_macro_f1``, ...)."""
+    return {curve_key(name): val[name] for name in curve_metrics(cfg.selection_metric)}
 
 
 def _train_mode(model: nn.Module, prefix: FrozenPrefix | None) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from tunebench.spec.metrics import DEFAULT_SELECTION, curve_key
 from tunebench.training import distributed
 
 if TYPE_CHECKING:  # the engine builds a Stepper from its RunConfig
@@ -136,11 +137,13 @@ class Stepper:
         return done + 1
 
 
-def should_stop_early(curves: list[dict[str, Any]], patience: int | None, min_delta: float) -> bool:
-    """True when validation macro-F1 has not improved on its best by more than ``min_delta`` for
-    ``patience`` epochs in a row (the same rule for every strategy; ``patience`` None: never)."""
+def should_stop_early(curves: list[dict[str, Any]], patience: int | None, min_delta: float,
+                      key: str = curve_key(DEFAULT_SELECTION)) -> bool:
+    """True when the curves' ``key`` (the validation selection metric) has not improved on its best by
+    more than ``min_delta`` for ``patience`` epochs in a row (the same rule for every strategy;
+    ``patience`` None: never)."""
     if not patience or len(curves) <= patience:
         return False
-    scores = [c["val_macro_f1"] for c in curves]
+    scores = [c[key] for c in curves]
     best_before = max(scores[:-patience])
     return max(scores[-patience:]) <= best_before + min_delta
