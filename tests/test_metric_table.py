@@ -84,3 +84,63 @@ def test_metric_sets_the_verdict_and_the_selection_unless_the_selection_is_given
     assert (spec.verdict.metric, spec.training.selection_metric) == ("accuracy", "accuracy")
     spec = build_spec(None, {"metric": "accuracy", "selection_metric": "weighted_f1"})
     assert (spec.verdict.metric, spec.training.selection_metric) == ("accuracy", "weighted_f1")
+
+
+# --- every list of metrics is the table's ---------------------------------------------------------
+
+
+def test_every_layer_lists_the_tables_metrics():
+    from tunebench.report import analysis, sections, trackers
+    from tunebench.results import outputs, stats
+    from tunebench.spec.parts import VerdictSpec
+    from tunebench.training.metrics import classification_metrics
+
+    everything, selectable = metrics.names(), metrics.names(can_select=True)
+    assert set(everything) <= set(classification_metrics([0, 1, 1], [0, 1, 0], ["a", "b"]))  # computed by training
+    assert [c for c in outputs.COLUMNS if c.startswith("test_")] == [f"test_{n}" for n in everything]
+    assert trackers.TEST_KEYS == (*everything, "loss")
+    assert set(stats.METRICS) == set(selectable)
+    assert {f"test_{n}" for n in everything} <= set(analysis.BETTER)
+    shown = [col for _, col, _ in sections.HEADLINE + sections.HEADLINE_MORE]
+    assert [c for c in shown if c.startswith("test_")] == ["test_macro_f1", "test_accuracy", "test_macro_precision",
+                                                           "test_macro_recall", "test_weighted_f1",
+                                                           "test_weighted_precision", "test_weighted_recall"]
+    assert [h for h, col, _ in sections.HEADLINE if "macro_f1" in col] == ["val macro-F1", "test macro-F1"]
+    with pytest.raises(Exception, match="'accuracy', 'macro_f1' or 'weighted_f1'"):
+        VerdictSpec(metric="macro_recall")
+
+
+def test_a_row_added_to_the_table_reaches_results_csv_and_the_summaries_over_seeds(monkeypatch):
+    from tunebench.report import significance
+    from tunebench.results.outputs import columns, config_frame, results_frame, seed_metrics
+
+    from .test_diagnosis import record
+
+    monkeypatch.setattr(metrics, "METRICS", (*metrics.METRICS, metrics.Metric("balanced", "balanced accuracy",
+                                                                              can_select=True)))
+    assert columns()[columns().index("test_weighted_recall") + 1] == "test_balanced"
+    runs = [record("full", group="a"), record("full", group="a")]
+    for seed, (run, value) in enumerate(zip(runs, (0.25, 0.75), strict=True)):
+        for part in ("test", "val"):
+            run[part].update({name: value for name in metrics.names()} | {"balanced": value})
+        run["resolved"] = {**run["resolved"], "seed": seed}
+        run["resources"] = {"train_time_s": 1.0, "eval_time_s": 0.1, "train_examples_per_s": 9.0,
+                            "train_tokens_per_s": 90.0}
+        run["params"] = {"trainable": 5, "total": 10, "share_pct": 50.0}
+    frame = results_frame(runs)
+    assert list(frame["test_balanced"]) == [0.25, 0.75]
+    assert ("test", "balanced") in seed_metrics()
+    assert config_frame(frame).loc[0, "test_balanced_mean"] == 0.5
+    summary, = significance.summaries(runs).values()  # one configuration
+    assert summary["test_balanced"].mean == 0.5
+
+
+def test_the_report_says_which_metric_chose_the_best_epoch():
+    from tunebench.results.outputs import selection_names
+
+    from .test_diagnosis import record
+
+    default, by_accuracy = record("full"), record("lora")
+    by_accuracy["resolved"]["selection_metric"] = "accuracy"
+    assert selection_names([default]) == "macro-F1"  # a record stored before the setting: macro-F1
+    assert selection_names([default, by_accuracy]) == "macro-F1 / accuracy"
