@@ -98,7 +98,7 @@ def test_every_layer_lists_the_tables_metrics():
     everything, selectable = metrics.names(), metrics.names(can_select=True)
     assert set(everything) <= set(classification_metrics([0, 1, 1], [0, 1, 0], ["a", "b"]))  # computed by training
     assert [c for c in outputs.COLUMNS if c.startswith("test_")] == [f"test_{n}" for n in everything]
-    assert trackers.TEST_KEYS == (*everything, "loss")
+    assert list(trackers.TEST_KEYS) == [*everything, "loss"]
     assert set(stats.METRICS) == set(selectable)
     assert {f"test_{n}" for n in everything} <= set(analysis.BETTER)
     shown = [col for _, col, _ in sections.HEADLINE + sections.HEADLINE_MORE]
