@@ -64,7 +64,7 @@ class BestWeights:
     A copy in memory adds every trainable weight to peak memory for the rest of the run (87 MB,
     the whole model, for full fine-tuning of MiniLM-L6).  ``torch.save`` writes one storage at a
     time, without a second copy, and the file's pages sit in the page cache, not in the process.
-    The cost is one write per epoch that improves validation macro-F1.  The file has no name: it
+    The cost is one write per epoch that improves the validation selection metric.  The file has no name: it
     goes when the object does.
     """
 
