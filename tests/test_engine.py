@@ -8,7 +8,7 @@ import torch
 
 from tunebench.methods import build_strategy
 from tunebench.spec.strategy import parse_strategy
-from tunebench.training import batching, engine
+from tunebench.training import batching, engine, loop
 from tunebench.training.modeling import load_classifier, load_tokenizer
 
 from .conftest import easy_reviews
@@ -69,7 +69,7 @@ def _train(tiny_bert, cfg, label="full"):
     model = build_strategy(parse_strategy(label)).prepare(load_classifier(str(tiny_bert), ["neg", "pos"]))
     steps = []
     result = engine.train_and_evaluate(model, train, val, test, ["neg", "pos"], cfg, torch.device("cpu"),
-                                       tokenizer.pad_token_id, on_step=steps.append)
+                                       tokenizer.pad_token_id, callbacks=engine.Callbacks(on_step=steps.append))
     return model, result, steps
 
 
@@ -100,7 +100,7 @@ def test_best_epoch_by_validation_f1_is_restored(tiny_bert):
 
 def test_best_weights_live_in_a_file_and_come_back_exactly(tiny_bert):
     model = load_classifier(str(tiny_bert), ["neg", "pos"])
-    best = engine.BestWeights()
+    best = loop.BestWeights()
     assert best.state() == {}  # nothing kept yet: restoring changes nothing
     best.keep(model)
     kept = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -4,7 +4,8 @@ A keyword is a spec field, found where it lives: ``name``, ``strategies`` and th
 fields; any field of a section (``train_limit`` → ``data.train_limit``, ``epochs`` →
 ``training.epochs``, ``backend`` → ``execution.backend``; a name two sections share goes to the first
 of data, model, training, execution, output, sweep, then the others); a whole section as a mapping
-(``training={"epochs": 3}``); or one of the shorthands in :data:`ALIASES`.  Anything else is
+(``training={"epochs": 3}``); or one of the shorthands in :data:`ALIASES` (``metric`` sets
+``training.selection_metric`` too: :data:`ALSO_SETS`).  Anything else is
 passed to the spec as it is, so its validation names it in one sentence.  The base is the default
 study, as for ``tunebench run``: a ``dataset`` without limits drops the default SNLI slice's limits,
 and the study is named after its data and model unless ``name`` is given.  ``tunebench run`` builds
@@ -33,6 +34,9 @@ ALIASES: dict[str, tuple[str | None, str]] = {
     "seeds": ("sweep", "seeds"),
     "grid": ("sweep", "grid"),
 }
+#: a keyword that also sets another: ``metric`` (``--metric``) is the verdict's metric and, unless
+#: ``selection_metric`` is given, the one that selects each run's best epoch (``training.selection_metric``)
+ALSO_SETS: dict[str, str] = {"metric": "selection_metric"}
 #: sections searched for a field name, in this order (then any other section of the spec)
 SECTION_ORDER = ("data", "model", "training", "execution", "output", "sweep")
 #: the default study's slice of SNLI: dropped when another dataset is given without limits
@@ -72,6 +76,7 @@ def build_spec(base: StudySpec | dict[str, Any] | None = None, settings: dict[st
                source: str = "Study()") -> StudySpec:
     """``base`` (a spec, a spec mapping, or the default study) with ``settings`` (keywords) applied."""
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
+    settings.update({also: settings[key] for key, also in ALSO_SETS.items() if key in settings and also not in settings})
     if isinstance(base, StudySpec):
         data, default = base.to_dict(), False
     elif isinstance(base, dict):

@@ -14,6 +14,10 @@ from rich.table import Table
 
 from tunebench.errors import terminal_safe
 from tunebench.results.outputs import display_rows
+from tunebench.spec import metrics
+
+#: the metric the progress lines show: the table's headline (default selection) metric
+HEADLINE = metrics.by_name(metrics.DEFAULT_SELECTION)
 
 
 class SafeConsole(Console):
@@ -50,7 +54,7 @@ def epoch_line(point: dict[str, Any], examples_per_s: float | None = None, eta_s
     eta = "—" if eta_s is None else ("done" if eta_s <= 0 else _duration(eta_s))
     return (f"{where}{point.get('label', '?')}  epoch {point['epoch']}/{point.get('epochs', '?')}  "
             f"train loss {_number(point.get('train_loss'), '.4f')}  "
-            f"val macro-F1 {_number(point.get('val_macro_f1'), '.3f')}  "
+            f"{HEADLINE.header('val')} {_number(point.get(metrics.curve_key(HEADLINE.name)), HEADLINE.fmt)}  "
             f"{_number(examples_per_s, '.1f')} ex/s  ETA {eta}")
 
 
@@ -200,13 +204,15 @@ class RichReporter:
             return
         res, test = record["resources"], record["test"]
         if test is None:  # a tuning trial: validation only, by design
+            chosen = metrics.by_name((record.get("resolved") or {}).get("selection_metric", HEADLINE.name))
             self.console.print(f"  [green]✓[/green] {escape(record.get('label', record['strategy']))}: validation "
-                               f"macro-F1 {record['val']['macro_f1']:.3f}, best epoch {record['best_epoch']}, "
-                               f"train {res['train_time_s']:.1f} s")
+                               f"{chosen.display} {format(record['val'][chosen.name], chosen.fmt)}, "
+                               f"best epoch {record['best_epoch']}, train {res['train_time_s']:.1f} s")
             return
         self.console.print(
-            f"  [green]✓[/green] {record['strategy']}: test macro-F1 {test['macro_f1']:.3f}, "
-            f"accuracy {test['accuracy']:.3f}, best epoch {record['best_epoch']}, "
+            f"  [green]✓[/green] {record['strategy']}: {HEADLINE.header('test')} "
+            f"{format(test[HEADLINE.name], HEADLINE.fmt)}, accuracy {test['accuracy']:.3f}, "
+            f"best epoch {record['best_epoch']}, "
             f"train {res['train_time_s']:.1f} s")
         self._estimate(record)
 

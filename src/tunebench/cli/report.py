@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from tunebench.spec import metrics
+
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
@@ -18,7 +20,8 @@ def register(app: typer.Typer) -> None:
         track: Annotated[list[str] | None, typer.Option(
             "--track", help="also log the runs to tensorboard or mlflow (repeatable)")] = None,
         metric: Annotated[str | None, typer.Option(
-            help="the test metric the verdict compares: macro_f1 (default), accuracy, weighted_f1")] = None,
+            help=f"the test metric the verdict compares: {', '.join(metrics.names(can_select=True))} "
+                 f"(default {metrics.DEFAULT_SELECTION}; the runs' best epochs stay as trained)")] = None,
         margin: Annotated[float | None, typer.Option(
             help="equivalence margin on the metric's 0-1 scale (default 0.01: ±1 point)")] = None,
         alpha: Annotated[float | None, typer.Option(help="family-wise error rate, Holm-corrected (default 0.05)")] = None,

@@ -12,6 +12,12 @@ import typer
 from rich.markup import escape
 
 from tunebench.cli.console import SafeConsole, err, out
+from tunebench.spec import metrics
+
+#: ``--metric``: one of the metric table's rows that can select
+METRIC_HELP = (f"the validation metric that picks each run's best epoch (training.selection_metric) and the test "
+               f"metric the verdict compares: {', '.join(metrics.names(can_select=True))} "
+               f"(default {metrics.DEFAULT_SELECTION})")
 
 #: the user's own permissions, per command: never read from a model or run folder (docs/RELIABILITY.md)
 TRUST_OPTION = typer.Option("--trust-remote-code",
@@ -69,9 +75,8 @@ def run(
     head_lr: Annotated[float | None, typer.Option(
         "--head-lr", help="the classifier head's own learning rate (default: max(3e-3, the strategy's))")] = None,
     patience: Annotated[int | None, typer.Option(
-        help="early stopping: stop a run after this many epochs without a validation macro-F1 gain")] = None,
-    metric: Annotated[str | None, typer.Option(
-        help="the test metric the verdict compares: macro_f1 (default), accuracy, weighted_f1")] = None,
+        help="early stopping: stop a run after this many epochs without a gain of the --metric on validation")] = None,
+    metric: Annotated[str | None, typer.Option(help=METRIC_HELP)] = None,
     margin: Annotated[float | None, typer.Option(
         help="the verdict's equivalence margin on the metric's 0-1 scale (default 0.01: ±1 point)")] = None,
     trust_remote_code: Annotated[bool, TRUST_OPTION] = False,

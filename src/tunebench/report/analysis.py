@@ -12,13 +12,14 @@ import pandas as pd
 from tunebench.report.cost import cost_per_f1_point, run_cost
 from tunebench.results.diagnosis import BASELINE_KINDS, FLAGS, UNRANKABLE, is_baseline
 from tunebench.results.outputs import config_diagnosis, config_flags, results_frame
+from tunebench.spec import metrics
 
-#: headline columns whose best value is marked: column -> "max" or "min".
+#: headline columns whose best value is marked: column -> "max" or "min" (every metric's from the metric table)
 BETTER = {
     "trainable_params": "min", "trainable_share_pct": "min", "train_time_s": "min", "examples_per_s": "max",
-    "peak_memory_mb": "min", "train_memory_mb": "min", "save_bytes": "min", "val_macro_f1": "max", "test_macro_f1": "max",
-    "test_accuracy": "max", "test_weighted_f1": "max", "test_weighted_precision": "max",
-    "test_weighted_recall": "max", "cost_usd": "min", "cost_per_f1_point": "min",
+    "peak_memory_mb": "min", "train_memory_mb": "min", "save_bytes": "min",
+    **{f"{part}_{m.name}": "max" if m.higher_is_better else "min" for m in metrics.METRICS for part in ("val", "test")},
+    "cost_usd": "min", "cost_per_f1_point": "min",
 }
 
 

@@ -22,6 +22,8 @@ from tunebench.report.inputs import ReportInputs
 from tunebench.report.verdict import verdict
 from tunebench.results.diagnosis import is_baseline
 from tunebench.results.outputs import _fmt_bytes as format_bytes
+from tunebench.results.outputs import selection_names
+from tunebench.spec import metrics
 
 MANY_CLASSES = 15
 TEXT_CHARS = 300
@@ -65,20 +67,25 @@ def marked(record: dict[str, Any], diagnosis: Any) -> str:
     return f"{record['strategy']} ⚠" if flagged else record["strategy"]
 
 
+def _metric(part: str, name: str, short: bool = False, header: str | None = None) -> tuple[str, str, str]:
+    """(header, frame column, format) of metric ``name`` on ``part``, as the metric table shows it."""
+    row = metrics.by_name(name)
+    return header or row.header(part, short), f"{part}_{name}", row.fmt
+
+
 HEADLINE = [  # (header, frame column, format): what a reader compares first; the rest in HEADLINE_MORE
     ("trainable", "trainable_params", ",d"), ("share %", "trainable_share_pct", ".2f"),
     ("train s", "train_time_s", ".1f"), ("memory MB", "train_memory_mb", ".0f"),
-    ("val macro-F1", "val_macro_f1", ".3f"), ("test macro-F1", "test_macro_f1", ".3f"),
-    ("test acc", "test_accuracy", ".3f"), ("cost $", "cost_usd", ".3g"),
+    _metric("val", metrics.DEFAULT_SELECTION), _metric("test", metrics.DEFAULT_SELECTION),
+    _metric("test", "accuracy", short=True), ("cost $", "cost_usd", ".3g"),
 ]
 HEADLINE_MORE = [
     ("total params", "total_params", ",d"), ("ex/s", "examples_per_s", ".1f"),
     ("process peak MB", "peak_memory_mb", ".0f"), ("save", "save_bytes", "bytes"),
-    ("weighted F1", "test_weighted_f1", ".3f"), ("weighted P", "test_weighted_precision", ".3f"),
-    ("weighted R", "test_weighted_recall", ".3f"), ("$ / F1 point", "cost_per_f1_point", ".3g"),
+    *(_metric("test", m.name, header=m.short or m.display) for m in metrics.METRICS  # every test metric not above
+      if f"test_{m.name}" not in {col for _, col, _ in HEADLINE}),
+    ("$ / F1 point", "cost_per_f1_point", ".3g"),
 ]
-#: quality columns shown as mean ± std over seeds when a configuration ran several
-SEED_SUMMARIES = ("val_macro_f1", "test_macro_f1", "test_accuracy", "test_weighted_f1")
 
 
 def _rows(ctx: Context, columns: list[tuple[str, str, str]], marks: dict[str, set[int]]) -> list[list[Cell]]:
@@ -92,7 +99,7 @@ def _rows(ctx: Context, columns: list[tuple[str, str, str]], marks: dict[str, se
             c = cell(row[col], "" if fmt == "bytes" else fmt, best)
             if fmt == "bytes" and c.value is not None:
                 c = Cell(format_bytes(c.value), c.value, best)
-            if col in SEED_SUMMARIES and summ:
+            if summ and col in summ[rec["strategy"]]:  # a quality column summarised over seeds (seed_metrics)
                 c = Cell(significance.fmt_summary(summ[rec["strategy"]][col]), c.value, best)
             cells.append(c)
         rows.append(cells)
@@ -117,13 +124,14 @@ def headline(ctx: Context) -> Section:
                     "or still-improving one is not ranked as beaten; an overfitting one is (its best epoch is kept).")
     headers = ["strategy", "settings"] + [h for h, _, _ in HEADLINE]
     if ctx.inputs.repeated:
+        headline_name = metrics.by_name(metrics.DEFAULT_SELECTION).header("test")
         summ = significance.summaries(ctx.inputs.runs)
         for rec, cells in zip(ctx.records, rows, strict=True):
-            ci = summ[rec["strategy"]]["test_macro_f1"]
+            ci = summ[rec["strategy"]][f"test_{metrics.DEFAULT_SELECTION}"]
             cells[2:2] = [cell(ci.n), Cell(significance.fmt_interval(ci.low, ci.high))]
         caption += (" Several seeds: every number is the mean over a configuration's seeds; ± is their standard "
-                    "deviation; the interval is a 95% t interval of the mean test macro-F1 (n − 1 degrees of freedom).")
-        headers = ["configuration", "settings", "seeds", "test macro-F1 95% CI"] + [h for h, _, _ in HEADLINE]
+                    f"deviation; the interval is a 95% t interval of the mean {headline_name} (n − 1 degrees of freedom).")
+        headers = ["configuration", "settings", "seeds", f"{headline_name} 95% CI"] + [h for h, _, _ in HEADLINE]
     more = _rows(ctx, HEADLINE_MORE, marks)
     more_caption = ("process peak MB: the whole process's peak memory as results.csv stores it (on the CPU it "
                     "includes Python, torch and the loaded model). save: the size of what the run saves.")
@@ -158,14 +166,17 @@ def pareto(ctx: Context) -> Section:
 
 def curves(ctx: Context) -> Section:
     fig = figures.curves(ctx.records, ctx.figure("curves.png"))
+    shown = [metrics.by_name(name) for name in metrics.names()
+             if any(metrics.curve_key(name) in c for r in ctx.records for c in r["curves"])]  # accuracy, macro-F1, ...
     rows = [[r["strategy"], c["epoch"], cell(c.get("train_loss"), ".4f"), cell(c.get("val_loss"), ".4f"),
-             cell(c.get("val_accuracy"), ".3f"), cell(c.get("val_macro_f1"), ".3f"), cell(c.get("train_time_s"), ".1f"),
+             *(cell(c.get(metrics.curve_key(m.name)), m.fmt) for m in shown), cell(c.get("train_time_s"), ".1f"),
              "★" if c["epoch"] == r["best_epoch"] else ""]
             for r in ctx.records for c in r["curves"]]
     return Section("curves", "4. Training curves", [
         Figure(fig, "Per-epoch train loss, validation loss, validation accuracy and macro-F1."),
-        text_table(["run", "epoch", "train loss", "val loss", "val acc", "val macro-F1", "epoch s", "best"], rows,
-                   key="curves", caption="★ the epoch kept (best validation macro-F1), evaluated on test.")])
+        text_table(["run", "epoch", "train loss", "val loss", *(m.header("val", short=m.name == "accuracy") for m in shown),
+                    "epoch s", "best"], rows, key="curves",
+                   caption=f"★ the epoch kept (best validation {selection_names(ctx.records)}), evaluated on test.")])
 
 
 def confusion(ctx: Context) -> Section:

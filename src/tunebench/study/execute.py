@@ -21,6 +21,7 @@ from typing import Any
 from tunebench.faults import InterruptGuard, disk_guard
 from tunebench.results.outputs import write_outputs
 from tunebench.results.store import Store
+from tunebench.spec.metrics import DEFAULT_SELECTION, curve_key
 from tunebench.spec.study import StudySpec
 from tunebench.study.plan import PlannedRun, Prepared
 from tunebench.study.run import Reporter, RunPruned, interrupted_error, store_result, stored_result
@@ -117,22 +118,24 @@ def set_plan(ex: Execution, name: str, labels: list[str]) -> None:
 # --- what a search (tuning, sweep.search: optuna) gives the engine and takes from the store ------
 
 
-def pruning_hook(trial: Any, curves: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
-    """An Optuna ``trial``'s per-epoch hook: report the validation macro-F1 (and keep the point in
-    ``curves``), stop the run (:class:`~tunebench.study.run.RunPruned`) when the pruner says so."""
+def pruning_hook(trial: Any, curves: list[dict[str, Any]], metric: str = DEFAULT_SELECTION
+                 ) -> Callable[[dict[str, Any]], None]:
+    """An Optuna ``trial``'s per-epoch hook: report the validation ``metric`` (the selection metric; and keep
+    the point in ``curves``), stop the run (:class:`~tunebench.study.run.RunPruned`) when the pruner says so."""
     def on_epoch(point: dict[str, Any]) -> None:
         curves[:] = [c for c in curves if c["epoch"] < point["epoch"]]  # a retried run (CUDA OOM) starts over
         curves.append(dict(point))
-        trial.report(point["val_macro_f1"], point["epoch"])
+        trial.report(point[curve_key(metric)], point["epoch"])
         if trial.should_prune():
             raise RunPruned(point["epoch"], curves)
     return on_epoch
 
 
-def replay(trial: Any, record: dict[str, Any] | None, reported: list[dict[str, Any]]) -> None:
-    """Give ``trial`` the curve of a run it did not watch (stored, or trained on Ray), so the pruner
-    compares later trials with it as when it ran; ``reported``: the points its hook already saw."""
+def replay(trial: Any, record: dict[str, Any] | None, reported: list[dict[str, Any]],
+           metric: str = DEFAULT_SELECTION) -> None:
+    """Give ``trial`` the curve (validation ``metric``) of a run it did not watch (stored, or trained on Ray),
+    so the pruner compares later trials with it as when it ran; ``reported``: the points its hook already saw."""
     if reported or record is None:
         return
     for point in record.get("curves") or []:
-        trial.report(point["val_macro_f1"], point["epoch"])
+        trial.report(point[curve_key(metric)], point["epoch"])

@@ -120,7 +120,7 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training
         prefix_cache=t.prefix_cache, bucketing=t.bucketing, compile=t.compile,
         head_lr=head_rate(strategy, lr, t.head_lr),
         patience=stopping.patience if stopping else None, min_delta=stopping.min_delta if stopping else 0.0,
-        max_length=spec.model.max_length,
+        max_length=spec.model.max_length, selection_metric=t.selection_metric,
     )
 
 

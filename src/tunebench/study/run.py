@@ -27,6 +27,7 @@ from tunebench.study.plan import HASHED_ELSEWHERE, PlannedRun, Prepared, planned
 from tunebench.study.records import RunRecord, Status, base_record, seeds_used
 from tunebench.training import distributed, engine
 from tunebench.training.checkpoint import base_model_identity, essential_bytes, save_checkpoint
+from tunebench.training.loop import StepCallback
 from tunebench.training.modeling import count_parameters, load_classifier
 from tunebench.training.resume import ResumePoint
 
@@ -120,7 +121,7 @@ def stored_result(store: Store, spec: StudySpec, planned: PlannedRun, force: boo
 
 
 def attempt_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prepared, env: dict[str, Any],
-                reporter: Reporter, stop: InterruptGuard | None = None, on_epoch: engine.StepCallback | None = None
+                reporter: Reporter, stop: InterruptGuard | None = None, on_epoch: StepCallback | None = None
                 ) -> tuple[RunRecord, list[int] | None, list[list[float]] | None]:
     """:func:`execute_run`, turning what can go wrong in one run into a record instead of an abort.
 
@@ -223,7 +224,7 @@ def unfinished_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, 
 
 
 def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prepared, env: dict[str, Any],
-                reporter: Reporter, stop: InterruptGuard | None = None, on_epoch: engine.StepCallback | None = None
+                reporter: Reporter, stop: InterruptGuard | None = None, on_epoch: StepCallback | None = None
                 ) -> tuple[RunRecord, list[int], list[list[float]]]:
     """Train and evaluate one planned run; save its best checkpoint; return its record.
 
@@ -250,10 +251,10 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     resume = resume_point(spec, planned) if spec.training.checkpoint_every and distributed.world_size() == 1 else None
     result = engine.train_and_evaluate(model, prepared.train, prepared.validation, prepared.test,
                                        bundle.label_names, cfg, prepared.device, pad_id,
-                                       on_step=reporter.step,
                                        lowest_trainable_layer=strategy.lowest_trainable_layer,
-                                       on_epoch=_epoch_hook(planned, reporter, on_epoch),
-                                       should_stop=stop, resume=resume, hooks=strategy.hooks(model))
+                                       callbacks=engine.Callbacks(on_step=reporter.step, should_stop=stop,
+                                                                  on_epoch=_epoch_hook(planned, reporter, on_epoch)),
+                                       resume=resume, hooks=strategy.hooks(model))
     slug = safe_slug(strategy_spec.label)
     checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
     save_bytes, checkpoint_bytes = essential_bytes(model), None
@@ -299,7 +300,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     return record, prepared.test.labels.tolist(), probs
 
 
-def _epoch_hook(planned: PlannedRun, reporter: Reporter, then: engine.StepCallback | None) -> engine.StepCallback:
+def _epoch_hook(planned: PlannedRun, reporter: Reporter, then: StepCallback | None) -> StepCallback:
     """Each epoch's curve point to the reporter (a per-epoch line, a tracker), then to ``then`` (a pruner)."""
     def on_epoch(point: dict[str, Any]) -> None:
         epoch = getattr(reporter, "epoch", None)

@@ -1,4 +1,5 @@
-"""``sweep.search: optuna``: a TPE search with median pruning on validation macro-F1 per epoch.
+"""``sweep.search: optuna``: a TPE search with median pruning on the validation selection metric per epoch
+(``training.selection_metric``, macro-F1 unless set; below, "macro-F1").
 
 Each Optuna trial picks a strategy (when the study has several) and values for the sweep keys that
 apply to it, from the same space as a random search (lists: categorical; ranges: float / int, log
@@ -31,6 +32,7 @@ from typing import Any
 from tunebench.errors import SpecError
 from tunebench.faults import StudyInterrupted, disk_guard
 from tunebench.results.outputs import write_outputs
+from tunebench.spec.metrics import DEFAULT_SELECTION
 from tunebench.spec.parts import RangeSpec, stable_hash
 from tunebench.spec.study import StudySpec
 from tunebench.spec.sweep import Configuration, apply, parse_key
@@ -59,6 +61,8 @@ def search_name(spec: StudySpec) -> str:
     basis = spec.to_dict()
     basis.pop("output", None)
     basis["sweep"].pop("trials", None)  # more trials continue the same search
+    if basis["training"].get("selection_metric") == DEFAULT_SELECTION:  # a later setting: searches before it continue
+        basis["training"].pop("selection_metric")
     return f"tunebench:{spec.name}:{stable_hash(basis)}"
 
 
@@ -91,6 +95,7 @@ def run_search(spec: StudySpec, ex: Execution) -> list[Any]:
       ``--checkpoint-every``, the stopped run resumes from its saved state.
     """
     optuna = require_optuna()
+    selection = spec.training.selection_metric  # what each trial is scored and pruned on (validation)
     optuna.logging.set_verbosity(logging.WARNING)
     store, prepared, reporter, stop = ex.store, ex.prepared, ex.reporter, ex.stop
     assert store is not None  # one process: the search's trials live in its store
@@ -164,17 +169,17 @@ def run_search(spec: StudySpec, ex: Execution) -> list[Any]:
             position += 1
             reported: list[dict[str, Any]] = []
             record, = execute(ex, spec, [planned], total=total, outputs=False, everywhere=False, prunes=True,
-                              on_epoch=pruning_hook(trial, reported) if i == 0 else None,
+                              on_epoch=pruning_hook(trial, reported, selection) if i == 0 else None,
                               annotate=lambda _, r, n=trial.number: r.update(trial=n), on_interrupted=interrupted)
             assert record is not None
             if i == 0:
-                replay(trial, record, reported)
+                replay(trial, record, reported, selection)
             if record["status"] != "finished":
                 ended = record
                 if record["status"] != "pruned":
                     unfinished.append(planned)
                 break
-            values.append(record["val"]["macro_f1"])
+            values.append(record["val"][selection])
         if ended is None:
             with trials_write():
                 search.tell(trial, sum(values) / len(values))

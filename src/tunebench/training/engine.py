@@ -3,8 +3,13 @@
 Reads top to bottom: tokenize once (``encode_split``), batch with little padding (``batches``)
 and pad per batch (``collate``), then ``train_and_evaluate``: frozen layers computed once when
 the strategy allows it (:mod:`tunebench.training.prefix`), an epoch of steps, validation (``predict``),
-the best epoch by validation macro-F1 kept and restored, one test pass.  It measures train time
-(evaluation excluded), evaluation time, examples/s, tokens/s and peak memory.  No HF Trainer.
+the best epoch by the validation selection metric (``cfg.selection_metric``, macro-F1 unless set) kept
+and restored, one test pass.  It measures train time (evaluation excluded), evaluation time,
+examples/s, tokens/s and peak memory.  No HF Trainer.
+Its concerns have names: the optimizer step (:class:`~tunebench.training.optim.Stepper`), early
+stopping (:func:`~tunebench.training.optim.should_stop_early`), the caller's progress, epoch and
+interrupt callbacks (:class:`~tunebench.training.loop.Callbacks`), divergence
+(:func:`~tunebench.training.loop.check_finite`), resume (:mod:`tunebench.training.resume`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -23,11 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from tunebench.faults import Diverged, Interrupted, disk_guard
+from tunebench.spec.metrics import DEFAULT_SELECTION, curve_key, curve_metrics
 from tunebench.training import distributed
 from tunebench.training.batching import EncodedSplit, batches, collate
+from tunebench.training.loop import BestWeights, Callbacks, check_finite
 from tunebench.training.metrics import classification_metrics
-from tunebench.training.optim import TrainHooks, build_optimizer, build_scheduler, should_stop_early
+from tunebench.training.optim import Stepper, TrainHooks, should_stop_early
 from tunebench.training.prefix import FrozenPrefix, PrefixCache
 from tunebench.training.resources import PeakMemory
 from tunebench.training.resume import LoopState, ResumePoint
@@ -52,15 +57,17 @@ class RunConfig:
     bucketing: bool = True  # length-bucketed batches; off: a plain shuffle
     compile: bool = False  # torch.compile(model, dynamic=True) for training and evaluation
     head_lr: float | None = None  # the head's own rate (training.optim.param_groups); None: lr
-    patience: int | None = None  # early stopping: epochs without a validation macro-F1 gain; None: off
+    patience: int | None = None  # early stopping: epochs without a gain of the selection metric; None: off
     min_delta: float = 0.0  # early stopping: the gain that counts as one
     evaluate_test: bool = True  # False: a tuning trial, which never sees the test split
     max_length: int | None = None  # the tokens inputs were truncated to (model.max_length; in a run id as such)
+    selection_metric: str = DEFAULT_SELECTION  # the validation metric that picks the best epoch (spec.metrics)
 
 
 #: RunConfig fields added after run ids were first written, at the value that computes as before:
 #: left out of a run's id at that value (study.plan.run_id_for), so earlier results stay reusable
-LATER_FIELDS: dict[str, Any] = {"head_lr": None, "patience": None, "min_delta": 0.0, "evaluate_test": True}
+LATER_FIELDS: dict[str, Any] = {"head_lr": None, "patience": None, "min_delta": 0.0, "evaluate_test": True,
+                                 "selection_metric": DEFAULT_SELECTION}
 
 
 def pick_device(requested: str) -> torch.device:
@@ -127,9 +134,6 @@ class EngineResult:
     initial: dict[str, float] | None = None
 
 
-StepCallback = Callable[[dict[str, Any]], None]
-
-
 def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int, device: torch.device,
             precision: str, feed: Callable[[np.ndarray, int], None] | None = None) -> tuple[np.ndarray, float]:
     """Class probabilities for every example of ``split`` (in its order) and the mean loss.
@@ -158,110 +162,50 @@ def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int,
     return probs, total_loss / max(len(split), 1)
 
 
-class BestWeights:
-    """The best epoch's trainable weights, kept in an anonymous temporary file rather than in RAM.
-
-    A copy in memory adds every trainable weight to peak memory for the rest of the run (87 MB,
-    the whole model, for full fine-tuning of MiniLM-L6).  ``torch.save`` writes one storage at a
-    time, without a second copy, and the file's pages sit in the page cache, not in the process.
-    The cost is one write per epoch that improves validation macro-F1.  The file has no name: it
-    goes when the object does.
-    """
-
-    def __init__(self) -> None:
-        self.file: Any = None
-
-    def keep(self, model: nn.Module) -> None:
-        self.keep_state({n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad})
-
-    def keep_state(self, state: dict[str, torch.Tensor]) -> None:
-        if self.file is None:
-            self.file = tempfile.TemporaryFile(prefix="tunebench-best-", suffix=".pt")  # noqa: SIM115 (lives with self)
-        self.file.seek(0)
-        self.file.truncate()
-        with disk_guard("the best epoch's weights", tempfile.gettempdir()):
-            torch.save(state, self.file)
-            self.file.flush()
-
-    def state(self) -> dict[str, torch.Tensor]:
-        if self.file is None:
-            return {}
-        self.file.seek(0)
-        return torch.load(self.file, map_location="cpu", weights_only=True)
-
-    def restore(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """Copy the kept weights back into ``model``; return them."""
-        state = self.state()
-        named = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, value in state.items():
-                named[name].copy_(value.to(named[name].device))
-        return state
-
-
 def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: EncodedSplit, test: EncodedSplit | None,
                        label_names: list[str], cfg: RunConfig, device: torch.device, pad_id: int,
-                       on_step: StepCallback | None = None,
-                       lowest_trainable_layer: int | None = None,
-                       on_epoch: StepCallback | None = None,
-                       should_stop: Callable[[], bool] | None = None,
+                       lowest_trainable_layer: int | None = None, callbacks: Callbacks | None = None,
                        resume: ResumePoint | None = None, hooks: TrainHooks | None = None) -> EngineResult:
     """Train ``model`` (whose trainable parameters the strategy has already chosen) and evaluate it.
 
-    ``on_epoch`` gets each epoch's curve point (validation metrics) and may raise to stop the run
-    (a search's pruner does).
-
     ``lowest_trainable_layer`` (from the strategy): layers below it are frozen, run in eval mode,
     and — with ``cfg.prefix_cache`` — are computed once per example instead of every epoch.
-    A NaN/inf loss raises :class:`~tunebench.faults.Diverged`; ``should_stop()`` true raises
-    :class:`~tunebench.faults.Interrupted` at the next batch; ``resume`` saves the whole training
+    ``callbacks``: progress, each epoch's curve point, an interrupt (:class:`Callbacks`); a NaN/inf loss
+    raises :class:`~tunebench.faults.Diverged` (:func:`check_finite`).  ``resume`` saves the whole training
     state every N optimizer steps and, when a saved state exists, continues from it mid-epoch.
     ``hooks``: the method's head parameters (at ``cfg.head_lr``), optimizer and per-step action.
-    ``cfg.patience``: early stopping on validation macro-F1 (:func:`~tunebench.training.optim.should_stop_early`);
+    ``cfg.selection_metric`` (validation) picks the best epoch; ``cfg.patience``: early stopping on it
+    (:func:`~tunebench.training.optim.should_stop_early`);
     ``test`` None or ``cfg.evaluate_test`` false: the test split is never evaluated (a tuning trial).
     """
     seed_everything(cfg.seed + distributed.rank())  # other dropout per process, as across one big batch
     model.to(device)
     memory = PeakMemory(device)
     memory.start()
-    hooks = hooks or TrainHooks()
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.head_lr, hooks)
+    callbacks = callbacks or Callbacks()
     steps_per_epoch = math.ceil(math.ceil(len(train) / cfg.batch_size) / cfg.grad_accumulation)
-    scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.warmup_ratio, steps_per_epoch * cfg.epochs)
-    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" and device.type == "cuda" else None
-    params = [p for p in model.parameters() if p.requires_grad]
+    stepper = Stepper(model, cfg, device, hooks or TrainHooks(), steps_per_epoch * cfg.epochs)
     prefix = FrozenPrefix.for_model(model, lowest_trainable_layer or 0)
     runner = _compiled(model) if cfg.compile else model  # what is called; parameters stay model's
     best = BestWeights()
+    stop_reason = "max epochs"
     with _prefix_cache(model, prefix if cfg.prefix_cache else None, train, validation, cfg, pad_id, device) as cache:
-        # --- resume hook: continue a killed run from its last saved state (tunebench.training.resume) ---
-        restored = resume.load(model, optimizer, scheduler, scaler) if resume is not None else None
-        loop, kept = restored or (LoopState(train_time=cache.train_s, eval_time=cache.eval_s), {})
-        if kept:
-            best.keep_state(kept)
+        loop = _start(resume, model, stepper, best, cache)  # a killed run continues from its last saved state
+        validate = partial(_validate, runner, validation, label_names, cfg, pad_id, device, cache, loop)
         if loop.initial is None:  # epoch 0: the validation score before training, never a best epoch
-            eval_start = time.perf_counter()
-            probs0, loss0 = predict(runner, validation, cfg.eval_batch_size, pad_id, device, cfg.precision,
-                                    partial(cache.feed, "validation"))
-            val0 = classification_metrics(validation.labels, probs0.argmax(1), label_names)
-            loop.initial = {"epoch": 0, "val_loss": loss0, "val_accuracy": val0["accuracy"],
-                            "val_macro_f1": val0["macro_f1"]}
-            loop.eval_time += time.perf_counter() - eval_start
+            val0, loss0 = validate()
+            loop.initial = {"epoch": 0, "val_loss": loss0, **_curve_point(val0, cfg)}
         for epoch in range(loop.epoch, cfg.epochs + 1):
             loop.epoch = epoch
-            model.train()
-            if prefix is not None:
-                prefix.set_eval()
+            _train_mode(model, prefix)
             epoch_start = time.perf_counter()
             plan = batches(train, cfg.batch_size, shuffle=True, seed=data_order_seed(cfg.seed, epoch),
                            bucket=50 if cfg.bucketing else 0)
-            optimizer.zero_grad(set_to_none=True)
+            stepper.optimizer.zero_grad(set_to_none=True)
             for i, whole in enumerate(plan):
                 if i < loop.next_batch:
                     continue  # trained before the resume point
-                if should_stop is not None and should_stop():
-                    raise Interrupted(f"interrupted at epoch {epoch}, batch {i + 1}", epoch=epoch, batch=i + 1,
-                                      step=loop.step, last_finite_loss=loop.last_finite_loss, curves=loop.curves)
+                callbacks.check_interrupt(loop, i + 1)
                 index = distributed.shard(whole)  # this process's part of the batch (all of it in one process)
                 if len(index):
                     batch = collate(train, index, pad_id, device)
@@ -269,79 +213,108 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                     with _autocast(device, cfg.precision):
                         out = runner(**batch)
                     loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
-                    if not torch.isfinite(loss):
-                        raise Diverged(f"loss became {float(loss.detach())} at epoch {epoch}, batch {i + 1} "
-                                       f"(step {loop.step}); last finite loss {loop.last_finite_loss}", epoch=epoch,
-                                       batch=i + 1, step=loop.step, last_finite_loss=loop.last_finite_loss,
-                                       curves=loop.curves)
-                    loop.last_finite_loss = float(loss.detach())
+                    loop.last_finite_loss = check_finite(loss, loop, i + 1)
                     # weighted by the shard's share, so the gradients summed over processes are the batch mean's
-                    scaled = loss * (len(index) / len(whole)) / cfg.grad_accumulation
-                    (scaler.scale(scaled) if scaler else scaled).backward()
-                    loop.loss_sum += loop.last_finite_loss * len(index)
-                    loop.loss_n += len(index)
-                    loop.seen_examples += len(index)
-                    loop.seen_tokens += int(batch["attention_mask"].sum())
+                    stepper.backward(loss * (len(index) / len(whole)) / cfg.grad_accumulation)
+                    _count(loop, index, batch)
                 loop.next_batch = i + 1
                 if (i + 1) % cfg.grad_accumulation == 0 or i + 1 == len(plan):  # an optimizer step is due
-                    distributed.all_reduce_grads(params)
-                    if scaler:
-                        scaler.unscale_(optimizer)
-                    if cfg.max_grad_norm:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                    if scaler:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
-                    loop.step += 1
-                    if hooks.after_step is not None:
-                        hooks.after_step(model, loop.step)
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    loop.step = stepper.step(model, loop.step)
                     if resume is not None and resume.due(loop.step):
                         saved = replace(loop, epoch_elapsed=loop.epoch_elapsed + time.perf_counter() - epoch_start)
-                        resume.save(model, optimizer, scheduler, scaler, saved, best.state())
-                if on_step is not None and loop.loss_n:
-                    elapsed = loop.train_time + time.perf_counter() - epoch_start
-                    on_step({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(plan),
-                             "loss": loop.loss_sum / loop.loss_n, "examples_per_s": loop.seen_examples / max(elapsed, 1e-9),
-                             "lr": scheduler.get_last_lr()[0]})
-            loss_sum, loss_n = distributed.sum_over_processes(loop.loss_sum, loop.loss_n)  # the whole batch's loss
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            epoch_train = loop.epoch_elapsed + time.perf_counter() - epoch_start
-            loop.train_time += epoch_train
-            loop.next_batch, loop.loss_sum, loop.loss_n, loop.epoch_elapsed = 0, 0.0, 0, 0.0  # the next epoch starts afresh
-
-            eval_start = time.perf_counter()
-            val_probs, val_loss = predict(runner, validation, cfg.eval_batch_size, pad_id, device, cfg.precision,
-                                          partial(cache.feed, "validation"))
-            val = classification_metrics(validation.labels, val_probs.argmax(1), label_names)
-            loop.eval_time += time.perf_counter() - eval_start
-            loop.curves.append({"epoch": epoch, "train_loss": loss_sum / max(loss_n, 1), "val_loss": val_loss,
-                             "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
-                             "train_time_s": epoch_train})
-            if on_epoch is not None:
-                on_epoch(loop.curves[-1])
-            if val["macro_f1"] > loop.best_f1:
-                loop.best_f1, loop.best_epoch, loop.best_val = val["macro_f1"], epoch, val
+                        resume.save(model, *stepper.state, saved, best.state())
+                callbacks.progress(loop, cfg.epochs, i + 1, len(plan),
+                                   loop.train_time + time.perf_counter() - epoch_start, stepper.lr())
+            train_loss, epoch_train = _end_epoch(loop, device, epoch_start)
+            val, val_loss = validate()
+            loop.curves.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                                **_curve_point(val, cfg), "train_time_s": epoch_train})
+            callbacks.epoch_done(loop.curves[-1])
+            if val[cfg.selection_metric] > loop.best_score:  # the best epoch so far: keep its weights
+                loop.best_score, loop.best_epoch, loop.best_val = val[cfg.selection_metric], epoch, val
                 best.keep(model)
-            if epoch < cfg.epochs and should_stop_early(loop.curves, cfg.patience, cfg.min_delta):
+            if epoch < cfg.epochs and should_stop_early(loop.curves, cfg.patience, cfg.min_delta,
+                                                        curve_key(cfg.selection_metric)):
                 stop_reason = "early stopping"
                 break
-        else:
-            stop_reason = "max epochs"
     # the prefix is back in place: restore the best epoch, then test once through the whole model
     best_state = best.restore(model)
+    test_probs, test_metrics = _test_once(runner, test, label_names, cfg, pad_id, device, loop)
+    resources = _resources(memory, loop, prefix, cache, cfg, model)
+    return EngineResult(curves=loop.curves, best_epoch=loop.best_epoch, val_metrics=loop.best_val, test_metrics=test_metrics,
+                        test_probabilities=test_probs, test_predictions=test_probs.argmax(1), resources=resources,
+                        best_state=best_state, stop_reason=stop_reason, initial=loop.initial)
+
+
+# --- the loop's parts, in the order it calls them ----------------------------------------------
+
+
+def _start(resume: ResumePoint | None, model: nn.Module, stepper: Stepper, best: BestWeights,
+           cache: PrefixCache) -> LoopState:
+    """The loop's state: restored from the run's resume point when it has a saved one, else fresh."""
+    restored = resume.load(model, *stepper.state) if resume is not None else None
+    loop, kept = restored or (LoopState(train_time=cache.train_s, eval_time=cache.eval_s), {})
+    if kept:
+        best.keep_state(kept)
+    return loop
+
+
+def _validate(runner: nn.Module, validation: EncodedSplit, label_names: list[str], cfg: RunConfig, pad_id: int,
+              device: torch.device, cache: PrefixCache, loop: LoopState) -> tuple[dict[str, Any], float]:
+    """Validation metrics and loss, the time counted as evaluation."""
+    eval_start = time.perf_counter()
+    probs, loss = predict(runner, validation, cfg.eval_batch_size, pad_id, device, cfg.precision,
+                          partial(cache.feed, "validation"))
+    metrics = classification_metrics(validation.labels, probs.argmax(1), label_names)
+    loop.eval_time += time.perf_counter() - eval_start
+    return metrics, loss
+
+
+def _curve_point(val: dict[str, Any], cfg: RunConfig) -> dict[str, float]:
+    """An epoch's validation metrics as its curve point holds them (``val_accuracy``, ``val_macro_f1``, ...)."""
+    return {curve_key(name): val[name] for name in curve_metrics(cfg.selection_metric)}
+
+
+def _train_mode(model: nn.Module, prefix: FrozenPrefix | None) -> None:
+    model.train()
+    if prefix is not None:
+        prefix.set_eval()  # frozen layers run in eval mode (no dropout), as their cached outputs were computed
+
+
+def _count(loop: LoopState, index: np.ndarray, batch: dict[str, torch.Tensor]) -> None:
+    """One shard trained: the epoch's running loss and the run's examples and tokens."""
+    loop.loss_sum += loop.last_finite_loss * len(index)
+    loop.loss_n += len(index)
+    loop.seen_examples += len(index)
+    loop.seen_tokens += int(batch["attention_mask"].sum())
+
+
+def _end_epoch(loop: LoopState, device: torch.device, epoch_start: float) -> tuple[float, float]:
+    """The epoch's mean training loss (over all processes) and training seconds; the next epoch starts afresh."""
+    loss_sum, loss_n = distributed.sum_over_processes(loop.loss_sum, loop.loss_n)  # the whole batch's loss
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    epoch_train = loop.epoch_elapsed + time.perf_counter() - epoch_start
+    loop.train_time += epoch_train
+    loop.next_batch, loop.loss_sum, loop.loss_n, loop.epoch_elapsed = 0, 0.0, 0, 0.0
+    return loss_sum / max(loss_n, 1), epoch_train
+
+
+def _test_once(runner: nn.Module, test: EncodedSplit | None, label_names: list[str], cfg: RunConfig, pad_id: int,
+               device: torch.device, loop: LoopState) -> tuple[np.ndarray, dict[str, Any]]:
+    """Test probabilities and metrics (none for a tuning trial), the time counted as evaluation."""
     eval_start = time.perf_counter()
     test_probs, test_metrics = np.zeros((0, len(label_names)), dtype=np.float32), {}
     if test is not None and cfg.evaluate_test:
         test_probs, test_loss = predict(runner, test, cfg.eval_batch_size, pad_id, device, cfg.precision)
         test_metrics = {**classification_metrics(test.labels, test_probs.argmax(1), label_names), "loss": test_loss}
     loop.eval_time += time.perf_counter() - eval_start
-    test_preds = test_probs.argmax(1)
+    return test_probs, test_metrics
 
+
+def _resources(memory: PeakMemory, loop: LoopState, prefix: FrozenPrefix | None, cache: PrefixCache,
+               cfg: RunConfig, model: nn.Module) -> dict[str, Any]:
+    """Time, throughput, memory and how the run was computed, for the record."""
     examples, tokens = (int(v) for v in distributed.sum_over_processes(loop.seen_examples, loop.seen_tokens))
     if distributed.world_size() > 1:
         cache.notes.append(f"trained in {distributed.world_size()} processes (DDP: each a shard of every batch, "
@@ -363,9 +336,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
         "attention": getattr(getattr(model, "config", None), "_attn_implementation", None),
         "processes": distributed.world_size(),
     })
-    return EngineResult(curves=loop.curves, best_epoch=loop.best_epoch, val_metrics=loop.best_val, test_metrics=test_metrics,
-                        test_probabilities=test_probs, test_predictions=test_preds, resources=resources,
-                        best_state=best_state, stop_reason=stop_reason, initial=loop.initial)
+    return resources
 
 
 @contextlib.contextmanager

@@ -1,4 +1,8 @@
-"""Classification metrics from scikit-learn, in one JSON-ready dictionary."""
+"""Classification metrics from scikit-learn, in one JSON-ready dictionary.
+
+Its keys include every row of the metric table (:data:`tunebench.spec.metrics.METRICS`): a row names
+where its value lives here, in a record's ``val``/``test`` and in results.csv.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """What the engine steps with: parameter groups (the head at its own rate), the optimizer, the
-learning-rate schedule, a method's hooks into the loop, and the early-stopping rule.
+learning-rate schedule, a method's hooks into the loop, the optimizer step (:class:`Stepper`) and the
+early-stopping rule.
 
 A fresh classifier head starts far from any optimum while a pretrained encoder is already near
 one: the head's parameters form their own group at ``head_lr`` (``None``: the run's ``lr``).  A
@@ -12,10 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from tunebench.spec.metrics import DEFAULT_SELECTION, curve_key
+from tunebench.training import distributed
+
+if TYPE_CHECKING:  # the engine builds a Stepper from its RunConfig
+    from tunebench.training.engine import RunConfig
 
 
 @dataclass
@@ -86,11 +93,57 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, warmup_ratio: f
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
 
 
-def should_stop_early(curves: list[dict[str, Any]], patience: int | None, min_delta: float) -> bool:
-    """True when validation macro-F1 has not improved on its best by more than ``min_delta`` for
-    ``patience`` epochs in a row (the same rule for every strategy; ``patience`` None: never)."""
+class Stepper:
+    """The optimizer step: the optimizer, its schedule and gradient scaler, and the method's hooks.
+
+    :meth:`backward` adds one shard's loss to the gradients; :meth:`step` sums them over processes,
+    unscales, clips, steps, calls the method's ``after_step`` and advances the schedule.
+    """
+
+    def __init__(self, model: nn.Module, cfg: RunConfig, device: torch.device, hooks: TrainHooks, total_steps: int):
+        self.hooks, self.max_grad_norm = hooks, cfg.max_grad_norm
+        self.optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.head_lr, hooks)
+        self.scheduler = build_scheduler(self.optimizer, cfg.scheduler, cfg.warmup_ratio, total_steps)
+        self.scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" and device.type == "cuda" else None
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    @property
+    def state(self) -> tuple[Any, Any, Any]:
+        """What a resume point saves and restores beside the weights."""
+        return self.optimizer, self.scheduler, self.scaler
+
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def step(self, model: nn.Module, done: int) -> int:
+        """One optimizer step after ``done`` of them; returns the steps taken."""
+        distributed.all_reduce_grads(self.params)
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if self.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.hooks.after_step is not None:
+            self.hooks.after_step(model, done + 1)
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return done + 1
+
+
+def should_stop_early(curves: list[dict[str, Any]], patience: int | None, min_delta: float,
+                      key: str = curve_key(DEFAULT_SELECTION)) -> bool:
+    """True when the curves' ``key`` (the validation selection metric) has not improved on its best by
+    more than ``min_delta`` for ``patience`` epochs in a row (the same rule for every strategy;
+    ``patience`` None: never)."""
     if not patience or len(curves) <= patience:
         return False
-    scores = [c["val_macro_f1"] for c in curves]
+    scores = [c[key] for c in curves]
     best_before = max(scores[:-patience])
     return max(scores[-patience:]) <= best_before + min_delta

@@ -53,7 +53,7 @@ class LoopState:
     eval_time: float = 0.0
     epoch_elapsed: float = 0.0
     curves: list[dict[str, float]] = field(default_factory=list)
-    best_f1: float = -1.0
+    best_score: float = -1.0  # the best epoch's validation selection metric
     best_epoch: int = 0
     best_val: dict[str, Any] = field(default_factory=dict)
     last_finite_loss: float | None = None
