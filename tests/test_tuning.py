@@ -99,7 +99,7 @@ def test_the_search_finds_the_known_best_rates_in_rungs_of_equal_epochs(syntheti
 def test_every_strategy_gets_the_same_number_of_candidates_and_head_only_a_wider_grid(
         synthetic, tiny_bert, reviews200, tmp_path):
     spec = spec_for(tiny_bert, reviews200, tmp_path / "out", strategies=["full", "head"], seeds=1,
-                    halving=False, extend=0)
+                    halving=False, extend=0, training={"selection_metric": "accuracy"})
     full, head = (tuning.candidates(spec, s) for s in spec.strategies)
     assert len(full) == len(head) == 6
     assert sorted({c.rates[0] for c in full}) == [1.58e-5, 5e-5, 0.000158]  # 5e-5 times 10^-0.5, 1, 10^0.5
@@ -111,6 +111,8 @@ def test_every_strategy_gets_the_same_number_of_candidates_and_head_only_a_wider
     for r in trials(tmp_path / "out"):
         counts[r["tuning"]["strategy"]] = counts.get(r["tuning"]["strategy"], 0) + 1
         assert r["tuning"]["epochs_run"] == 3  # no halving: every candidate trains every epoch
+        # scored on the study's selection metric, not on a literal macro-F1
+        assert r["tuning"]["metric"] == "accuracy" and r["tuning"]["value"] == r["val"]["accuracy"]
     assert counts == {"full": 6, "head": 6}
 
 

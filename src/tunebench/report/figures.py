@@ -278,7 +278,8 @@ def text_lengths(split_texts: dict[str, list[str]], path: Path) -> Path:
 
 
 @styled
-def lr_sensitivity(trials: dict[str, list[tuple[float, float | None, bool, int]]], path: Path) -> Path:
+def lr_sensitivity(trials: dict[str, list[tuple[float, float | None, bool, int]]], path: Path,
+                   metric: str = "macro-F1") -> Path:
     """Validation macro-F1 against learning rate (log x), one colour per strategy, one line per rung.
 
     ``trials``: strategy -> [(lr, mean validation macro-F1 over the tuning seeds, cut, epochs)]: a point
@@ -307,7 +308,7 @@ def lr_sensitivity(trials: dict[str, list[tuple[float, float | None, bool, int]]
     if drawn:
         log_axis(ax, "x", drawn)
     ax.set_xlabel("learning rate (log scale)")
-    ax.set_ylabel("validation macro-F1 (mean over tuning seeds)")
+    ax.set_ylabel(text(f"validation {metric} (mean over tuning seeds)"))
     ax.set_title("Learning-rate sensitivity (tuning trials)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6)

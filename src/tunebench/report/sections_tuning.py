@@ -1,7 +1,7 @@
 """The report's "Learning-rate sensitivity" section: each strategy's tuning search from its stored trials.
 
 What each strategy was tried at (every candidate pair of body and head rates), what each rung scored
-(the mean over the tuning seeds of the best validation macro-F1 within the rung's epochs), which
+(the mean over the tuning seeds of the best validation score (the selection metric) within the rung's epochs), which
 candidates were cut at which rung and which were trained through the last, what was chosen and why,
 and the budget as compute: trials, epochs and training seconds spent in tuning, and their ratio to
 the strategy's final runs.  A pure function of stored records; trials stored by the earlier
@@ -17,6 +17,7 @@ from typing import Any
 from tunebench.report import figures
 from tunebench.report.document import Figure, Para, Section, cell, text_table
 from tunebench.report.sections import Context
+from tunebench.spec.metrics import DEFAULT_SELECTION, display
 
 
 @dataclass
@@ -108,13 +109,15 @@ def _chosen(s: Search, final: dict[str, Any] | None) -> Tried | None:
 
 
 def lr_section(ctx: Context) -> Section | None:
-    """Validation macro-F1 against learning rate per strategy and rung; each strategy's search and budget."""
+    """The validation score against learning rate per strategy and rung; each strategy's search and budget."""
     found = searches(ctx.inputs.tuning)
     if not found:
         return None
+    on = display(next((r["tuning"].get("metric") for r in ctx.inputs.tuning if isinstance(r.get("tuning"), dict)
+                       and r["tuning"].get("metric")), DEFAULT_SELECTION))
     points = {name: [(c.lr, c.mean(e), e != s.last, e) for c in s.tried.values() for e in c.scores]
               for name, s in found.items()}
-    fig = figures.lr_sensitivity(points, ctx.figure("lr_sensitivity.png"))
+    fig = figures.lr_sensitivity(points, ctx.figure("lr_sensitivity.png"), metric=on)
     budget, rows, choices = [], [], []
     for name, s in found.items():
         final_s, final = _final_seconds(ctx.records, name)
@@ -136,21 +139,21 @@ def lr_section(ctx: Context) -> Section | None:
                    f" — within the verdict's margin ({ctx.inputs.margin:g}) of the best ({best.mean(s.last):.3f} at "
                    f"lr {best.lr:g}) and nearer the method's default rates")
             score = "—" if pick.mean(s.last) is None else f"{pick.mean(s.last):.3f}"
-            choices.append(f"{name}: lr {pick.lr:g}{head}, validation macro-F1 {score} at "
+            choices.append(f"{name}: lr {pick.lr:g}{head}, validation {on} {score} at "
                            f"{s.last} epochs (mean of {s.seeds} seed{'s' if s.seeds > 1 else ''}){why}.")
     return Section("lr-sensitivity", "Learning-rate sensitivity", [
-        Para("Each strategy's tuning search, scored on validation macro-F1 only (the test split is never seen in "
+        Para(f"Each strategy's tuning search, scored on validation {on} only (the test split is never seen in "
              "tuning): every candidate trains the first rung's epochs, the best go on to the next rung, and the "
              "final runs use the rates chosen at the last rung. " + budget_sentence(found)),
         Para("Chosen: " + " ".join(choices)) if choices else Para("No strategy's search finished a trial."),
-        Figure(fig, "Mean validation macro-F1 over the tuning seeds at each learning rate (log scale), one colour "
+        Figure(fig, f"Mean validation {on} over the tuning seeds at each learning rate (log scale), one colour "
                     "per strategy: filled markers on solid lines are fully trained trials (the last rung); hollow "
                     "markers on dashed lines are scores after an earlier rung's epochs, the cut candidates among "
                     "them (at each rate, the best head rate)."),
         text_table(["strategy", "candidates", "of them beyond the grid", "seeds", "trials", "epochs trained",
                     "training s in tuning", "training s of final runs", "tuning / final"], budget,
                    key="tuning-budget"),
-        text_table(["strategy", "lr", "head lr", "epochs", "seeds", "mean val macro-F1", "outcome"], rows,
+        text_table(["strategy", "lr", "head lr", "epochs", "seeds", f"mean val {on}", "outcome"], rows,
                    key="tuning-trials")])
 
 

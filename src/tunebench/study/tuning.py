@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tunebench.errors import SpecError
+from tunebench.spec.metrics import display
 from tunebench.spec.parts import GRID_FACTORS, HEAD_FACTORS, RangeSpec
 from tunebench.spec.rates import body_rate, head_rate
 from tunebench.spec.strategy import OPTIONS, StrategyOptions, strategy_spec
@@ -53,8 +54,6 @@ from tunebench.study.plan import PlannedRun, run_config, run_id_for
 #: a range's number of body rates when ``tuning.trials`` is not given
 DEFAULT_TRIALS = 3
 SUFFIX = ":tuning"
-#: the validation metric trials are scored on (the engine keeps the epoch best on it)
-METRIC = "macro_f1"
 
 
 def tuning_name(spec: StudySpec) -> str:
@@ -244,6 +243,7 @@ def tune(spec: StudySpec, ex: Execution) -> tuple[StudySpec, list[Tuned]]:
                                           "output": spec.output.model_copy(update={"save_checkpoints": False})})
     outcomes: list[Tuned] = []
     labels: list[str] = []
+    metric = display(spec.training.selection_metric)
     for strategy in tunable(spec):
         tuned = _tune_one(spec, trials_spec, ex, strategy, len(labels))
         labels += [r["label"] for r in tuned.trials]
@@ -254,7 +254,7 @@ def tune(spec: StudySpec, ex: Execution) -> tuple[StudySpec, list[Tuned]]:
         else:
             lr, head_lr = tuned.best.rates
             head = "" if head_lr is None else f", head lr {head_lr:g}"
-            ex.reporter.message(f"tuning {strategy.label}: lr {lr:g}{head} (validation macro-F1 "
+            ex.reporter.message(f"tuning {strategy.label}: lr {lr:g}{head} (validation {metric} "
                                 f"{tuned.best_value:.4f}, mean of {len(seeds(spec))} seeds): {tuned.reason}")
     chosen = {t.strategy.label: t.best for t in outcomes}
     out = [s if chosen.get(s.label) is None else at_rates(s, chosen[s.label]) for s in spec.strategies]
@@ -269,19 +269,20 @@ def _tune_one(spec: StudySpec, trials_spec: StudySpec, ex: Execution, strategy: 
     plan_rungs, near = rungs(spec), (lambda c: distance(strategy, spec, c))
     ex.reporter.message(
         f"tuning {strategy.label}: {len(tuned.candidates)} candidates x {len(seeds(spec))} seeds, rungs at "
-        f"{', '.join(map(str, plan_rungs))} epochs, on validation macro-F1")
+        f"{', '.join(map(str, plan_rungs))} epochs, on validation {display(spec.training.selection_metric)}")
 
     def run_rung(group: list[Candidate], epochs: int) -> None:
         plan = [trial_run(spec, ex, strategy, c, epochs, seed, first + len(tuned.trials) + i * len(seeds(spec)) + j)
                 for i, c in enumerate(group) for j, seed in enumerate(seeds(spec))]
-        records = execute(ex, trials_spec, plan, outputs=False, annotate=_annotate(strategy, plan_rungs))
+        records = execute(ex, trials_spec, plan, outputs=False,
+                          annotate=_annotate(strategy, plan_rungs, spec.training.selection_metric))
         per: dict[Candidate, list[float]] = {c: [] for c in group}
         for planned, record in zip(plan, records, strict=True):
             assert record is not None  # tuning runs in one process, which writes
             tuned.trials.append(record)
             c = group[[x.number for x in group].index(planned.params["candidate"])]
             if record["status"] == "finished":
-                per[c].append(record["val"][METRIC])
+                per[c].append(record["val"][spec.training.selection_metric])
             else:
                 ex.reporter.message(f"{planned.label}: the trial {record['status']}; the tuning goes on")
         rung = tuned.scores.setdefault(epochs, {})
@@ -333,14 +334,15 @@ def _extend(spec: StudySpec, strategy: StrategyOptions, tuned: Tuned, epochs: in
     return added
 
 
-def _annotate(strategy: StrategyOptions, plan_rungs: list[int]) -> Any:
+def _annotate(strategy: StrategyOptions, plan_rungs: list[int], metric: str) -> Any:
     def annotate(planned: PlannedRun, record: dict[str, Any]) -> None:
         p, curves = planned.params, record.get("curves") or []
         record["tuning"] = {
             "strategy": strategy.label, "lr": p["lr"], "head_lr": p["head_lr"], "trial": p["candidate"],
             "candidate": p["candidate"], "epochs": p["epochs"], "rung": plan_rungs.index(p["epochs"]),
             "rungs": plan_rungs, "seed": p["seed"], "extra": p["extra"],
-            "value": (record.get("val") or {}).get(METRIC) if record["status"] == "finished" else None,
+            "metric": metric,
+            "value": (record.get("val") or {}).get(metric) if record["status"] == "finished" else None,
             "epochs_run": len(curves)}
     return annotate
 
