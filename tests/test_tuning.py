@@ -145,6 +145,7 @@ def test_rungs_and_grids_from_the_spec():
     assert tuning.rungs(spec.model_copy(update={"tuning": spec.tuning.model_copy(update={"halving": False})})) == [10]
     ranged = StudySpec(strategies=["lora"], tuning={"lr": {"low": 1e-5, "high": 1e-3, "log": True}, "trials": 3})
     assert tuning.body_rates(ranged, ranged.strategies[0]) == pytest.approx([1e-5, 1e-4, 1e-3])
+    assert tuning.most_trials(spec) == 2 * (6 + 2 + 2 + 1)  # 2 seeds x (the grid, its edge, then 2, then 1)
     assert tuning.widen([1e-4, 1e-3], 5) == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
 
 

@@ -182,6 +182,15 @@ def seeds(spec: StudySpec) -> list[int]:
     return [first + i for i in range(spec.tuning.seeds)]
 
 
+def most_trials(spec: StudySpec) -> int:
+    """The most trials one strategy's search can train (every seed of every candidate at every rung, the
+    edge's extra candidates included): what the progress counts up to."""
+    assert spec.tuning is not None
+    size, eta = grid_size(spec), spec.tuning.reduction_factor
+    per_seed = size + spec.tuning.extend + sum(math.ceil(size / eta ** d) for d in range(1, len(rungs(spec))))
+    return per_seed * spec.tuning.seeds
+
+
 def tunable(spec: StudySpec) -> list[StrategyOptions]:
     """The strategies that are tuned: all but the baselines (which have no learning rate)."""
     return [s for s in spec.strategies if not OPTIONS[s.kind].baseline]
@@ -274,7 +283,7 @@ def _tune_one(spec: StudySpec, trials_spec: StudySpec, ex: Execution, strategy: 
     def run_rung(group: list[Candidate], epochs: int) -> None:
         plan = [trial_run(spec, ex, strategy, c, epochs, seed, first + len(tuned.trials) + i * len(seeds(spec)) + j)
                 for i, c in enumerate(group) for j, seed in enumerate(seeds(spec))]
-        records = execute(ex, trials_spec, plan, outputs=False,
+        records = execute(ex, trials_spec, plan, total=most_trials(spec) * len(tunable(spec)), outputs=False,
                           annotate=_annotate(strategy, plan_rungs, spec.training.selection_metric))
         per: dict[Candidate, list[float]] = {c: [] for c in group}
         for planned, record in zip(plan, records, strict=True):
