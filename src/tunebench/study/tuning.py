@@ -90,14 +90,6 @@ class Tuned:
     best_value: float | None = None
     reason: str = ""
 
-    @property
-    def best_lr(self) -> float | None:
-        return None if self.best is None else self.best.rates[0]
-
-    @property
-    def epochs_trained(self) -> int:
-        return sum(len(r.get("curves") or []) for r in self.trials)
-
 
 def _round(rate: float) -> float:
     return float(f"{rate:.3g}")
@@ -286,12 +278,12 @@ def _tune_one(spec: StudySpec, trials_spec: StudySpec, ex: Execution, strategy: 
         records = execute(ex, trials_spec, plan, total=most_trials(spec) * len(tunable(spec)), outputs=False,
                           annotate=_annotate(strategy, plan_rungs, spec.training.selection_metric))
         per: dict[Candidate, list[float]] = {c: [] for c in group}
+        by_number = {c.number: c for c in group}
         for planned, record in zip(plan, records, strict=True):
             assert record is not None  # tuning runs in one process, which writes
             tuned.trials.append(record)
-            c = group[[x.number for x in group].index(planned.params["candidate"])]
             if record["status"] == "finished":
-                per[c].append(record["val"][spec.training.selection_metric])
+                per[by_number[planned.params["candidate"]]].append(record["val"][spec.training.selection_metric])
             else:
                 ex.reporter.message(f"{planned.label}: the trial {record['status']}; the tuning goes on")
         rung = tuned.scores.setdefault(epochs, {})
