@@ -63,7 +63,9 @@ def history(out) -> list[dict]:
 
 def test_first_ctrl_c_stops_an_optuna_search_at_the_next_step_and_records_the_run(tiny_bert, tmp_path):
     out = tmp_path / "out"
-    proc = start_driver(sweep_flags(tiny_bert, reviews(tmp_path), out, "--optuna", "3", "--epochs", "50"))
+    # slow batches: on a loaded machine the two batches left in epoch 1 must not end before the signal lands
+    proc = start_driver(sweep_flags(tiny_bert, reviews(tmp_path), out, "--optuna", "3", "--epochs", "50"),
+                        fault="slow")
     try:
         wait_for_step(proc, 0, 3)
         proc.send_signal(signal.SIGINT)
