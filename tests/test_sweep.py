@@ -118,7 +118,10 @@ def test_rank_by_seed_study_runs_and_reruns_without_training(tiny_bert, reviews_
     assert by_config["config"].tolist() == ["lora:r=2", "lora:r=4"] and by_config["seeds"].tolist() == [2, 2]
     f1 = [r["test"]["macro_f1"] for r in records[:2]]
     assert by_config.loc[0, "test_macro_f1_mean"] == pytest.approx(sum(f1) / 2, abs=1e-4)
-    assert "Over seeds (mean ± std [95% t interval of the mean" in (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Over seeds (mean ± std [95% t interval of the mean" in summary
+    assert "; seeds 0, 1\n" in summary and "one seed per strategy" not in summary  # not the one-seed caveat
+    assert "Caveats: seeds 0, 1 (report.md's Ranking and significance says which differences" in summary
 
     from tunebench.report import build_report
 

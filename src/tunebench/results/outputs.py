@@ -285,9 +285,11 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
                  f"train {sizes['train']:,} / validation {sizes['validation']:,} / test {sizes['test']:,}")
     lines.append("- **Split hashes** (identical for every run): " +
                  ", ".join(f"{md(k)} `{md(v)}`" for k, v in data["hashes"].items()))
+    seeds = sorted({r["resolved"]["seed"] for r in records})
+    seed_words = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
     lines.append(f"- **Device**: {md(env['device'])}, {env['torch_threads']} threads; precision "
                  f"{first['resolved']['precision']}; max length {first['resolved']['max_length']}; "
-                 f"batch {first['resolved']['batch_size']}; seed {first['resolved']['seed']}")
+                 f"batch {first['resolved']['batch_size']}; {seed_words}")
     lines.append("")
     headers, rows = display_rows(frame)
     lines.append("| " + " | ".join(headers) + " |")
@@ -316,7 +318,10 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
         lines += ["Convergence checks (a flagged run is not evidence that its strategy is worse):", ""]
         lines += [f"- ⚠ {md(r['diagnosis_advice'])}" for _, r in flagged.iterrows()]
         lines.append("")
-    lines.append("Caveats: one seed per strategy (differences of a point or two may be noise); "
+    spread = ("one seed per strategy (differences of a point or two may be noise)" if not repeated(frame) else
+              f"{seed_words} (report.md's Ranking and significance says which differences "
+              "its test supports)")
+    lines.append(f"Caveats: {spread}; "
                  "learning rates differ per strategy (see the lr column); the best epoch is chosen "
                  f"on validation {selection_names(records)}; peak memory is the process's peak RSS on CPU, or CUDA max "
                  "allocated on GPU.")
