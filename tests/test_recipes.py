@@ -18,7 +18,7 @@ ALL = sorted(RECIPES.glob("*.yaml"))
 
 
 #: offline recipes that are not a hub recipe's twin: comparisons of their own, sized for about an hour
-COMPARISONS = ("peft-methods-offline",)
+COMPARISONS = ("peft-methods-offline", "mpnet-base-offline")
 
 
 def test_there_is_an_offline_twin_for_every_hub_recipe():
