@@ -545,3 +545,17 @@ def test_macro_f1_is_over_the_classes_present_and_names_the_absent_ones():
     m = classification_metrics(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]), ["a", "b", "c"])
     assert m["macro_f1"] == 1.0 and m["absent_classes"] == ["c"]  # not 2/3: 'c' is not in the split
     assert set(m["per_class"]) == {"a", "b", "c"} and len(m["confusion_matrix"]) == 3
+
+
+def test_a_train_slice_without_val_limit_validates_on_a_quarter_of_it_at_least_500(tmp_path):
+    """issue 30: --train-limit 400 on a large pool held out 10 % of it (9,989 rows) for validation."""
+    path = tmp_path / "big.csv"
+    pd.DataFrame({"text": [f"item {i}" for i in range(8000)], "label": ["pos", "neg"] * 4000}).to_csv(path, index=False)
+    sliced = _load(path, train_limit=400)
+    assert sliced.sizes() == {"train": 400, "validation": 500, "test": 1600}
+    assert any("500 rows held out from 6,400 training rows (0.1 of them, capped at a quarter of train_limit, "
+               "at least 500, as val_limit was not given; set val_limit to change it" in n for n in sliced.notes)
+    assert _load(path, train_limit=2400).sizes()["validation"] == 600  # a quarter of the slice
+    assert _load(path, train_limit=400, val_limit=50).sizes()["validation"] == 50  # val_limit wins
+    assert _load(path).sizes()["validation"] == 640  # no slice: 10 % of the pool, as before
+

@@ -235,16 +235,35 @@ def _how(stratified: bool, seed: int) -> str:
     return f"NOT stratified (too few rows per class), seed {seed}"
 
 
+#: The validation split of a ``train_limit`` slice when ``val_limit`` is not given: a quarter of the
+#: slice, at least this many rows.  Validating 10,000 rows for a 400-row slice made validation
+#: dominate the study (issue 30); selection noise on a quarter of the slice, at least 500, is small
+#: beside the train slice's own.
+MIN_SLICE_VALIDATION = 500
+_SLICE_CAP = ("capped at a quarter of train_limit, at least 500, as val_limit was not given; "
+              "set val_limit to change it")
+_SLICE_NOTE = "validation: at most {cap:,} rows, " + _SLICE_CAP
+
+
+def slice_val_cap(train_limit: int | None) -> int | None:
+    """The validation rows a ``train_limit`` slice gets by default, or None (no cap) without a slice."""
+    return None if train_limit is None else max(MIN_SLICE_VALIDATION, train_limit // 4)
+
+
 def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list[str] | None,
               spec: DataSpec, seed: int, notes: list[str]) -> DatasetBundle:
     """Unify labels, hold out missing splits, map labels to indices, apply limits, build the bundle."""
     _unify_labels(parts, fixed_names is not None, name)
+    original = set(parts)
     if "test" not in parts:
         parts["train"], parts["test"] = _carve(parts["train"], "test", spec.test_fraction, spec.test_limit,
                                                seed, notes, name)
+    val_limit = spec.val_limit if spec.val_limit is not None else slice_val_cap(spec.train_limit)
     if "validation" not in parts:
         parts["train"], parts["validation"] = _carve(parts["train"], "validation", spec.val_fraction,
-                                                     spec.val_limit, seed, notes, name)
+                                                     val_limit, seed, notes, name)
+        if spec.val_limit is None and notes[-1].endswith(")") and ", capped by val_limit;" in notes[-1]:
+            notes[-1] = notes[-1].replace(", capped by val_limit;", f", {_SLICE_CAP};")
     seen = set(parts["train"].labels)
     if fixed_names is not None:
         unknown = sorted({str(v) for rows in parts.values() for v in set(rows.labels)} - set(fixed_names))
@@ -265,7 +284,10 @@ def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list
     index = {v: i for i, v in enumerate(fixed_names if fixed_names is not None else sorted(seen))}
     for rows in parts.values():
         rows.labels = [index[v] for v in rows.labels]
-    limits = {"train": spec.train_limit, "validation": spec.val_limit, "test": spec.test_limit}
+    if spec.val_limit is None and val_limit is not None and val_limit < len(parts["validation"]) \
+            and "validation" in original:
+        notes.append(_SLICE_NOTE.format(cap=val_limit))
+    limits = {"train": spec.train_limit, "validation": val_limit, "test": spec.test_limit}
     len_before_limits = len(parts["train"])
     for split in SPLITS:
         limit, rows = limits[split], parts[split]

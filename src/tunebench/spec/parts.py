@@ -52,7 +52,8 @@ class DataSpec(_Strict):
     label_column: str | None = None
     encoding: str | None = Field(default=None, description="text encoding of a local file")
     train_limit: int | None = Field(default=None, ge=1)
-    val_limit: int | None = Field(default=None, ge=1)
+    val_limit: int | None = Field(default=None, ge=1, description="rows of validation; with train_limit "
+                                  "and no val_limit: a quarter of the slice, at least 500")
     test_limit: int | None = Field(default=None, ge=1)
     val_fraction: float = Field(default=0.1, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
