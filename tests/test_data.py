@@ -559,3 +559,18 @@ def test_a_train_slice_without_val_limit_validates_on_a_quarter_of_it_at_least_5
     assert _load(path, train_limit=400, val_limit=50).sizes()["validation"] == 50  # val_limit wins
     assert _load(path).sizes()["validation"] == 640  # no slice: 10 % of the pool, as before
 
+
+
+def test_a_sources_own_validation_split_is_cut_to_the_slice_cap_too():
+    from tunebench.data.splits import _assemble, _Rows
+
+    def rows(split, n):
+        return _Rows([f"{split} {i}" for i in range(n)], None, ["a", "b"] * (n // 2))
+
+    notes: list[str] = []
+    b = _assemble("hub-like", "a source with three splits",
+                  {"train": rows("train", 3000), "validation": rows("validation", 2000), "test": rows("test", 300)},
+                  None, DataSpec(source="x", train_limit=400), 0, notes)
+    assert b.sizes() == {"train": 400, "validation": 500, "test": 300}
+    assert any(n.startswith("validation: at most 500 rows of the source's own split, capped at a quarter")
+               for n in notes)

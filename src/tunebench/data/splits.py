@@ -240,9 +240,8 @@ def _how(stratified: bool, seed: int) -> str:
 #: dominate the study (issue 30); selection noise on a quarter of the slice, at least 500, is small
 #: beside the train slice's own.
 MIN_SLICE_VALIDATION = 500
-_SLICE_CAP = ("capped at a quarter of train_limit, at least 500, as val_limit was not given; "
-              "set val_limit to change it")
-_SLICE_NOTE = "validation: at most {cap:,} rows, " + _SLICE_CAP
+_SLICE_CAP = (f"capped at a quarter of train_limit, at least {MIN_SLICE_VALIDATION}, as val_limit was not "
+              "given; set val_limit to change it")
 
 
 def slice_val_cap(train_limit: int | None) -> int | None:
@@ -254,16 +253,14 @@ def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list
               spec: DataSpec, seed: int, notes: list[str]) -> DatasetBundle:
     """Unify labels, hold out missing splits, map labels to indices, apply limits, build the bundle."""
     _unify_labels(parts, fixed_names is not None, name)
-    original = set(parts)
     if "test" not in parts:
         parts["train"], parts["test"] = _carve(parts["train"], "test", spec.test_fraction, spec.test_limit,
                                                seed, notes, name)
     val_limit = spec.val_limit if spec.val_limit is not None else slice_val_cap(spec.train_limit)
+    val_cap = "capped by val_limit" if spec.val_limit is not None else _SLICE_CAP
     if "validation" not in parts:
         parts["train"], parts["validation"] = _carve(parts["train"], "validation", spec.val_fraction,
-                                                     val_limit, seed, notes, name)
-        if spec.val_limit is None and notes[-1].endswith(")") and ", capped by val_limit;" in notes[-1]:
-            notes[-1] = notes[-1].replace(", capped by val_limit;", f", {_SLICE_CAP};")
+                                                     val_limit, seed, notes, name, cap_reason=val_cap)
     seen = set(parts["train"].labels)
     if fixed_names is not None:
         unknown = sorted({str(v) for rows in parts.values() for v in set(rows.labels)} - set(fixed_names))
@@ -284,9 +281,8 @@ def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list
     index = {v: i for i, v in enumerate(fixed_names if fixed_names is not None else sorted(seen))}
     for rows in parts.values():
         rows.labels = [index[v] for v in rows.labels]
-    if spec.val_limit is None and val_limit is not None and val_limit < len(parts["validation"]) \
-            and "validation" in original:
-        notes.append(_SLICE_NOTE.format(cap=val_limit))
+    if spec.val_limit is None and val_limit is not None and val_limit < len(parts["validation"]):
+        notes.append(f"validation: at most {val_limit:,} rows of the source's own split, {_SLICE_CAP}")
     limits = {"train": spec.train_limit, "validation": val_limit, "test": spec.test_limit}
     len_before_limits = len(parts["train"])
     for split in SPLITS:
@@ -316,8 +312,10 @@ def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list
 
 
 def _carve(rows: _Rows, split: str, fraction: float, limit: int | None, seed: int, notes: list[str],
-           where: str) -> tuple[_Rows, _Rows]:
-    """Hold out ``fraction`` of ``rows`` (at most ``limit``) as ``split``; return (rest, held out)."""
+           where: str, cap_reason: str | None = None) -> tuple[_Rows, _Rows]:
+    """Hold out ``fraction`` of ``rows`` (at most ``limit``) as ``split``; return (rest, held out).
+
+    ``cap_reason`` says in the note why ``limit`` applies (default: the split's own ``*_limit``)."""
     n = len(rows)
     n_take = max(1, round(fraction * n))
     capped = limit is not None and limit < n_take
@@ -329,7 +327,8 @@ def _carve(rows: _Rows, split: str, fraction: float, limit: int | None, seed: in
     taken, rest, stratified = _take(rows.labels, n_take, seed, keep_rare=True)
     if not rest or not taken:
         raise DataError(f"{where} has too few rows per class to hold out a {split} split")
-    cap = f", capped by {'test' if split == 'test' else 'val'}_limit" if capped else ""
+    reason = cap_reason or f"capped by {'test' if split == 'test' else 'val'}_limit"
+    cap = f", {reason}" if capped else ""
     notes.append(f"{split}: {len(taken):,} rows held out from {n:,} training rows "
                  f"({fraction:g} of them{cap}; {_how(stratified, seed)})")
     return rows.take(rest), rows.take(taken)
