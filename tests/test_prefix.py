@@ -99,3 +99,100 @@ def test_frozen_layers_run_without_dropout(tiny_bert):
     frozen.set_eval()
     assert not frozen.embeddings.training and not any(layer.training for layer in frozen.stack[:2])
     assert frozen.stack[2].training and model.classifier.training
+
+
+def _head_model(path, label="head"):
+    strategy = build_strategy(parse_strategy(label))
+    return strategy, strategy.prepare(load_classifier(str(path), ["neg", "pos"]))
+
+
+def _run_shared(path, label, seed=0, callbacks=None, tamper=None):
+    """One run of ``label`` on the same splits (encoded afresh each time, as each run of a study sees them)."""
+    tokenizer = load_tokenizer(str(path))
+    frame = easy_reviews(80)
+    train, val, test = (_encoded(tokenizer, frame.iloc[s]) for s in (slice(0, 48), slice(48, 64), slice(64, 80)))
+    engine.seed_everything(seed)
+    strategy, model = _head_model(path, label)
+    if tamper is not None:
+        tamper(model)
+    return engine.train_and_evaluate(model, train, val, test, ["neg", "pos"], _cfg(epochs=2, seed=seed),
+                                     torch.device("cpu"), tokenizer.pad_token_id,
+                                     lowest_trainable_layer=strategy.lowest_trainable_layer, callbacks=callbacks)
+
+
+def test_a_study_computes_each_prefix_cache_once_and_gets_the_same_predictions(tiny_bert, monkeypatch):
+    calls = []
+    real = prefix.FrozenPrefix.compute
+
+    def counted(self, split, *args, **kwargs):
+        calls.append((self.m, len(split)))
+        return real(self, split, *args, **kwargs)
+
+    alone = [_run_shared(tiny_bert, "head", seed) for seed in (0, 1)]  # no registry open: each computes its own
+    monkeypatch.setattr(prefix.FrozenPrefix, "compute", counted)
+    with prefix.shared_caches() as registry:
+        shared = [_run_shared(tiny_bert, "head", seed) for seed in (0, 1, 2)]
+        partial = _run_shared(tiny_bert, "partial:k=1")
+        assert registry.computed == 4 and len(registry) == 4  # train + validation, for depth 3 and depth 2
+    assert calls == [(3, 48), (3, 16), (2, 48), (2, 16)]  # one computation per split and depth, not per run
+    assert prefix.current_shared() is None  # cleared when the study ends
+    for a, b in zip(alone, shared, strict=False):
+        assert np.array_equal(a.test_probabilities, b.test_probabilities)
+    assert [r.resources["prefix_cache_shared"] for r in shared] == [False, True, True]
+    assert not partial.resources["prefix_cache_shared"] and partial.resources["frozen_prefix_layers"] == 2
+    # a run that reused the cache still counts what computing it cost (as a run alone pays it)
+    assert shared[1].resources["prefix_cache_s"] == pytest.approx(shared[0].resources["prefix_cache_s"])
+    assert shared[1].resources["prefix_cache_s"] > 0
+
+
+def test_the_shared_cache_survives_a_crashed_run_and_a_changed_prefix_gets_its_own(tiny_bert):
+    class Crash(Exception):
+        pass
+
+    def crash(*_args, **_kwargs):
+        raise Crash
+
+    def tamper(model):
+        with torch.no_grad():
+            model.bert.encoder.layer[0].output.dense.weight.mul_(1.5)  # a method rewriting a frozen weight
+
+    with prefix.shared_caches() as registry:
+        with pytest.raises(Crash):
+            _run_shared(tiny_bert, "head", callbacks=engine.Callbacks(on_step=crash))
+        assert registry.computed == 2
+        after = _run_shared(tiny_bert, "head")
+        assert registry.computed == 2 and after.resources["prefix_cache_shared"]
+        changed = _run_shared(tiny_bert, "head", tamper=tamper)
+        assert registry.computed == 4 and not changed.resources["prefix_cache_shared"]
+    assert not np.allclose(after.test_probabilities, changed.test_probabilities)
+
+
+def test_a_study_shares_one_cache_and_its_report_shows_the_cost_per_run_and_amortised(tiny_bert, reviews_csv, tmp_path,
+                                                                                     monkeypatch):
+    from tunebench.spec.study import StudySpec
+    from tunebench.study import driver
+
+    calls = []
+    real = prefix.FrozenPrefix.compute
+
+    def counted(self, split, *args, **kwargs):
+        calls.append(self.m)
+        return real(self, split, *args, **kwargs)
+
+    monkeypatch.setattr(prefix.FrozenPrefix, "compute", counted)
+    out = tmp_path / "out"
+    spec = StudySpec(name="shared", data={"source": str(reviews_csv)}, model={"name": str(tiny_bert), "max_length": 32},
+                     strategies=["head", "full"], baselines=[], sweep={"seeds": [0, 1, 2]}, output={"dir": str(out)},
+                     training={"epochs": 1, "batch_size": 8, "lr": 3e-3})
+    records = driver.run_study(spec)
+    assert calls == [3, 3]  # the training and validation splits' caches, once for the three head runs
+    head = [r["resources"] for r in records if r["strategy"] == "head"]
+    assert [h["prefix_cache_shared"] for h in head] == [False, True, True]
+    assert prefix.current_shared() is None
+    from tunebench.report import build_report
+
+    report = build_report(out)["markdown"].read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| 3 | head |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2:4] == ["3", "1"]  # three runs on it, one computation
+    assert float(cells[5]) == pytest.approx(float(cells[4]) / 3, abs=0.01)  # amortised over the three

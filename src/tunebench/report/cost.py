@@ -9,6 +9,7 @@ not run on; the device a run used is always priced from its measured time.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,3 +103,42 @@ def _estimate_hours(name: str, measured: dict[str, float]) -> tuple[float | None
     ref, seconds = known[0]
     factor = RELATIVE_SPEED[ref] / RELATIVE_SPEED[name]
     return seconds * factor / 3600.0, f"estimate: measured {ref} time x {factor:.3g} (assumed relative speed)"
+
+
+@dataclass
+class PrefixShare:
+    """One frozen-prefix depth's cache over a study's runs (final runs and tuning trials alike)."""
+
+    layers: int
+    strategies: list[str]
+    runs: int  # runs that trained on the cache
+    computed: int  # of them, the runs that computed it (the others reused it: tunebench.training.prefix)
+    seconds: float  # what computing it cost, counted in each run's train (and validation) time
+
+    @property
+    def amortised(self) -> float:
+        """The seconds actually spent computing the cache, per run that used it."""
+        return self.seconds * self.computed / max(self.runs, 1)
+
+
+def prefix_shares(runs: list[dict[str, Any]], trials: list[dict[str, Any]]) -> list[PrefixShare]:
+    """Per frozen depth, how many runs shared one frozen-prefix cache and what it cost per run and amortised."""
+    by: dict[int, list[dict[str, Any]]] = {}
+    for r in [*runs, *trials]:
+        res = r.get("resources") or {}
+        if res.get("prefix_cache_bytes") and res.get("frozen_prefix_layers"):
+            by.setdefault(int(res["frozen_prefix_layers"]), []).append(r)
+    out = []
+    for layers, group in sorted(by.items()):
+        res = [g["resources"] for g in group]
+        made = [x for x in res if not x.get("prefix_cache_shared")]
+        seconds = max(float(x.get("prefix_cache_s") or 0.0) for x in (made or res))
+        names = sorted({(g.get("tuning") or {}).get("strategy") or untuned_label(g["strategy"]) for g in group})
+        out.append(PrefixShare(layers, names, len(group), len(made), seconds))
+    return out
+
+
+def untuned_label(label: str) -> str:
+    """``partial:k=2`` from a tuned run's ``partial:k=2,lr=0.000316,head_lr=0.000949`` (``full`` from ``full:lr=…``)."""
+    out = re.sub(r"[:,](head_)?lr=[^,]*", "", label)
+    return out.replace(",", ":", 1) if ":" not in out else out

@@ -16,7 +16,7 @@ import yaml
 
 from tunebench.report import analysis, figures, significance
 from tunebench.report import error_analysis as ea
-from tunebench.report.cost import RELATIVE_SPEED, device_key, study_cost_by_device
+from tunebench.report.cost import RELATIVE_SPEED, device_key, prefix_shares, study_cost_by_device
 from tunebench.report.document import Bullets, Cell, Code, Figure, Para, Section, Table, cell, text_table
 from tunebench.report.inputs import ReportInputs
 from tunebench.report.verdict import verdict
@@ -210,6 +210,14 @@ def cost(ctx: Context) -> Section:
                for r, (_, row) in zip(ctx.records, ctx.frame.iterrows(), strict=True)]
     study = [[d.device, cell(d.usd_per_hour, ".3f"), cell(None if d.hours is None else d.hours * 3600, ".1f"),
               cell(d.usd, ".3g"), d.basis] for d in study_cost_by_device(ctx.records, ctx.prices)]
+    shares = [[s.layers, ", ".join(s.strategies), s.runs, s.computed, cell(s.seconds, ".1f"), cell(s.amortised, ".2f")]
+              for s in prefix_shares(ctx.inputs.runs or ctx.records, ctx.inputs.tuning)]
+    shared = [Para("Frozen-prefix caches: runs with the same frozen layers (every tuning trial and seed of a strategy "
+                   "that freezes them) train on one cache of those layers' outputs, computed once per study. Each "
+                   "run's train time counts the cache's seconds in full, as a run alone would pay them; the last "
+                   "column is what was actually spent on it per run."),
+              text_table(["frozen layers", "strategies", "runs on it", "computed", "s per computation (in each "
+                          "run's time)", "amortised s per run"], shares, key="prefix-cache")] if shares else []
     return Section("cost", "8. Cost", [
         Para("Prices are approximate public on-demand rates per device and hour (one GPU); edit them with "
              "`tunebench report OUTPUT --price NAME=USD_PER_HOUR` (e.g. --price T4=0.35). Relative speeds are "
@@ -217,7 +225,7 @@ def cost(ctx: Context) -> Section:
         text_table(["device", "$/hour", "relative speed (assumed, T4 = 1)", "study ran here"], prices, key="prices"),
         text_table(["run", "device", "priced as", "train s", "cost $", "$ per macro-F1 point"], per_run, key="run-cost"),
         text_table(["device", "$/hour", "study train s", "study cost $", "basis"], study, key="study-cost",
-                   caption="What training every run of this study would cost on each device.")])
+                   caption="What training every run of this study would cost on each device."), *shared])
 
 
 def recommendation(ctx: Context) -> Section:

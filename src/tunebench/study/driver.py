@@ -34,6 +34,7 @@ from tunebench.study.search import run_search
 from tunebench.study.tuning import check_tuning, tune
 from tunebench.training import batching, distributed, engine
 from tunebench.training.modeling import check_model_source, load_tokenizer
+from tunebench.training.prefix import shared_caches
 from tunebench.training.resources import environment
 
 
@@ -163,7 +164,8 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
         reporter.message(note)
     env = environment(prepared.device)
     masked: list[dict[str, Any]] = []
-    with Store(out_dir / STORE_NAME) if writer else contextlib.nullcontext() as store:
+    # one frozen-prefix cache per study for the runs of this process (tunebench.training.prefix)
+    with Store(out_dir / STORE_NAME) if writer else contextlib.nullcontext() as store, shared_caches():
         ex = Execution(prepared, env, reporter, runner, store, out_dir, force, stop, masked)
         if spec.sweep.method == "optuna":  # configurations chosen as results come in, not planned up front
             if distributed.world_size() > 1:  # torchrun / accelerate launch: the spec could not know

@@ -33,7 +33,7 @@ from tunebench.training.batching import EncodedSplit, batches, collate
 from tunebench.training.loop import BestWeights, Callbacks, check_finite
 from tunebench.training.metrics import classification_metrics
 from tunebench.training.optim import Stepper, TrainHooks, should_stop_early
-from tunebench.training.prefix import FrozenPrefix, PrefixCache
+from tunebench.training.prefix import FrozenPrefix, PrefixCache, compute_shared, current_shared
 from tunebench.training.resources import PeakMemory
 from tunebench.training.resume import LoopState, ResumePoint
 
@@ -331,6 +331,8 @@ def _resources(memory: PeakMemory, loop: LoopState, prefix: FrozenPrefix | None,
         "frozen_prefix_layers": prefix.m if prefix is not None else 0,
         "prefix_cache_bytes": sum(c.nbytes for c in cache.caches.values()),
         "prefix_cache_on_disk": any(c.on_disk for c in cache.caches.values()),
+        "prefix_cache_s": (cache.train_s + cache.eval_s) if cache.caches else 0.0,
+        "prefix_cache_shared": bool(cache.reused),
         "engine_notes": cache.notes,
         "compiled": bool(cfg.compile),
         "attention": getattr(getattr(model, "config", None), "_attn_implementation", None),
@@ -351,12 +353,18 @@ def _prefix_cache(model: nn.Module, prefix: FrozenPrefix | None, train: EncodedS
     cache = PrefixCache(device)
     with contextlib.ExitStack() as stack:
         if prefix is not None:  # None: no frozen layers, or cfg.prefix_cache off
-            started = time.perf_counter()
-            cache.caches["train"] = prefix.compute(train, cfg.eval_batch_size, pad_id, device)
-            cache.train_s = time.perf_counter() - started
-            started = time.perf_counter()
-            cache.caches["validation"] = prefix.compute(validation, cfg.eval_batch_size, pad_id, device)
-            cache.eval_s = time.perf_counter() - started
+            # one cache per study (prefix.shared_caches): a run reusing it still counts its seconds, as a run
+            # alone would pay them; the record says it was shared, and the report amortises it
+            registry = current_shared()
+            for split, data in (("train", train), ("validation", validation)):
+                cache.caches[split], seconds, reused = compute_shared(prefix, data, cfg.eval_batch_size, pad_id,
+                                                                      device, registry)
+                if split == "train":
+                    cache.train_s = seconds
+                else:
+                    cache.eval_s = seconds
+                if reused:
+                    cache.reused.append(split)
             index = batches(train, 8, shuffle=False)[-1]
             batch = collate(train, index, pad_id, device)
             batch.pop("labels")

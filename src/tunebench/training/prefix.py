@@ -18,12 +18,25 @@ under memory pressure, so a large cache does not add its size to the process's r
 memmap would: its touched pages count as resident).  A batch is padded to its longest member,
 exactly as the token ids are, so results equal the uncached path up to floating-point summation
 order.
+
+**Shared across a study** (:class:`SharedCaches`): the runs of one process — every tuning trial
+and seed of ``head``, of ``partial:k=N``, any method that freezes the same prefix — train on the
+same frozen layers and the same tokenized splits, so the cache is computed once and reused.  The
+key is exact, not a guess: a digest of the prefix's weights and buffers (a method that rewrites a
+frozen weight at initialisation gets its own cache), the depth, the split's token ids, the device
+and the batch size the cache is computed with.  No library keeps activations across training runs,
+hence this registry.  A run that crashes leaves the caches already computed for the next run; a
+cache whose computation fails is never registered.  The driver clears the registry when a study
+ends (:func:`shared_caches`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import tempfile
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +50,10 @@ from tunebench.training.modeling import find_layer_stack
 
 #: Above this many bytes the cache lives in a temporary file (read through the page cache) instead of RAM.
 DEFAULT_SPILL_BYTES = 64 * 2**20
+
+
+#: the most caches the registry keeps (each split of each prefix depth is one); the oldest goes first
+SHARED_ENTRIES = 8
 
 
 class _Stop(Exception):
@@ -134,6 +151,7 @@ class PrefixCache:
     caches: dict[str, HiddenCache] = field(default_factory=dict)  # "train", "validation"
     train_s: float = 0.0  # seconds to compute the training split's cache: part of training's cost
     eval_s: float = 0.0  # and the validation split's: part of evaluation's
+    reused: list[str] = field(default_factory=list)  # the splits whose cache an earlier run of the study computed
     notes: list[str] = field(default_factory=list)
 
     def feed(self, split: str, index: np.ndarray, width: int) -> None:
@@ -272,3 +290,116 @@ class FrozenPrefix:
         finally:
             for name, module in originals:
                 _set_child(self.model, name, module)
+
+
+# --- one cache per study: the registry the engine asks before computing ----------------------
+
+
+@dataclass
+class Shared:
+    """A registered cache and what computing it cost (seconds) and produced (the bypass's shapes)."""
+
+    cache: HiddenCache
+    seconds: float
+    layer_output: Any
+    embedding_width: int
+    uses: int = 0  # runs that took it from the registry instead of computing it
+
+
+class SharedCaches:
+    """Frozen-prefix caches of this process, by exact key (:meth:`key`), at most :data:`SHARED_ENTRIES`.
+
+    ``computed`` counts the caches computed (a test counts them; the engine's record says which runs
+    reused one)."""
+
+    def __init__(self, entries: int = SHARED_ENTRIES) -> None:
+        self.entries = entries
+        self._items: OrderedDict[tuple, Shared] = OrderedDict()
+        self.computed = 0
+
+    @staticmethod
+    def key(prefix: FrozenPrefix, split: Any, batch_size: int, device: torch.device) -> tuple:
+        """Exact identity of a prefix's output on ``split``: its weights' and buffers' bytes, depth, inputs."""
+        digest = hashlib.blake2b(digest_size=16)
+        for module in prefix.modules():
+            for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+                t = tensor.detach()
+                digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+                digest.update(t.cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        inputs = hashlib.blake2b(digest_size=16)
+        for ids in split.input_ids:
+            inputs.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|")
+        for ids in split.token_type_ids or []:
+            inputs.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|")
+        return digest.hexdigest(), prefix.m, inputs.hexdigest(), len(split), batch_size, str(device)
+
+    def get(self, key: tuple) -> Shared | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            found.uses += 1
+        return found
+
+    def put(self, key: tuple, shared: Shared) -> None:
+        self.computed += 1
+        self._items[key] = shared
+        while len(self._items) > self.entries:
+            _, old = self._items.popitem(last=False)
+            _close(old.cache)
+
+    def clear(self) -> None:
+        for shared in self._items.values():
+            _close(shared.cache)
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _close(cache: HiddenCache) -> None:
+    if cache.file is not None:
+        with contextlib.suppress(OSError):
+            cache.file.close()
+
+
+#: this process's registry: the driver opens and clears it around a study (None: every run computes its own)
+_SHARED: SharedCaches | None = None
+
+
+def current_shared() -> SharedCaches | None:
+    """The registry of the study running in this process, if one is open."""
+    return _SHARED
+
+
+@contextlib.contextmanager
+def shared_caches() -> Iterator[SharedCaches]:
+    """Open this process's registry for a study (nested: the outer one stays) and clear it at the end."""
+    global _SHARED
+    if _SHARED is not None:
+        yield _SHARED
+        return
+    _SHARED = SharedCaches()
+    try:
+        yield _SHARED
+    finally:
+        _SHARED.clear()
+        _SHARED = None
+
+
+def compute_shared(prefix: FrozenPrefix, split: Any, batch_size: int, pad_id: int, device: torch.device,
+                   registry: SharedCaches | None) -> tuple[HiddenCache, float, bool]:
+    """``split``'s cache at the top of ``prefix``: from ``registry`` when it holds it, else computed (and
+    registered).  Returns the cache, the seconds computing it took (when it was computed, by the run
+    that did), and whether it was reused."""
+    key = SharedCaches.key(prefix, split, batch_size, device) if registry is not None else None
+    found = registry.get(key) if registry is not None else None
+    if found is not None:
+        prefix.layer_output, prefix.embedding_width = found.layer_output, found.embedding_width
+        return found.cache, found.seconds, True
+    started = time.perf_counter()
+    cache = prefix.compute(split, batch_size, pad_id, device)
+    seconds = time.perf_counter() - started
+    if registry is not None:
+        assert prefix.embedding_width is not None
+        registry.put(key, Shared(cache, seconds, prefix.layer_output, prefix.embedding_width))
+    return cache, seconds, False
