@@ -227,7 +227,8 @@ def test_tuning_trials_run_on_ray_and_choose_the_local_backends_rate(ray_cluster
         return StudySpec(name="tuned", data={"source": str(csv)}, model={"name": str(tiny_models["bert"]),
                                                                         "max_length": 32},
                          strategies=["full"], baselines=[], training={"epochs": 3, "batch_size": 8},
-                         tuning={"lr": [3e-3, 1e-5], "tune_head": False, "extend": 0}, output={"dir": str(out)})
+                         tuning={"lr": [3e-3, 1e-5, 3e-6], "tune_head": False, "extend": 0, "reduction_factor": 2},
+                         output={"dir": str(out)})
 
     class Counting(RayBackend):
         batches = []
@@ -244,7 +245,8 @@ def test_tuning_trials_run_on_ray_and_choose_the_local_backends_rate(ray_cluster
     with Store(tmp_path / "local" / STORE_NAME) as a, Store(tmp_path / "ray" / STORE_NAME) as b:
         here = {r["label"]: r for r in a.records("tuned:tuning")}
         there = {r["label"]: r for r in b.records("tuned:tuning")}
-    assert sorted(here) == sorted(there) and len(here) == 2 * 2 + 2  # 2 rates x 2 seeds at 2 epochs, the best at 3
+    # 3 rates x 2 seeds at 2 epochs, the best ceil(3 / 2) = 2 at 3
+    assert sorted(here) == sorted(there) and len(here) == 3 * 2 + 2 * 2
     assert all(_results(there[label]) == _results(here[label]) for label in here)
-    # rung 1: both rates on both seeds at once; rung 2: the best one's two seeds; then the final run
-    assert backend.batches == [("tuned:tuning", 4), ("tuned:tuning", 2), ("tuned", 1)]
+    # rung 1: every rate on both seeds at once; rung 2: the best two on both seeds; then the final run
+    assert backend.batches == [("tuned:tuning", 6), ("tuned:tuning", 4), ("tuned", 1)]

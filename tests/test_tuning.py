@@ -122,6 +122,11 @@ def test_a_slow_starter_is_not_cut_by_a_one_epoch_rung_by_default(synthetic, tin
                     extend=0, reduction_factor=3)
     final, = driver.run_study(spec)
     assert final["resolved"]["lr"] == 1e-2
+    # one candidate goes on to the last rung: it decides nothing and is not trained (it would repeat the final
+    # run: the same rates, epochs and seed), so the three 2-epoch trials are all the tuning trained
+    rows = trials(tmp_path / "out")
+    assert [r["tuning"]["epochs"] for r in rows] == [2, 2, 2] and rows[0]["tuning"]["rungs"] == [2, 3]
+    assert len(final["curves"]) == 3 and tuning.most_trials(spec) == 3
     cut = spec_for(tiny_bert, reviews200, tmp_path / "cut", lr=[1e-4, 1e-3, 1e-2], tune_head=False, seeds=1,
                    extend=0, min_epochs=1)  # what a first rung at epoch 1 does on this task
     early, = driver.run_study(cut)
@@ -145,7 +150,8 @@ def test_rungs_and_grids_from_the_spec():
     assert tuning.rungs(spec.model_copy(update={"tuning": spec.tuning.model_copy(update={"halving": False})})) == [10]
     ranged = StudySpec(strategies=["lora"], tuning={"lr": {"low": 1e-5, "high": 1e-3, "log": True}, "trials": 3})
     assert tuning.body_rates(ranged, ranged.strategies[0]) == pytest.approx([1e-5, 1e-4, 1e-3])
-    assert tuning.most_trials(spec) == 2 * (6 + 2 + 2 + 1)  # 2 seeds x (the grid, its edge, then 2, then 1)
+    # 2 seeds x (the grid, its edge, then 2); the last rung's one candidate is not trained (its final runs are)
+    assert tuning.most_trials(spec) == 2 * (6 + 2 + 2)
     assert tuning.widen([1e-4, 1e-3], 5) == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
 
 

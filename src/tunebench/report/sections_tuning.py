@@ -57,6 +57,10 @@ class Search:
         return self.rungs[-1]
 
 
+#: the outcome of a candidate chosen before the last rung, left alone there (tunebench.study.tuning)
+LEFT_ALONE = "chosen: the last rung's only candidate, trained there by the final runs"
+
+
 def _seconds(record: dict[str, Any]) -> float:
     return float((record.get("resources") or {}).get("train_time_s") or 0.0)
 
@@ -117,6 +121,16 @@ def lr_section(ctx: Context) -> Section | None:
                        and r["tuning"].get("metric")), DEFAULT_SELECTION))
     points = {name: [(c.lr, c.mean(e), e != s.last, e) for c in s.tried.values() for e in c.scores]
               for name, s in found.items()}
+    metric_key = next((r["tuning"].get("metric") for r in ctx.inputs.tuning if isinstance(r.get("tuning"), dict)
+                       and r["tuning"].get("metric")), DEFAULT_SELECTION)
+    for name, s in found.items():  # a last rung of one was not trained: its final runs are that training
+        pick = _chosen(s, _final_seconds(ctx.records, name)[1])
+        if pick is not None and pick.mean(s.last) is None:
+            finals = [float(r["val"][metric_key]) for r in (ctx.inputs.runs or ctx.records)
+                      if _base(str(r.get("strategy") or "")) == _base(name) and (r.get("val") or {}).get(metric_key)
+                      is not None]
+            if finals:
+                points[name].append((pick.lr, sum(finals) / len(finals), False, s.last))
     fig = figures.lr_sensitivity(points, ctx.figure("lr_sensitivity.png"), metric=on)
     budget, rows, choices = [], [], []
     for name, s in found.items():
@@ -130,7 +144,7 @@ def lr_section(ctx: Context) -> Section | None:
         for c in s.tried.values():
             for e in sorted(c.scores):
                 state = ("chosen" if c is pick else "trained to the end") if e == s.last else (
-                    "went on" if c.reached > e else "cut")
+                    "went on" if c.reached > e else LEFT_ALONE if c is pick else "cut")
                 rows.append([name, cell(c.lr, "g"), cell(c.head_lr, "g"), e, len(c.scores[e]),
                              cell(c.mean(e), ".3f"), state + (" (edge of the grid)" if c.extra else "")])
         if pick is not None:
@@ -138,16 +152,20 @@ def lr_section(ctx: Context) -> Section | None:
             why = ("" if best is None or pick is best else
                    f" — within the verdict's margin ({ctx.inputs.margin:g}) of the best ({best.mean(s.last):.3f} at "
                    f"lr {best.lr:g}) and nearer the method's default rates")
-            score = "—" if pick.mean(s.last) is None else f"{pick.mean(s.last):.3f}"
+            at = s.last if pick.mean(s.last) is not None else pick.reached
+            score = "—" if pick.mean(at) is None else f"{pick.mean(at):.3f}"
+            alone = "" if at == s.last else (f"; the only candidate left for the last rung ({s.last} epochs), which "
+                                              "was not trained: its final runs are that training")
             choices.append(f"{name}: lr {pick.lr:g}{head}, validation {on} {score} at "
-                           f"{s.last} epochs (mean of {s.seeds} seed{'s' if s.seeds > 1 else ''}){why}.")
+                           f"{at} epochs (mean of {s.seeds} seed{'s' if s.seeds > 1 else ''}){why}{alone}.")
     return Section("lr-sensitivity", "Learning-rate sensitivity", [
         Para(f"Each strategy's tuning search, scored on validation {on} only (the test split is never seen in "
              "tuning): every candidate trains the first rung's epochs, the best go on to the next rung, and the "
              "final runs use the rates chosen at the last rung. " + budget_sentence(found)),
         Para("Chosen: " + " ".join(choices)) if choices else Para("No strategy's search finished a trial."),
         Figure(fig, f"Mean validation {on} over the tuning seeds at each learning rate (log scale), one colour "
-                    "per strategy: filled markers on solid lines are fully trained trials (the last rung); hollow "
+                    "per strategy: filled markers on solid lines are fully trained trials (the last rung; where one "
+                    "candidate was left for it, the mean of its final runs over the study's seeds); hollow "
                     "markers on dashed lines are scores after an earlier rung's epochs, the cut candidates among "
                     "them (at each rate, the best head rate)."),
         text_table(["strategy", "candidates", "of them beyond the grid", "seeds", "trials", "epochs trained",

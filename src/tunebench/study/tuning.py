@@ -25,7 +25,10 @@ is told not to evaluate the test split, ``RunConfig.evaluate_test``; no checkpoi
   candidates (default 2) for every strategy alike; the report says so.
 - **The choice**: at the last rung, the best mean validation score; among the candidates within the
   verdict's margin of it (``verdict.margin``), the one nearest the method's default rates, said in a
-  sentence (a gap of a few thousandths on one validation split is noise, not a reason).
+  sentence (a gap of a few thousandths on one validation split is noise, not a reason).  When one
+  candidate is left for the last rung (3 candidates, ``reduction_factor`` 3), that rung decides
+  nothing and is not trained: it would repeat the final runs (the same rates, epochs and seeds), which
+  are its full-length training.
 
 Every trial runs through :func:`~tunebench.study.execute.execute` and the study's backend (a rung's
 trials at once: on Ray they run concurrently; diverged and failed trials are recorded and the
@@ -89,6 +92,7 @@ class Tuned:
     best: Candidate | None = None
     best_value: float | None = None
     reason: str = ""
+    decided_at: int | None = None  # the rung (epochs) whose scores chose, when that was not the last (one was left)
 
 
 def _round(rate: float) -> float:
@@ -178,8 +182,11 @@ def most_trials(spec: StudySpec) -> int:
     """The most trials one strategy's search can train (every seed of every candidate at every rung, the
     edge's extra candidates included): what the progress counts up to."""
     assert spec.tuning is not None
-    size, eta = grid_size(spec), spec.tuning.reduction_factor
-    per_seed = size + spec.tuning.extend + sum(math.ceil(size / eta ** d) for d in range(1, len(rungs(spec))))
+    size, eta, depths = grid_size(spec), spec.tuning.reduction_factor, len(rungs(spec))
+    later = [math.ceil(size / eta ** d) for d in range(1, depths)]
+    if later and later[-1] == 1:
+        later.pop()  # a last rung of one candidate is not trained (its final runs are its training)
+    per_seed = size + spec.tuning.extend + sum(later)
     return per_seed * spec.tuning.seeds
 
 
@@ -255,8 +262,9 @@ def tune(spec: StudySpec, ex: Execution) -> tuple[StudySpec, list[Tuned]]:
         else:
             lr, head_lr = tuned.best.rates
             head = "" if head_lr is None else f", head lr {head_lr:g}"
+            at = "" if tuned.decided_at is None else f" at {tuned.decided_at} epochs"
             ex.reporter.message(f"tuning {strategy.label}: lr {lr:g}{head} (validation {metric} "
-                                f"{tuned.best_value:.4f}, mean of {len(seeds(spec))} seeds): {tuned.reason}")
+                                f"{tuned.best_value:.4f}{at}, mean of {len(seeds(spec))} seeds): {tuned.reason}")
     chosen = {t.strategy.label: t.best for t in outcomes}
     out = [s if chosen.get(s.label) is None else at_rates(s, chosen[s.label]) for s in spec.strategies]
     return spec.model_copy(update={"strategies": out}), outcomes
@@ -298,6 +306,14 @@ def _tune_one(spec: StudySpec, trials_spec: StudySpec, ex: Execution, strategy: 
             alive = ranked({c: tuned.scores[plan_rungs[depth - 1]].get(c) for c in alive}, near)[:keep]
             if not alive:
                 break
+            if len(alive) == 1 and depth == len(plan_rungs) - 1:
+                # a last rung of one candidate decides nothing: training it would repeat the final runs (the same
+                # rates, epochs and seeds), so they are its full-length training
+                earlier = plan_rungs[depth - 1]
+                tuned.best, tuned.best_value, tuned.decided_at = alive[0], tuned.scores[earlier][alive[0]], earlier
+                tuned.reason = (f"the best at {earlier} epochs and the only candidate left for the last rung, which "
+                                f"is not trained: the final runs train it at {epochs} epochs")
+                return tuned
         run_rung(alive, epochs)
         if depth == 0:
             alive += _extend(spec, strategy, tuned, epochs, run_rung, near)
