@@ -8,6 +8,7 @@ import re
 import numpy as np
 
 from tunebench.report import analysis, build_report, significance
+from tunebench.report import verdict as verdict_module
 from tunebench.report.inputs import load_inputs
 from tunebench.report.verdict import recommendation
 from tunebench.results import stats
@@ -186,6 +187,13 @@ def test_the_answer_is_the_cheapest_shown_equivalent_and_inconclusive_ones_say_w
     assert next(p for p in picks if p.startswith("Recommended: ")).startswith(
         "Recommended: full — provisionally: the best on validation macro-F1; no comparison with it is a claim about "
         "the methods; one seed per configuration measures no seed noise — run 3 or more seeds")
+    # the reference kept, no substitute: the ones shown worse than it are named with their test
+    picks, _ = recommendation(frame, records, fam("full", {"lora:r=8": "inconclusive", "head": "worse"}))
+    rec = next(p for p in picks if p.startswith("Recommended: "))
+    assert rec.startswith("Recommended: full — the best on validation macro-F1; no other configuration is shown "
+                          "equivalent; worse than full: head (Δ ")
+    assert rec.index("worse than full: head") < rec.index("not shown equivalent or different: lora:r=8")
+    assert verdict_module._eq(0.0004) == "< 0.001" and verdict_module._eq(0.21) == "= 0.210"  # never "p = < 0.001"
 
 
 def test_baselines_are_the_floor_never_marked_best_and_the_answer_only_when_nothing_clears_them():

@@ -85,10 +85,16 @@ def delta_text(c: significance.Comparison) -> str:
     t = c.test
     text = f"Δ {t.delta:+.3f} {significance.fmt_interval(t.low, t.high, signed=True)}"
     if c.p_adjusted is None:
-        return text + f", test-set p = {significance.fmt_p(t.p_value)} (this seed only)"
+        return text + f", test-set p {_eq(t.p_value)} (this seed only)"
     if c.outcome == "equivalent":
-        return text + f", TOST Holm p = {significance.fmt_p(c.p_equivalence_adjusted)}"
-    return text + f", Holm p = {significance.fmt_p(c.p_adjusted)}"
+        return text + f", TOST Holm p {_eq(c.p_equivalence_adjusted)}"
+    return text + f", Holm p {_eq(c.p_adjusted)}"
+
+
+def _eq(p: float | None) -> str:
+    """"= 0.210" or "< 0.001" (never "= < 0.001")."""
+    shown = significance.fmt_p(p)
+    return shown if shown.startswith("<") else f"= {shown}"
 
 
 def recommendation(frame: pd.DataFrame, records: list[dict], fam: significance.Family | None = None,
@@ -191,6 +197,9 @@ def equivalent_pick(ranked: pd.DataFrame, fam: significance.Family, col: str, na
               and c.group != cheap["strategy"]]
     unsettled = ("; not shown equivalent or different: " + "; ".join(
         f"{c.group} ({delta_text(c)}; {c.settle} would settle it)" for c in others)) if others else ""
+    worse = [c for c in fam.comparisons if c.group in set(ranked["strategy"]) and c.outcome == "worse"]
+    unsettled = (f"; worse than {ref}: " + "; ".join(f"{c.group} ({delta_text(c)})" for c in worse)
+                 if worse else "") + unsettled
     if cheap["strategy"] == ref:
         if len(rows) > 1:
             names = ", ".join(g for g in equivalent if g != ref)
