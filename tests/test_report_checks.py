@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
 from tunebench.report import analysis, build_report, significance
 from tunebench.report import verdict as verdict_module
@@ -386,3 +387,28 @@ def test_the_verdict_settings_are_spec_fields_for_run_and_the_api(capsys, tmp_pa
     code, _, err = cli(capsys, "run", "--metric", "auc", "-o", str(tmp_path / "o"))
     assert code == 2 and "metric" in one_error(err) and "'auc'" in err
     assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+def test_a_last_rung_of_one_is_reported_as_chosen_and_trained_by_the_final_runs(tmp_path, monkeypatch):
+    from tunebench.report import figures
+
+    drawn = {}
+    real = figures.lr_sensitivity
+    monkeypatch.setattr(figures, "lr_sensitivity", lambda points, *a, **k: drawn.update(points) or real(points, *a, **k))
+    tuning = [rung_trial("full", lr, 3e-3, cand, 2, 0, v, 200 + cand, rungs=(2, 5))
+              for cand, lr, v in ((0, 1e-4, 0.60), (1, 1e-3, 0.70), (2, 1e-2, 0.66))]
+    records = study(converged_full=True)
+    for r in records:
+        if r["strategy"] == "full":
+            r["resolved"].update(lr=1e-3, head_lr=3e-3)
+    out = store_of(tmp_path, records, tuning)
+    section = _section(build_report(out)["html"].read_text(), "lr-sensitivity")
+    final = next(r for r in records if r["strategy"] == "full")["val"]["macro_f1"]
+    assert ("full: lr 0.001, head lr 0.003, validation macro-F1 0.700 at 2 epochs (mean of 1 seed); the only "
+            "candidate left for the last rung (5 epochs), which was not trained: its final runs are that training."
+            ) in section
+    rows = re.search(r'<table data-table="tuning-trials">(.*?)</table>', section, re.S).group(1)
+    assert rows.count(">cut<") == 2
+    assert ">chosen: the last rung&#x27;s only candidate, trained there by the final runs<" in rows
+    # the figure draws the final runs' validation score at the last rung as the fully trained point
+    assert (1e-3, pytest.approx(final), False, 5) in drawn["full"]

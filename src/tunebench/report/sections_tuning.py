@@ -124,7 +124,7 @@ def lr_section(ctx: Context) -> Section | None:
     metric_key = next((r["tuning"].get("metric") for r in ctx.inputs.tuning if isinstance(r.get("tuning"), dict)
                        and r["tuning"].get("metric")), DEFAULT_SELECTION)
     for name, s in found.items():  # a last rung of one was not trained: its final runs are that training
-        pick = _chosen(s, _final_seconds(ctx.records, name)[1])
+        pick = _chosen(s, _final_seconds(ctx.inputs.runs or ctx.records, name)[1])
         if pick is not None and pick.mean(s.last) is None:
             finals = [float(r["val"][metric_key]) for r in (ctx.inputs.runs or ctx.records)
                       if _base(str(r.get("strategy") or "")) == _base(name) and (r.get("val") or {}).get(metric_key)
@@ -134,7 +134,7 @@ def lr_section(ctx: Context) -> Section | None:
     fig = figures.lr_sensitivity(points, ctx.figure("lr_sensitivity.png"), metric=on)
     budget, rows, choices = [], [], []
     for name, s in found.items():
-        final_s, final = _final_seconds(ctx.records, name)
+        final_s, final = _final_seconds(ctx.inputs.runs or ctx.records, name)
         pick = _chosen(s, final)
         fully = [c for c in s.tried.values() if c.mean(s.last) is not None]
         best = max(fully, key=lambda c: c.mean(s.last) or 0.0, default=None)
