@@ -30,7 +30,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 STRATEGIES = ["full", "lora:r=8", "partial:k=2", "head"]
-TARGETS = {"full": 3.0, "lora:r=8": 3.0, "partial:k=2": 4.0, "head": 8.0}
+#: speed targets against the peer (issue 30): ≥ 2× for full and LoRA, ≥ 4× for partial:k=2, ≥ 8× for head
+TARGETS = {"full": 2.0, "lora:r=8": 2.0, "partial:k=2": 4.0, "head": 8.0}
 #: tunebench variants with one technique switched off, to show each technique's effect
 ABLATIONS = [("partial:k=2", "no-prefix-cache"), ("head", "no-prefix-cache"), ("full", "no-bucketing"),
              ("full", "eager-attention"), ("full", "foreach-adamw"), ("full", "no-memory-savings"),
