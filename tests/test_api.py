@@ -29,7 +29,7 @@ def csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def studied(tiny_bert, csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("api") / "out"
-    study = tb.Study(dataset=str(csv), model=str(tiny_bert), strategies=["head", "partial:k=1"], epochs=1,
+    study = tb.Study(dataset=str(csv), model=str(tiny_bert), strategies=["head", "partial:k=1"], epochs=1, quick=True,
                      batch_size=8, max_length=32, lr=0.003, output=out)
     return study, study.run(progress=False), out
 
@@ -37,7 +37,7 @@ def studied(tiny_bert, csv, tmp_path_factory):
 def test_study_run_gives_the_cli_rows(studied, tiny_bert, csv, tmp_path, capsys):
     study, result, out = studied
     assert study.spec.name == "reviews-bert" and study.spec.data.train_limit is None  # as `tunebench run --dataset`
-    code, _, err = cli(capsys, "run", "--model", str(tiny_bert), "--dataset", str(csv), "--epochs", "1",
+    code, _, err = cli(capsys, "run", "--quick", "--model", str(tiny_bert), "--dataset", str(csv), "--epochs", "1",
                        "--batch-size", "8", "--max-length", "32", "--lr", "0.003", "-o", str(tmp_path / "cli"),
                        "-s", "head", "partial:k=1")  # space-separated, as people type it
     assert code == 0, err
@@ -133,7 +133,8 @@ def test_settings_find_their_section():
     assert spec.output.save_checkpoints is False and [s.label for s in spec.strategies] == ["head", "lora:r=4"]
     assert spec.name == "x-minilm-l6"
     default = build_spec(None, {})
-    assert default.name == "default-snli-minilm" and default.data.train_limit == 2000
+    assert default.name == "default-rotten-tomatoes-minilm" and default.data.train_limit == 400
+    assert build_spec(None, {}, quick=True).name == "default-snli-minilm"
     assert tb.Study(default, epochs=1).spec.training.epochs == 1  # a spec, with keywords over it
 
 

@@ -16,7 +16,7 @@ _run, _one_error = cli, one_error
 
 
 def _flags(model, csv, out, *extra):
-    return ["run", "--model", str(model), "--dataset", str(csv), "--epochs", "1", "--batch-size", "8",
+    return ["run", "--quick", "--model", str(model), "--dataset", str(csv), "--epochs", "1", "--batch-size", "8",
             "--max-length", "32", "--output", str(out), *extra]
 
 
@@ -27,6 +27,11 @@ def test_run_from_flags_then_evaluate_and_predict(capsys, tiny_bert, reviews_csv
                                                 "--attention", "eager"))
     assert code == 0, stderr
     assert "partial:k=1" in stdout and "test F1" in stdout
+    # the study's answer is the last thing it prints: the report's recommendation (one seed: provisional)
+    from tunebench.api import load
+
+    sentence = load(out).recommendation.sentence
+    assert sentence.startswith("Recommended: ") and sentence in " ".join(stdout.split("results:")[0].split())
     frame = pd.read_csv(out / "results.csv")
     assert frame["strategy"].tolist() == ["head", "partial:k=1"]
     assert "study 'reviews-bert'" in stderr  # named after the data and model, not the default study

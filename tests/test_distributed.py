@@ -45,7 +45,7 @@ def _spec(model, csv, out, strategies, epochs) -> StudySpec:
 
 
 def _flags(model, csv, out, *extra):
-    return ["run", "--model", str(model), "--dataset", str(csv), "--strategies", STRATEGIES, "--epochs", "2",
+    return ["run", "--quick", "--model", str(model), "--dataset", str(csv), "--strategies", STRATEGIES, "--epochs", "2",
             "--batch-size", "8", "--lr", "3e-3", "--max-length", "32", "--name", "ddp", "-o", str(out), *extra]
 
 

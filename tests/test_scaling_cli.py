@@ -10,7 +10,8 @@ from .conftest import cli, one_error
 
 
 def _flags(model, csv, out, *extra):
-    return ["run", "--model", str(model), "--dataset", str(csv), "-s", "head", "--epochs", "1", "-o", str(out), *extra]
+    return ["run", "--quick", "--model", str(model), "--dataset", str(csv), "-s", "head", "--epochs", "1",
+            "-o", str(out), *extra]
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,7 +11,9 @@ from hypothesis import strategies as st
 from tunebench.errors import SpecError
 from tunebench.spec.parts import stable_hash
 from tunebench.spec.strategy import DEFAULT_LR, parse_strategy
-from tunebench.spec.study import StudySpec, default_study, load_spec, spec_from_dict
+from tunebench.spec.study import StudySpec, default_study, load_spec, quick_study, spec_from_dict
+
+from .conftest import cli, one_error
 
 
 def test_parse_lora_with_every_option():
@@ -59,11 +63,42 @@ def test_per_strategy_learning_rates_and_overrides():
     assert [run_config(one_lr, s, "fp32").lr for s in one_lr.strategies] == [2e-5, 2e-5]
 
 
-def test_default_study_is_the_documented_one():
+def _readme_block(marker: str) -> str:
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split(f"<!-- {marker} -->", 1)[1].split(f"<!-- /{marker} -->", 1)[0]
+    return block.split("```yaml", 1)[1].split("```", 1)[0]
+
+
+def test_the_default_and_quick_studies_are_the_ones_the_readme_shows(tmp_path):
+    """The README's study files are the built-in studies, field for field (a spec change must change them)."""
+    for marker, built_in in (("default-study-spec", default_study()), ("quick-study-spec", quick_study())):
+        path = tmp_path / f"{marker}.yaml"
+        path.write_text(_readme_block(marker), encoding="utf-8")
+        assert load_spec(path).model_dump() == built_in.model_dump(), marker
     spec = default_study()
-    assert [s.label for s in spec.strategies] == ["full", "partial:k=2", "lora:r=8", "head"]
-    assert spec.data.source == "snli" and spec.model.name == "minilm-l6"
-    assert spec.training.precision == "auto" and spec.model.max_length == 128
+    assert [s.label for s in spec.strategies] == ["full", "lora:r=8", "head"]
+    assert spec.data.source == "rotten-tomatoes" and spec.model.name == "minilm-l6"
+    assert spec.tuning is not None and spec.tuning.enabled and spec.sweep.seeds == [0, 1, 2]
+    assert spec.training.early_stopping is not None and spec.training.early_stopping.patience == 2
+    quick = quick_study()
+    assert [s.label for s in quick.strategies] == ["full", "partial:k=2", "lora:r=8", "head"]
+    assert quick.data.source == "snli" and quick.tuning is None and not quick.sweep.seeds
+    assert quick.training.precision == "auto" and quick.model.max_length == 128
+
+
+def test_quick_and_seed_on_the_default_study(capsys, tmp_path):
+    from tunebench.api.spec import build_spec
+
+    assert build_spec(None, {"seed": 1}).sweep.seeds == [1, 2, 3]  # the protocol's three seeds start at --seed
+    assert build_spec(None, {"seed": 1, "seeds": [4]}).sweep.seeds == [4]
+    quick = build_spec(None, {"dataset": "reviews.csv"}, quick=True)
+    assert quick.tuning is None and quick.data.train_limit is None and quick.name == "reviews-minilm-l6"
+    study = tmp_path / "s.yaml"
+    study.write_text("strategies: [head]\n")
+    code, _, err = cli(capsys, "run", "--quick", str(study))
+    assert code == 2
+    assert one_error(err) == (f"error: --quick runs the built-in quick study; it does not combine with a study file "
+                              f"('{study}'): leave one of them out")
 
 
 def test_yaml_round_trip(tmp_path):

@@ -27,7 +27,7 @@ def tracked(tiny_bert, tmp_path_factory, monkeypatch_module):
     out = root / "out"
     from tunebench.cli.app import main
 
-    code = main(["run", "--model", str(tiny_bert), "--dataset", str(root / "reviews.csv"), "--epochs", "2",
+    code = main(["run", "--quick", "--model", str(tiny_bert), "--dataset", str(root / "reviews.csv"), "--epochs", "2",
                  "--batch-size", "16", "--max-length", "32", "--lr", "0.003", "-o", str(out), "--name", "trk",
                  "-s", "head", "partial:k=1", "--track", "tensorboard", "mlflow", "wandb", "--price", "CPU=3.6"])
     assert code == 0

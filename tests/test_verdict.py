@@ -198,7 +198,7 @@ def test_tuning_and_a_sweep_together_are_one_sentence(tiny_bert, reviews400, tmp
 
 
 def test_cli_tune_runs_and_bad_tuning_lists_are_one_sentence(tiny_bert, reviews400, tmp_path, capsys):
-    code, out, err = cli(capsys, "run", "--model", str(tiny_bert), "--dataset", str(reviews400), "-s", "head",
+    code, out, err = cli(capsys, "run", "--quick", "--model", str(tiny_bert), "--dataset", str(reviews400), "-s", "head",
                          "--epochs", "1", "--tune", "--patience", "1", "-o", str(tmp_path / "out"))
     assert code == 0, err
     assert (out + err).count("head lr=") >= 12  # six candidates x two seeds, one line each at least

@@ -25,7 +25,7 @@ def write_reviews(folder: Path, n: int = 60) -> Path:
 
 def flags(model, csv, out, *extra) -> list[str]:
     """``tunebench run`` on the tiny model and data: 2 epochs of 5 batches, no checkpoints (fast)."""
-    return ["run", "--model", str(model), "--dataset", str(csv), "--epochs", "2", "--batch-size", "8",
+    return ["run", "--quick", "--model", str(model), "--dataset", str(csv), "--epochs", "2", "--batch-size", "8",
             "--max-length", "32", "--lr", "0.003", "--no-checkpoints", "--output", str(out), *extra]
 
 

@@ -7,7 +7,7 @@ of data, model, training, execution, output, sweep, then the others); a whole se
 (``training={"epochs": 3}``); or one of the shorthands in :data:`ALIASES` (``metric`` sets
 ``training.selection_metric`` too: :data:`ALSO_SETS`).  Anything else is
 passed to the spec as it is, so its validation names it in one sentence.  The base is the default
-study, as for ``tunebench run``: a ``dataset`` without limits drops the default SNLI slice's limits,
+study, as for ``tunebench run``: a ``dataset`` without limits drops the default slice's limits,
 and the study is named after its data and model unless ``name`` is given.  ``tunebench run`` builds
 its spec here too (:func:`tunebench.cli.run.spec_from_options`): one spec path.
 """
@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from tunebench.errors import SpecError
 from tunebench.spec.parts import TrainingSpec
-from tunebench.spec.study import StudySpec, check_expansion, default_study, load_spec, spec_from_dict
+from tunebench.spec.study import StudySpec, check_expansion, default_study, load_spec, quick_study, spec_from_dict
 
 #: keyword → (section, field); section None: a top-level field
 ALIASES: dict[str, tuple[str | None, str]] = {
@@ -39,7 +39,7 @@ ALIASES: dict[str, tuple[str | None, str]] = {
 ALSO_SETS: dict[str, str] = {"metric": "selection_metric"}
 #: sections searched for a field name, in this order (then any other section of the spec)
 SECTION_ORDER = ("data", "model", "training", "execution", "output", "sweep")
-#: the default study's slice of SNLI: dropped when another dataset is given without limits
+#: the default (and quick) study's slice of its data: dropped when another dataset is given without limits
 LIMITS = ("train_limit", "val_limit", "test_limit")
 
 
@@ -73,8 +73,10 @@ def has_track_field() -> bool:
 
 
 def build_spec(base: StudySpec | dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
-               source: str = "Study()") -> StudySpec:
-    """``base`` (a spec, a spec mapping, or the default study) with ``settings`` (keywords) applied."""
+               source: str = "Study()", quick: bool = False) -> StudySpec:
+    """``base`` (a spec, a spec mapping, or the default study) with ``settings`` (keywords) applied.
+
+    ``quick``: the quick study (``tunebench run --quick``) instead of the default one, when ``base`` is None."""
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
     settings.update({also: settings[key] for key, also in ALSO_SETS.items() if key in settings and also not in settings})
     if isinstance(base, StudySpec):
@@ -82,7 +84,7 @@ def build_spec(base: StudySpec | dict[str, Any] | None = None, settings: dict[st
     elif isinstance(base, dict):
         data, default = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}, False
     elif base is None:
-        data, default = default_study().to_dict(), True
+        data, default = (quick_study() if quick else default_study()).to_dict(), True
     else:
         raise SpecError(f"a study spec must be a StudySpec or a mapping (got a {type(base).__name__})")
     given = {place(k) for k in settings}
@@ -99,8 +101,12 @@ def build_spec(base: StudySpec | dict[str, Any] | None = None, settings: dict[st
             if isinstance(value, dict) and isinstance(known, dict):
                 value = {**known, **value}  # early_stopping={"patience": 2}: merged into the file's
             data[section][name] = str(value) if isinstance(value, Path) else value
+    if default and ("training", "seed") in given and ("sweep", "seeds") not in given and data["sweep"].get("seeds"):
+        # the default study's seeds start at --seed: seed 1 runs seeds 1, 2, 3 (as many as the protocol has)
+        first = int(data["training"]["seed"])
+        data["sweep"]["seeds"] = [first + i for i in range(len(data["sweep"]["seeds"]))]
     if default and ("data", "source") in given:
-        for key in LIMITS:  # a user dataset replaces the default SNLI slice
+        for key in LIMITS:  # a user dataset replaces the default slice
             if ("data", key) not in given:
                 data["data"][key] = None
         if (None, "name") not in given:

@@ -34,12 +34,15 @@ class Study:
     ----------
     spec
         A :class:`~tunebench.spec.study.StudySpec`, or a mapping in the study file's shape; default: the
-        built-in study (MiniLM-L6 on an SNLI slice), as for ``tunebench run``.
+        built-in study (the verdict protocol on a Rotten Tomatoes slice), as for ``tunebench run``.
     track
         Trackers to log to while the study trains: ``"tensorboard"``, ``"mlflow"``, ``"wandb"`` (or a
         list); added to the spec's ``training.track``.
     prices
         Device prices in USD per hour for the report's cost section, e.g. ``{"T4": 0.35}``.
+    quick
+        Start from the quick study (``tunebench run --quick``: one seed, default rates, no tuning) instead
+        of the default protocol; ignored when ``spec`` is given.
     **settings
         Any spec field by name (``epochs=3``, ``train_limit=1000``, ``lr=1e-4``, ``backend="ray"``), a
         whole section (``training={...}``), or a shorthand: ``dataset``, ``model``, ``output``,
@@ -50,14 +53,14 @@ class Study:
     """
 
     def __init__(self, spec: StudySpec | dict[str, Any] | None = None, *, track: str | list[str] | None = None,
-                 prices: dict[str, float] | None = None, **settings: Any) -> None:
+                 prices: dict[str, float] | None = None, quick: bool = False, **settings: Any) -> None:
         from tunebench.report.tracking import check_backends
 
         in_section = None  # training={"track": [...]} while the spec has no training.track of its own
         if isinstance(settings.get("training"), dict) and "track" in settings["training"] and not has_track_field():
             settings["training"] = dict(settings["training"])
             in_section = settings["training"].pop("track")
-        self.spec = build_spec(spec, settings)
+        self.spec = build_spec(spec, settings, quick=quick)
         self._track = check_backends([*_spec_track(self.spec), *check_backends(in_section), *check_backends(track)])
         self.prices = _check_prices(prices)
 
@@ -126,8 +129,13 @@ def describe(spec: StudySpec) -> str:
     swept = f", sweep: {spec.sweep.method}" if spec.sweep.method else ""
     seeds = f", seeds {' '.join(map(str, spec.sweep.seed_list))}" if spec.sweep.seed_list else ""
     runs = count_runs(spec)
+    tuned = ""
+    if spec.tuning is not None and spec.tuning.enabled:
+        from tunebench.study.tuning import most_trials, tunable
+
+        tuned = f", each tuned first (up to {most_trials(spec)} trials per strategy)" if tunable(spec) else ""
     return (f"tunebench study '{shorten(spec.name, 80)}': {len(spec.strategies)} strategies "
-            f"({', '.join(s.label for s in spec.strategies)}){swept}{seeds}, "
+            f"({', '.join(s.label for s in spec.strategies)}){tuned}{swept}{seeds}, "
             f"{'up to ' if spec.sweep.method in ('random', 'optuna') else ''}{runs:,} run{'s' * (runs != 1)} → "
             f"{shorten(str(spec.output.dir), 200)}"
             + (f", on Ray ({spec.execution.address or 'a local instance'})" if spec.execution.backend == "ray" else ""))

@@ -28,6 +28,9 @@ PICKLE_OPTION = typer.Option("--allow-pickle",
 
 def run(
     study_file: Annotated[Path | None, typer.Argument(help="study spec (YAML); default: the built-in study")] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="the quick study instead of the default: SNLI, four strategies at default rates, 3 epochs, "
+                        "one seed, no tuning; a look at cost, never a verdict")] = False,
     model: Annotated[str | None, typer.Option(help="local model folder, hub id, or minilm-l6")] = None,
     dataset: Annotated[str | None, typer.Option(help="built-in name (snli), local CSV/TSV/JSONL/Parquet, or hub id")] = None,
     dataset_config: Annotated[str | None, typer.Option("--dataset-config", help="hub dataset configuration")] = None,
@@ -102,7 +105,7 @@ SWITCHES = {
     "allow_pickle": ("allow_pickle", True),
 }
 #: ``run``'s options that are not part of the spec (how to run it, what to do with it)
-NOT_SPEC = ("study_file", "force", "track", "price", "tune", "patience", *SWITCHES)
+NOT_SPEC = ("study_file", "quick", "force", "track", "price", "tune", "patience", *SWITCHES)
 
 
 def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) -> Any:
@@ -110,9 +113,13 @@ def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) ->
     the study file (or the default study) with the options as keywords, through the API's
     :func:`~tunebench.api.spec.build_spec`, so that ``tunebench run`` and ``tb.Study`` build one spec alike."""
     from tunebench.api.spec import build_spec, load_study_file
+    from tunebench.errors import SpecError
 
     study_file = o["study_file"]
     base = load_study_file(study_file)[0] if study_file else None  # training.track: see _run
+    if o.get("quick") and base is not None:
+        raise SpecError(f"--quick runs the built-in quick study; it does not combine with a study file "
+                            f"('{study_file}'): leave one of them out")
     settings = {k: v for k, v in o.items() if k not in NOT_SPEC and v is not None}  # each a spec keyword
     for option, (key, value) in SWITCHES.items():  # a switch given on the command line wins
         if o.get(option):
@@ -123,7 +130,12 @@ def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) ->
         settings["early_stopping"] = {"patience": o["patience"]}
     if sweep:
         settings["sweep"] = sweep
-    return build_spec(base, settings, source="options")
+        if base is None and (sweep.get("grid") or sweep.get("random")):
+            # a sweep on the default study is the user's own design: the protocol's tuning and seeds are not added
+            if not o.get("tune"):
+                settings["tuning"] = {"enabled": False}
+            settings["sweep"] = {"seeds": None, **sweep}
+    return build_spec(base, settings, source="options", quick=bool(o.get("quick")))
 
 
 def _run(spec, force: bool, options: dict[str, Any] | None = None) -> None:
@@ -148,9 +160,23 @@ def _run(spec, force: bool, options: dict[str, Any] | None = None) -> None:
         return  # the processes of a DDP launch: rank 0 printed the table
     table_console = out if out.is_terminal else SafeConsole(width=160)
     table_console.print(comparison_table(result.table, title=f"tunebench: {spec.name}"))
+    sentence = _recommendation(result)
+    if sentence:
+        out.print(escape(sentence), soft_wrap=not out.is_terminal)
     out.print(f"results: {spec.output.dir}/report.html, report.md, results.csv, results.json, tunebench.sqlite")
     from tunebench.faults import unfinished_error
 
     problem = unfinished_error(result.records)
     if problem is not None:  # diverged or failed runs: outputs are written, the exit code says so
         raise problem
+
+
+def _recommendation(result: Any) -> str:
+    """The report's "Recommended: …" (or "No verdict: …") sentence: the study's answer, printed last; empty
+    when no run finished (the table and the exit code say what happened)."""
+    from tunebench.errors import SpecError
+
+    try:
+        return result.recommendation.sentence
+    except SpecError:  # no finished run: nothing to recommend
+        return ""

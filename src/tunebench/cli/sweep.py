@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
         if seeds is not None:
             section["seeds"] = seeds
         spec = cli.spec_from_options(options, section)
-        if spec.sweep.method is None and not spec.sweep.seed_list:
+        if (spec.sweep.method is None and not spec.sweep.seed_list) or (not section and not options.get("study_file")):
+            # (the default study's own three seeds are not a sweep the user asked for)
             raise SpecError("tunebench sweep needs --grid KEY=V1,V2, --seeds, or a study file with a sweep section")
         cli._run(spec, options["force"], options)
 
