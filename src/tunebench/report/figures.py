@@ -279,12 +279,13 @@ def text_lengths(split_texts: dict[str, list[str]], path: Path) -> Path:
 
 @styled
 def lr_sensitivity(trials: dict[str, list[tuple[float, float | None, bool, int]]], path: Path,
-                   metric: str = "macro-F1") -> Path:
+                   metric: str = "macro-F1", finals: set[str] | frozenset[str] = frozenset()) -> Path:
     """Validation macro-F1 against learning rate (log x), one colour per strategy, one line per rung.
 
     ``trials``: strategy -> [(lr, mean validation macro-F1 over the tuning seeds, cut, epochs)]: a point
     per candidate and rung.  At each rate the best score of the rung (over head rates) is drawn; the
-    last rung's points (fully trained) filled on a solid line, an earlier rung's hollow on a dashed one."""
+    last rung's points (fully trained) filled on a solid line, an earlier rung's hollow on a dashed one.
+    ``finals``: the strategies whose last-rung point is their final runs' mean (a last rung of one)."""
     fig, axes = _new(1, width=5.6, height=3.6)
     ax = axes[0]
     drawn: list[float] = []
@@ -304,11 +305,12 @@ def lr_sensitivity(trials: dict[str, list[tuple[float, float | None, bool, int]]
             ax.plot(rates, [best[r] for r in rates], color=color(i), marker="o", ms=5 if final else 4,
                     linestyle="-" if final else "--", linewidth=1.4 if final else 0.8,
                     markerfacecolor=color(i) if final else "white", markeredgecolor=color(i),
-                    label=text(f"{strategy}, {epochs} epochs" + ("" if final else " (rung)")))
+                    label=text(f"{strategy}, {epochs} epochs" + (
+                        " (final runs)" if final and strategy in finals else "" if final else " (rung)")))
     if drawn:
         log_axis(ax, "x", drawn)
     ax.set_xlabel("learning rate (log scale)")
-    ax.set_ylabel(text(f"validation {metric} (mean over tuning seeds)"))
+    ax.set_ylabel(text(f"validation {metric} (mean over seeds)"))
     ax.set_title("Learning-rate sensitivity (tuning trials)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6)

@@ -123,6 +123,7 @@ def lr_section(ctx: Context) -> Section | None:
               for name, s in found.items()}
     metric_key = next((r["tuning"].get("metric") for r in ctx.inputs.tuning if isinstance(r.get("tuning"), dict)
                        and r["tuning"].get("metric")), DEFAULT_SELECTION)
+    from_finals: set[str] = set()
     for name, s in found.items():  # a last rung of one was not trained: its final runs are that training
         pick = _chosen(s, _final_seconds(ctx.inputs.runs or ctx.records, name)[1])
         if pick is not None and pick.mean(s.last) is None:
@@ -131,7 +132,8 @@ def lr_section(ctx: Context) -> Section | None:
                       is not None]
             if finals:
                 points[name].append((pick.lr, sum(finals) / len(finals), False, s.last))
-    fig = figures.lr_sensitivity(points, ctx.figure("lr_sensitivity.png"), metric=on)
+                from_finals.add(name)
+    fig = figures.lr_sensitivity(points, ctx.figure("lr_sensitivity.png"), metric=on, finals=from_finals)
     budget, rows, choices = [], [], []
     for name, s in found.items():
         final_s, final = _final_seconds(ctx.inputs.runs or ctx.records, name)
