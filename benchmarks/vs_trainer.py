@@ -135,6 +135,7 @@ def run_tunebench(work: dict, strategy: str, variant: str, args) -> dict:
     import torch
 
     from tunebench.methods import build_strategy
+    from tunebench.spec.rates import body_rate
     from tunebench.spec.strategy import parse_strategy
     from tunebench.spec.study import StudySpec
     from tunebench.training import batching, engine
@@ -151,7 +152,9 @@ def run_tunebench(work: dict, strategy: str, variant: str, args) -> dict:
     batch_size = getattr(args, "batch_size", 16)
     spec = StudySpec(strategies=[strategy], training={"epochs": args.epochs, "batch_size": batch_size})
     sspec = spec.strategies[0]
-    cfg = engine.RunConfig(epochs=args.epochs, batch_size=batch_size, eval_batch_size=64, lr=spec.resolved_lr(sspec),
+    # the strategy's default rate, as the peer gets it; the head trains at it too (no own head group), as the peer's
+    cfg = engine.RunConfig(epochs=args.epochs, batch_size=batch_size, eval_batch_size=64,
+                           lr=body_rate(sspec, spec.training.lr),
                            weight_decay=0.01, warmup_ratio=0.06, scheduler="linear", max_grad_norm=1.0,
                            grad_accumulation=1, seed=0, precision="fp32",
                            prefix_cache=variant != "no-prefix-cache", bucketing=variant != "no-bucketing",
@@ -273,6 +276,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--strategies", nargs="*", default=STRATEGIES)
     parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--ablations", nargs="*", help="only these variants (e.g. eager-attention no-prefix-cache)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "vs_trainer.json")
     parser.add_argument("--rescore", action="store_true",
                         help="measure the matmul peak again and recompute MFU in --out (no training)")
@@ -308,7 +312,7 @@ def main() -> None:
             runs.append({"tool": tool, "strategy": strategy, "variant": "default", **result})
     if not args.no_ablations:
         for strategy, variant in ABLATIONS:
-            if strategy in args.strategies:
+            if strategy in args.strategies and (args.ablations is None or variant in args.ablations):
                 runs.append({"tool": "tunebench", "strategy": strategy, "variant": variant,
                              **launch("tunebench", strategy, variant, args)})
     # measured again at the end: a shared machine can be slow for a few seconds, and the peak is the best
