@@ -173,3 +173,12 @@ def test_names_from_the_data_are_drawn_as_text(tmp_path):
     assert not any(ismath for _, ismath in texts)
     shown = [s for s, _ in texts]
     assert "$5 & $6" in shown and "$\\foo$" in shown and "lora:$x$" in shown
+
+
+def test_tuned_labels_put_their_rates_on_a_line_of_their_own():
+    from tunebench.report.figures import tick_labels
+
+    assert tick_labels(["full:lr=0.000158,head_lr=0.003", "lora:r=8,lr=0.005,head_lr=0.003", "head:lr=0.01",
+                        "partial:k=2", "tfidf-logreg"]) == [
+        "full\nlr=0.000158,head_lr=0.003", "lora:r=8\nlr=0.005,head_lr=0.003", "head\nlr=0.01", "partial:k=2",
+        "tfidf-logreg"]

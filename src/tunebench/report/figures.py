@@ -91,11 +91,28 @@ def save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def tick_labels(labels: list[Any]) -> list[str]:
+    """Strategy labels as tick text: a tuned label's rates on a line of their own
+    (``full:lr=0.000158,head_lr=0.003`` → ``full`` / ``lr=0.000158,head_lr=0.003``), so rotated labels of
+    neighbouring panels do not run into each other; every label stays whole and distinct."""
+    out = []
+    for label in plain(labels):
+        kind, sep, rest = label.partition(":")
+        opts = rest.split(",")
+        rates = [o for o in opts if o.startswith(("lr=", "head_lr="))]
+        if not sep or not rates:
+            out.append(label)
+            continue
+        kept = [o for o in opts if o not in rates]
+        out.append(kind + (":" + ",".join(kept) if kept else "") + "\n" + ",".join(rates))
+    return out
+
+
 def _bars(ax, labels: list[str], values: list[float], title: str, fmt: str, log: bool = False) -> None:
     xs = np.arange(len(labels))
     vals = [0.0 if v is None or v != v else float(v) for v in values]
     ax.bar(xs, vals, color=[color(i) for i in range(len(labels))])
-    ax.set_xticks(xs, plain(labels), rotation=30, ha="right")
+    ax.set_xticks(xs, tick_labels(labels), rotation=30, ha="right", fontsize=8)
     ax.set_title(title)
     if log:
         log_axis(ax, "y", vals, headroom=4.0)  # room for the value written above the tallest bar
@@ -119,7 +136,7 @@ def comparison(frame: pd.DataFrame, path: Path) -> Path:
     ax = axes[0]
     ax.bar(xs - 0.2, frame["test_accuracy"], 0.4, label="accuracy", color="#4c72b0")
     ax.bar(xs + 0.2, frame["test_macro_f1"], 0.4, label="macro-F1", color="#dd8452")
-    ax.set_xticks(xs, plain(labels), rotation=30, ha="right")
+    ax.set_xticks(xs, tick_labels(labels), rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_title("Quality (test)")
     ax.legend(fontsize=7, loc="lower right")
