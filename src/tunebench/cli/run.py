@@ -119,7 +119,7 @@ def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) ->
     base = load_study_file(study_file)[0] if study_file else None  # training.track: see _run
     if o.get("quick") and base is not None:
         raise SpecError(f"--quick runs the built-in quick study; it does not combine with a study file "
-                            f"('{study_file}'): leave one of them out")
+                        f"('{study_file}'): leave one of them out")
     settings = {k: v for k, v in o.items() if k not in NOT_SPEC and v is not None}  # each a spec keyword
     for option, (key, value) in SWITCHES.items():  # a switch given on the command line wins
         if o.get(option):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunebench.report import figures
+from tunebench.report.cost import untuned_label
 from tunebench.report.document import Figure, Para, Section, cell, text_table
 from tunebench.report.sections import Context
 from tunebench.spec.metrics import DEFAULT_SELECTION, display
@@ -89,15 +90,10 @@ def searches(records: list[dict[str, Any]]) -> dict[str, Search]:
     return out
 
 
-def _base(label: str) -> str:
-    """A strategy's label without its rates: ``full:lr=0.01,head_lr=0.003`` -> ``full``."""
-    kind, _, options = label.partition(":")
-    kept = [o for o in options.split(",") if o and not o.startswith(("lr=", "head_lr="))]
-    return kind + (":" + ",".join(kept) if kept else "")
 
 
 def _final_seconds(records: list[dict[str, Any]], strategy: str) -> tuple[float, dict[str, Any] | None]:
-    mine = [r for r in records if _base(str(r.get("strategy") or "")) == _base(strategy)]
+    mine = [r for r in records if untuned_label(str(r.get("strategy") or "")) == untuned_label(strategy)]
     return sum(_seconds(r) for r in mine), (mine[0] if mine else None)
 
 
@@ -117,19 +113,18 @@ def lr_section(ctx: Context) -> Section | None:
     found = searches(ctx.inputs.tuning)
     if not found:
         return None
-    on = display(next((r["tuning"].get("metric") for r in ctx.inputs.tuning if isinstance(r.get("tuning"), dict)
-                       and r["tuning"].get("metric")), DEFAULT_SELECTION))
-    points = {name: [(c.lr, c.mean(e), e != s.last, e) for c in s.tried.values() for e in c.scores]
-              for name, s in found.items()}
     metric_key = next((r["tuning"].get("metric") for r in ctx.inputs.tuning if isinstance(r.get("tuning"), dict)
                        and r["tuning"].get("metric")), DEFAULT_SELECTION)
+    on = display(metric_key)
+    points = {name: [(c.lr, c.mean(e), e != s.last, e) for c in s.tried.values() for e in c.scores]
+              for name, s in found.items()}
     from_finals: set[str] = set()
     for name, s in found.items():  # a last rung of one was not trained: its final runs are that training
         pick = _chosen(s, _final_seconds(ctx.inputs.runs or ctx.records, name)[1])
         if pick is not None and pick.mean(s.last) is None:
             finals = [float(r["val"][metric_key]) for r in (ctx.inputs.runs or ctx.records)
-                      if _base(str(r.get("strategy") or "")) == _base(name) and (r.get("val") or {}).get(metric_key)
-                      is not None]
+                      if untuned_label(str(r.get("strategy") or "")) == untuned_label(name)
+                      and (r.get("val") or {}).get(metric_key) is not None]
             if finals:
                 points[name].append((pick.lr, sum(finals) / len(finals), False, s.last))
                 from_finals.add(name)

@@ -33,7 +33,7 @@ from tunebench.training.batching import EncodedSplit, batches, collate
 from tunebench.training.loop import BestWeights, Callbacks, check_finite
 from tunebench.training.metrics import classification_metrics
 from tunebench.training.optim import Stepper, TrainHooks, should_stop_early
-from tunebench.training.prefix import FrozenPrefix, PrefixCache, compute_shared, current_shared
+from tunebench.training.prefix import FrozenPrefix, PrefixCache, SharedCaches, compute_shared, current_shared
 from tunebench.training.resources import PeakMemory
 from tunebench.training.resume import LoopState, ResumePoint
 
@@ -356,9 +356,10 @@ def _prefix_cache(model: nn.Module, prefix: FrozenPrefix | None, train: EncodedS
             # one cache per study (prefix.shared_caches): a run reusing it still counts its seconds, as a run
             # alone would pay them; the record says it was shared, and the report amortises it
             registry = current_shared()
+            weights = SharedCaches.weights(prefix) if registry is not None else None
             for split, data in (("train", train), ("validation", validation)):
                 cache.caches[split], seconds, reused = compute_shared(prefix, data, cfg.eval_batch_size, pad_id,
-                                                                      device, registry)
+                                                                      device, registry, weights)
                 if split == "train":
                     cache.train_s = seconds
                 else:

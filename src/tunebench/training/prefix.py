@@ -303,7 +303,6 @@ class Shared:
     seconds: float
     layer_output: Any
     embedding_width: int
-    uses: int = 0  # runs that took it from the registry instead of computing it
 
 
 class SharedCaches:
@@ -318,26 +317,31 @@ class SharedCaches:
         self.computed = 0
 
     @staticmethod
-    def key(prefix: FrozenPrefix, split: Any, batch_size: int, device: torch.device) -> tuple:
-        """Exact identity of a prefix's output on ``split``: its weights' and buffers' bytes, depth, inputs."""
+    def weights(prefix: FrozenPrefix) -> str:
+        """A digest of the prefix's weights and buffers (their bytes, names, dtypes, shapes): once per run."""
         digest = hashlib.blake2b(digest_size=16)
         for module in prefix.modules():
             for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
                 t = tensor.detach()
                 digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-                digest.update(t.cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+                if t.numel():
+                    digest.update(t.cpu().contiguous().view(torch.uint8).numpy())  # the buffer, not a copy
+        return digest.hexdigest()
+
+    @staticmethod
+    def key(weights: str, prefix: FrozenPrefix, split: Any, batch_size: int, device: torch.device) -> tuple:
+        """Exact identity of a prefix's output on ``split``: its weights' digest (:meth:`weights`), depth, inputs."""
         inputs = hashlib.blake2b(digest_size=16)
         for ids in split.input_ids:
             inputs.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|")
         for ids in split.token_type_ids or []:
             inputs.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|")
-        return digest.hexdigest(), prefix.m, inputs.hexdigest(), len(split), batch_size, str(device)
+        return weights, prefix.m, inputs.hexdigest(), len(split), batch_size, str(device)
 
     def get(self, key: tuple) -> Shared | None:
         found = self._items.get(key)
         if found is not None:
             self._items.move_to_end(key)
-            found.uses += 1
         return found
 
     def put(self, key: tuple, shared: Shared) -> None:
@@ -387,11 +391,14 @@ def shared_caches() -> Iterator[SharedCaches]:
 
 
 def compute_shared(prefix: FrozenPrefix, split: Any, batch_size: int, pad_id: int, device: torch.device,
-                   registry: SharedCaches | None) -> tuple[HiddenCache, float, bool]:
+                   registry: SharedCaches | None, weights: str | None = None) -> tuple[HiddenCache, float, bool]:
     """``split``'s cache at the top of ``prefix``: from ``registry`` when it holds it, else computed (and
-    registered).  Returns the cache, the seconds computing it took (when it was computed, by the run
-    that did), and whether it was reused."""
-    key = SharedCaches.key(prefix, split, batch_size, device) if registry is not None else None
+    registered).  ``weights``: :meth:`SharedCaches.weights` of ``prefix``, computed once for the run's
+    splits.  Returns the cache, the seconds computing it took (when it was computed, by the run that
+    did), and whether it was reused."""
+    if registry is not None and weights is None:
+        weights = SharedCaches.weights(prefix)
+    key = SharedCaches.key(weights, prefix, split, batch_size, device) if registry is not None else None
     found = registry.get(key) if registry is not None else None
     if found is not None:
         prefix.layer_output, prefix.embedding_width = found.layer_output, found.embedding_width
