@@ -34,7 +34,8 @@ STRATEGIES = ["full", "lora:r=8", "partial:k=2", "head"]
 TARGETS = {"full": 2.0, "lora:r=8": 2.0, "partial:k=2": 4.0, "head": 8.0}
 #: tunebench variants with one technique switched off, to show each technique's effect
 ABLATIONS = [("partial:k=2", "no-prefix-cache"), ("head", "no-prefix-cache"), ("full", "no-bucketing"),
-             ("full", "eager-attention"), ("full", "foreach-adamw"), ("full", "no-memory-savings"),
+             ("full", "eager-attention"), ("full", "sdpa-attention"), ("lora:r=8", "eager-attention"),
+             ("lora:r=8", "sdpa-attention"), ("full", "foreach-adamw"), ("full", "no-memory-savings"),
              ("head", "no-memory-savings")]
 
 
@@ -161,7 +162,17 @@ def run_tunebench(work: dict, strategy: str, variant: str, args) -> dict:
                            compile=variant == "compile")
     engine.seed_everything(0)
     strat = build_strategy(parse_strategy(strategy))
-    attention = "eager" if variant == "eager-attention" else "auto"
+    if variant in ("eager-attention", "sdpa-attention"):
+        attention = variant.split("-")[0]
+    else:  # what a study does: auto, timed once per machine and shape (tunebench.training.attention)
+        from transformers import AutoConfig
+
+        from tunebench.training.attention import choose_attention
+
+        choice = choose_attention("auto", lambda: load_classifier(source, work["labels"]),
+                                  AutoConfig.from_pretrained(source), enc["train"], batch_size, torch.device("cpu"),
+                                  "fp32", tokenizer.pad_token_id)
+        attention = choice.kernel or "auto"
     model = strat.prepare(load_classifier(source, work["labels"], attention=attention))
     result = engine.train_and_evaluate(model, enc["train"], enc["validation"], enc["test"], work["labels"], cfg,
                                        torch.device("cpu"), tokenizer.pad_token_id,
@@ -378,6 +389,8 @@ def render(runs: list[dict]) -> str:
             mem = f"{r['peak_rss_mb'] / peer['peak_rss_mb']:.2f}"
             acc = f"{100 * (r['accuracy'] - peer['accuracy']):+.1f}"
         tool = r["tool"] if r["variant"] == "default" else f"tunebench {r['variant']}"
+        if r["tool"] == "tunebench" and r["variant"] == "default" and r.get("attention"):
+            tool += f" ({r['attention']})"  # the kernel auto chose
         lines.append(f"| {r['strategy']} | {tool} | {r['ex_per_s']:.1f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['mfu_pct']:.1f} | {ratio} | {mem} | {acc} |")
     return "\n".join(lines)

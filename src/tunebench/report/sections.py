@@ -20,6 +20,7 @@ from tunebench.report.cost import RELATIVE_SPEED, device_key, prefix_shares, stu
 from tunebench.report.document import Bullets, Cell, Code, Figure, Para, Section, Table, cell, text_table
 from tunebench.report.inputs import ReportInputs
 from tunebench.report.verdict import verdict
+from tunebench.results.attention import AttentionChoice
 from tunebench.results.diagnosis import is_baseline
 from tunebench.results.outputs import _fmt_bytes as format_bytes
 from tunebench.results.outputs import selection_names
@@ -234,11 +235,32 @@ def recommendation(ctx: Context) -> Section:
                    [Bullets(found.picks), Para("Caveats:"), Bullets(found.caveats)])
 
 
+def attention_text(record: dict[str, Any]) -> str:
+    """Which attention kernel the runs used and why (``model.attention``); a run recorded before the choice
+    was measured shows the kernel it loaded."""
+    choice = (record.get("environment") or {}).get("attention")
+    if isinstance(choice, dict):
+        return AttentionChoice(**choice).sentence().removeprefix("attention kernel: ")
+    return str((record.get("resources") or {}).get("attention") or "unknown")
+
+
+def compile_text(records: list[dict[str, Any]]) -> str:
+    """Whether the runs were compiled (``training.compile``), and how many when they differ."""
+    flags = [bool((r.get("resources") or {}).get("compiled")) for r in records]
+    if all(flags):
+        return "on (training.compile)"
+    if not any(flags):
+        return "off (training.compile: false; BENCHMARKS.md measures when it pays)"
+    return f"on in {sum(flags)} of {len(flags)} runs"
+
+
 def environment(ctx: Context) -> Section:
     first = ctx.records[0]
     env = first["environment"]
     facts = [["python", env.get("python")], ["platform", env.get("platform")], ["device", env.get("device")],
-             ["torch threads", env.get("torch_threads")], ["tunebench commit", env.get("git_commit") or "unknown"],
+             ["torch threads", env.get("torch_threads")], ["attention kernel", attention_text(first)],
+             ["torch.compile", compile_text(ctx.records)],
+             ["tunebench commit", env.get("git_commit") or "unknown"],
              ["model", f"{first['model']['name']} ({first['model']['n_layers']} layers)"]]
     facts += [[f"{split} split hash", h] for split, h in first["data"]["hashes"].items()]
     facts += [[f"package {k}", v] for k, v in sorted((env.get("packages") or {}).items())]

@@ -66,7 +66,8 @@ class ModelSpec(_Strict):
     name: str = Field(default=DEFAULT_MODEL, description="local folder, hub id, or 'minilm-l6'")
     max_length: int = Field(default=128, ge=8, le=8192)
     attention: Literal["auto", "sdpa", "eager"] = Field(
-        default="auto", description="attention kernel: auto (transformers' choice, sdpa where supported), sdpa, eager")
+        default="auto", description="attention kernel: auto (sdpa or eager, whichever trains faster "
+        "here, timed once per machine, model and batch shape), sdpa, eager")
     trust_remote_code: bool = Field(default=False, description="run Python code shipped with the model (auto_map)")
     allow_pickle: bool = Field(default=False, description="load pickle-based weights (pytorch_model.bin)")
 

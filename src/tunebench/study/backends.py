@@ -224,11 +224,9 @@ def _cuda_precision() -> str:
 def _run_in_worker(spec: StudySpec, planned: Any, total: int, prepared: Any, progress: Any,
                    threads: int | None, run: Callable[..., Any]) -> Any:
     """Inside a Ray worker: train one run with the local code, reporting progress to the driver."""
-    from tunebench.training.resources import environment
-
     if threads:
         torch.set_num_threads(threads)
-    env = environment(prepared.device)  # this worker's machine, not the driver's
+    env = prepared.environment()  # this worker's machine, not the driver's
     return run(spec, planned, total, prepared, env, _QueueReporter(progress, planned.position))
 
 

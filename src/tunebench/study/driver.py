@@ -19,6 +19,7 @@ from tunebench.data.loading import load_dataset_bundle
 from tunebench.data.profile import dataset_profile, write_profile
 from tunebench.errors import SpecError, shorten
 from tunebench.faults import InterruptGuard, disk_guard
+from tunebench.results.attention import AttentionChoice
 from tunebench.results.outputs import write_outputs
 from tunebench.results.store import STORE_NAME, Store, check_store_writable
 from tunebench.spec.parts import SweepSpec
@@ -33,9 +34,9 @@ from tunebench.study.run import Reporter, SilentReporter
 from tunebench.study.search import run_search
 from tunebench.study.tuning import check_tuning, tune
 from tunebench.training import batching, distributed, engine
-from tunebench.training.modeling import check_model_source, load_tokenizer
+from tunebench.training.attention import choose_attention
+from tunebench.training.modeling import check_model_source, load_classifier, load_tokenizer
 from tunebench.training.prefix import shared_caches
-from tunebench.training.resources import environment
 
 
 def prepare(spec: StudySpec, reporter: Reporter, placement: tuple[torch.device, str] | None = None) -> Prepared:
@@ -57,6 +58,28 @@ def prepare(spec: StudySpec, reporter: Reporter, placement: tuple[torch.device, 
     encoded = [batching.encode_split(tokenizer, s.texts, s.pairs, s.labels, spec.model.max_length)
                for s in (bundle.train, bundle.validation, bundle.test)]
     return Prepared(bundle, model_source, tokenizer, *encoded, device=device, precision=precision)
+
+
+def attention_for(spec: StudySpec, prepared: Prepared, placement: tuple[torch.device, str] | None) -> AttentionChoice:
+    """The study's attention kernel (``model.attention``): ``auto`` times sdpa and eager on the study's model
+    and one of its training batches, here, unless the runs train on a device this process does not have."""
+    device = prepared.device
+    elsewhere = placement is not None and device.type == "cuda" and not torch.cuda.is_available()
+    source, trusted = prepared.model_source, spec.model.trust_remote_code
+
+    def load():
+        return load_classifier(source, prepared.bundle.label_names, trust_remote_code=trusted,
+                               allow_pickle=spec.model.allow_pickle)
+
+    config = None
+    if spec.model.attention == "auto" and not elsewhere:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trusted)
+    return choose_attention(spec.model.attention, load, config, prepared.train, spec.training.batch_size, device,
+                            prepared.precision, prepared.tokenizer.pad_token_id or 0, seed=spec.training.seed,
+                            probe_reason="the runs train on Ray workers' GPUs, which this process has not"
+                            if elsewhere else None)
 
 
 def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None = None,
@@ -156,13 +179,17 @@ def make_output_dir(out_dir: Path) -> Path:
 
 def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter, runner: Any, writer: bool,
                 stop: InterruptGuard) -> list[dict[str, Any]]:
+    placement = runner.placement(spec)
     with distributed.writer_first():  # rank 0 fills the dataset cache before the others read it
-        prepared = prepare(spec, reporter, runner.placement(spec))
+        prepared = prepare(spec, reporter, placement)
     if writer:
         write_profile(dataset_profile(prepared.bundle, prepared.tokenizer, spec.model.max_length), out_dir)
     for note in prepared.bundle.notes:
         reporter.message(note)
-    env = environment(prepared.device)
+    # rank 0 measures, every process loads the same kernel
+    prepared.attention = distributed.from_writer(attention_for(spec, prepared, placement) if writer else None)
+    reporter.message(prepared.attention.sentence())
+    env = prepared.environment()
     masked: list[dict[str, Any]] = []
     # one frozen-prefix cache per study for the runs of this process (tunebench.training.prefix)
     with Store(out_dir / STORE_NAME) if writer else contextlib.nullcontext() as store, shared_caches():

@@ -28,12 +28,14 @@ import torch
 
 from tunebench.data.bundle import DatasetBundle
 from tunebench.methods import build_strategy
+from tunebench.results.attention import AttentionChoice
 from tunebench.spec.parts import RangeSpec, TrainingSpec, stable_hash
 from tunebench.spec.rates import body_rate, head_rate
 from tunebench.spec.strategy import OPTIONS, StrategySpec
 from tunebench.spec.study import StudySpec
 from tunebench.spec.sweep import Configuration, apply, corners, parsed_space
 from tunebench.training import batching, engine
+from tunebench.training.resources import environment
 
 
 def configurations(spec: StudySpec) -> list[Configuration]:
@@ -104,6 +106,20 @@ class Prepared:
     test: batching.EncodedSplit
     device: torch.device
     precision: str
+    #: the attention kernel every run loads (``model.attention``; ``auto`` measured once per study)
+    attention: AttentionChoice | None = None
+
+    @property
+    def attention_kernel(self) -> str:
+        """What ``load_classifier`` is asked for: the chosen kernel, else transformers' own choice."""
+        return self.attention.kernel if self.attention is not None and self.attention.kernel else "auto"
+
+    def environment(self) -> dict[str, Any]:
+        """This process's environment record (:func:`training.resources.environment`) and the kernel choice."""
+        env = environment(self.device)
+        if self.attention is not None:
+            env["attention"] = self.attention.as_record()
+        return env
 
 
 def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training: TrainingSpec | None = None,

@@ -237,7 +237,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     started = datetime.now(timezone.utc)
     engine.seed_everything(cfg.seed)  # same head initialisation for every strategy
     bundle = prepared.bundle
-    model = load_classifier(prepared.model_source, bundle.label_names, attention=spec.model.attention,
+    model = load_classifier(prepared.model_source, bundle.label_names, attention=prepared.attention_kernel,
                             trust_remote_code=spec.model.trust_remote_code, allow_pickle=spec.model.allow_pickle)
     strategy = build_strategy(strategy_spec)
     strategy.total_steps = planned_steps(cfg, len(prepared.train))

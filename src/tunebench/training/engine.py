@@ -96,7 +96,7 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return "fp32"
 
 
-def _autocast(device: torch.device, precision: str):
+def autocast_for(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -149,7 +149,7 @@ def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int,
             batch = collate(split, index, pad_id, device)
             if feed is not None:
                 feed(index, batch["input_ids"].shape[1])
-            with _autocast(device, precision):
+            with autocast_for(device, precision):
                 out = model(**batch)
             logits = out.logits.float()
             total_loss += float(nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
@@ -210,7 +210,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                 if len(index):
                     batch = collate(train, index, pad_id, device)
                     cache.feed("train", index, batch["input_ids"].shape[1])
-                    with _autocast(device, cfg.precision):
+                    with autocast_for(device, cfg.precision):
                         out = runner(**batch)
                     loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
                     loop.last_finite_loss = check_finite(loss, loop, i + 1)
@@ -370,7 +370,7 @@ def _prefix_cache(model: nn.Module, prefix: FrozenPrefix | None, train: EncodedS
             batch = collate(train, index, pad_id, device)
             batch.pop("labels")
             model.eval()
-            with torch.inference_mode(), _autocast(device, cfg.precision):
+            with torch.inference_mode(), autocast_for(device, cfg.precision):
                 whole = model(**batch).logits.float()
                 cache.inject = stack.enter_context(prefix.bypass())
                 cache.feed("train", index, batch["input_ids"].shape[1])

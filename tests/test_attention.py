@@ -1,0 +1,135 @@
+"""``model.attention: auto``: sdpa and eager timed on the study's model and batch, the faster kept, cached per
+machine, recorded in every run and shown in the report; ``sdpa`` / ``eager`` as asked, with no probe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tunebench.results.attention import AttentionChoice
+from tunebench.spec.study import StudySpec
+from tunebench.study import driver
+from tunebench.training import attention
+from tunebench.training.modeling import load_classifier, load_tokenizer
+
+from .conftest import easy_reviews
+from .test_engine import _encoded
+
+
+def _probe(tiny_bert, tmp_path, requested="auto", load=None, **kw):
+    from transformers import AutoConfig
+
+    tokenizer = load_tokenizer(str(tiny_bert))
+    train = _encoded(tokenizer, easy_reviews(64))
+    return attention.choose_attention(
+        requested, load or (lambda: load_classifier(str(tiny_bert), ["neg", "pos"])),
+        AutoConfig.from_pretrained(str(tiny_bert)), train, 8, torch.device("cpu"), "fp32", tokenizer.pad_token_id,
+        cache=tmp_path / "attention.json", **kw)
+
+
+def test_auto_times_both_kernels_keeps_the_faster_and_reads_it_back_from_the_cache(tiny_bert, tmp_path):
+    first = _probe(tiny_bert, tmp_path)
+    assert first.how == "measured" and set(first.step_s) == {"sdpa", "eager"}
+    assert all(s > 0 for s in first.step_s.values())
+    fastest = min(first.step_s, key=first.step_s.get)
+    slower = max(first.step_s.values())
+    expected = "sdpa" if first.step_s["sdpa"] <= first.step_s[fastest] * (1 + attention.TIE) else fastest
+    assert first.kernel == expected and first.step_s[first.kernel] <= slower
+    assert first.detail.startswith("a batch of 8 x ")  # one of the study's own training batches
+    stored = json.loads((tmp_path / "attention.json").read_text())
+    assert [entry["kernel"] for entry in stored.values()] == [first.kernel]
+
+    def not_loaded():
+        raise AssertionError("a cached choice loads no model")
+
+    again = _probe(tiny_bert, tmp_path, load=not_loaded)
+    assert (again.how, again.kernel, again.step_s) == ("cached", first.kernel, first.step_s)
+    assert "measured earlier on this machine, cached" in again.sentence()
+
+
+@pytest.mark.parametrize(("times", "kernel", "why"), [
+    ({"sdpa": 0.010, "eager": 0.008}, "eager", "the faster"),
+    ({"sdpa": 0.008, "eager": 0.010}, "sdpa", "the faster"),
+    ({"sdpa": 0.0100, "eager": 0.0098}, "sdpa", "the default, eager within 3%"),  # 2 % is noise: default kept
+])
+def test_the_choice_follows_the_measurement_and_a_gap_within_noise_keeps_the_default(tiny_bert, tmp_path, monkeypatch,
+                                                                                     times, kernel, why):
+    monkeypatch.setattr(attention, "_time_kernels", lambda *a: dict(times))
+    choice = _probe(tiny_bert, tmp_path)
+    assert (choice.how, choice.kernel) == ("measured", kernel)
+    assert f"attention kernel: {kernel} (auto: {why}; one training step" in choice.sentence()
+
+
+def test_a_kernel_asked_for_is_used_without_a_probe_and_an_unreadable_cache_is_measured_again(tiny_bert, tmp_path,
+                                                                                              monkeypatch):
+    def no_probe(*a):
+        raise AssertionError("no probe for a kernel asked for")
+
+    monkeypatch.setattr(attention, "_time_kernels", no_probe)
+    for kernel in ("eager", "sdpa"):
+        choice = _probe(tiny_bert, tmp_path, requested=kernel)
+        assert (choice.kernel, choice.how, choice.sentence()) == (kernel, "asked", f"attention kernel: {kernel} (as asked)")
+    monkeypatch.undo()
+    (tmp_path / "attention.json").write_text("not json {")
+    assert _probe(tiny_bert, tmp_path).how == "measured"
+    assert len(json.loads((tmp_path / "attention.json").read_text())) == 1  # the damaged file replaced
+
+
+def test_a_model_that_cannot_switch_kernels_keeps_the_one_it_has(tiny_bert, tmp_path, monkeypatch):
+    real = attention._set_kernel
+
+    def sdpa_only(model, kernel):
+        if kernel == "eager":
+            raise ValueError("this architecture has no eager attention")
+        real(model, kernel)
+
+    monkeypatch.setattr(attention, "_set_kernel", sdpa_only)
+    choice = _probe(tiny_bert, tmp_path)
+    assert (choice.how, choice.kernel) == ("one kernel", "sdpa")
+    assert choice.sentence() == "attention kernel: sdpa (auto: the model cannot switch to eager)"
+
+
+def test_not_probed_says_why_and_leaves_the_kernel_to_transformers(tiny_bert, tmp_path):
+    choice = _probe(tiny_bert, tmp_path, probe_reason="the runs train on Ray workers' GPUs, which this process has not")
+    assert (choice.kernel, choice.how) == (None, "not probed")
+    assert choice.sentence() == ("attention kernel: transformers' default (auto, not probed: the runs train on Ray "
+                                 "workers' GPUs, which this process has not)")
+
+
+def test_every_run_of_a_study_loads_the_chosen_kernel_and_the_report_says_which_and_why(tiny_bert, reviews_csv,
+                                                                                        tmp_path, monkeypatch):
+    from tunebench.report import build_report
+
+    probes = []
+
+    def eager_faster(model, kernels, batch, device, precision):
+        probes.append(tuple(batch["input_ids"].shape))
+        return {"sdpa": 0.012, "eager": 0.009}
+
+    monkeypatch.setattr(attention, "_time_kernels", eager_faster)
+    messages = []
+    reporter = driver.SilentReporter()
+    reporter.message = messages.append
+    out = tmp_path / "out"
+    spec = StudySpec(name="kernels", data={"source": str(reviews_csv)}, model={"name": str(tiny_bert), "max_length": 32},
+                     strategies=["head", "lora:r=4"], baselines=[], output={"dir": str(out)},
+                     training={"epochs": 1, "batch_size": 8, "lr": 3e-3})
+    records = driver.run_study(spec, reporter=reporter)
+    assert len(probes) == 1 and probes[0][0] == 8  # once per study, on a batch of the study's size
+    assert [r["resources"]["attention"] for r in records] == ["eager", "eager"]  # what the runs' models ran
+    assert all(r["environment"]["attention"]["kernel"] == "eager" for r in records)
+    said = "attention kernel: eager (auto: the faster; one training step of the whole model on a batch of 8 x "
+    assert any(m.startswith(said) for m in messages)
+    report = build_report(out)["markdown"].read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| attention kernel |"))
+    assert "eager (auto: the faster;" in row and "sdpa 12.0 ms, eager 9.0 ms" in row
+    assert "| torch.compile | off (training.compile: false;" in report
+    assert AttentionChoice(**records[0]["environment"]["attention"]).kernel == "eager"
+
+    # the same study again: the choice comes from the cache, no second probe, the stored runs are reused
+    messages.clear()
+    driver.run_study(spec, reporter=reporter)
+    assert len(probes) == 1
+    assert any("measured earlier on this machine, cached" in m for m in messages)
