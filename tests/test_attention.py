@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tunebench.results.attention import AttentionChoice
+from tunebench.results.choices import AttentionChoice
 from tunebench.spec.study import StudySpec
 from tunebench.study import driver
 from tunebench.training import attention

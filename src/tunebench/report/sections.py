@@ -20,7 +20,7 @@ from tunebench.report.cost import RELATIVE_SPEED, device_key, prefix_shares, stu
 from tunebench.report.document import Bullets, Cell, Code, Figure, Para, Section, Table, cell, text_table
 from tunebench.report.inputs import ReportInputs
 from tunebench.report.verdict import verdict
-from tunebench.results.attention import AttentionChoice
+from tunebench.results.choices import AttentionChoice
 from tunebench.results.diagnosis import is_baseline
 from tunebench.results.outputs import _fmt_bytes as format_bytes
 from tunebench.results.outputs import selection_names

@@ -19,7 +19,7 @@ from tunebench.data.loading import load_dataset_bundle
 from tunebench.data.profile import dataset_profile, write_profile
 from tunebench.errors import SpecError, shorten
 from tunebench.faults import InterruptGuard, disk_guard
-from tunebench.results.attention import AttentionChoice
+from tunebench.results.choices import AttentionChoice
 from tunebench.results.outputs import write_outputs
 from tunebench.results.store import STORE_NAME, Store, check_store_writable
 from tunebench.spec.parts import SweepSpec

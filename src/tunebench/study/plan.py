@@ -28,7 +28,7 @@ import torch
 
 from tunebench.data.bundle import DatasetBundle
 from tunebench.methods import build_strategy
-from tunebench.results.attention import AttentionChoice
+from tunebench.results.choices import AttentionChoice
 from tunebench.spec.parts import RangeSpec, TrainingSpec, stable_hash
 from tunebench.spec.rates import body_rate, head_rate
 from tunebench.spec.strategy import OPTIONS, StrategySpec

@@ -30,7 +30,7 @@ import torch
 
 from tunebench.data.bundle import tunebench_home
 from tunebench.faults import atomic_write
-from tunebench.results.attention import KERNELS, TIE, AttentionChoice
+from tunebench.results.choices import KERNELS, TIE, AttentionChoice
 from tunebench.spec.parts import stable_hash
 from tunebench.training import batching
 from tunebench.training.engine import autocast_for
