@@ -61,7 +61,8 @@ def run(
         "--no-bucketing", help="plain shuffled batches instead of length buckets")] = False,
     attention: Annotated[str | None, typer.Option(help="attention kernel: auto, sdpa or eager")] = None,
     compile_model: Annotated[bool, typer.Option(
-        "--compile", help="torch.compile the model (dynamic shapes; minutes of compiling first)")] = False,
+        "--compile", help="torch.compile every run (dynamic shapes; minutes of compiling first); default auto: "
+        "only where the longest run trains long enough to pay it back")] = False,
     backend: Annotated[str | None, typer.Option(
         help="local (here, one run at a time) or ray (one Ray task per run; see docs/SCALING.md)")] = None,
     address: Annotated[str | None, typer.Option(

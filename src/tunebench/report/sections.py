@@ -20,7 +20,7 @@ from tunebench.report.cost import RELATIVE_SPEED, device_key, prefix_shares, stu
 from tunebench.report.document import Bullets, Cell, Code, Figure, Para, Section, Table, cell, text_table
 from tunebench.report.inputs import ReportInputs
 from tunebench.report.verdict import verdict
-from tunebench.results.choices import AttentionChoice
+from tunebench.results.choices import AttentionChoice, CompileChoice
 from tunebench.results.diagnosis import is_baseline
 from tunebench.results.outputs import _fmt_bytes as format_bytes
 from tunebench.results.outputs import selection_names
@@ -245,12 +245,13 @@ def attention_text(record: dict[str, Any]) -> str:
 
 
 def compile_text(records: list[dict[str, Any]]) -> str:
-    """Whether the runs were compiled (``training.compile``), and how many when they differ."""
+    """Whether the runs were compiled (``training.compile``) and why; how many when they differ."""
     flags = [bool((r.get("resources") or {}).get("compiled")) for r in records]
-    if all(flags):
-        return "on (training.compile)"
-    if not any(flags):
-        return "off (training.compile: false; BENCHMARKS.md measures when it pays)"
+    choice = (records[0].get("environment") or {}).get("compile")
+    if isinstance(choice, dict) and len(set(flags)) <= 1:
+        return CompileChoice(**choice).sentence().removeprefix("torch.compile: ")
+    if all(flags) or not any(flags):
+        return "on" if all(flags) else "off"
     return f"on in {sum(flags)} of {len(flags)} runs"
 
 

@@ -1,6 +1,8 @@
-"""The attention kernel a study's runs load, and why: the record :mod:`tunebench.training.attention` makes
-(``model.attention: auto`` measured, or as asked) and the sentence the terminal and the report print from it.
-Plain data, no torch: the report reads it back from every run's environment record."""
+"""Two engine choices a study makes once, before its first run, and why: the attention kernel
+(:mod:`tunebench.training.attention` makes the record: ``model.attention: auto`` measured, or as asked) and
+whether runs are compiled (``training.compile: auto``: only where a run trains long enough for compiling
+to pay back, from the kernel probe's step time).  Each is a record in every run's environment and the
+sentence the terminal and the report print from it.  Plain data, no torch: the report reads them back."""
 
 from __future__ import annotations
 
@@ -40,3 +42,50 @@ class AttentionChoice:
         when = "measured now" if self.how == "measured" else "measured earlier on this machine, cached"
         return (f"attention kernel: {self.kernel} (auto: {why}; one training step of the whole model on "
                 f"{self.detail}: {times}; {when})")
+
+
+#: seconds of training of one run after which ``torch.compile`` has paid back its compile time, per device
+#: type, measured by ``benchmarks/compile_cpu.py`` on the default study's workload (BENCHMARKS.md, "Does
+#: torch.compile pay"); ``auto`` never compiles on a device type that has no measurement here
+COMPILE_BREAK_EVEN_S: dict[str, float] = {"cpu": 3600.0}
+
+
+@dataclass
+class CompileChoice:
+    """Whether a study's runs are compiled (``training.compile``), and why."""
+
+    requested: bool | str  # true | false | "auto"
+    on: bool
+    estimate_s: float | None = None  # auto: the longest run's training seconds, estimated from the kernel probe
+    break_even_s: float | None = None  # auto: the training seconds after which compiling pays back here
+    detail: str = ""  # auto: why there is no estimate, or the device type
+
+    def as_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def sentence(self) -> str:
+        if self.requested is not None and not isinstance(self.requested, str):
+            return f"torch.compile: {'on' if self.on else 'off'} (as asked)"
+        if self.estimate_s is None or self.break_even_s is None:
+            return f"torch.compile: off (auto: {self.detail})"
+        than = "more than" if self.on else "less than"
+        return (f"torch.compile: {'on' if self.on else 'off'} (auto: the longest run trains an estimated "
+                f"{self.estimate_s:,.0f} s, {than} the {self.break_even_s:,.0f} s after which compiling pays back on "
+                f"{self.detail}; BENCHMARKS.md)")
+
+
+def compile_choice(requested: bool | str, device_type: str, step_s: float | None, batches: int) -> CompileChoice:
+    """``training.compile``'s answer for a study whose longest run trains ``batches`` batches at ``step_s``
+    seconds each (the kernel probe's forward + backward step of the whole model: full fine-tuning's cost,
+    an upper bound for methods that train less)."""
+    if not isinstance(requested, str):
+        return CompileChoice(requested, bool(requested))
+    break_even = COMPILE_BREAK_EVEN_S.get(device_type)
+    if break_even is None:
+        return CompileChoice(requested, False, detail=f"compile time not measured on {device_type} "
+                                                      "(benchmarks/compile_cpu.py); --compile turns it on")
+    if step_s is None:
+        return CompileChoice(requested, False, detail="no step time to estimate a run's length (the attention "
+                                                      "kernel was not timed)")
+    estimate = step_s * batches
+    return CompileChoice(requested, estimate > break_even, estimate, break_even, f"this {device_type}")

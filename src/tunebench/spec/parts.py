@@ -100,7 +100,9 @@ class TrainingSpec(_Strict):
     device: Device = "auto"
     prefix_cache: bool = Field(default=True, description="compute frozen layers once, not every epoch")
     bucketing: bool = Field(default=True, description="length-bucketed batches (little padding)")
-    compile: bool = Field(default=False, description="torch.compile the model (dynamic shapes); slow to start")
+    compile: bool | Literal["auto"] = Field(
+        default="auto", description="torch.compile the model (dynamic shapes): auto compiles only where the longest "
+        "run trains longer than compiling takes to pay back on this device (measured; BENCHMARKS.md)")
     checkpoint_every: int | None = Field(default=None, ge=1, description="save a resume state every N optimizer steps")
     selection_metric: SelectionMetric = Field(
         default=metrics.DEFAULT_SELECTION, description="the validation metric that picks the best epoch and "

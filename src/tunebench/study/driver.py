@@ -19,7 +19,7 @@ from tunebench.data.loading import load_dataset_bundle
 from tunebench.data.profile import dataset_profile, write_profile
 from tunebench.errors import SpecError, shorten
 from tunebench.faults import InterruptGuard, disk_guard
-from tunebench.results.choices import AttentionChoice
+from tunebench.results.choices import AttentionChoice, CompileChoice, compile_choice
 from tunebench.results.outputs import write_outputs
 from tunebench.results.store import STORE_NAME, Store, check_store_writable
 from tunebench.spec.parts import SweepSpec
@@ -80,6 +80,16 @@ def attention_for(spec: StudySpec, prepared: Prepared, placement: tuple[torch.de
                             prepared.precision, prepared.tokenizer.pad_token_id or 0, seed=spec.training.seed,
                             probe_reason="the runs train on Ray workers' GPUs, which this process has not"
                             if elsewhere else None)
+
+
+def compile_for(spec: StudySpec, prepared: Prepared) -> CompileChoice:
+    """``training.compile``: ``auto`` compiles when the longest run's estimated training (its batches times the
+    kernel probe's step) outlasts the time compiling takes to pay back on this device type."""
+    attention = prepared.attention
+    step = attention.step_s.get(attention.kernel) if attention is not None and attention.kernel else None
+    epochs = max([s.epochs or spec.training.epochs for s in spec.strategies], default=spec.training.epochs)
+    batches = epochs * -(-len(prepared.train) // spec.training.batch_size)
+    return compile_choice(spec.training.compile, prepared.device.type, step, batches)
 
 
 def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None = None,
@@ -189,6 +199,8 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
     # rank 0 measures, every process loads the same kernel
     prepared.attention = distributed.from_writer(attention_for(spec, prepared, placement) if writer else None)
     reporter.message(prepared.attention.sentence())
+    prepared.compile = compile_for(spec, prepared)
+    reporter.message(prepared.compile.sentence())
     env = prepared.environment()
     masked: list[dict[str, Any]] = []
     # one frozen-prefix cache per study for the runs of this process (tunebench.training.prefix)

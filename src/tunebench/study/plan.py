@@ -28,7 +28,7 @@ import torch
 
 from tunebench.data.bundle import DatasetBundle
 from tunebench.methods import build_strategy
-from tunebench.results.choices import AttentionChoice
+from tunebench.results.choices import AttentionChoice, CompileChoice
 from tunebench.spec.parts import RangeSpec, TrainingSpec, stable_hash
 from tunebench.spec.rates import body_rate, head_rate
 from tunebench.spec.strategy import OPTIONS, StrategySpec
@@ -108,6 +108,12 @@ class Prepared:
     precision: str
     #: the attention kernel every run loads (``model.attention``; ``auto`` measured once per study)
     attention: AttentionChoice | None = None
+    #: whether runs compile (``training.compile``; ``auto`` decided once per study from the kernel probe)
+    compile: CompileChoice | None = None
+
+    @property
+    def compile_auto(self) -> bool:
+        return bool(self.compile is not None and self.compile.on)
 
     @property
     def attention_kernel(self) -> str:
@@ -119,12 +125,15 @@ class Prepared:
         env = environment(self.device)
         if self.attention is not None:
             env["attention"] = self.attention.as_record()
+        if self.compile is not None:
+            env["compile"] = self.compile.as_record()
         return env
 
 
 def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training: TrainingSpec | None = None,
-               seed: int | None = None) -> engine.RunConfig:
-    """The engine's settings for ``strategy``: ``training`` (a sweep's, default the study's) and ``seed``."""
+               seed: int | None = None, compile_auto: bool = False) -> engine.RunConfig:
+    """The engine's settings for ``strategy``: ``training`` (a sweep's, default the study's) and ``seed``;
+    ``compile_auto``: what ``training.compile: auto`` resolved to for this study (:class:`CompileChoice`)."""
     t = training or spec.training
     stopping = t.early_stopping
     lr = body_rate(strategy, t.lr)
@@ -133,7 +142,8 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training
         lr=lr, weight_decay=t.weight_decay,
         warmup_ratio=t.warmup_ratio, scheduler=strategy.scheduler or t.scheduler, max_grad_norm=t.max_grad_norm,
         grad_accumulation=t.grad_accumulation, seed=t.seed if seed is None else seed, precision=precision,
-        prefix_cache=t.prefix_cache, bucketing=t.bucketing, compile=t.compile,
+        prefix_cache=t.prefix_cache, bucketing=t.bucketing,
+        compile=t.compile if isinstance(t.compile, bool) else compile_auto,
         head_lr=head_rate(strategy, lr, t.head_lr),
         patience=stopping.patience if stopping else None, min_delta=stopping.min_delta if stopping else 0.0,
         max_length=spec.model.max_length, selection_metric=t.selection_metric,
@@ -225,7 +235,7 @@ def plan_runs(spec: StudySpec, prepared: Prepared) -> list[PlannedRun]:
 
 def planned_run(spec: StudySpec, prepared: Prepared, config: Configuration, seed: int, position: int) -> PlannedRun:
     """One configuration with one seed, resolved into engine settings and its stable run id."""
-    cfg = run_config(spec, config.strategy, prepared.precision, config.training, seed)
+    cfg = run_config(spec, config.strategy, prepared.precision, config.training, seed, prepared.compile_auto)
     run_id = run_id_for(spec, config.strategy, prepared.bundle, cfg, prepared.device)
     return PlannedRun(position, config.strategy, cfg, run_id, run_label(config.group, seed, spec.sweep.seed_list),
                       config.group, config.params)

@@ -125,7 +125,7 @@ def test_every_run_of_a_study_loads_the_chosen_kernel_and_the_report_says_which_
     report = build_report(out)["markdown"].read_text()
     row = next(line for line in report.splitlines() if line.startswith("| attention kernel |"))
     assert "eager (auto: the faster;" in row and "sdpa 12.0 ms, eager 9.0 ms" in row
-    assert "| torch.compile | off (training.compile: false;" in report
+    assert "| torch.compile | off (auto: the longest run trains an estimated 0 s, less than the " in report
     assert AttentionChoice(**records[0]["environment"]["attention"]).kernel == "eager"
 
     # the same study again: the choice comes from the cache, no second probe, the stored runs are reused
@@ -133,3 +133,58 @@ def test_every_run_of_a_study_loads_the_chosen_kernel_and_the_report_says_which_
     driver.run_study(spec, reporter=reporter)
     assert len(probes) == 1
     assert any("measured earlier on this machine, cached" in m for m in messages)
+
+
+# --- training.compile: auto compiles only where the longest run outlasts the measured break-even ------------
+
+
+def test_compile_auto_follows_the_estimate_and_says_why():
+    from tunebench.results.choices import COMPILE_BREAK_EVEN_S, compile_choice
+
+    cpu = COMPILE_BREAK_EVEN_S["cpu"]
+    short = compile_choice("auto", "cpu", 0.05, 400)  # 20 s of training
+    assert (short.on, short.estimate_s, short.break_even_s) == (False, pytest.approx(20.0), cpu)
+    assert short.sentence() == (f"torch.compile: off (auto: the longest run trains an estimated 20 s, less than the "
+                                f"{cpu:,.0f} s after which compiling pays back on this cpu; BENCHMARKS.md)")
+    long = compile_choice("auto", "cpu", 0.5, int(cpu * 4))
+    assert long.on and long.sentence().startswith("torch.compile: on (auto: the longest run trains an estimated ")
+    assert compile_choice(True, "cpu", None, 1).sentence() == "torch.compile: on (as asked)"
+    assert compile_choice(False, "cpu", 10.0, 10**6).on is False
+    unmeasured = compile_choice("auto", "cuda", 0.01, 10**9)
+    assert not unmeasured.on and "compile time not measured on cuda" in unmeasured.sentence()
+    untimed = compile_choice("auto", "cpu", None, 10**9)
+    assert not untimed.on and "the attention kernel was not timed" in untimed.sentence()
+
+
+def test_a_study_long_enough_compiles_every_run_and_the_report_says_why(tiny_bert, reviews_csv, tmp_path,
+                                                                       monkeypatch):
+    from tunebench.report import build_report
+    from tunebench.results import choices
+    from tunebench.training import engine
+
+    compiled = []
+
+    def fake_compile(model):  # inductor would take minutes on 2 cores: count the calls, run the model as it is
+        compiled.append(type(model).__name__)
+        return model
+
+    monkeypatch.setattr(engine, "_compiled", fake_compile)
+    monkeypatch.setattr(attention, "_time_kernels", lambda *a: {"sdpa": 0.010, "eager": 0.012})
+    monkeypatch.setitem(choices.COMPILE_BREAK_EVEN_S, "cpu", 0.05)  # 0.05 s: a few batches at 10 ms outlast it
+    out = tmp_path / "out"
+    spec = StudySpec(name="compiled", data={"source": str(reviews_csv)}, model={"name": str(tiny_bert), "max_length": 32},
+                     strategies=["full"], baselines=[], output={"dir": str(out)},
+                     training={"epochs": 1, "batch_size": 8, "lr": 3e-3})
+    records = driver.run_study(spec)
+    assert compiled and records[0]["resources"]["compiled"] is True
+    assert records[0]["environment"]["compile"]["on"] is True
+    report = build_report(out)["markdown"].read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| torch.compile |"))
+    assert "on (auto: the longest run trains an estimated" in row and "more than the 0 s" in row
+
+    # asked off: the same study does not compile, and a run that compiled is not the same computation
+    compiled.clear()
+    off = driver.run_study(spec.model_copy(update={"training": spec.training.model_copy(update={"compile": False}),
+                                                   "output": spec.output.model_copy(update={"dir": str(tmp_path / "off")})}))
+    assert not compiled and off[0]["resources"]["compiled"] is False
+    assert off[0]["run_id"] != records[0]["run_id"]
