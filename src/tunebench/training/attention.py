@@ -8,7 +8,8 @@ of its own training data (a few forward + backward steps of the whole model, the
 median step kept), uses the faster, and keeps the answer in ``$TUNEBENCH_HOME/attention.json`` under a key
 of everything it depends on (machine, torch and transformers versions, threads, device, precision, the
 model's shape, the batch's shape), so one machine pays the probe once per model and shape.  Within
-:data:`TIE` of each other the default (sdpa) is kept: a gap that small is noise, not a reason to change.
+10 % of each other, or when a step is too short for attention to matter (a tiny model), the default
+(sdpa) is kept: a gap that small is noise, and a rerun should not flip the kernel on it.
 
 No library makes this choice from a measurement (transformers' default is a fixed preference and
 ``torch.backends`` picks among sdpa's own back ends only), so it is written here.
@@ -30,7 +31,7 @@ import torch
 
 from tunebench.data.bundle import tunebench_home
 from tunebench.faults import atomic_write
-from tunebench.results.choices import KERNELS, TIE, AttentionChoice
+from tunebench.results.choices import KERNELS, AttentionChoice, pick_kernel
 from tunebench.spec.parts import stable_hash
 from tunebench.training import batching
 from tunebench.training.engine import autocast_for
@@ -74,8 +75,7 @@ def choose_attention(requested: str, load_model: Callable[[], torch.nn.Module], 
         return AttentionChoice(requested, only, "one kernel" if only else "not probed",
                                detail=f"the model cannot switch to {missing}")
     step_s = _time_kernels(model, kernels, batch, device, precision)
-    fastest = min(step_s, key=step_s.get)
-    kernel = KERNELS[0] if step_s[KERNELS[0]] <= step_s[fastest] * (1 + TIE) else fastest
+    kernel = pick_kernel(step_s)
     _write_cache(path, key, {"kernel": kernel, "step_s": step_s, "shape": shape,
                              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return AttentionChoice(requested, kernel, "measured", step_s, shape)
