@@ -128,6 +128,7 @@ def test_every_run_of_a_study_loads_the_chosen_kernel_and_the_report_says_which_
     assert all(r["environment"]["attention"]["kernel"] == "eager" for r in records)
     said = "attention kernel: eager (auto: the faster; one training step of the whole model on a batch of 8 x "
     assert any(m.startswith(said) for m in messages)
+    assert any(m.startswith("timing the attention kernels (sdpa, eager) on one training batch (8 x ") for m in messages)
     report = build_report(out)["markdown"].read_text()
     row = next(line for line in report.splitlines() if line.startswith("| attention kernel |"))
     assert "eager (auto: the faster;" in row and "sdpa 120.0 ms, eager 90.0 ms" in row
@@ -139,6 +140,7 @@ def test_every_run_of_a_study_loads_the_chosen_kernel_and_the_report_says_which_
     driver.run_study(spec, reporter=reporter)
     assert len(probes) == 1
     assert any("measured earlier on this machine, cached" in m for m in messages)
+    assert not any(m.startswith("timing the attention kernels") for m in messages)
 
 
 # --- training.compile: auto compiles only where the longest run outlasts the measured break-even ------------

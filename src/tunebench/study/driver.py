@@ -9,6 +9,7 @@ Planning (configurations, run ids) is :mod:`tunebench.study.plan`; planned runs 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ def prepare(spec: StudySpec, reporter: Reporter, placement: tuple[torch.device, 
     return Prepared(bundle, model_source, tokenizer, *encoded, device=device, precision=precision)
 
 
-def attention_for(spec: StudySpec, prepared: Prepared, placement: tuple[torch.device, str] | None) -> AttentionChoice:
+def attention_for(spec: StudySpec, prepared: Prepared, placement: tuple[torch.device, str] | None,
+                  say: Callable[[str], None] | None = None) -> AttentionChoice:
     """The study's attention kernel (``model.attention``): ``auto`` times sdpa and eager on the study's model
     and one of its training batches, here, unless the runs train on a device this process does not have."""
     device = prepared.device
@@ -79,7 +81,7 @@ def attention_for(spec: StudySpec, prepared: Prepared, placement: tuple[torch.de
     return choose_attention(spec.model.attention, load, config, prepared.train, spec.training.batch_size, device,
                             prepared.precision, prepared.tokenizer.pad_token_id or 0, seed=spec.training.seed,
                             probe_reason="the runs train on Ray workers' GPUs, which this process has not"
-                            if elsewhere else None)
+                            if elsewhere else None, say=say)
 
 
 def compile_for(spec: StudySpec, prepared: Prepared) -> CompileChoice:
@@ -197,7 +199,8 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
     for note in prepared.bundle.notes:
         reporter.message(note)
     # rank 0 measures, every process loads the same kernel
-    prepared.attention = distributed.from_writer(attention_for(spec, prepared, placement) if writer else None)
+    choice = attention_for(spec, prepared, placement, reporter.message) if writer else None
+    prepared.attention = distributed.from_writer(choice)
     reporter.message(prepared.attention.sentence())
     prepared.compile = compile_for(spec, prepared)
     reporter.message(prepared.compile.sentence())

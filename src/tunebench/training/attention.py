@@ -48,13 +48,13 @@ CACHE_VERSION = 1
 def choose_attention(requested: str, load_model: Callable[[], torch.nn.Module], config: Any,
                      train: batching.EncodedSplit, batch_size: int, device: torch.device, precision: str,
                      pad_id: int, *, seed: int = 0, cache: Path | None = None,
-                     probe_reason: str | None = None) -> AttentionChoice:
+                     probe_reason: str | None = None, say: Callable[[str], None] | None = None) -> AttentionChoice:
     """The kernel for ``requested`` (``auto``, ``sdpa`` or ``eager``).
 
     ``load_model``: loads the study's classifier with transformers' default kernel (called only when a
     probe runs); ``config``: its transformers config (the cache key's model shape).  ``probe_reason``: why
     no probe may run here (the runs train elsewhere, several processes); the kernel is then left to
-    transformers and the choice says so.
+    transformers and the choice says so.  ``say`` hears one line before a probe starts (it takes seconds).
     """
     if requested != "auto":
         return AttentionChoice(requested, requested, "asked")
@@ -69,6 +69,9 @@ def choose_attention(requested: str, load_model: Callable[[], torch.nn.Module], 
     if isinstance(times, dict) and set(times) == set(KERNELS) and all(isinstance(t, float) for t in times.values()):
         # the rule is applied again to the stored timings: a cache written under an earlier rule obeys this one
         return AttentionChoice(requested, pick_kernel(times), "cached", dict(times), shape)
+    if say is not None:
+        say(f"timing the attention kernels ({', '.join(KERNELS)}) on one training batch ({shape[len('a batch of '):]}); "
+            "once per machine, model and batch shape")
     model = load_model()
     kernels = [k for k in KERNELS if _can_use(model, k)]
     if len(kernels) < 2:
