@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -101,14 +100,8 @@ def launch(row: dict, threads: int) -> dict:
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     label = f"{row['tool']} {row['strategy']} {row['variant']} {row['data']} n={row['train']} len={row['max_length']}"
     print(f"  {label:70}", end=" ", flush=True)
-    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(row), "--threads", str(threads)],
-                          capture_output=True, text=True, env=env, check=False)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        print("FAILED")
-        sys.stderr.write(done.stderr[-3000:])
-        raise SystemExit(f"{label} failed")
-    out = {**row, **json.loads(lines[-1][len("RESULT "):])}
+    cmd = [sys.executable, __file__, "--child", json.dumps(row), "--threads", str(threads)]
+    out = {**row, **vs_trainer.child_result(cmd, env, label)}
     out["ex_per_s"] = out["examples"] / out["train_s"]
     out["tokens_per_s"] = out["tokens"] / out["train_s"]
     print(f"{out['train_s']:7.1f} s {out['ex_per_s']:7.1f} ex/s {out['peak_rss_mb']:6.0f} MB acc {out['accuracy']:.3f}")

@@ -259,6 +259,18 @@ def child(args) -> None:
 # --- the sitting: every run, one table ------------------------------------------------------------
 
 
+def child_result(cmd: list[str], env: dict[str, str], label: str) -> dict:
+    """Run one measurement in its own process and return the JSON of its ``RESULT`` line; a failure stops the
+    sitting with the child's stderr (the benchmarks share this: each row is a fresh process)."""
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        print("FAILED")
+        sys.stderr.write(done.stderr[-3000:])
+        raise SystemExit(f"{label} failed")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
 def launch(tool: str, strategy: str, variant: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", "--tool", tool, "--strategy", strategy, "--variant", variant,
            "--train", str(args.train), "--test", str(args.test), "--epochs", str(args.epochs),
@@ -266,13 +278,7 @@ def launch(tool: str, strategy: str, variant: str, args) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     print(f"  {tool:9} {strategy:12} {variant:16}", end=" ", flush=True)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        print("FAILED")
-        sys.stderr.write(done.stderr[-3000:])
-        raise SystemExit(f"{tool} {strategy} {variant} failed")
-    out = json.loads(lines[-1][len("RESULT "):])
+    out = child_result(cmd, env, f"{tool} {strategy} {variant}")
     out["ex_per_s"] = out["examples"] / out["train_s"]
     print(f"{out['ex_per_s']:7.1f} ex/s  {out['peak_rss_mb']:6.0f} MB  acc {out['accuracy']:.3f}")
     return out
