@@ -146,7 +146,7 @@ def test_every_run_of_a_study_loads_the_chosen_kernel_and_the_report_says_which_
 # --- training.compile: auto compiles only where the longest run outlasts the measured break-even ------------
 
 
-def test_compile_auto_follows_the_estimate_and_says_why():
+def test_compile_auto_follows_the_estimate_and_says_why(monkeypatch):
     from tunebench.results.choices import COMPILE_BREAK_EVEN_S, compile_choice
 
     cpu = COMPILE_BREAK_EVEN_S["cpu"]
@@ -160,6 +160,9 @@ def test_compile_auto_follows_the_estimate_and_says_why():
     assert compile_choice(False, "cpu", 10.0, 10**6).on is False
     unmeasured = compile_choice("auto", "cuda", 0.01, 10**9)
     assert not unmeasured.on and "compile time not measured on cuda" in unmeasured.sentence()
+    monkeypatch.setitem(COMPILE_BREAK_EVEN_S, "mps", float("inf"))  # measured, and never paid back
+    never = compile_choice("auto", "mps", 1.0, 10**9)
+    assert not never.on and "compiled training was no faster than plain training on mps" in never.sentence()
     untimed = compile_choice("auto", "cpu", None, 10**9)
     assert not untimed.on and "the attention kernel was not timed" in untimed.sentence()
 

@@ -6,6 +6,7 @@ sentence the terminal and the report print from it.  Plain data, no torch: the r
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -102,6 +103,9 @@ def compile_choice(requested: bool | str, device_type: str, step_s: float | None
     if break_even is None:
         return CompileChoice(requested, False, detail=f"compile time not measured on {device_type} "
                                                       "(benchmarks/compile_cpu.py); --compile turns it on")
+    if math.isinf(break_even):
+        return CompileChoice(requested, False, detail=f"compiled training was no faster than plain training on "
+                                                      f"{device_type} when measured (BENCHMARKS.md); --compile turns it on")
     if step_s is None:
         return CompileChoice(requested, False, detail="no step time to estimate a run's length (the attention "
                                                       "kernel was not timed)")
