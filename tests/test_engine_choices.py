@@ -132,7 +132,7 @@ def test_every_run_of_a_study_loads_the_chosen_kernel_and_the_report_says_which_
     report = build_report(out)["markdown"].read_text()
     row = next(line for line in report.splitlines() if line.startswith("| attention kernel |"))
     assert "eager (auto: the faster;" in row and "sdpa 120.0 ms, eager 90.0 ms" in row
-    assert "| torch.compile | off (auto: the longest run trains an estimated " in report
+    assert "| torch.compile | off (auto: compiled training was no faster than plain training on cpu" in report
     assert AttentionChoice(**records[0]["environment"]["attention"]).kernel == "eager"
 
     # the same study again: the choice comes from the cache, no second probe, the stored runs are reused
@@ -149,7 +149,12 @@ def test_every_run_of_a_study_loads_the_chosen_kernel_and_the_report_says_which_
 def test_compile_auto_follows_the_estimate_and_says_why(monkeypatch):
     from tunebench.results.choices import COMPILE_BREAK_EVEN_S, compile_choice
 
-    cpu = COMPILE_BREAK_EVEN_S["cpu"]
+    measured = compile_choice("auto", "cpu", 0.2, 10**9)  # the table as measured: on CPU compiling never paid back
+    assert not measured.on and measured.sentence() == (
+        "torch.compile: off (auto: compiled training was no faster than plain training on cpu when measured "
+        "(BENCHMARKS.md); --compile turns it on)")
+    cpu = 3600.0  # a device where it pays back after an hour of training
+    monkeypatch.setitem(COMPILE_BREAK_EVEN_S, "cpu", cpu)
     short = compile_choice("auto", "cpu", 0.05, 400)  # 20 s of training
     assert (short.on, short.estimate_s, short.break_even_s) == (False, pytest.approx(20.0), cpu)
     assert short.sentence() == (f"torch.compile: off (auto: the longest run trains an estimated 20 s, less than the "

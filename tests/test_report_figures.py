@@ -182,3 +182,28 @@ def test_tuned_labels_put_their_rates_on_a_line_of_their_own():
                         "partial:k=2", "tfidf-logreg"]) == [
         "full\nlr=0.000158,head_lr=0.003", "lora:r=8\nlr=0.005,head_lr=0.003", "head\nlr=0.01", "partial:k=2",
         "tfidf-logreg"]
+
+
+def test_many_strategies_get_a_learning_rate_panel_each_with_a_legend_of_their_own_rungs(tmp_path, captured):
+    """22 strategies in one panel drew a legend of 44 entries over the whole plot (the PEFT-methods recipe):
+    above LR_PANEL_MAX each strategy gets its own panel, titled, on shared axes, its legend its own rungs."""
+    n = figures.LR_PANEL_MAX + 3
+    trials = {f"method-{i}": [(1e-4, 0.6, True, 2), (1e-3, 0.7 + i / 100, True, 2), (1e-3, 0.75, False, 5)]
+              for i in range(n)}
+    figures.lr_sensitivity(trials, tmp_path / "lr.png", finals={"method-0"})
+    fig = captured["lr.png"]
+    check_reads_cleanly("lr.png", fig)
+    shown_axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown_axes] == [f"method-{i}" for i in range(n)]
+    assert len({ax.get_ylim() for ax in shown_axes}) == 1  # shared scores scale: panels compare by eye
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in shown_axes]
+    assert legends[0] == ["2 epochs (rung)", "5 epochs (final runs)"]
+    assert all(entries == ["2 epochs (rung)", "5 epochs"] for entries in legends[1:])
+    assert "hollow, dashed: a rung cut short" in fig.get_suptitle()
+
+    # a few strategies still share one panel, one colour and legend entry per strategy and rung
+    figures.lr_sensitivity(dict(list(trials.items())[:2]), tmp_path / "few.png")
+    few = captured["few.png"]
+    assert len(few.axes) == 1
+    assert [t.get_text() for t in few.axes[0].get_legend().get_texts()] == [
+        "method-0, 2 epochs (rung)", "method-0, 5 epochs", "method-1, 2 epochs (rung)", "method-1, 5 epochs"]

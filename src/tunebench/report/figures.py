@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
@@ -297,38 +298,77 @@ def text_lengths(split_texts: dict[str, list[str]], path: Path) -> Path:
 @styled
 def lr_sensitivity(trials: dict[str, list[tuple[float, float | None, bool, int]]], path: Path,
                    metric: str = "macro-F1", finals: set[str] | frozenset[str] = frozenset()) -> Path:
-    """Validation macro-F1 against learning rate (log x), one colour per strategy, one line per rung.
+    """Validation macro-F1 against learning rate (log x), one line per strategy and rung.
 
     ``trials``: strategy -> [(lr, mean validation macro-F1 over the tuning seeds, cut, epochs)]: a point
     per candidate and rung.  At each rate the best score of the rung (over head rates) is drawn; the
     last rung's points (fully trained) filled on a solid line, an earlier rung's hollow on a dashed one.
-    ``finals``: the strategies whose last-rung point is their final runs' mean (a last rung of one)."""
-    fig, axes = _new(1, width=5.6, height=3.6)
-    ax = axes[0]
+    ``finals``: the strategies whose last-rung point is their final runs' mean (a last rung of one).
+    Up to :data:`LR_PANEL_MAX` strategies share one panel, one colour each; more get a panel each (small
+    multiples on shared axes), since 22 strategies' legend entries would cover one panel whole."""
+    drawable = {s: [(lr, v, cut, e) for lr, v, cut, e in pts if v is not None and lr and lr > 0]
+                for s, pts in trials.items()}
+    drawable = {s: pts for s, pts in drawable.items() if pts}
+    shared = len(drawable) <= LR_PANEL_MAX
+    if shared:
+        fig, axes = _new(1, width=5.6, height=3.6)
+        panels = [axes[0]] * len(drawable)
+    else:
+        ncols = 4
+        nrows = -(-len(drawable) // ncols)
+        fig, axes = _new(ncols, nrows, width=2.9, height=2.3)
+        panels = list(axes[:len(drawable)])
+        for ax in axes[len(drawable):]:
+            ax.set_visible(False)
     drawn: list[float] = []
-    for i, (strategy, points) in enumerate(trials.items()):
-        pts = [(lr, v, cut, e) for lr, v, cut, e in points if v is not None and lr and lr > 0]
-        if not pts:
-            continue
-        last = max(e for _, _, cut, e in pts if not cut) if any(not cut for *_, cut, _ in pts) else None
-        for epochs in sorted({e for *_, e in pts}):
-            best: dict[float, float] = {}
-            for lr, v, _, e in pts:
-                if e == epochs:
-                    best[lr] = max(v, best.get(lr, v))
-            rates = sorted(best)
-            drawn += rates
-            final = epochs == last
-            ax.plot(rates, [best[r] for r in rates], color=color(i), marker="o", ms=5 if final else 4,
-                    linestyle="-" if final else "--", linewidth=1.4 if final else 0.8,
-                    markerfacecolor=color(i) if final else "white", markeredgecolor=color(i),
-                    label=text(f"{strategy}, {epochs} epochs" + (
-                        " (final runs)" if final and strategy in finals else "" if final else " (rung)")))
-    if drawn:
-        log_axis(ax, "x", drawn)
-    ax.set_xlabel("learning rate (log scale)")
-    ax.set_ylabel(text(f"validation {metric} (mean over seeds)"))
-    ax.set_title("Learning-rate sensitivity (tuning trials)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=6)
+    for i, ((strategy, pts), ax) in enumerate(zip(drawable.items(), panels, strict=True)):
+        drawn += _rung_lines(ax, pts, color(i if shared else 0), strategy if shared else "", strategy in finals)
+        if not shared:
+            ax.set_title(text(strategy), fontsize=8)
+    scores = [v for pts in drawable.values() for _, v, *_ in pts]
+    for ax in dict.fromkeys(panels):
+        if drawn:
+            log_axis(ax, "x", drawn)
+        if scores and not shared:
+            ax.set_ylim(min(scores) - 0.02, max(scores) + 0.02)
+            ax.tick_params(labelsize=7)
+    if shared:
+        panels[0].set_xlabel("learning rate (log scale)")
+        panels[0].set_ylabel(text(f"validation {metric} (mean over seeds)"))
+        panels[0].set_title("Learning-rate sensitivity (tuning trials)")
+        if panels[0].get_legend_handles_labels()[0]:
+            panels[0].legend(fontsize=6)
+    elif panels:
+        fig.supxlabel("learning rate (log scale)", fontsize=9)
+        fig.supylabel(text(f"validation {metric} (mean over seeds)"), fontsize=9)
+        fig.suptitle("Learning-rate sensitivity (tuning trials; hollow, dashed: a rung cut short; filled: the last "
+                     "rung or the final runs)", fontsize=9)
+        for ax in panels:
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=5, loc="lower left")
     return save(fig, path)
+
+
+#: the most strategies drawn together in one learning-rate panel
+LR_PANEL_MAX = 6
+
+
+def _rung_lines(ax: Axes, pts: list[tuple[float, float, bool, int]], colour: Any, name: str,
+                from_finals: bool) -> list[float]:
+    """One strategy's rungs on ``ax``: the best score per rate of each rung; return the rates drawn."""
+    last = max(e for _, _, cut, e in pts if not cut) if any(not cut for *_, cut, _ in pts) else None
+    drawn: list[float] = []
+    for epochs in sorted({e for *_, e in pts}):
+        best: dict[float, float] = {}
+        for lr, v, _, e in pts:
+            if e == epochs:
+                best[lr] = max(v, best.get(lr, v))
+        rates = sorted(best)
+        drawn += rates
+        final = epochs == last
+        what = (" (final runs)" if from_finals else "") if final else " (rung)"
+        ax.plot(rates, [best[r] for r in rates], color=colour, marker="o", ms=5 if final else 4,
+                linestyle="-" if final else "--", linewidth=1.4 if final else 0.8,
+                markerfacecolor=colour if final else "white", markeredgecolor=colour,
+                label=text(f"{name + ', ' if name else ''}{epochs} epochs{what}"))
+    return drawn

@@ -65,8 +65,10 @@ class AttentionChoice:
 
 #: seconds of training of one run after which ``torch.compile`` has paid back its compile time, per device
 #: type, measured by ``benchmarks/compile_cpu.py`` on the default study's workload (BENCHMARKS.md, "Does
-#: torch.compile pay"); ``auto`` never compiles on a device type that has no measurement here
-COMPILE_BREAK_EVEN_S: dict[str, float] = {"cpu": 3600.0}
+#: torch.compile pay"); ``auto`` never compiles on a device type that has no measurement here.  CPU
+#: (2026-12-06, 2-core AMD EPYC, AVX512): compiled full fine-tuning ran its steady epoch at 0.91x plain speed
+#: after 61 s of compiling (and 40 s more in evaluation), so it never pays back: infinity.
+COMPILE_BREAK_EVEN_S: dict[str, float] = {"cpu": math.inf}
 
 
 @dataclass
