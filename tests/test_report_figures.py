@@ -207,3 +207,19 @@ def test_many_strategies_get_a_learning_rate_panel_each_with_a_legend_of_their_o
     assert len(few.axes) == 1
     assert [t.get_text() for t in few.axes[0].get_legend().get_texts()] == [
         "method-0, 2 epochs (rung)", "method-0, 5 epochs", "method-1, 2 epochs (rung)", "method-1, 5 epochs"]
+
+
+def test_a_pareto_figure_of_many_strategies_puts_its_legend_below_the_panels(tmp_path, captured):
+    """22 strategies' entries in the first panel squashed all three panels (the PEFT-methods recipe)."""
+    n = figures.LEGEND_IN_PANEL_MAX + 4
+    frame = pd.DataFrame({"strategy": [f"method-{i}" for i in range(n)], "test_macro_f1": [0.5 + i / 100 for i in range(n)],
+                          **{col: [10.0 + i for i in range(n)] for col, _, _ in figures.PARETO_AXES}})
+    figures.pareto(frame, tmp_path / "pareto.png")
+    fig = captured["pareto.png"]
+    check_reads_cleanly("pareto.png", fig)
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    [legend] = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [f"method-{i}" for i in range(n)] + ["Pareto front"]
+    few = frame.head(3)
+    figures.pareto(few, tmp_path / "few.png")
+    assert not captured["few.png"].legends and captured["few.png"].axes[0].get_legend() is not None

@@ -181,9 +181,17 @@ def pareto(frame: pd.DataFrame, path: Path, memory_label: str = "memory (MB)") -
         ax.set_xlabel(label)
         ax.set_ylabel("test macro-F1")
         ax.set_title(f"macro-F1 vs {label.split(' (')[0]}")
-    if axes[0].get_legend_handles_labels()[0]:
+    handles, labels = axes[0].get_legend_handles_labels()
+    if len(handles) > LEGEND_IN_PANEL_MAX:  # 22 strategies' entries covered the panels: a legend below them
+        fig.set_figheight(fig.get_figheight() + 0.2 * math.ceil(len(handles) / 3))
+        fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=7)
+    elif handles:
         axes[0].legend(fontsize=7)
     return save(fig, path)
+
+
+#: the most legend entries a panel holds; more go below the panels, in columns
+LEGEND_IN_PANEL_MAX = 9
 
 
 CURVES = [("train_loss", "train loss"), ("val_loss", "validation loss"), ("val_accuracy", "validation accuracy"),
