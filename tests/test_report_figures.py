@@ -223,3 +223,21 @@ def test_a_pareto_figure_of_many_strategies_puts_its_legend_below_the_panels(tmp
     few = frame.head(3)
     figures.pareto(few, tmp_path / "few.png")
     assert not captured["few.png"].legends and captured["few.png"].axes[0].get_legend() is not None
+
+
+def test_a_comparison_of_many_configurations_lays_its_bars_down_with_each_name_once(tmp_path, captured):
+    """24 upright bars per panel with rotated two-line names overlapped into noise (the PEFT-methods recipe)."""
+    n = figures.COMPARISON_COLUMNS_MAX + 5
+    names = [f"method-{i}:lr=0.001" for i in range(n)]
+    frame = pd.DataFrame({"strategy": names, "test_accuracy": [0.7] * n, "test_macro_f1": [0.6] * n,
+                          "trainable_share_pct": [None] + [1.0] * (n - 1), "train_time_s": [10.0] * n,
+                          "cost_usd": [0.001] * n})
+    figures.comparison(frame, tmp_path / "comparison.png")
+    fig = captured["comparison.png"]
+    check_reads_cleanly("comparison.png", fig)
+    first, *others = fig.axes
+    assert [t.get_text() for t in first.get_yticklabels()] == names  # top to bottom, in the table's order
+    assert first.yaxis_inverted()
+    assert all(not [t.get_text() for t in ax.get_yticklabels() if t.get_text()] for ax in others)
+    share = next(ax for ax in fig.axes if ax.get_title() == "Trainable parameters (%)")
+    assert share.get_xscale() == "log" and [t.get_text() for t in share.texts][:2] == ["—", "1.00"]

@@ -130,9 +130,13 @@ def _bars(ax, labels: list[str], values: list[float], title: str, fmt: str, log:
 def comparison(frame: pd.DataFrame, path: Path) -> Path:
     """Four panels as the financial-sentiment study drew them: quality, parameters, time, cost.
 
-    A baseline's trainable share is "—" (None in the frame: it trains no network)."""
-    fig, axes = _new(4, width=3.6)
+    A baseline's trainable share is "—" (None in the frame: it trains no network).  Above
+    :data:`COMPARISON_COLUMNS_MAX` configurations the bars lie down (one row per configuration, its name
+    once, on the first panel): 24 rotated two-line names and values overlapped into noise."""
     labels = list(frame["strategy"])
+    if len(labels) > COMPARISON_COLUMNS_MAX:
+        return _comparison_rows(frame, labels, path)
+    fig, axes = _new(4, width=3.6)
     xs = np.arange(len(labels))
     ax = axes[0]
     ax.bar(xs - 0.2, frame["test_accuracy"], 0.4, label="accuracy", color="#4c72b0")
@@ -144,6 +148,40 @@ def comparison(frame: pd.DataFrame, path: Path) -> Path:
     _bars(axes[1], labels, list(frame["trainable_share_pct"]), "Trainable parameters (%)", ".2f", log=True)
     _bars(axes[2], labels, list(frame["train_time_s"]), "Training time (s)", ".1f")
     _bars(axes[3], labels, list(frame["cost_usd"]), "Training cost (USD, est.)", ".4f")
+    return save(fig, path)
+
+
+#: the most configurations drawn as upright bars in the comparison figure
+COMPARISON_COLUMNS_MAX = 8
+
+
+def _comparison_rows(frame: pd.DataFrame, labels: list[str], path: Path) -> Path:
+    """The comparison figure for many configurations: horizontal bars, one row each, top to bottom."""
+    fig, axes = _new(4, width=3.3, height=1.4 + 0.3 * len(labels))
+    ys = np.arange(len(labels))
+    ax = axes[0]
+    ax.barh(ys - 0.2, frame["test_accuracy"], 0.4, label="accuracy", color="#4c72b0")
+    ax.barh(ys + 0.2, frame["test_macro_f1"], 0.4, label="macro-F1", color="#dd8452")
+    ax.set_xlim(0, 1.05)
+    ax.set_title("Quality (test)")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.03), ncol=2)  # below: no bar under it
+    panels = [(axes[1], "trainable_share_pct", "Trainable parameters (%)", ".2f", True),
+              (axes[2], "train_time_s", "Training time (s)", ".1f", False),
+              (axes[3], "cost_usd", "Training cost (USD, est.)", ".4f", False)]
+    for panel, col, title, fmt, log in panels:
+        raw = list(frame[col])
+        vals = [0.0 if v is None or v != v else float(v) for v in raw]
+        panel.barh(ys, vals, color=[color(i) for i in range(len(labels))])
+        panel.set_title(title)
+        if log:
+            log_axis(panel, "x", vals, headroom=4.0)
+        for y, v, r in zip(ys, vals, raw, strict=True):
+            shown = "—" if r is None or r != r else format(v, fmt)
+            panel.annotate(shown, (0 if shown == "—" else v, y), xycoords=("axes fraction" if shown == "—" else "data",
+                           "data"), ha="left", va="center", fontsize=7, xytext=(2, 0), textcoords="offset points")
+    for i, panel in enumerate(axes):
+        panel.set_yticks(ys, [text(label) for label in labels] if i == 0 else [], fontsize=7)
+        panel.invert_yaxis()  # the first configuration on top, as in the tables
     return save(fig, path)
 
 

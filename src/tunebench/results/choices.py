@@ -16,17 +16,15 @@ KERNELS = ("sdpa", "eager")
 #: of 14 % and 17 % (BENCHMARKS.md); a smaller band would let timing noise flip the kernel, and with it
 #: the last digits of a study's results, between two runs on the same machine
 TIE = 0.10
-#: a training step shorter than this (a tiny test model) is overhead, not attention: the default is kept
-MIN_STEP_S = 0.05
+#: a model narrower than this (a tiny test model) spends too little of a step in attention for the kernel to
+#: matter: the default is kept without timing, so that the choice cannot follow a loaded machine's noise
+MIN_HIDDEN = 128
 
 
 def pick_kernel(step_s: dict[str, float]) -> str:
-    """The faster kernel unless the default is within :data:`TIE` of it or every step is under :data:`MIN_STEP_S`."""
+    """The faster kernel unless the default is within :data:`TIE` of it."""
     fastest = min(step_s, key=step_s.get)
-    default = KERNELS[0]
-    if max(step_s.values()) < MIN_STEP_S or step_s[default] <= step_s[fastest] * (1 + TIE):
-        return default
-    return fastest
+    return KERNELS[0] if step_s[KERNELS[0]] <= step_s[fastest] * (1 + TIE) else fastest
 
 
 @dataclass
@@ -35,7 +33,7 @@ class AttentionChoice:
 
     requested: str  # the spec's model.attention
     kernel: str | None  # what runs load: "sdpa" | "eager", or None: transformers' own choice
-    how: str  # "asked" | "measured" | "cached" | "one kernel" | "not probed"
+    how: str  # "asked" | "measured" | "cached" | "too small" | "one kernel" | "not probed"
     step_s: dict[str, float] = field(default_factory=dict)  # median seconds of one training step per kernel
     detail: str = ""  # why it is not probed, or the probe batch's shape
 
@@ -48,16 +46,14 @@ class AttentionChoice:
             return f"attention kernel: {self.kernel} (as asked)"
         if self.how == "not probed":
             return f"attention kernel: transformers' default (auto, not probed: {self.detail})"
+        if self.how == "too small":
+            return (f"attention kernel: {self.kernel} (auto: the default, not timed: a model {self.detail} wide spends "
+                    "too little of a step in attention for the kernel to matter)")
         if self.how == "one kernel":
             return f"attention kernel: {self.kernel} (auto: {self.detail})"
         times = ", ".join(f"{k} {s * 1000:.1f} ms" for k, s in self.step_s.items())
         fastest = min(self.step_s, key=self.step_s.get)
-        if max(self.step_s.values()) < MIN_STEP_S:
-            why = f"the default; steps under {MIN_STEP_S * 1000:.0f} ms are too short for the kernel to matter"
-        elif self.kernel == fastest:
-            why = "the faster"
-        else:
-            why = f"the default, {fastest} within {TIE:.0%}"
+        why = "the faster" if self.kernel == fastest else f"the default, {fastest} within {TIE:.0%}"
         when = "measured now" if self.how == "measured" else "measured earlier on this machine, cached"
         return (f"attention kernel: {self.kernel} (auto: {why}; one training step of the whole model on "
                 f"{self.detail}: {times}; {when})")

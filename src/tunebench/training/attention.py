@@ -8,8 +8,9 @@ of its own training data (a few forward + backward steps of the whole model, the
 median step kept), uses the faster, and keeps the answer in ``$TUNEBENCH_HOME/attention.json`` under a key
 of everything it depends on (machine, torch and transformers versions, threads, device, precision, the
 model's shape, the batch's shape), so one machine pays the probe once per model and shape.  Within
-10 % of each other, or when a step is too short for attention to matter (a tiny model), the default
-(sdpa) is kept: a gap that small is noise, and a rerun should not flip the kernel on it.
+10 % of each other the default (sdpa) is kept: a gap that small is noise, and a rerun should not flip the
+kernel on it.  A model narrower than 128 units (a tiny test model) is not timed at all: attention is too
+little of its step to matter, and its timings would follow the machine's load, not the kernel.
 
 No library makes this choice from a measurement (transformers' default is a fixed preference and
 ``torch.backends`` picks among sdpa's own back ends only), so it is written here.
@@ -31,7 +32,7 @@ import torch
 
 from tunebench.data.bundle import tunebench_home
 from tunebench.faults import atomic_write
-from tunebench.results.choices import KERNELS, AttentionChoice, pick_kernel
+from tunebench.results.choices import KERNELS, MIN_HIDDEN, AttentionChoice, pick_kernel
 from tunebench.spec.parts import stable_hash
 from tunebench.training import batching
 from tunebench.training.engine import autocast_for
@@ -60,6 +61,9 @@ def choose_attention(requested: str, load_model: Callable[[], torch.nn.Module], 
         return AttentionChoice(requested, requested, "asked")
     if probe_reason or len(train) == 0:
         return AttentionChoice(requested, None, "not probed", detail=probe_reason or "no training data")
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", None)
+    if isinstance(hidden, int) and hidden < MIN_HIDDEN:
+        return AttentionChoice(requested, KERNELS[0], "too small", detail=f"{hidden} units")
     batch = _probe_batch(train, batch_size, pad_id, device, seed)
     shape = f"a batch of {batch['input_ids'].shape[0]} x {batch['input_ids'].shape[1]} tokens"
     key = stable_hash(_cache_key(config, device, precision, batch))
