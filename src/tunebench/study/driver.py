@@ -198,8 +198,9 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
         write_profile(dataset_profile(prepared.bundle, prepared.tokenizer, spec.model.max_length), out_dir)
     for note in prepared.bundle.notes:
         reporter.message(note)
-    # rank 0 measures, every process loads the same kernel
-    choice = attention_for(spec, prepared, placement, reporter.message) if writer else None
+    # rank 0 measures, every process loads the same kernel (with no other process to hear it, each measures)
+    alone = distributed.world_size() == 1
+    choice = attention_for(spec, prepared, placement, reporter.message) if writer or alone else None
     prepared.attention = distributed.from_writer(choice)
     reporter.message(prepared.attention.sentence())
     prepared.compile = compile_for(spec, prepared)
