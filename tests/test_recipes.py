@@ -17,7 +17,7 @@ HUB_MODELS = {"bert-base-uncased", "distilbert-base-uncased", "roberta-large"}  
 ALL = sorted(RECIPES.glob("*.yaml"))
 
 
-#: offline recipes that are not a hub recipe's twin: comparisons of their own, sized for about an hour
+#: offline recipes that are not a hub recipe's twin: comparisons of their own, sized for one to two hours
 COMPARISONS = ("peft-methods-offline", "mpnet-base-offline")
 
 
@@ -36,7 +36,9 @@ def test_recipe_validates(path):
     assert 2 <= runs <= 60
     if path.stem in COMPARISONS:
         assert spec.data.source in BUILTINS and spec.model.name in MODELS and len(spec.sweep.seed_list or []) >= 2
-        assert spec.data.train_limit and spec.data.train_limit <= 1500 and spec.training.epochs <= 3
+        assert spec.data.train_limit and spec.data.train_limit <= 1500 and spec.training.epochs <= 5
+        if spec.training.epochs > 3:  # more epochs only under the protocol: tuned, and stopped early
+            assert spec.tuning is not None and spec.training.early_stopping is not None
     elif path.stem.endswith("-offline"):
         assert spec.data.source in BUILTINS and spec.model.name in MODELS
         assert spec.data.train_limit and spec.data.train_limit <= 1500 and spec.training.epochs <= 8
