@@ -23,7 +23,7 @@ def _spec(strategies, **sweep) -> StudySpec:
 
 def _prepared():
     bundle = SimpleNamespace(hashes=lambda: {"train": "t", "validation": "v", "test": "x"})
-    return SimpleNamespace(precision="fp32", bundle=bundle, device=torch.device("cpu"))
+    return SimpleNamespace(precision="fp32", bundle=bundle, device=torch.device("cpu"), compile_auto=False)
 
 
 def test_grid_applies_kind_keys_to_their_kind_and_plain_keys_to_all():
