@@ -47,7 +47,7 @@ class AttentionChoice:
         if self.how == "not probed":
             return f"attention kernel: transformers' default (auto, not probed: {self.detail})"
         if self.how == "too small":
-            return (f"attention kernel: {self.kernel} (auto: the default, not timed: a model {self.detail} wide spends "
+            return (f"attention kernel: transformers' default (auto, not timed: a model {self.detail} wide spends "
                     "too little of a step in attention for the kernel to matter)")
         if self.how == "one kernel":
             return f"attention kernel: {self.kernel} (auto: {self.detail})"

@@ -63,7 +63,7 @@ def choose_attention(requested: str, load_model: Callable[[], torch.nn.Module], 
         return AttentionChoice(requested, None, "not probed", detail=probe_reason or "no training data")
     hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", None)
     if isinstance(hidden, int) and hidden < MIN_HIDDEN:
-        return AttentionChoice(requested, KERNELS[0], "too small", detail=f"{hidden} units")
+        return AttentionChoice(requested, None, "too small", detail=f"{hidden} units")  # MPNet has no sdpa
     batch = _probe_batch(train, batch_size, pad_id, device, seed)
     shape = f"a batch of {batch['input_ids'].shape[0]} x {batch['input_ids'].shape[1]} tokens"
     key = stable_hash(_cache_key(config, device, precision, batch))
