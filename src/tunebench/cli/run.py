@@ -81,6 +81,9 @@ def run(
     patience: Annotated[int | None, typer.Option(
         help="early stopping: stop a run after this many epochs without a gain of the --metric on validation")] = None,
     metric: Annotated[str | None, typer.Option(help=METRIC_HELP)] = None,
+    class_weight: Annotated[str | None, typer.Option(
+        "--class-weight", help="the training loss's class weights: balanced (default; inversely to the training "
+        "split's class counts, as the tf-idf floor) or none")] = None,
     margin: Annotated[float | None, typer.Option(
         help="the verdict's equivalence margin on the metric's 0-1 scale (default 0.01: ±1 point)")] = None,
     trust_remote_code: Annotated[bool, TRUST_OPTION] = False,

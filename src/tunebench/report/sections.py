@@ -57,7 +57,8 @@ def settings(record: dict[str, Any]) -> str:
     if is_baseline(record):
         return "reference: no fine-tuning"
     r = record["resolved"]
-    return f"lr {r['lr']:g}, {r['scheduler']}, {r['epochs']} ep, batch {r['batch_size']}"
+    weighted = ", class-weighted" if r.get("class_weights") else ""
+    return f"lr {r['lr']:g}, {r['scheduler']}, {r['epochs']} ep, batch {r['batch_size']}{weighted}"
 
 
 def marked(record: dict[str, Any], diagnosis: Any) -> str:

@@ -107,6 +107,10 @@ class TrainingSpec(_Strict):
     selection_metric: SelectionMetric = Field(
         default=metrics.DEFAULT_SELECTION, description="the validation metric that picks the best epoch and "
                                                        "early stopping watches (spec.metrics rows that can select)")
+    class_weight: Literal["balanced", "none"] = Field(
+        default="balanced", description="the training loss's class weights: balanced (inversely to the training "
+        "split's class counts, as the tf-idf floor fits; equal counts give equal weights) or none; the tf-idf floor "
+        "follows this unless its own class_weight is set")
 
 
 class TuningSpec(_Strict):

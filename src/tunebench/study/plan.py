@@ -24,6 +24,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from tunebench.data.bundle import DatasetBundle
@@ -120,6 +121,22 @@ class Prepared:
         """What ``load_classifier`` is asked for: the chosen kernel, else transformers' own choice."""
         return self.attention.kernel if self.attention is not None and self.attention.kernel else "auto"
 
+    def class_weights(self, mode: str) -> tuple[float, ...] | None:
+        """The training loss's weight per class for ``training.class_weight``: ``balanced`` is scikit-learn's
+        rule (``n / (classes × count)``, the tf-idf floor's) over the training split's labels; None when
+        unweighted, and when balanced weights are all equal (equal counts: the same computation, the same run id).
+        A class absent from the training split keeps weight 1 (it contributes no loss either way)."""
+        from sklearn.utils.class_weight import compute_class_weight
+
+        labels = np.asarray(self.train.labels, dtype=np.int64)
+        if mode == "none" or not len(labels):
+            return None
+        present = np.unique(labels)
+        weights = np.ones(len(self.bundle.label_names))
+        weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+        return None if np.allclose(weights, weights[0], rtol=0, atol=1e-12) else tuple(round(float(w), 6)
+                                                                                          for w in weights)
+
     def environment(self) -> dict[str, Any]:
         """This process's environment record (:func:`training.resources.environment`) and the kernel choice."""
         env = environment(self.device)
@@ -131,9 +148,11 @@ class Prepared:
 
 
 def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training: TrainingSpec | None = None,
-               seed: int | None = None, compile_auto: bool = False) -> engine.RunConfig:
+               seed: int | None = None, compile_auto: bool = False,
+               class_weights: tuple[float, ...] | None = None) -> engine.RunConfig:
     """The engine's settings for ``strategy``: ``training`` (a sweep's, default the study's) and ``seed``;
-    ``compile_auto``: what ``training.compile: auto`` resolved to for this study (:class:`CompileChoice`)."""
+    ``compile_auto``: what ``training.compile: auto`` resolved to for this study (:class:`CompileChoice`);
+    ``class_weights``: ``training.class_weight`` resolved on the training split (:meth:`Prepared.class_weights`)."""
     t = training or spec.training
     stopping = t.early_stopping
     lr = body_rate(strategy, t.lr)
@@ -146,7 +165,7 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training
         compile=t.compile if isinstance(t.compile, bool) else compile_auto,
         head_lr=head_rate(strategy, lr, t.head_lr),
         patience=stopping.patience if stopping else None, min_delta=stopping.min_delta if stopping else 0.0,
-        max_length=spec.model.max_length, selection_metric=t.selection_metric,
+        max_length=spec.model.max_length, selection_metric=t.selection_metric, class_weights=class_weights,
     )
 
 
@@ -235,10 +254,20 @@ def plan_runs(spec: StudySpec, prepared: Prepared) -> list[PlannedRun]:
 
 def planned_run(spec: StudySpec, prepared: Prepared, config: Configuration, seed: int, position: int) -> PlannedRun:
     """One configuration with one seed, resolved into engine settings and its stable run id."""
-    cfg = run_config(spec, config.strategy, prepared.precision, config.training, seed, prepared.compile_auto)
-    run_id = run_id_for(spec, config.strategy, prepared.bundle, cfg, prepared.device)
-    return PlannedRun(position, config.strategy, cfg, run_id, run_label(config.group, seed, spec.sweep.seed_list),
+    strategy = follow_class_weight(config.strategy, config.training)
+    cfg = run_config(spec, strategy, prepared.precision, config.training, seed, prepared.compile_auto,
+                     prepared.class_weights(config.training.class_weight))
+    run_id = run_id_for(spec, strategy, prepared.bundle, cfg, prepared.device)
+    return PlannedRun(position, strategy, cfg, run_id, run_label(config.group, seed, spec.sweep.seed_list),
                       config.group, config.params)
+
+
+def follow_class_weight(strategy: StrategySpec, training: TrainingSpec) -> StrategySpec:
+    """A baseline with a ``class_weight`` option of its own (the tf-idf floor) fits with the study's
+    ``training.class_weight`` unless the strategy sets it: floor and candidates train on the same objective."""
+    if "class_weight" not in type(strategy).model_fields or "class_weight" in strategy.model_fields_set:
+        return strategy
+    return strategy.model_copy(update={"class_weight": training.class_weight})
 
 
 def planned_steps(cfg: engine.RunConfig, n_train: int) -> int:

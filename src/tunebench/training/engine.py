@@ -30,7 +30,7 @@ from torch import nn
 from tunebench.spec.metrics import DEFAULT_SELECTION, curve_key, curve_metrics
 from tunebench.training import distributed
 from tunebench.training.batching import EncodedSplit, batches, collate
-from tunebench.training.loop import BestWeights, Callbacks, check_finite
+from tunebench.training.loop import BestWeights, Callbacks, Objective, check_finite
 from tunebench.training.metrics import classification_metrics
 from tunebench.training.optim import Stepper, TrainHooks, should_stop_early
 from tunebench.training.prefix import FrozenPrefix, PrefixCache, SharedCaches, compute_shared, current_shared
@@ -62,12 +62,13 @@ class RunConfig:
     evaluate_test: bool = True  # False: a tuning trial, which never sees the test split
     max_length: int | None = None  # the tokens inputs were truncated to (model.max_length; in a run id as such)
     selection_metric: str = DEFAULT_SELECTION  # the validation metric that picks the best epoch (spec.metrics)
+    class_weights: tuple[float, ...] | None = None  # the training loss's weight per class; None: unweighted
 
 
 #: RunConfig fields added after run ids were first written, at the value that computes as before:
 #: left out of a run's id at that value (study.plan.run_id_for), so earlier results stay reusable
 LATER_FIELDS: dict[str, Any] = {"head_lr": None, "patience": None, "min_delta": 0.0, "evaluate_test": True,
-                                 "selection_metric": DEFAULT_SELECTION}
+                                 "selection_metric": DEFAULT_SELECTION, "class_weights": None}
 
 
 def pick_device(requested: str) -> torch.device:
@@ -188,6 +189,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     prefix = FrozenPrefix.for_model(model, lowest_trainable_layer or 0)
     runner = _compiled(model) if cfg.compile else model  # what is called; parameters stay model's
     best = BestWeights()
+    objective = Objective(cfg.class_weights, train.labels, device)
     stop_reason = "max epochs"
     with _prefix_cache(model, prefix if cfg.prefix_cache else None, train, validation, cfg, pad_id, device) as cache:
         loop = _start(resume, model, stepper, best, cache)  # a killed run continues from its last saved state
@@ -212,11 +214,12 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                     cache.feed("train", index, batch["input_ids"].shape[1])
                     with autocast_for(device, cfg.precision):
                         out = runner(**batch)
-                    loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
+                    loss = objective.loss(out.logits, batch["labels"])
                     loop.last_finite_loss = check_finite(loss, loop, i + 1)
                     # weighted by the shard's share, so the gradients summed over processes are the batch mean's
-                    stepper.backward(loss * (len(index) / len(whole)) / cfg.grad_accumulation)
-                    _count(loop, index, batch)
+                    share = objective.share(index, whole)
+                    stepper.backward(loss * share / cfg.grad_accumulation)
+                    _count(loop, index, batch, share * len(whole) if cfg.class_weights else len(index))
                 loop.next_batch = i + 1
                 if (i + 1) % cfg.grad_accumulation == 0 or i + 1 == len(plan):  # an optimizer step is due
                     loop.step = stepper.step(model, loop.step)
@@ -281,9 +284,10 @@ def _train_mode(model: nn.Module, prefix: FrozenPrefix | None) -> None:
         prefix.set_eval()  # frozen layers run in eval mode (no dropout), as their cached outputs were computed
 
 
-def _count(loop: LoopState, index: np.ndarray, batch: dict[str, torch.Tensor]) -> None:
-    """One shard trained: the epoch's running loss and the run's examples and tokens."""
-    loop.loss_sum += loop.last_finite_loss * len(index)
+def _count(loop: LoopState, index: np.ndarray, batch: dict[str, torch.Tensor], counts_as: float) -> None:
+    """One shard trained: the epoch's running loss (the shard's loss counted as ``counts_as`` examples: its
+    share of the batch, by class weight when the loss is weighted) and the run's examples and tokens."""
+    loop.loss_sum += loop.last_finite_loss * counts_as
     loop.loss_n += len(index)
     loop.seen_examples += len(index)
     loop.seen_tokens += int(batch["attention_mask"].sum())

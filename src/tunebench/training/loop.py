@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +19,30 @@ from tunebench.faults import Diverged, Interrupted, disk_guard
 from tunebench.training.resume import LoopState
 
 StepCallback = Callable[[dict[str, Any]], None]
+
+
+class Objective:
+    """The training loss: cross-entropy, weighted per class when the run asks (``RunConfig.class_weights``).
+
+    A batch split over processes counts each shard by its share of the whole batch's weight
+    (:meth:`share`), so the gradients summed over processes are the whole batch's weighted mean: torch's
+    ``cross_entropy(weight=)`` divides by the weights of the examples it sees, a shard's, not the batch's.
+    """
+
+    def __init__(self, class_weights: tuple[float, ...] | None, labels: np.ndarray, device: torch.device) -> None:
+        self.host = None if class_weights is None else np.asarray(class_weights, dtype=np.float64)
+        self.weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32,
+                                                                        device=device)
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits.float(), labels, self.weights)  # weight passed by position
+
+    def share(self, index: np.ndarray, whole: np.ndarray) -> float:
+        """This process's part of the batch ``whole``: its examples' (weights') share of the batch's."""
+        if self.host is None:
+            return len(index) / len(whole)
+        return float(self.host[self.labels[index]].sum() / self.host[self.labels[whole]].sum())
 
 
 @dataclass
