@@ -27,6 +27,7 @@ _EXPORTS = {
     "Report": "tunebench.api.result",
     "Recommendation": "tunebench.api.result",
     "load": "tunebench.api.result",
+    "export_run": "tunebench.api.export",
     "StudySpec": "tunebench.spec.study",
     "TunebenchError": "tunebench.errors",
     "SpecError": "tunebench.errors",
@@ -36,9 +37,10 @@ _EXPORTS = {
 }
 
 __all__ = ["DataError", "ModelError", "Recommendation", "Report", "Result", "Run", "SpecError", "StoreError", "Study",
-           "StudySpec", "TunebenchError", "__version__", "load"]
+           "StudySpec", "TunebenchError", "__version__", "export_run", "load"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from tunebench.api.export import export_run
     from tunebench.api.result import Recommendation, Report, Result, Run, load
     from tunebench.api.study import Study
     from tunebench.errors import DataError, ModelError, SpecError, StoreError, TunebenchError

@@ -5,6 +5,7 @@ Every user error ends as one sentence on stderr (``error: ...``) and exit code 2
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -74,6 +75,28 @@ def predict(
     for t, (label, probs) in zip(text, found, strict=True):
         shown = ", ".join(f"{printable(k)} {v:.3f}" for k, v in sorted(probs.items(), key=lambda kv: -kv[1]))
         typer.echo(f"{printable(label)}\t{printable(t)}\t({shown})")  # tab-separated, for programs too; no ESC
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run's checkpoint folder (OUTPUT/runs/...)")],
+    dest: Annotated[Path, typer.Argument(help="a new folder to write (plain transformers / peft, with README.md)")],
+    adapter: Annotated[bool, typer.Option(
+        "--adapter", help="a PEFT run: write the adapter alone instead of merging it into the base model")] = False,
+    push_to_hub: Annotated[str | None, typer.Option(
+        "--push-to-hub", help="then upload the folder to this Hugging Face Hub repository (needs a token)")] = None,
+    public: Annotated[bool, typer.Option("--public", help="with --push-to-hub: a public repository")] = False,
+    trust_remote_code: Annotated[bool, TRUST_OPTION] = False,
+    allow_pickle: Annotated[bool, PICKLE_OPTION] = False,
+) -> None:
+    """Write a saved run as a folder plain transformers (+ peft) loads, with a Hugging Face model card."""
+    from tunebench.api.export import export_run
+
+    written = export_run(run_dir, dest, merge=not adapter, push_to_hub=push_to_hub, private=not public,
+                         trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    meta = json.loads((written / "tunebench.json").read_text(encoding="utf-8"))
+    out.print(f"exported {escape(str(run_dir))} as {meta['exported_as']} into {escape(str(written))} (model card: "
+              f"{escape(str(written / 'README.md'))})" + (f"; pushed to {escape(push_to_hub)}" if push_to_hub else ""))
 
 
 # --- command groups that live in their own modules (each adds its commands to ``app``) ----------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,9 @@ def load_checkpoint(folder: Path, *, trust_remote_code: bool = False, allow_pick
         check_base_model(meta, base_source, folder / META)
         base = load_classifier(base_source, labels, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         try:
-            model = PeftModel.from_pretrained(base, folder)
+            with warnings.catch_warnings():  # peft calls a name transformers 5 deprecated: not the user's to act on
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+                model = PeftModel.from_pretrained(base, folder)
         except Exception as exc:  # a damaged file surfaces as any library's error (SafetensorError, ...)
             raise ModelError(f"could not load the adapter saved in '{folder}' ({type(exc).__name__}: "
                              f"{first_line(exc, 160)}); the checkpoint folder is damaged or incomplete") from None

@@ -157,6 +157,12 @@ MODELS: dict[str, Packaged | SplitZip] = {
 }
 
 
+def hub_id(name: str) -> str | None:
+    """The model hub's id of catalog model ``name`` (each description begins with it), or None."""
+    entry = MODELS.get(name)
+    return None if entry is None else entry.description.split(":", 1)[0]
+
+
 def model_folder(name: str) -> str | None:
     """The folder of catalog model ``name`` (fetched on first use), or None when it is not a catalog name."""
     entry = MODELS.get(name)
