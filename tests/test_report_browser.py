@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
 WIDTH = 1280  # the window the report must fit without scrolling sideways
 HEAD = {h: i for i, h in enumerate(["strategy", "settings"] + [h for h, _, _ in HEADLINE])}
 SECTIONS = ["headline", "significance", "comparison", "pareto", "curves", "confusion", "errors", "dataset", "cost",
-            "recommendation", "environment"]
+            "serving", "recommendation", "environment"]
 
 
 class DevTools:

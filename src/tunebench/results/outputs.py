@@ -28,7 +28,9 @@ BEFORE_METRICS = [
     "run", "strategy", "label", "config", "kind", *OPTION_COLUMNS, "lr", "scheduler", "epochs", "best_epoch",
     "trainable_params", "total_params", "trainable_share_pct", "train_time_s", "eval_time_s",
     "examples_per_s", "tokens_per_s", "peak_memory_mb", "save_bytes"]
-AFTER_METRICS = ["precision", "device", "seed", "status", "failure", "diagnosis", "diagnosis_advice"]
+AFTER_METRICS = ["precision", "device", "seed", "status", "failure", "diagnosis", "diagnosis_advice",
+                 *(f"serve_{k}" for k in ("latency_ms_p50", "latency_ms_p95", "per_s", "bytes")),
+                 *(f"merged_{k}" for k in ("latency_ms_p50", "latency_ms_p95", "per_s", "bytes"))]
 
 
 def metric_fields() -> list[tuple[str, str]]:
@@ -103,7 +105,19 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "failure": f"{failure.get('error', '')}{step}{last}" if failure else None,
         "diagnosis": diagnosis_text(diagnosis),
         "diagnosis_advice": (diagnosis or {}).get("advice") or None,
+        **serving_columns(record.get("serving")),
     }
+
+
+def serving_columns(serving: dict[str, Any] | None) -> dict[str, Any]:
+    """results.csv's serving figures (:mod:`tunebench.training.serving`): as trained, and merged where it merged."""
+    out: dict[str, Any] = {}
+    for prefix, part in (("serve", serving), ("merged", (serving or {}).get("merged"))):
+        part = part or {}
+        out.update({f"{prefix}_latency_ms_p50": part.get("latency_ms_p50"),
+                    f"{prefix}_latency_ms_p95": part.get("latency_ms_p95"),
+                    f"{prefix}_per_s": part.get("throughput_per_s"), f"{prefix}_bytes": part.get("deploy_bytes")})
+    return out
 
 
 

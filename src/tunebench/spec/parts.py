@@ -175,6 +175,8 @@ class VerdictSpec(_Strict):
 class OutputSpec(_Strict):
     dir: Path = Path("tunebench-out")
     save_checkpoints: bool = True
+    measure_serving: bool = Field(default=True, description="after each final run, time predictions one at a time "
+                                  "and in batches on the study's device (a PEFT adapter unmerged and merged)")
 
     @field_validator("dir", mode="before")
     @classmethod

@@ -66,6 +66,7 @@ class RunRecord(_RecordBase, total=False):
     val_initial: dict[str, Any]  # validation before training (epoch 0): loss, accuracy, macro-F1
     baseline: bool  # a reference method (majority, tfidf-logreg): no network trained
     tuning: dict[str, Any]  # a learning-rate trial (study.tuning): strategy, lr, trial, value, pruned_at
+    serving: dict[str, Any] | None  # training.serving.measure_serving(): latency, throughput, deploy bytes
 
 
 def seeds_used(spec: StudySpec, cfg: engine.RunConfig, epochs_run: int) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from tunebench.training.checkpoint import base_model_identity, essential_bytes, 
 from tunebench.training.loop import StepCallback
 from tunebench.training.modeling import count_parameters, load_classifier
 from tunebench.training.resume import ResumePoint
+from tunebench.training.serving import measure_serving
 
 __all__ = ["RunPruned", "RunRecord", "Status", "attempt_run", "execute_run", "failed_record", "interrupted_error",
            "safe_slug", "seeds_used", "store_result", "stored_result"]
@@ -255,6 +256,9 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
                                        callbacks=engine.Callbacks(on_step=reporter.step, should_stop=stop,
                                                                   on_epoch=_epoch_hook(planned, reporter, on_epoch)),
                                        resume=resume, hooks=strategy.hooks(model))
+    serving = {}
+    if spec.output.measure_serving and cfg.evaluate_test and distributed.is_writer():  # not a tuning trial
+        serving = {"serving": measure_serving(model, prepared.validation, pad_id, prepared.device, cfg.precision)}
     slug = safe_slug(strategy_spec.label)
     checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
     save_bytes, checkpoint_bytes = essential_bytes(model), None
@@ -276,7 +280,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
         tmp.rename(checkpoint)
     resumed = {} if resume is None or resume.resumed_from is None else {"resumed_from": resume.resumed_from}
     record = base_record(
-        spec, planned, prepared, env, "finished", started, len(result.curves), **resumed,
+        spec, planned, prepared, env, "finished", started, len(result.curves), **resumed, **serving,
         model={"name": spec.model.name, "source": prepared.model_source,
                "n_layers": strategy.n_layers, "lowest_trainable_layer": strategy.lowest_trainable_layer},
         params={"trainable": trainable, "total": total_params,
