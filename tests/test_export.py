@@ -125,6 +125,7 @@ def test_bad_exports_are_one_sentence_and_keep_what_exists(study, tmp_path, caps
     message = one_error(err)
     assert code == 2 and "could not push to the Hugging Face Hub repository 'someone/tiny'" in message
     assert "the export is kept in" in message and (tmp_path / "pushed" / "README.md").is_file()
+    assert 'model="someone/tiny"' in (tmp_path / "pushed" / "README.md").read_text()  # the card names where it goes
 
 
 def test_an_export_without_its_study_says_so_in_the_card(study, tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebench.errors import ModelError, SpecError, first_line
+from tunebench.faults import disk_guard
 
 
 def export_run(run_dir: str | Path, dest: str | Path, *, merge: bool = True, push_to_hub: str | None = None,
@@ -36,13 +37,14 @@ def export_run(run_dir: str | Path, dest: str | Path, *, merge: bool = True, pus
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        form, why = _write_model(model, meta, tmp, merge)
-        tokenizer.save_pretrained(tmp)
-        kept = {k: v for k, v in meta.items() if form == "adapter" or k not in ("base_model", "base_model_sha256")}
-        (tmp / META).write_text(json.dumps({**kept, "exported_as": form}, indent=2) + "\n", encoding="utf-8")
-        inputs = CardInputs(meta=meta, form=form, base_model=base_model_name(meta), why_not_merged=why,
-                            **study_facts(run_dir, meta))
-        model_card(inputs).save(tmp / "README.md")
+        with disk_guard("the export", dest):
+            form, why = _write_model(model, meta, tmp, merge)
+            tokenizer.save_pretrained(tmp)
+            kept = {k: v for k, v in meta.items() if form == "adapter" or k not in ("base_model", "base_model_sha256")}
+            (tmp / META).write_text(json.dumps({**kept, "exported_as": form}, indent=2) + "\n", encoding="utf-8")
+            inputs = CardInputs(meta=meta, form=form, base_model=base_model_name(meta), why_not_merged=why,
+                                location=push_to_hub, **study_facts(run_dir, meta))
+            model_card(inputs).save(tmp / "README.md")
         if dest.exists():
             dest.rmdir()
         tmp.rename(dest)

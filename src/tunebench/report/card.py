@@ -46,6 +46,7 @@ class CardInputs:
     floor: dict[str, float] = field(default_factory=dict)
     cost_usd: float | None = None
     store_note: str | None = None
+    location: str | None = None  # the Hub repository it is pushed to: the usage code names it
 
 
 def card_data(c: CardInputs) -> Any:
@@ -117,8 +118,10 @@ def _usage(c: CardInputs) -> str:
                 else 'classify("some text")')
         code = ('from transformers import pipeline\n\n'
                 f'classify = pipeline("text-classification", model="THIS_FOLDER")\n{call}')
-    return (f"## How to use\n\nInputs were truncated to {c.meta['max_length']} tokens in training. `THIS_FOLDER`: "
-            f"this folder or its Hub repository.\n\n```python\n{code}\n```")
+    where = ("" if c.location else " `THIS_FOLDER`: this folder or its Hub repository.")
+    code = code.replace("THIS_FOLDER", c.location or "THIS_FOLDER")
+    return (f"## How to use\n\nInputs were truncated to {c.meta['max_length']} tokens in training.{where}"
+            f"\n\n```python\n{code}\n```")
 
 
 def _data(c: CardInputs) -> str:
