@@ -180,7 +180,7 @@ def test_tuned_labels_put_their_rates_on_a_line_of_their_own():
 
     assert tick_labels(["full:lr=0.000158,head_lr=0.003", "lora:r=8,lr=0.005,head_lr=0.003", "head:lr=0.01",
                         "partial:k=2", "tfidf-logreg"]) == [
-        "full\nlr=0.000158,head_lr=0.003", "lora:r=8\nlr=0.005,head_lr=0.003", "head\nlr=0.01", "partial:k=2",
+        "full\nlr=0.000158\nhead_lr=0.003", "lora:r=8\nlr=0.005\nhead_lr=0.003", "head\nlr=0.01", "partial:k=2",
         "tfidf-logreg"]
 
 
@@ -241,3 +241,25 @@ def test_a_comparison_of_many_configurations_lays_its_bars_down_with_each_name_o
     assert all(not [t.get_text() for t in ax.get_yticklabels() if t.get_text()] for ax in others)
     share = next(ax for ax in fig.axes if ax.get_title() == "Trainable parameters (%)")
     assert share.get_xscale() == "log" and [t.get_text() for t in share.texts][:2] == ["—", "1.00"]
+
+
+@pytest.mark.parametrize("names, rows", [(["full:lr=0.000158,head_lr=0.003", "lora:r=8,lr=0.005,head_lr=0.003",
+                                           "head:lr=0.001", "majority", "tfidf-logreg"], True),
+                                         (["full", "lora:r=8", "head"], False)])
+def test_tuned_names_lay_the_comparison_down_and_its_legend_clears_the_ticks(tmp_path, captured, names, rows):
+    """The default study's three tuned names, rotated under upright bars, ran into each other (2026-12-06)."""
+    n = len(names)
+    frame = pd.DataFrame({"strategy": names, "test_accuracy": [0.7] * n, "test_macro_f1": [0.6] * n,
+                          "trainable_share_pct": [1.0] * n, "train_time_s": [10.0] * n, "cost_usd": [0.001] * n})
+    figures.comparison(frame, tmp_path / "comparison.png")
+    fig = captured["comparison.png"]
+    check_reads_cleanly("comparison.png", fig)
+    first = fig.axes[0]
+    named = first.get_yticklabels() if rows else first.get_xticklabels()  # rows: names on the y axis, once
+    assert [t.get_text() for t in named] == names
+    if rows:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        legend = first.get_legend().get_window_extent(renderer)
+        ticks = [t.get_window_extent(renderer) for t in first.get_xticklabels() if t.get_text()]
+        assert ticks and all(legend.y1 < t.y0 for t in ticks)  # below the tick labels, not over them

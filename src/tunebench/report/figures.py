@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.transforms import ScaledTranslation
 
 from tunebench.errors import printable
 from tunebench.report.analysis import normalised_confusion, pareto_front
@@ -93,9 +94,8 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 def tick_labels(labels: list[Any]) -> list[str]:
-    """Strategy labels as tick text: a tuned label's rates on a line of their own
-    (``full:lr=0.000158,head_lr=0.003`` → ``full`` / ``lr=0.000158,head_lr=0.003``), so rotated labels of
-    neighbouring panels do not run into each other; every label stays whole and distinct."""
+    """Strategy labels as tick text: each of a tuned label's rates on a line of its own (``full:lr=1e-4,head_lr=3e-3``
+    → ``full`` / ``lr=1e-4`` / ``head_lr=3e-3``), so labels stay narrow; every label stays whole and distinct."""
     out = []
     for label in plain(labels):
         kind, sep, rest = label.partition(":")
@@ -105,7 +105,7 @@ def tick_labels(labels: list[Any]) -> list[str]:
             out.append(label)
             continue
         kept = [o for o in opts if o not in rates]
-        out.append(kind + (":" + ",".join(kept) if kept else "") + "\n" + ",".join(rates))
+        out.append(kind + (":" + ",".join(kept) if kept else "") + "\n" + "\n".join(rates))
     return out
 
 
@@ -130,11 +130,10 @@ def _bars(ax, labels: list[str], values: list[float], title: str, fmt: str, log:
 def comparison(frame: pd.DataFrame, path: Path) -> Path:
     """Four panels as the financial-sentiment study drew them: quality, parameters, time, cost.
 
-    A baseline's trainable share is "—" (None in the frame: it trains no network).  Above
-    :data:`COMPARISON_COLUMNS_MAX` configurations the bars lie down (one row per configuration, its name
-    once, on the first panel): 24 rotated two-line names and values overlapped into noise."""
+    A baseline's trainable share is "—" (it trains no network).  Above :data:`COMPARISON_COLUMNS_MAX` configurations,
+    or names with tuned rates, the bars lie down (a row each, its name once): rotated long names ran into each other."""
     labels = list(frame["strategy"])
-    if len(labels) > COMPARISON_COLUMNS_MAX:
+    if len(labels) > COMPARISON_COLUMNS_MAX or any("\n" in t for t in tick_labels(labels)):  # tuned: long names
         return _comparison_rows(frame, labels, path)
     fig, axes = _new(4, width=3.6)
     xs = np.arange(len(labels))
@@ -164,7 +163,8 @@ def _comparison_rows(frame: pd.DataFrame, labels: list[str], path: Path) -> Path
     ax.barh(ys + 0.2, frame["test_macro_f1"], 0.4, label="macro-F1", color="#dd8452")
     ax.set_xlim(0, 1.05)
     ax.set_title("Quality (test)")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.03), ncol=2)  # below: no bar under it
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=2,  # 20 pt under the axis, its ticks
+              bbox_transform=ax.transAxes + ScaledTranslation(0, -20 / 72, fig.dpi_scale_trans))
     panels = [(axes[1], "trainable_share_pct", "Trainable parameters (%)", ".2f", True),
               (axes[2], "train_time_s", "Training time (s)", ".1f", False),
               (axes[3], "cost_usd", "Training cost (USD, est.)", ".4f", False)]
