@@ -97,3 +97,45 @@ def test_dollars_per_1000_predictions(per_s, price, expected):
 
     record = {"environment": {"device_type": "cpu"}, "resolved": {"device": "cpu"}}
     assert usd_per_1000(per_s, record, {"CPU": price}) == (None if expected is None else pytest.approx(expected))
+
+
+def test_onnx_runtime_predicts_as_torch_and_is_timed(tiny_bert):
+    pytest.importorskip("onnxruntime")  # a test dependency (tunebench[test]); the extra tunebench[onnx] for users
+    model, split, pad_id = _model_and_split(tiny_bert, "lora:r=4")
+    before = _probs(model, split, pad_id)
+    found = serving.measure_serving(model, split, pad_id, torch.device("cpu"), "fp32", onnx=True)
+    onnx = found["onnx"]
+    assert onnx["device"] == "cpu" and onnx["latency_ms_p50"] > 0 and onnx["throughput_per_s"] > 0
+    assert onnx["max_prob_diff"] < 1e-5  # the merged model, exported, predicts what the trained one does
+    assert 0 < onnx["deploy_bytes"]
+    np.testing.assert_allclose(_probs(model, split, pad_id), before, atol=1e-6)  # unmerged again, on its device
+
+
+def test_a_study_with_onnx_reports_the_onnx_runtime_row(tiny_bert, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from tunebench.report import build_report
+    from tunebench.study.driver import run_study
+
+    spec = _spec(tmp_path, tiny_bert, serving_onnx=True).model_copy(
+        update={"strategies": [parse_strategy("full")]})
+    (full,) = run_study(spec)
+    assert full["serving"]["onnx"]["max_prob_diff"] < 1e-5
+    table = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert table["onnx_per_s"].iloc[0] == full["serving"]["onnx"]["throughput_per_s"]
+    build_report(tmp_path / "out")
+    assert "| full | ONNX Runtime | cpu |" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+
+
+def test_onnx_without_onnx_runtime_is_one_sentence_before_training(tiny_bert, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from .conftest import cli, one_error
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    csv = tmp_path / "reviews.csv"
+    easy_reviews(60).to_csv(csv, index=False)
+    code, _, err = cli(capsys, "run", "--model", str(tiny_bert), "--dataset", str(csv), "-s", "head", "--epochs", "1",
+                       "--onnx", "-o", str(tmp_path / "out"))
+    assert code == 2 and "needs ONNX Runtime, which is not installed" in one_error(err)
+    assert not (tmp_path / "out" / "tunebench.sqlite").exists()

@@ -60,6 +60,9 @@ def run(
     no_bucketing: Annotated[bool, typer.Option(
         "--no-bucketing", help="plain shuffled batches instead of length buckets")] = False,
     attention: Annotated[str | None, typer.Option(help="attention kernel: auto, sdpa or eager")] = None,
+    onnx: Annotated[bool, typer.Option(
+        "--onnx", help="also export each final run to ONNX and time it in ONNX Runtime (the report's Serving cost; "
+        "needs pip install 'tunebench[onnx]')")] = False,
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="torch.compile every run (dynamic shapes; minutes of compiling first); default auto: "
         "only where the longest run trains long enough to pay it back")] = False,
@@ -105,6 +108,7 @@ SWITCHES = {
     "no_prefix_cache": ("prefix_cache", False),
     "no_bucketing": ("bucketing", False),
     "compile_model": ("compile", True),
+    "onnx": ("serving_onnx", True),
     "trust_remote_code": ("trust_remote_code", True),
     "allow_pickle": ("allow_pickle", True),
 }

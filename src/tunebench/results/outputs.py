@@ -30,7 +30,8 @@ BEFORE_METRICS = [
     "examples_per_s", "tokens_per_s", "peak_memory_mb", "save_bytes"]
 AFTER_METRICS = ["precision", "device", "seed", "status", "failure", "diagnosis", "diagnosis_advice",
                  *(f"serve_{k}" for k in ("latency_ms_p50", "latency_ms_p95", "per_s", "bytes")),
-                 *(f"merged_{k}" for k in ("latency_ms_p50", "latency_ms_p95", "per_s", "bytes"))]
+                 *(f"merged_{k}" for k in ("latency_ms_p50", "latency_ms_p95", "per_s", "bytes")),
+                 *(f"onnx_{k}" for k in ("latency_ms_p50", "latency_ms_p95", "per_s", "bytes"))]
 
 
 def metric_fields() -> list[tuple[str, str]]:
@@ -110,9 +111,11 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def serving_columns(serving: dict[str, Any] | None) -> dict[str, Any]:
-    """results.csv's serving figures (:mod:`tunebench.training.serving`): as trained, and merged where it merged."""
+    """results.csv's serving figures (:mod:`tunebench.training.serving`): as trained, merged where it merged, and
+    in ONNX Runtime where the study asked (``--onnx``)."""
     out: dict[str, Any] = {}
-    for prefix, part in (("serve", serving), ("merged", (serving or {}).get("merged"))):
+    for prefix, part in (("serve", serving), ("merged", (serving or {}).get("merged")),
+                         ("onnx", (serving or {}).get("onnx"))):
         part = part or {}
         out.update({f"{prefix}_latency_ms_p50": part.get("latency_ms_p50"),
                     f"{prefix}_latency_ms_p95": part.get("latency_ms_p95"),

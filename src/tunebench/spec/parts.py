@@ -177,6 +177,8 @@ class OutputSpec(_Strict):
     save_checkpoints: bool = True
     measure_serving: bool = Field(default=True, description="after each final run, time predictions one at a time "
                                   "and in batches on the study's device (a PEFT adapter unmerged and merged)")
+    serving_onnx: bool = Field(default=False, description="with measure_serving: also export each final run to "
+                               "ONNX and time it in ONNX Runtime on the CPU (--onnx; needs tunebench[onnx])")
 
     @field_validator("dir", mode="before")
     @classmethod

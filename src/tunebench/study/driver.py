@@ -9,6 +9,7 @@ Planning (configurations, run ids) is :mod:`tunebench.study.plan`; planned runs 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -111,6 +112,9 @@ def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None
 
 
 def _run_study(spec: StudySpec, force: bool, reporter: Reporter, runner: Any, writer: bool) -> list[dict[str, Any]]:
+    if spec.output.serving_onnx and importlib.util.find_spec("onnxruntime") is None:  # before anything trains
+        raise SpecError("--onnx (output.serving_onnx) needs ONNX Runtime, which is not installed: "
+                        "pip install 'tunebench[onnx]'")
     out_dir = make_output_dir(Path(spec.output.dir))
     lock = StudyLock(out_dir) if writer else contextlib.nullcontext()  # one study per folder (rank 0 holds it)
     with lock, InterruptGuard() as stop:  # Ctrl-C stops at the next step

@@ -258,7 +258,8 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
                                        resume=resume, hooks=strategy.hooks(model))
     serving = {}
     if spec.output.measure_serving and cfg.evaluate_test and distributed.is_writer():  # not a tuning trial
-        serving = {"serving": measure_serving(model, prepared.validation, pad_id, prepared.device, cfg.precision)}
+        serving = {"serving": measure_serving(model, prepared.validation, pad_id, prepared.device, cfg.precision,
+                                              onnx=spec.output.serving_onnx)}
     slug = safe_slug(strategy_spec.label)
     checkpoint = Path(spec.output.dir) / "runs" / f"{position:02d}-{slug}-{run_id}"
     save_bytes, checkpoint_bytes = essential_bytes(model), None

@@ -19,6 +19,7 @@ after ``cuda.synchronize`` and ends after it on a GPU, so a figure is the work d
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,8 +36,9 @@ THROUGHPUT_BATCHES = 4
 
 
 def measure_serving(model: nn.Module, split: EncodedSplit, pad_id: int, device: torch.device,
-                    precision: str) -> dict[str, Any] | None:
-    """The run's serving figures (see the module's docstring), or None for an empty split."""
+                    precision: str, onnx: bool = False) -> dict[str, Any] | None:
+    """The run's serving figures (see the module's docstring), or None for an empty split; ``onnx``: also the
+    model (merged where it merges) exported to ONNX and run by ONNX Runtime on the CPU (:func:`onnx_form`)."""
     if not len(split):
         return None
     model.eval()
@@ -45,15 +47,21 @@ def measure_serving(model: nn.Module, split: EncodedSplit, pad_id: int, device: 
     out: dict[str, Any] = {"device": device.type, "precision": precision, "latency_examples": n,
                            "batch": THROUGHPUT_BATCH, **plain, "deploy_bytes": served_bytes(model, merged=False)}
     if not hasattr(model, "peft_config"):
+        if onnx:
+            out["onnx"] = onnx_form(model, split, n, pad_id, probs)
         return out
     try:
         model.merge_adapter()
     except Exception as exc:  # prompt methods have no weights to merge; peft raises several kinds
         out["merged"] = None
-        out["merge_note"] = f"cannot merge: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+        out["merge_note"] = f"cannot merge: {_reason(exc)}"
+        if onnx:
+            out["onnx"] = onnx_form(model, split, n, pad_id, probs)
         return out
     try:
         merged, merged_probs = _timed(model, split, n, pad_id, device, precision)
+        if onnx:  # what is deployed: the merged weights
+            out["onnx"] = onnx_form(model, split, n, pad_id, probs)
     finally:
         model.unmerge_adapter()
     out["merged"] = {**merged, "deploy_bytes": served_bytes(model, merged=True),
@@ -61,36 +69,100 @@ def measure_serving(model: nn.Module, split: EncodedSplit, pad_id: int, device: 
     return out
 
 
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+
+
+class _Logits(nn.Module):
+    """The model as ONNX sees it: token tensors in, logits out (a peft model's forward takes other positionals)."""
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.names, tensors, strict=True))).logits
+
+
+def onnx_form(model: nn.Module, split: EncodedSplit, n: int, pad_id: int, probs: np.ndarray) -> dict[str, Any]:
+    """The model exported with ``torch.onnx.export`` (fp32, batch and sequence dynamic) and timed in an ONNX Runtime
+    CPU session as :func:`_timed` times torch; its probabilities against the model's on the timed examples, and the
+    file's bytes.  A model the exporter cannot trace is a ``note`` instead."""
+    import tempfile
+    import warnings
+
+    import onnxruntime as ort
+
+    batch = _inputs(split, np.arange(min(n, 2)), pad_id, torch.device("cpu"))
+    names = list(batch)
+    device = next(model.parameters()).device
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/model.onnx"
+        try:
+            model.to("cpu")
+            with warnings.catch_warnings():  # the tracer's notes on Python control flow: not the user's to act on
+                warnings.simplefilter("ignore")
+                torch.onnx.export(_Logits(model, names).eval(), tuple(batch[k] for k in names), path,
+                                  input_names=names, output_names=["logits"], opset_version=17, dynamo=False,
+                                  dynamic_axes={**{k: {0: "batch", 1: "sequence"} for k in names},
+                                                "logits": {0: "batch"}})
+        except Exception as exc:  # an architecture or method the tracer cannot follow
+            return {"note": f"cannot export to ONNX: {_reason(exc)}"}
+        finally:
+            model.to(device)
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        size = Path(path).stat().st_size
+
+        def run(index: np.ndarray) -> np.ndarray:
+            feed = {k: v.numpy() for k, v in _inputs(split, index, pad_id, torch.device("cpu")).items()}
+            return session.run(None, feed)[0]
+
+        timed, onnx_probs = _clocked(run, n)
+    return {**timed, "device": "cpu", "deploy_bytes": size,
+            "max_prob_diff": float(np.abs(onnx_probs - probs).max())}
+
+
 def _timed(model: nn.Module, split: EncodedSplit, n: int, pad_id: int, device: torch.device,
            precision: str) -> tuple[dict[str, float], np.ndarray]:
     """(latency p50/p95 in ms and throughput in examples/s, the batch-1 probabilities of the first ``n``)."""
-    times, probs = [], []
-    with torch.inference_mode():
-        for i in range(-WARMUP, n):
-            batch = _inputs(split, np.array([max(i, 0)]), pad_id, device)
-            _sync(device)
-            start = time.perf_counter()
-            with autocast_for(device, precision):
-                logits = model(**batch).logits
-            _sync(device)
-            if i >= 0:
-                times.append(time.perf_counter() - start)
-                probs.append(torch.softmax(logits.float(), -1)[0].cpu().numpy())
-        index = np.resize(np.arange(n), THROUGHPUT_BATCH)  # the same examples, cycled when fewer than a batch
+
+    def run(index: np.ndarray) -> np.ndarray:
         batch = _inputs(split, index, pad_id, device)
         with autocast_for(device, precision):
-            model(**batch)  # warm-up at this width
+            logits = model(**batch).logits
         _sync(device)
+        return logits.float().cpu().numpy()
+
+    with torch.inference_mode():
+        _sync(device)
+        return _clocked(run, n)
+
+
+def _clocked(run: Any, n: int) -> tuple[dict[str, float], np.ndarray]:
+    """Time ``run(index) -> logits`` (synchronous): batch 1 over the first ``n`` examples after :data:`WARMUP`,
+    then :data:`THROUGHPUT_BATCHES` batches of :data:`THROUGHPUT_BATCH`; with the batch-1 probabilities."""
+    times, probs = [], []
+    for i in range(-WARMUP, n):
         start = time.perf_counter()
-        for _ in range(THROUGHPUT_BATCHES):
-            with autocast_for(device, precision):
-                model(**batch)
-        _sync(device)
-        elapsed = time.perf_counter() - start
+        logits = run(np.array([max(i, 0)]))
+        if i >= 0:
+            times.append(time.perf_counter() - start)
+            probs.append(_softmax(logits)[0])
+    index = np.resize(np.arange(n), THROUGHPUT_BATCH)  # the same examples, cycled when fewer than a batch
+    run(index)  # warm-up at this width
+    start = time.perf_counter()
+    for _ in range(THROUGHPUT_BATCHES):
+        run(index)
+    elapsed = time.perf_counter() - start
     ms = np.asarray(times) * 1000
     return ({"latency_ms_p50": round(float(np.percentile(ms, 50)), 3),
              "latency_ms_p95": round(float(np.percentile(ms, 95)), 3),
              "throughput_per_s": round(THROUGHPUT_BATCH * THROUGHPUT_BATCHES / elapsed, 2)}, np.stack(probs))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def _inputs(split: EncodedSplit, index: np.ndarray, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
