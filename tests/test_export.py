@@ -138,3 +138,4 @@ def test_an_export_without_its_study_says_so_in_the_card(study, tmp_path):
     dest = export_run(alone, tmp_path / "alone")
     text = (dest / "README.md").read_text()
     assert "The study's store was not found beside the run folder" in text
+

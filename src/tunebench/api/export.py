@@ -102,8 +102,8 @@ def study_facts(run_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
         return {"store_note": f"The study's store was not found beside the run folder ({out_dir / STORE_NAME}): "
                               "no metrics are shown; export from the study's output folder to include them."}
     with Store(out_dir / STORE_NAME, readonly=True) as store:
-        record = next((r for r in store.records() if r["run_id"] == meta.get("run_id") and r["status"] == "finished"),
-                      None)
+        record = next((r for r in store.records() if r["run_id"] == meta.get("run_id") and r["status"] == "finished"
+                       and r.get("test") and not r["study"].endswith((":tuning", ":baselines"))), None)  # a final run
         baselines = store.records(record["study"] + ":baselines") if record is not None else []
     if record is None:
         return {"store_note": f"The store in {out_dir} holds no finished run {meta.get('run_id')}."}
