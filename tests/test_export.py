@@ -139,3 +139,31 @@ def test_an_export_without_its_study_says_so_in_the_card(study, tmp_path):
     text = (dest / "README.md").read_text()
     assert "The study's store was not found beside the run folder" in text
 
+
+
+def test_onnx_export_runs_in_onnx_runtime_and_predicts_as_the_model(study, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tunebench.api.export import export_run
+
+    dest = export_run(Path(study["lora:r=4 seed=0"]["checkpoint"]), tmp_path / "onnx", onnx=True)
+    meta = json.loads((dest / "tunebench.json").read_text())
+    assert meta["onnx"]["file"] == "model.onnx" and meta["onnx"]["max_prob_diff"] < 1e-4
+    tokenizer = AutoTokenizer.from_pretrained(dest)
+    batch = tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="np")
+    session = ort.InferenceSession(str(dest / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {i.name: batch[i.name] for i in session.get_inputs()})[0]
+    found = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    model = AutoModelForSequenceClassification.from_pretrained(dest).eval()
+    np.testing.assert_allclose(found, _probs(model, tokenizer), atol=1e-5)  # texts it was not checked on
+    assert "onnxruntime.InferenceSession" in (dest / "README.md").read_text()
+
+
+def test_onnx_export_without_onnx_runtime_is_one_sentence(study, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    code, _, err = cli(capsys, "export", study["head seed=0"]["checkpoint"], str(tmp_path / "x"), "--onnx")
+    assert code == 2 and "--onnx needs ONNX Runtime" in one_error(err) and not (tmp_path / "x").exists()

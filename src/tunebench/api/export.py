@@ -23,27 +23,36 @@ from tunebench.errors import ModelError, SpecError, first_line
 from tunebench.faults import disk_guard
 
 
-def export_run(run_dir: str | Path, dest: str | Path, *, merge: bool = True, push_to_hub: str | None = None,
-               private: bool = True, trust_remote_code: bool = False, allow_pickle: bool = False) -> Path:
-    """Write ``run_dir`` (a run's checkpoint folder) as ``dest``; upload it to ``push_to_hub`` (a repo id) if
-    given.  Permissions as for ``tunebench predict``: the caller's own, never the run folder's."""
+def export_run(run_dir: str | Path, dest: str | Path, *, merge: bool = True, onnx: bool = False,
+               push_to_hub: str | None = None, private: bool = True, trust_remote_code: bool = False,
+               allow_pickle: bool = False) -> Path:
+    """Write ``run_dir`` (a run's checkpoint folder) as ``dest``; ``onnx``: also ``model.onnx`` (:func:`write_onnx`);
+    upload it to ``push_to_hub`` (a repo id) if given.  Permissions as for ``tunebench predict``: the caller's own,
+    never the run folder's."""
+    import importlib.util
+
     from tunebench.report.card import CardInputs, model_card
     from tunebench.training.checkpoint import META, load_checkpoint
 
     run_dir, dest = Path(run_dir), Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise SpecError(f"'{dest}' already exists and is not an empty folder; export into a new folder")
+    if onnx and importlib.util.find_spec("onnxruntime") is None:
+        raise SpecError("--onnx needs ONNX Runtime to check the exported file, which is not installed: "
+                        "pip install 'tunebench[onnx]'")
     model, tokenizer, meta = load_checkpoint(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with disk_guard("the export", dest):
-            form, why = _write_model(model, meta, tmp, merge)
+            form, why, saved = _write_model(model, meta, tmp, merge)
             tokenizer.save_pretrained(tmp)
+            checked = write_onnx(saved, tokenizer, meta, tmp) if onnx else None
             kept = {k: v for k, v in meta.items() if form == "adapter" or k not in ("base_model", "base_model_sha256")}
-            (tmp / META).write_text(json.dumps({**kept, "exported_as": form}, indent=2) + "\n", encoding="utf-8")
+            (tmp / META).write_text(json.dumps({**kept, "exported_as": form, **({"onnx": checked} if checked else {})},
+                                               indent=2) + "\n", encoding="utf-8")
             inputs = CardInputs(meta=meta, form=form, base_model=base_model_name(meta), why_not_merged=why,
-                                location=push_to_hub, **study_facts(run_dir, meta))
+                                location=push_to_hub, onnx=checked, **study_facts(run_dir, meta))
             model_card(inputs).save(tmp / "README.md")
         if dest.exists():
             dest.rmdir()
@@ -63,15 +72,57 @@ def base_model_name(meta: dict[str, Any]) -> str:
     return hub_id(name) or (name if name and not Path(name).expanduser().exists() else str(meta.get("base_model", name)))
 
 
-def _write_model(model: Any, meta: dict[str, Any], folder: Path, merge: bool) -> tuple[str, str | None]:
-    """Save the model into ``folder``: ("model" | "merged" | "adapter", why it is not merged or None)."""
+#: what the exported ONNX file is checked on against the model (no data is at hand when exporting)
+ONNX_CHECK_TEXTS = ["a short example", "a longer example sentence, with punctuation, to check the exported model"]
+
+
+def write_onnx(model: Any, tokenizer: Any, meta: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``folder/model.onnx`` (:func:`tunebench.training.serving.export_onnx`), checked in ONNX Runtime against the
+    model on :data:`ONNX_CHECK_TEXTS` (as a batch and one by one): ``{"file", "max_prob_diff"}``.  A model the
+    tracer cannot follow, or an ONNX file that predicts otherwise, is one sentence."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from tunebench.training.serving import export_onnx
+
+    def encode(texts: list[str]) -> dict[str, torch.Tensor]:
+        pairs = texts[::-1] if meta.get("is_pair") else None
+        batch = tokenizer(texts, pairs, padding=True, truncation=True, max_length=meta["max_length"],
+                          return_tensors="pt")
+        return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+
+    path = folder / "model.onnx"
+    try:
+        export_onnx(model, encode(ONNX_CHECK_TEXTS), path)
+    except Exception as exc:  # an architecture or method the tracer cannot follow
+        raise ModelError(f"could not export {meta.get('strategy')} to ONNX ({type(exc).__name__}: "
+                         f"{first_line(exc, 160)}); export without --onnx") from None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for texts in (ONNX_CHECK_TEXTS, ONNX_CHECK_TEXTS[:1]):
+        batch = encode(texts)
+        with torch.inference_mode():
+            expected = torch.softmax(model.to("cpu").eval()(**batch).logits.float(), -1).numpy()
+        logits = session.run(None, {k: v.numpy() for k, v in batch.items()})[0]
+        found = np.exp(logits - logits.max(-1, keepdims=True))
+        worst = max(worst, float(np.abs(found / found.sum(-1, keepdims=True) - expected).max()))
+    if worst > 1e-4:
+        raise ModelError(f"the ONNX export of {meta.get('strategy')} does not predict as the model does (probabilities "
+                         f"differ by up to {worst:.2g}); export without --onnx")
+    return {"file": path.name, "max_prob_diff": worst}
+
+
+def _write_model(model: Any, meta: dict[str, Any], folder: Path, merge: bool) -> tuple[str, str | None, Any]:
+    """Save the model into ``folder``: ("model" | "merged" | "adapter", why it is not merged or None, what was
+    saved)."""
     from peft import PeftModel
 
     with warnings.catch_warnings():  # peft calls a name transformers 5 deprecated: not the user's to act on
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         if not isinstance(model, PeftModel):
             model.save_pretrained(folder)
-            return "model", None
+            return "model", None, model
         why = None if merge else "kept unmerged as asked (--adapter)"
         if merge:
             try:
@@ -80,13 +131,13 @@ def _write_model(model: Any, meta: dict[str, Any], folder: Path, merge: bool) ->
                 why = f"{meta.get('strategy')} cannot be merged into the base model: {first_line(exc, 120)}"
             else:
                 merged.save_pretrained(folder)
-                return "merged", None
+                return "merged", None, merged
         model.save_pretrained(folder)  # the base named by its local folder here: peft reads its config, offline
     config_path = folder / "adapter_config.json"  # then named as others find it (a catalog model by hub id)
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config_path.write_text(json.dumps({**config, "base_model_name_or_path": base_model_name(meta)}, indent=2) + "\n",
                            encoding="utf-8")
-    return "adapter", why
+    return "adapter", why, model
 
 
 def study_facts(run_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,8 @@ def export(
     dest: Annotated[Path, typer.Argument(help="a new folder to write (plain transformers / peft, with README.md)")],
     adapter: Annotated[bool, typer.Option(
         "--adapter", help="a PEFT run: write the adapter alone instead of merging it into the base model")] = False,
+    onnx: Annotated[bool, typer.Option(
+        "--onnx", help="also write model.onnx (torch.onnx, checked in ONNX Runtime; needs tunebench[onnx])")] = False,
     push_to_hub: Annotated[str | None, typer.Option(
         "--push-to-hub", help="then upload the folder to this Hugging Face Hub repository (needs a token)")] = None,
     public: Annotated[bool, typer.Option("--public", help="with --push-to-hub: a public repository")] = False,
@@ -92,7 +94,7 @@ def export(
     """Write a saved run as a folder plain transformers (+ peft) loads, with a Hugging Face model card."""
     from tunebench.api.export import export_run
 
-    written = export_run(run_dir, dest, merge=not adapter, push_to_hub=push_to_hub, private=not public,
+    written = export_run(run_dir, dest, merge=not adapter, onnx=onnx, push_to_hub=push_to_hub, private=not public,
                          trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     meta = json.loads((written / "tunebench.json").read_text(encoding="utf-8"))
     out.print(f"exported {escape(str(run_dir))} as {meta['exported_as']} into {escape(str(written))} (model card: "

@@ -47,6 +47,7 @@ class CardInputs:
     cost_usd: float | None = None
     store_note: str | None = None
     location: str | None = None  # the Hub repository it is pushed to: the usage code names it
+    onnx: dict[str, Any] | None = None  # model.onnx written beside it: {"file", "max_prob_diff"}
 
 
 def card_data(c: CardInputs) -> Any:
@@ -118,9 +119,16 @@ def _usage(c: CardInputs) -> str:
                 else 'classify("some text")')
         code = ('from transformers import pipeline\n\n'
                 f'classify = pipeline("text-classification", model="THIS_FOLDER")\n{call}')
+    if c.onnx:
+        file = (f"huggingface_hub.hf_hub_download({c.location!r}, {c.onnx['file']!r})" if c.location
+                else f"\"THIS_FOLDER/{c.onnx['file']}\"")
+        code += ("\n\n# or with ONNX Runtime (model.onnx: token tensors in, logits out)\nimport onnxruntime\n"
+                 + ("import huggingface_hub\n" if c.location else "") + f"session = onnxruntime.InferenceSession({file})")
     where = ("" if c.location else " `THIS_FOLDER`: this folder or its Hub repository.")
     code = code.replace("THIS_FOLDER", c.location or "THIS_FOLDER")
-    return (f"## How to use\n\nInputs were truncated to {c.meta['max_length']} tokens in training.{where}"
+    onnx = ("" if not c.onnx else f" `{c.onnx['file']}` is the same model exported with torch.onnx (opset 17); in "
+            f"ONNX Runtime its probabilities were within {c.onnx['max_prob_diff']:.1g} of the model's on two sentences.")
+    return (f"## How to use\n\nInputs were truncated to {c.meta['max_length']} tokens in training.{where}{onnx}"
             f"\n\n```python\n{code}\n```")
 
 

@@ -84,32 +84,39 @@ class _Logits(nn.Module):
         return self.model(**dict(zip(self.names, tensors, strict=True))).logits
 
 
-def onnx_form(model: nn.Module, split: EncodedSplit, n: int, pad_id: int, probs: np.ndarray) -> dict[str, Any]:
-    """The model exported with ``torch.onnx.export`` (fp32, batch and sequence dynamic) and timed in an ONNX Runtime
-    CPU session as :func:`_timed` times torch; its probabilities against the model's on the timed examples, and the
-    file's bytes.  A model the exporter cannot trace is a ``note`` instead."""
-    import tempfile
+def export_onnx(model: nn.Module, batch: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Write ``model`` (token tensors in, logits out) to ``path`` with ``torch.onnx.export``: fp32, opset 17, the
+    batch and sequence axes dynamic, traced on ``batch`` (CPU tensors); the model is on the CPU while it traces and
+    goes back to its device after.  What the tracer cannot follow raises."""
     import warnings
+
+    names = list(batch)
+    device = next(model.parameters()).device
+    try:
+        model.to("cpu")
+        with warnings.catch_warnings():  # the tracer's notes on Python control flow: not the user's to act on
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_Logits(model, names).eval(), tuple(batch[k] for k in names), str(path),
+                              input_names=names, output_names=["logits"], opset_version=17, dynamo=False,
+                              dynamic_axes={**{k: {0: "batch", 1: "sequence"} for k in names}, "logits": {0: "batch"}})
+    finally:
+        model.to(device)
+
+
+def onnx_form(model: nn.Module, split: EncodedSplit, n: int, pad_id: int, probs: np.ndarray) -> dict[str, Any]:
+    """The model exported (:func:`export_onnx`) and timed in an ONNX Runtime CPU session as :func:`_timed` times
+    torch; its probabilities against the model's on the timed examples, and the file's bytes.  A model the
+    exporter cannot trace is a ``note`` instead."""
+    import tempfile
 
     import onnxruntime as ort
 
-    batch = _inputs(split, np.arange(min(n, 2)), pad_id, torch.device("cpu"))
-    names = list(batch)
-    device = next(model.parameters()).device
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/model.onnx"
         try:
-            model.to("cpu")
-            with warnings.catch_warnings():  # the tracer's notes on Python control flow: not the user's to act on
-                warnings.simplefilter("ignore")
-                torch.onnx.export(_Logits(model, names).eval(), tuple(batch[k] for k in names), path,
-                                  input_names=names, output_names=["logits"], opset_version=17, dynamo=False,
-                                  dynamic_axes={**{k: {0: "batch", 1: "sequence"} for k in names},
-                                                "logits": {0: "batch"}})
+            export_onnx(model, _inputs(split, np.arange(min(n, 2)), pad_id, torch.device("cpu")), path)
         except Exception as exc:  # an architecture or method the tracer cannot follow
             return {"note": f"cannot export to ONNX: {_reason(exc)}"}
-        finally:
-            model.to(device)
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         size = Path(path).stat().st_size
 
