@@ -61,8 +61,7 @@ def tick_number(value: float, _pos: Any = None) -> str:
 
 
 def log_axis(ax, which: str, values: list[float | None], headroom: float = 1.5) -> None:
-    """Log scale on ``which`` ("x" or "y") spanning whole decades around the positive ``values`` (at least
-    two labelled ticks), labelled by :func:`tick_number`; minor ticks unlabelled."""
+    """Log scale on ``which`` ("x"/"y"): whole decades around the positive ``values``, ≥ 2 ticks (tick_number)."""
     positive = [float(v) for v in values if v is not None and v == v and v > 0]
     if not positive:
         return
@@ -307,7 +306,8 @@ def error_labels(counts: dict[str, tuple[list[int], list[int]]], names: list[str
         ax.bar(xs + 0.2, pred, 0.4, label="predicted label", color="#c44e52")
         ax.set_xticks(xs, plain(names), rotation=45, ha="right", fontsize=7)
         ax.set_title(f"errors of {text(run)}")
-    axes[0].legend(fontsize=7)
+        ax.margins(y=0.3)  # headroom above the bars: the legend sat on them (the default study's full run)
+    axes[0].legend(fontsize=7, loc="upper right", ncol=2)
     return save(fig, path)
 
 
