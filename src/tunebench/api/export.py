@@ -29,17 +29,15 @@ def export_run(run_dir: str | Path, dest: str | Path, *, merge: bool = True, onn
     """Write ``run_dir`` (a run's checkpoint folder) as ``dest``; ``onnx``: also ``model.onnx`` (:func:`write_onnx`);
     upload it to ``push_to_hub`` (a repo id) if given.  Permissions as for ``tunebench predict``: the caller's own,
     never the run folder's."""
-    import importlib.util
-
     from tunebench.report.card import CardInputs, model_card
     from tunebench.training.checkpoint import META, load_checkpoint
+    from tunebench.training.serving import require_onnx_runtime
 
     run_dir, dest = Path(run_dir), Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise SpecError(f"'{dest}' already exists and is not an empty folder; export into a new folder")
-    if onnx and importlib.util.find_spec("onnxruntime") is None:
-        raise SpecError("--onnx needs ONNX Runtime to check the exported file, which is not installed: "
-                        "pip install 'tunebench[onnx]'")
+    if onnx:
+        require_onnx_runtime("--onnx")
     model, tokenizer, meta = load_checkpoint(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -84,7 +82,7 @@ def write_onnx(model: Any, tokenizer: Any, meta: dict[str, Any], folder: Path) -
     import onnxruntime as ort
     import torch
 
-    from tunebench.training.serving import export_onnx
+    from tunebench.training.serving import export_onnx, softmax
 
     def encode(texts: list[str]) -> dict[str, torch.Tensor]:
         pairs = texts[::-1] if meta.get("is_pair") else None
@@ -105,8 +103,7 @@ def write_onnx(model: Any, tokenizer: Any, meta: dict[str, Any], folder: Path) -
         with torch.inference_mode():
             expected = torch.softmax(model.to("cpu").eval()(**batch).logits.float(), -1).numpy()
         logits = session.run(None, {k: v.numpy() for k, v in batch.items()})[0]
-        found = np.exp(logits - logits.max(-1, keepdims=True))
-        worst = max(worst, float(np.abs(found / found.sum(-1, keepdims=True) - expected).max()))
+        worst = max(worst, float(np.abs(softmax(logits) - expected).max()))
     if worst > 1e-4:
         raise ModelError(f"the ONNX export of {meta.get('strategy')} does not predict as the model does (probabilities "
                          f"differ by up to {worst:.2g}); export without --onnx")

@@ -9,7 +9,6 @@ Planning (configurations, run ids) is :mod:`tunebench.study.plan`; planned runs 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +38,7 @@ from tunebench.training import batching, distributed, engine
 from tunebench.training.attention import choose_attention
 from tunebench.training.modeling import check_model_source, load_classifier, load_tokenizer
 from tunebench.training.prefix import shared_caches
+from tunebench.training.serving import require_onnx_runtime
 
 
 def prepare(spec: StudySpec, reporter: Reporter, placement: tuple[torch.device, str] | None = None) -> Prepared:
@@ -112,9 +112,8 @@ def run_study(spec: StudySpec, *, force: bool = False, reporter: Reporter | None
 
 
 def _run_study(spec: StudySpec, force: bool, reporter: Reporter, runner: Any, writer: bool) -> list[dict[str, Any]]:
-    if spec.output.serving_onnx and importlib.util.find_spec("onnxruntime") is None:  # before anything trains
-        raise SpecError("--onnx (output.serving_onnx) needs ONNX Runtime, which is not installed: "
-                        "pip install 'tunebench[onnx]'")
+    if spec.output.serving_onnx:  # before anything trains
+        require_onnx_runtime("--onnx (output.serving_onnx)")
     out_dir = make_output_dir(Path(spec.output.dir))
     lock = StudyLock(out_dir) if writer else contextlib.nullcontext()  # one study per folder (rank 0 holds it)
     with lock, InterruptGuard() as stop:  # Ctrl-C stops at the next step

@@ -217,9 +217,8 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
                     loss = objective.loss(out.logits, batch["labels"])
                     loop.last_finite_loss = check_finite(loss, loop, i + 1)
                     # weighted by the shard's share, so the gradients summed over processes are the batch mean's
-                    share = objective.share(index, whole)
-                    stepper.backward(loss * share / cfg.grad_accumulation)
-                    _count(loop, index, batch, share * len(whole) if cfg.class_weights else len(index))
+                    stepper.backward(loss * objective.share(index, whole) / cfg.grad_accumulation)
+                    _count(loop, index, batch, objective.counts_as(index, whole))
                 loop.next_batch = i + 1
                 if (i + 1) % cfg.grad_accumulation == 0 or i + 1 == len(plan):  # an optimizer step is due
                     loop.step = stepper.step(model, loop.step)

@@ -44,6 +44,10 @@ class Objective:
             return len(index) / len(whole)
         return float(self.host[self.labels[index]].sum() / self.host[self.labels[whole]].sum())
 
+    def counts_as(self, index: np.ndarray, whole: np.ndarray) -> float:
+        """How many examples this shard's loss counts as in the epoch's mean training loss (its share of the batch)."""
+        return len(index) if self.host is None else self.share(index, whole) * len(whole)
+
 
 @dataclass
 class Callbacks:

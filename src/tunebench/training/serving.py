@@ -69,6 +69,21 @@ def measure_serving(model: nn.Module, split: EncodedSplit, pad_id: int, device: 
     return out
 
 
+def require_onnx_runtime(what: str) -> None:
+    """One sentence before any work when ``what`` (an option) needs ONNX Runtime and it is not installed."""
+    import importlib.util
+
+    from tunebench.errors import SpecError
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise SpecError(f"{what} needs ONNX Runtime, which is not installed: pip install 'tunebench[onnx]'")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
 
@@ -154,7 +169,7 @@ def _clocked(run: Any, n: int) -> tuple[dict[str, float], np.ndarray]:
         logits = run(np.array([max(i, 0)]))
         if i >= 0:
             times.append(time.perf_counter() - start)
-            probs.append(_softmax(logits)[0])
+            probs.append(softmax(logits)[0])
     index = np.resize(np.arange(n), THROUGHPUT_BATCH)  # the same examples, cycled when fewer than a batch
     run(index)  # warm-up at this width
     start = time.perf_counter()
@@ -165,11 +180,6 @@ def _clocked(run: Any, n: int) -> tuple[dict[str, float], np.ndarray]:
     return ({"latency_ms_p50": round(float(np.percentile(ms, 50)), 3),
              "latency_ms_p95": round(float(np.percentile(ms, 95)), 3),
              "throughput_per_s": round(THROUGHPUT_BATCH * THROUGHPUT_BATCHES / elapsed, 2)}, np.stack(probs))
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def _inputs(split: EncodedSplit, index: np.ndarray, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
