@@ -128,6 +128,7 @@ class Result:
         self.records = records
         self.prices = prices
         self.built: Report | None = None  # the report this result's run() built (report() shows it again)
+        self.curve: Any = None  # a data.train_sizes study's curve (tunebench.report.curve.Curve); this is its largest size
 
     def __repr__(self) -> str:
         done = sum(r["status"] == "finished" for r in self.records)

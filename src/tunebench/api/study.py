@@ -153,6 +153,8 @@ def run_spec(spec: StudySpec, *, force: bool = False, reporter: Any = None, trac
 
     track = check_backends(track)  # before anything loads: a missing package is one sentence now
     reporter = reporter or SilentReporter()
+    if spec.data.train_sizes is not None:
+        return run_curve(spec, force=force, reporter=reporter, track=track, prices=prices)
     distributed.check_nproc(spec.execution.nproc, spec.training.device)
     if spec.execution.nproc > 1 and distributed.launched_world_size() == 1:
         reporter.message(f"tunebench: starting {spec.execution.nproc} processes (torch.distributed.run)")
@@ -186,4 +188,39 @@ def run_spec(spec: StudySpec, *, force: bool = False, reporter: Any = None, trac
     if tracking is not None:
         for name, where in tracking.where.items():
             reporter.message(f"{name}: {where}")
+    return result
+
+
+def size_spec(spec: StudySpec, size: int) -> StudySpec:
+    """One point of a ``data.train_sizes`` curve: the same study on ``size`` training rows, in ``OUTPUT/n=<size>``."""
+    from tunebench.report.curve import size_folder
+
+    data = spec.data.model_copy(update={"train_sizes": None, "train_size": size})
+    output = spec.output.model_copy(update={"dir": size_folder(spec.output.dir, size)})
+    return spec.model_copy(update={"data": data, "output": output})
+
+
+def run_curve(spec: StudySpec, *, force: bool = False, reporter: Any = None, track: list[str] | None = None,
+              prices: dict[str, float] | None = None) -> Result:
+    """A data-efficiency curve: the whole study once per ``data.train_sizes`` size, smallest first, each an
+    ordinary study (its own store, report and verdict) in ``OUTPUT/n=<size>``; then ``OUTPUT/curve.*``
+    (:mod:`tunebench.report.curve`).  Returns the largest size's result, with ``result.curve``.  An
+    interrupted size keeps every finished run; a rerun continues where it stopped."""
+    from tunebench.report.curve import build_curve, write_curve
+    from tunebench.study.driver import make_output_dir
+    from tunebench.study.run import SilentReporter
+
+    reporter = reporter or SilentReporter()
+    out = make_output_dir(Path(spec.output.dir))
+    sizes = spec.data.train_sizes or []
+    result = None
+    for i, size in enumerate(sizes, 1):
+        one = size_spec(spec, size)
+        reporter.message(f"data-efficiency curve: size {i} of {len(sizes)}, {size:,} training examples → "
+                         f"{shorten(str(one.output.dir), 200)}")
+        result = run_spec(one, force=force, reporter=reporter, track=track, prices=prices)
+    curve = build_curve(out, sizes)
+    paths = write_curve(curve, out)
+    reporter.message(f"curve written: {paths['md']}, {paths['png'].name}, {paths['csv'].name}")
+    result.curve = curve
     return result

@@ -17,7 +17,8 @@ from tunebench.errors import SpecError
 
 COMMANDS = ("run", "sweep")
 #: options that take several values, and what a value looks like
-MULTI = {"--strategies": "strategy", "-s": "strategy", "--seeds": "number", "--track": "tracker"}
+MULTI = {"--strategies": "strategy", "-s": "strategy", "--seeds": "number", "--track": "tracker",
+         "--train-sizes": "number", "--data-seeds": "number"}
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 STUDY_SUFFIXES = (".yaml", ".yml", ".json")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(:.*)?")

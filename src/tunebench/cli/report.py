@@ -31,6 +31,17 @@ def register(app: typer.Typer) -> None:
 
         prices = cost.parse_prices(price)
         backends = tracking.check_backends(track)
+        from tunebench.report.curve import build_curve, curve_sizes, size_folder, write_curve
+        from tunebench.report.inputs import STORE_NAME
+
+        sizes = [] if (output_dir / STORE_NAME).is_file() else curve_sizes(output_dir)
+        if sizes:  # a data-efficiency curve's folder: each size's report, then the curve
+            settings = {"metric": metric, "margin": margin, "alpha": alpha}
+            for size in sizes:
+                build_report(size_folder(output_dir, size), prices=prices, study=study, verdict=settings)
+            paths = write_curve(build_curve(output_dir, sizes, settings), output_dir)
+            typer.echo(f"curve: {paths['md']} and {paths['png']}; each size's report in {output_dir}/n=<size>/")
+            return
         paths = build_report(output_dir, prices=prices, study=study,
                              verdict={"metric": metric, "margin": margin, "alpha": alpha})
         typer.echo(f"report: {paths['html']} and {paths['markdown']} (figures in {output_dir / 'figures'})")

@@ -87,6 +87,13 @@ def run(
     class_weight: Annotated[str | None, typer.Option(
         "--class-weight", help="the training loss's class weights: balanced (default; inversely to the training "
         "split's class counts, as the tf-idf floor) or none")] = None,
+    train_sizes: Annotated[str | None, typer.Option(
+        "--train-sizes", help="a data-efficiency curve: the whole study once per training size, e.g. 64 256 1024 "
+        "(nested stratified subsets of one training pool; results in OUTPUT/n=<size>, the curve in OUTPUT/curve.md)")
+    ] = None,
+    data_seeds: Annotated[str | None, typer.Option(
+        "--data-seeds", help="with --train-sizes: one draw of the training subset per seed, paired in order (e.g. "
+        "0 1 2 with seeds 0 1 2), so the draws' variance enters the statistics; default: one draw for all")] = None,
     margin: Annotated[float | None, typer.Option(
         help="the verdict's equivalence margin on the metric's 0-1 scale (default 0.01: ±1 point)")] = None,
     trust_remote_code: Annotated[bool, TRUST_OPTION] = False,
@@ -132,6 +139,9 @@ def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) ->
     for option, (key, value) in SWITCHES.items():  # a switch given on the command line wins
         if o.get(option):
             settings[key] = value
+    for key in ("train_sizes", "data_seeds"):  # "64 256 1024" or "64,256,1024"
+        if key in settings:
+            settings[key] = parse_numbers(settings[key], "--" + key.replace("_", "-"))
     if o.get("tune"):
         settings["tuning"] = {"enabled": True}
     if o.get("patience") is not None:
@@ -144,6 +154,19 @@ def spec_from_options(o: dict[str, Any], sweep: dict[str, Any] | None = None) ->
                 settings["tuning"] = {"enabled": False}
             settings["sweep"] = {"seeds": None, **sweep}
     return build_spec(base, settings, source="options", quick=bool(o.get("quick")))
+
+
+def parse_numbers(text: str | None, option: str) -> list[int] | None:
+    """``"0 1 2"`` or ``"0,1,2"`` → ``[0, 1, 2]``; anything else one sentence naming the option."""
+    from tunebench.errors import SpecError
+
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.replace(" ", ",").split(",") if s]
+    except ValueError:
+        raise SpecError(f"{option} must be whole numbers separated by spaces or commas, e.g. 0 1 2 (got "
+                        f"'{text}')") from None
 
 
 def _run(spec, force: bool, options: dict[str, Any] | None = None) -> None:
@@ -171,7 +194,12 @@ def _run(spec, force: bool, options: dict[str, Any] | None = None) -> None:
     sentence = _recommendation(result)
     if sentence:
         out.print(escape(sentence), soft_wrap=not out.is_terminal)
-    out.print(f"results: {spec.output.dir}/report.html, report.md, results.csv, results.json, tunebench.sqlite")
+    if result.curve is not None:
+        out.print(escape(result.curve.answer), soft_wrap=not out.is_terminal)
+        out.print(f"results: {spec.output.dir}/curve.md, curve.png, curve.csv; each size's study in "
+                  f"{spec.output.dir}/n=<size>/")
+    else:
+        out.print(f"results: {spec.output.dir}/report.html, report.md, results.csv, results.json, tunebench.sqlite")
     from tunebench.faults import unfinished_error
 
     problem = unfinished_error(result.records)

@@ -34,12 +34,7 @@ def parse_grid(items: list[str] | None) -> dict[str, list[Any]]:
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(s) for s in text.replace(" ", ",").split(",") if s]
-    except ValueError:
-        raise SpecError(f"--seeds must be whole numbers separated by spaces or commas, e.g. 0 1 2 (got '{text}')") from None
+    return cli.parse_numbers(text, "--seeds")
 
 
 def register(app: typer.Typer) -> None:

@@ -130,8 +130,10 @@ def family(runs: list[dict[str, Any]], predictions: dict[str, tuple[list[int], l
             out.comparisons.append(_compare(g, rs, reference, tuned[reference], predictions, metric, margin,
                                             n_resamples, False, draws))
         if floor is not None:
-            out.floors.append(_compare(g, rs, floor, base[floor], predictions, metric, margin, n_resamples, True,
-                                       draws))
+            # a floor fitted once is seed-free; one fitted per draw of the training subset (data.data_seeds)
+            # pairs with each seed's runs like any configuration
+            out.floors.append(_compare(g, rs, floor, base[floor], predictions, metric, margin, n_resamples,
+                                       len(base[floor]) == 1, draws))
     _correct(out)
     return out
 

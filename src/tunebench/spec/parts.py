@@ -60,6 +60,24 @@ class DataSpec(_Strict):
     min_per_class: int = Field(default=5, ge=0, description="a train_limit slice keeps at least this many rows of "
                                "each class; a class with fewer training rows in the slice is dropped with a "
                                "warning (0: keep all)")
+    train_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None, description="a data-efficiency curve (--train-sizes): the whole study once per size, each "
+        "size's training rows a nested stratified subset of the same training pool (the smaller inside the larger, "
+        "per class), validation and test unchanged; the results in OUTPUT/n=<size>/ and the curve in OUTPUT/curve.*")
+    train_size: int | None = Field(
+        default=None, ge=1, description="train on the first train_size rows of a seeded stratified nested order of "
+        "the training pool (one point of a train_sizes curve)")
+    data_seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] | None = Field(
+        default=None, description="the draws of the training subset (--data-seeds), one per seed, paired in order: "
+        "seed i trains on draw i, so the draws' variance enters the seed level of the statistics; None: one draw "
+        "(training.seed) for every seed")
+
+    @field_validator("train_sizes")
+    @classmethod
+    def _sizes(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and not value:
+            raise ValueError("must list at least one size, such as [64, 256, 1024]")
+        return None if value is None else sorted(set(value))
 
 
 class ModelSpec(_Strict):

@@ -93,6 +93,7 @@ class StudySpec(_Strict):
         if self.tuning is not None and self.tuning.enabled and self.sweep.method is not None:
             raise ValueError("tuning gives every strategy the same learning-rate trials; it cannot be combined with a "
                              f"sweep ({self.sweep.method}): drop the sweep's grid/random/search or the tuning section")
+        check_subsets(self)
         runs = count_runs(self)
         if runs > self.execution.max_runs:
             limit = self.execution.max_runs
@@ -110,7 +111,34 @@ class StudySpec(_Strict):
 BASELINES: Sequence[str] = KindList(lambda options: options.baseline)
 
 
+def check_subsets(spec: StudySpec) -> None:
+    """``data.train_sizes`` / ``train_size`` / ``data_seeds`` fit together and with the seeds."""
+    data = spec.data
+    if data.train_sizes is not None and data.train_size is not None:
+        raise ValueError("data.train_sizes runs the study once per size and data.train_size trains on one size: set "
+                         "one of them")
+    if data.data_seeds is None:
+        return
+    if spec.sweep.method == "optuna":
+        raise ValueError("data.data_seeds pairs each seed with a draw of the training subset; sweep.search: optuna "
+                         "picks configurations on one split: drop one of them")
+    if data.train_sizes is None and data.train_size is None:
+        raise ValueError("data.data_seeds draws training subsets: it needs data.train_sizes (--train-sizes) or "
+                         "data.train_size")
+    seeds = spec.sweep.seed_list or [spec.training.seed]
+    if len(data.data_seeds) != len(seeds):
+        raise ValueError(f"data.data_seeds pairs one draw with each seed: {len(seeds)} seed"
+                         f"{'s' * (len(seeds) != 1)} ({' '.join(map(str, seeds))}) need {len(seeds)} draw"
+                         f"{'s' * (len(seeds) != 1)}, got {len(data.data_seeds)} "
+                         f"({' '.join(map(str, data.data_seeds))})")
+
+
 def count_runs(spec: StudySpec) -> int:
+    """How many runs the study plans (every size of a ``data.train_sizes`` curve counted)."""
+    return _count_runs(spec) * len(spec.data.train_sizes or [None])
+
+
+def _count_runs(spec: StudySpec) -> int:
     """How many runs the study plans, from the spec alone (no expansion): per strategy, the product of
     the sizes of the grid keys that apply to it; ``trials`` draws for random and optuna; times the seeds.
     Duplicates that resolve to the same settings are counted: this is the most it can be."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,26 +141,56 @@ def baselines_name(spec: StudySpec) -> str:
     return spec.name + ":baselines"
 
 
-def run_baselines(spec: StudySpec, ex: Execution) -> list[dict[str, Any]]:
+def run_baselines(spec: StudySpec, ex: Execution, draws: list[Draw] | None = None) -> list[dict[str, Any]]:
     """The study's baselines (``baselines:``, default majority and tfidf-logreg; seconds each), stored as the
     study ``"<name>:baselines"``: the floor the report compares every strategy with.  A baseline the study
     lists among its strategies is a row of the study itself instead.  Rank 0 alone runs them, here
-    (a scikit-learn fit of seconds is not worth a cluster's task), silently: one line for all."""
+    (a scikit-learn fit of seconds is not worth a cluster's task), silently: one line for all.
+
+    ``draws``: with ``data.data_seeds`` each draw of the training subset gets its own fit, labelled with
+    the seed it is paired with (the report pairs the floor with each seed's runs by that seed)."""
     listed = {s.kind for s in spec.strategies}
     kinds = [b for b in spec.baselines if b not in listed]
     if not kinds or ex.store is None:
         return []
     bspec = spec.model_copy(update={"name": baselines_name(spec), "sweep": SweepSpec()})  # once, at the split seed
-    plan = [planned_run(bspec, ex.prepared, Configuration(strategy_spec({"kind": kind}), spec.training),
-                        spec.training.seed, i) for i, kind in enumerate(kinds)]
+    paired = draws if spec.data.data_seeds is not None and draws else [Draw(ex, [spec.training.seed])]
+    plan, runs = [], []
+    for draw in paired:
+        seed = draw.seeds[0]
+        for kind in kinds:
+            planned = planned_run(bspec, draw.ex.prepared, Configuration(strategy_spec({"kind": kind}), spec.training),
+                                  seed, len(plan))
+            planned.label += f" seed={seed}" if len(paired) > 1 else ""
+            plan.append(planned)
+            runs.append(draw.ex)
     set_plan(ex, bspec.name, [p.label for p in plan])
-    here = replace(ex, reporter=SilentReporter(), runner=LocalBackend(), attempts=[])
     said = []
-    for planned, record in zip(plan, execute(here, bspec, plan, outputs=False, everywhere=False), strict=True):
+    for planned, draw_ex in zip(plan, runs, strict=True):
+        here = replace(draw_ex, reporter=SilentReporter(), runner=LocalBackend(), attempts=[])
+        record = execute(here, bspec, [planned], outputs=False, everywhere=False)[0]
         test = (record or {}).get("test") or {}
         said.append(f"{planned.label} {test['macro_f1']:.3f}" if test else f"{planned.label} {record['status']}")
     ex.reporter.message(f"baselines (test macro-F1, the floor every strategy must clear): {', '.join(said)}")
     return ex.store.records(bspec.name)
+
+
+@dataclass
+class Draw:
+    """One draw of the training subset (``data.train_size``) and the seeds that train on it."""
+
+    ex: Execution
+    seeds: list[int]
+
+
+def subset_draws(spec: StudySpec, ex: Execution, pool: Prepared) -> list[Draw]:
+    """The study's draws: with ``data.data_seeds``, seed ``i`` trains on draw ``data_seeds[i]``; otherwise
+    every seed trains on ``ex.prepared`` (the subset of draw ``training.seed``, or the whole split)."""
+    seeds = spec.sweep.seed_list or [spec.training.seed]
+    if spec.data.data_seeds is None or spec.data.train_size is None:
+        return [Draw(ex, seeds)]
+    return [Draw(ex if i == 0 else replace(ex, prepared=pool.subset_of(spec.data.train_size, d)), [seed])
+            for i, (d, seed) in enumerate(zip(spec.data.data_seeds, seeds, strict=True))]
 
 
 def make_output_dir(out_dir: Path) -> Path:
@@ -196,7 +226,9 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
                 stop: InterruptGuard) -> list[dict[str, Any]]:
     placement = runner.placement(spec)
     with distributed.writer_first():  # rank 0 fills the dataset cache before the others read it
-        prepared = prepare(spec, reporter, placement)
+        prepared = pool = prepare(spec, reporter, placement)
+    if spec.data.train_size is not None:  # one point of a curve: a nested subset of the training pool
+        prepared = pool.subset_of(spec.data.train_size, (spec.data.data_seeds or [spec.training.seed])[0])
     if writer:
         write_profile(dataset_profile(prepared.bundle, prepared.tokenizer, spec.model.max_length), out_dir)
     for note in prepared.bundle.notes:
@@ -220,14 +252,19 @@ def _run_locked(spec: StudySpec, out_dir: Path, force: bool, reporter: Reporter,
         else:
             plan = plan_runs(spec, prepared)
             check_methods_fit(spec, prepared, plan)  # before any run trains
-            run_baselines(spec, ex)
+            draws = subset_draws(spec, ex, pool)
+            run_baselines(spec, ex, draws)
             if spec.tuning is not None and spec.tuning.enabled:
                 check_tuning(spec, distributed.world_size())
-                spec, _ = tune(spec, ex)
+                spec, _ = tune(spec, ex)  # on the first draw
                 plan = plan_runs(spec, prepared)
             _say_what_long_runs_imply(plan, prepared, reporter)
-            set_plan(ex, spec.name, [p.label for p in plan])
-            execute(ex, spec, plan)
+            # each draw's runs: its seeds of the plan made on its training subset (positions and labels as planned)
+            plans = [[p for p in plan_runs(spec, d.ex.prepared) if p.cfg.seed in d.seeds] for d in draws]
+            set_plan(ex, spec.name, [p.label for p in sorted((p for ps in plans for p in ps),
+                                                             key=lambda p: p.position)])
+            for draw, runs in zip(draws, plans, strict=True):
+                execute(draw.ex, spec, runs, total=sum(map(len, plans)))
         records = StudyRecords(store.records(spec.name) if store is not None else [])
         records.attempts = masked
     if writer:

@@ -111,6 +111,28 @@ class Prepared:
     attention: AttentionChoice | None = None
     #: whether runs compile (``training.compile``; ``auto`` decided once per study from the kernel probe)
     compile: CompileChoice | None = None
+    #: the training subset the runs train on (``data.train_size``): size, draw, pool rows; None: the whole split
+    subset: dict[str, int] | None = None
+
+    def subset_of(self, size: int, draw: int) -> Prepared:
+        """The same study on the first ``size`` rows of the training pool's nested order for ``draw``
+        (:mod:`tunebench.data.subsets`): validation, test and tokenization shared, nothing tokenized again."""
+        from dataclasses import replace
+
+        from tunebench.data.subsets import nested_subset
+        from tunebench.errors import SpecError
+
+        pool = self.bundle.train
+        if size > len(pool):
+            raise SpecError(f"data.train_size {size:,} is larger than the training pool ({len(pool):,} rows after "
+                            "cleaning, splitting and train_limit); choose sizes up to it")
+        idx, note = nested_subset(pool, size, draw)
+        bundle = replace(self.bundle, train=pool.select(idx), notes=[*self.bundle.notes, note])
+        enc = self.train
+        train = batching.EncodedSplit([enc.input_ids[i] for i in idx],
+                                      None if enc.token_type_ids is None else [enc.token_type_ids[i] for i in idx],
+                                      enc.labels[idx])
+        return replace(self, bundle=bundle, train=train, subset={"size": size, "draw": draw, "pool": len(pool)})
 
     @property
     def compile_auto(self) -> bool:
@@ -169,6 +191,9 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training
     )
 
 
+#: DataSpec fields that change a run only through its training split (hashed): not hashed again
+SUBSET_FIELDS = ("train_sizes", "train_size", "data_seeds")
+
 #: Model options that decide whether a model may load, not what it computes: not part of the run id.
 MODEL_LOADING_OPTIONS = ("trust_remote_code", "allow_pickle")
 
@@ -178,8 +203,9 @@ def run_id_for(spec: StudySpec, strategy: StrategySpec, bundle: DatasetBundle, c
     """A stable id from everything that determines the run's result."""
     return stable_hash({
         "model": spec.model.model_dump(exclude=set(MODEL_LOADING_OPTIONS)),
-        # min_per_class changes a run only through the splits, whose hashes are here: ids of runs stored before it
-        "data": spec.data.model_dump(exclude={"min_per_class"}),
+        # min_per_class changes a run only through the splits, whose hashes are here: ids of runs stored before it;
+        # the subset fields likewise (the training split's hash is the subset's)
+        "data": spec.data.model_dump(exclude={"min_per_class", *SUBSET_FIELDS}),
         "hashes": bundle.hashes(),
         "strategy": identity_options(strategy),
         "run": identity_settings(cfg),

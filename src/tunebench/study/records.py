@@ -31,7 +31,7 @@ class _RecordBase(TypedDict):
     study_spec: dict[str, Any]  # the whole study (StudySpec.to_dict())
     resolved: dict[str, Any]  # engine.RunConfig fields, plus device and max_length
     seeds: dict[str, Any]  # seeds_used(): python, numpy, torch, data_order (per epoch that ran), split
-    data: dict[str, Any]  # name, origin, label_names, sizes, hashes, notes, is_pair
+    data: dict[str, Any]  # name, origin, label_names, sizes, hashes, notes, is_pair (+ subset: size, draw, pool)
     environment: dict[str, Any]  # resources.environment(): host, versions, device
     wall_time_s: float
 
@@ -100,7 +100,7 @@ def base_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, env: d
         "seeds": seeds_used(spec, cfg, epochs_run),
         "data": {"name": bundle.name, "origin": bundle.origin, "label_names": bundle.label_names,
                  "sizes": bundle.sizes(), "hashes": bundle.hashes(), "notes": bundle.notes,
-                 "is_pair": bundle.is_pair},
+                 "is_pair": bundle.is_pair, **({"subset": prepared.subset} if prepared.subset else {})},
         "environment": env,
         "wall_time_s": round(time.time() - started.timestamp(), 2),
     }
