@@ -45,8 +45,8 @@ def test_the_spec_and_the_methods_list_the_same_kinds():
     assert list(METHODS) == list(OPTIONS) == list(KINDS) == list(DEFAULT_LR)
     assert KINDS[:5] == tuple(CLAIMS) == ("full", "head", "partial", "lora", "bitfit")
     peft = {parse_strategy(label).kind for label in PEFT_CLAIMS} - {"lora"}
-    baselines = {kind for kind in KINDS if OPTIONS[kind].baseline}
-    assert set(KINDS) == set(CLAIMS) | peft | baselines  # every kind is one parametrised row here or there
+    fitted = {kind for kind in KINDS if OPTIONS[kind].fitted}  # the baselines; embed-logreg, setfit: test_fitted_methods
+    assert set(KINDS) == set(CLAIMS) | peft | fitted  # every kind is one parametrised row here or there
     for kind, method in METHODS.items():
         assert method.kind == kind and OPTIONS[kind].model_fields["kind"].default == kind
         assert type(build_strategy(parse_strategy(kind))) is method

@@ -18,7 +18,7 @@ ALL = sorted(RECIPES.glob("*.yaml"))
 
 
 #: offline recipes that are not a hub recipe's twin: comparisons of their own, sized for one to two hours
-COMPARISONS = ("peft-methods-offline", "mpnet-base-offline")
+COMPARISONS = ("peft-methods-offline", "mpnet-base-offline", "data-efficiency-offline")
 
 
 def test_there_is_an_offline_twin_for_every_hub_recipe():
@@ -63,6 +63,10 @@ def test_the_methods_recipe_compares_every_method_that_runs_on_minilm():
 
     spec = load_spec(RECIPES / "peft-methods-offline.yaml")
     kinds = {s.kind for s in spec.strategies}
-    baselines = {k for k in KINDS if OPTIONS[k].baseline}  # they run beside every study anyway
-    assert kinds == set(KINDS) - baselines - {"prefix"}  # prefix tuning: transformers 5's BERT takes no past
+    # the baselines run beside every study anyway; the fitted candidates (setfit, embed-logreg) train no network
+    # by gradient steps of tunebench's engine, and data-efficiency-offline compares them
+    fitted = {k for k in KINDS if OPTIONS[k].fitted}
+    assert kinds == set(KINDS) - fitted - {"prefix"}  # prefix tuning: transformers 5's BERT takes no past
+    assert fitted & {s.kind for s in load_spec(RECIPES / "data-efficiency-offline.yaml").strategies} == \
+        {"setfit", "embed-logreg"}
     assert {s.label for s in spec.strategies} >= {"lora:r=8,dora=True", "lora:r=8,rslora=True", "lora:r=8,init=pissa"}

@@ -128,6 +128,9 @@ def describe(spec: StudySpec) -> str:
 
     swept = f", sweep: {spec.sweep.method}" if spec.sweep.method else ""
     seeds = f", seeds {' '.join(map(str, spec.sweep.seed_list))}" if spec.sweep.seed_list else ""
+    sizes = spec.data.train_sizes
+    seeds += f", at {len(sizes)} training sizes ({' '.join(map(str, sizes))})" if sizes else ""
+    seeds += f", subset draws {' '.join(map(str, spec.data.data_seeds))}" if spec.data.data_seeds else ""
     runs = count_runs(spec)
     tuned = ""
     if spec.tuning is not None and spec.tuning.enabled:

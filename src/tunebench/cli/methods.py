@@ -38,7 +38,7 @@ def method_rows() -> list[dict[str, str]]:
             shown = "+".join(map(str, value)) if isinstance(value, list) else ("auto" if value is None else _fmt(value))
             defaults.append(f"{name}={shown}")
         archs, cache = method.architectures(), method.cache_note
-        lr = "-" if options.baseline else _fmt(options.default_lr)
+        lr = _fmt(options.default_lr) if options.default_lr else "-"  # a baseline or embed-logreg: no rate
         if options.default_head_lr is not None:
             lr += f" (head {_fmt(options.default_head_lr)})"
         rows.append({"kind": kind, "options": " ".join(defaults) or "-", "default lr": lr, "architectures": archs,
@@ -61,10 +61,11 @@ def methods_markdown() -> str:
 
 
 def readme_kinds() -> str:
-    """The README's sentence naming the kinds beyond its table's five (the baselines have their own paragraph)."""
+    """The README's sentence naming the PEFT kinds beyond its table's five (the baselines and the fitted candidates
+embed-logreg and setfit have their own paragraphs)."""
     from tunebench.spec.strategy import KINDS, OPTIONS
 
-    more = [kind for kind in KINDS[5:] if not OPTIONS[kind].baseline]
+    more = [kind for kind in KINDS[5:] if not OPTIONS[kind].fitted]  # the PEFT kinds: fitted ones have their own words
     return (f"Beyond these five, tunebench has {len(more)} more PEFT methods through peft, each with its own options "
             "and a default learning rate whose source is written beside it: " + ", ".join(f"`{k}`" for k in more) + ",")
 

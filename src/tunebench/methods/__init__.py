@@ -19,13 +19,25 @@ kind           trains                                        module
 ``ia3`` ...    IA3, OFT, BOFT, FourierFT, HRA, LN tuning     :mod:`~.adapters`
 ``vera`` ...   VeRA, LoHa, LoKr: their recipe alone          :mod:`tunebench.spec.peft_kinds`
 ``prefix``     prefix / prompt / P-tuning tokens + head      :mod:`~.prompts`
+``setfit``     fitted candidates on sentence embeddings:     :mod:`~.sentence`
+               ``embed-logreg`` (a head on frozen ones) and
+               ``setfit`` (contrastive encoder + head)
 =============  ============================================  =============================
 """
 
 from __future__ import annotations
 
-from tunebench.methods import adalora, adapters, baselines, bitfit, freezing, lora, prompts  # noqa: F401 - they register
-from tunebench.methods.base import Method
+from tunebench.methods import (  # noqa: F401 - they register
+    adalora,
+    adapters,
+    baselines,
+    bitfit,
+    freezing,
+    lora,
+    prompts,
+    sentence,
+)
+from tunebench.methods.base import FitContext, FittedMethod, Method
 from tunebench.methods.baselines import BaselineMethod
 from tunebench.methods.bitfit import BitFitMethod
 from tunebench.methods.freezing import FullMethod, HeadMethod, PartialMethod
@@ -34,5 +46,5 @@ from tunebench.methods.peft_base import PeftMethod
 from tunebench.methods.prompts import PromptMethod
 from tunebench.methods.registry import METHODS, build_strategy, register
 
-__all__ = ["LORA_TARGET_NAMES", "METHODS", "BaselineMethod", "BitFitMethod", "FullMethod", "HeadMethod", "LoraMethod",
-           "Method", "PartialMethod", "PeftMethod", "PromptMethod", "build_strategy", "register"]
+__all__ = ["LORA_TARGET_NAMES", "METHODS", "BaselineMethod", "BitFitMethod", "FitContext", "FittedMethod", "FullMethod",
+           "HeadMethod", "LoraMethod", "Method", "PartialMethod", "PeftMethod", "PromptMethod", "build_strategy", "register"]

@@ -15,21 +15,31 @@ A method is a small object built from a strategy spec (:data:`~tunebench.spec.st
     (:meth:`make_optimizer`, e.g. LoRA+), an action after every optimizer step (:meth:`after_step`,
     e.g. AdaLoRA's rank allocation).  ``total_steps`` (the run's planned optimizer steps) is set
     before ``prepare`` for methods whose schedule depends on it.
+
+A *fitted* method (:class:`FittedMethod`: the baselines, ``embed-logreg``, ``setfit``) trains by its
+own recipe instead of the engine: :meth:`FittedMethod.fit_predict` fits on the training split and
+gives the validation and test probabilities, its cost and, when asked, its serving figures.
 """
 
 from __future__ import annotations
 
+import pickle
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from tunebench.spec.strategy import StrategyOptions
 from tunebench.training.modeling import find_layer_stack, head_parameter_names
 from tunebench.training.optim import TrainHooks
+
+if TYPE_CHECKING:
+    from tunebench.data.bundle import DatasetBundle, Split
 
 
 @dataclass
@@ -123,3 +133,92 @@ def freeze_all_but(model: nn.Module, keep: Callable[[str], bool]) -> None:
     """``requires_grad`` on exactly the parameters whose name ``keep`` accepts."""
     for name, param in model.named_parameters():
         param.requires_grad = keep(name)
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What a fitted method needs beyond the data: the study's encoder folder, the run's seed and settings, the
+    device, the class weights (``training.class_weight`` resolved on the training split), and whether to
+    measure serving after fitting (a final run, not a trial)."""
+
+    model_source: str = ""
+    seed: int = 0
+    max_length: int | None = None
+    device: torch.device = torch.device("cpu")
+    class_weights: tuple[float, ...] | None = None
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    trust_remote_code: bool = False
+    serve: bool = False
+    serve_onnx: bool = False
+
+
+@dataclass
+class FittedMethod(Method):
+    """A method fitted by its own recipe, not tunebench's engine (its options have ``fitted = True``): no
+    model loaded for the engine, no curves, no head rate, never tuned by rates.  Subclasses give ``fit`` and
+    ``probabilities`` (and their cost figures); ``self.context`` is the run's :class:`FitContext`."""
+
+    context: FitContext = field(default_factory=FitContext)
+
+    cache_note = "n/a"
+    #: one sentence for the run's resources (``engine_notes``): what trained, how tokens were counted
+    engine_note: ClassVar[str] = ""
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Nothing to prepare: the engine never trains a fitted method (the study loads no classifier for it)."""
+        return model
+
+    def fit(self, train: Split, n_labels: int) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def probabilities(self, fitted: Any, split: Split, n_labels: int) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def parameter_count(self, fitted: Any) -> int:
+        """The values fitting set (trainable parameters)."""
+        return 0
+
+    def total_parameters(self, fitted: Any) -> int:
+        """Every value the fitted predictor holds (frozen encoder included)."""
+        return self.parameter_count(fitted)
+
+    def stored_bytes(self, fitted: Any) -> int:
+        """The bytes a user must keep beyond the base encoder (what fitting produced)."""
+        return len(pickle.dumps(fitted))
+
+    def deploy_bytes(self, fitted: Any) -> int:
+        """The bytes the served predictor holds (encoder included)."""
+        return self.stored_bytes(fitted)
+
+    def resolved(self) -> dict[str, Any]:
+        """The run's rates and epochs as the record shows them (None where they do not apply)."""
+        return {"lr": None, "epochs": None, "scheduler": None, "head_lr": None}
+
+    def fit_predict(self, bundle: DatasetBundle, context: FitContext | None = None) -> dict[str, Any]:
+        """Fit on the training split; class probabilities of validation and test; cost figures; with
+        ``context.serve``, the serving figures (:func:`tunebench.training.serving.measure_fitted_serving`)."""
+        if context is not None:
+            self.context = context
+        n_labels = len(bundle.label_names)
+        started = time.perf_counter()
+        fitted = self.fit(bundle.train, n_labels)
+        train_s = time.perf_counter() - started
+        started = time.perf_counter()
+        val = self.probabilities(fitted, bundle.validation, n_labels)
+        test = self.probabilities(fitted, bundle.test, n_labels)
+        eval_s = time.perf_counter() - started
+        out = {"val": val, "test": test, "train_time_s": train_s, "eval_time_s": eval_s,
+               "save_bytes": self.stored_bytes(fitted), "parameters": self.parameter_count(fitted),
+               "total_parameters": self.total_parameters(fitted), "resolved": self.resolved()}
+        if self.context.serve:
+            from tunebench.training.serving import measure_fitted_serving
+
+            validation = bundle.validation
+
+            def run(index: np.ndarray) -> np.ndarray:  # log-probabilities: the serving code's softmax gives them back
+                return np.log(np.clip(self.probabilities(fitted, validation.select(index), n_labels), 1e-12, None))
+
+            out["serving"] = measure_fitted_serving(run, len(validation), self.context.device,
+                                                    self.deploy_bytes(fitted), onnx=self.context.serve_onnx)
+        return out

@@ -4,60 +4,31 @@
 word uni- and bigrams and a logistic regression, both scikit-learn (seconds on a CPU).  They train
 no network, so they do not go through the engine: :meth:`BaselineMethod.fit_predict` gives class
 probabilities for the validation and test splits, and the study records them like any run (with
-no curves, no learning rate and no epochs).  A pair task (premise, hypothesis) gets one TF-IDF
-vocabulary per side, side by side: a bag of words cannot compare the two texts, which is exactly
-what a floor should show.
+no curves, no learning rate and no epochs) as reference rows.  A pair task (premise, hypothesis) gets
+one TF-IDF vocabulary per side, side by side: a bag of words cannot compare the two texts, which is
+exactly what a floor should show.
 """
 
 from __future__ import annotations
 
-import pickle
-import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from torch import nn
 
-from tunebench.data.bundle import DatasetBundle, Split
-from tunebench.methods.base import Method
+from tunebench.data.bundle import Split
+from tunebench.methods.base import FittedMethod
 from tunebench.methods.registry import register
 
 
-class BaselineMethod(Method):
-    """A reference method that trains no neural network (the options have ``baseline = True``)."""
+class BaselineMethod(FittedMethod):
+    """A reference method that trains no neural network (the options have ``baseline = True``): fitted by
+    :meth:`~tunebench.methods.base.FittedMethod.fit_predict`, recorded as a reference row, never ranked."""
 
-    cache_note = "n/a"
+    engine_note: ClassVar[str] = "a baseline: scikit-learn, no network; tokens are whitespace words"
 
     @classmethod
     def architectures(cls) -> str:
         return "none (no network)"
-
-    def prepare(self, model: nn.Module) -> nn.Module:
-        """Nothing to prepare: a baseline never sees the encoder (the study does not load one for it)."""
-        return model
-
-    def fit(self, train: Split, n_labels: int) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def probabilities(self, fitted: Any, split: Split, n_labels: int) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
-
-    def fit_predict(self, bundle: DatasetBundle) -> dict[str, Any]:
-        """Fit on the training split; class probabilities of validation and test; cost figures."""
-        n_labels = len(bundle.label_names)
-        started = time.perf_counter()
-        fitted = self.fit(bundle.train, n_labels)
-        train_s = time.perf_counter() - started
-        started = time.perf_counter()
-        val = self.probabilities(fitted, bundle.validation, n_labels)
-        test = self.probabilities(fitted, bundle.test, n_labels)
-        eval_s = time.perf_counter() - started
-        blob = pickle.dumps(fitted)
-        return {"val": val, "test": test, "train_time_s": train_s, "eval_time_s": eval_s,
-                "save_bytes": len(blob), "parameters": self.parameter_count(fitted)}
-
-    def parameter_count(self, fitted: Any) -> int:
-        return 0
 
 
 @register

@@ -58,6 +58,9 @@ def settings(record: dict[str, Any]) -> str:
         return "reference: no fine-tuning"
     r = record["resolved"]
     weighted = ", class-weighted" if r.get("class_weights") else ""
+    if record.get("fitted"):  # its own recipe: embed-logreg has no rate nor epochs; setfit its own
+        rate = f": lr {r['lr']:g}, {r['epochs']} ep, batch {r['batch_size']}" if r.get("lr") is not None else ""
+        return f"fitted by its own recipe{rate}{weighted}"
     return f"lr {r['lr']:g}, {r['scheduler']}, {r['epochs']} ep, batch {r['batch_size']}{weighted}"
 
 

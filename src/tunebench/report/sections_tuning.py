@@ -18,6 +18,7 @@ from tunebench.report import figures
 from tunebench.report.cost import untuned_label
 from tunebench.report.document import Figure, Para, Section, cell, text_table
 from tunebench.report.sections import Context
+from tunebench.results.diagnosis import is_fitted_candidate
 from tunebench.spec.metrics import DEFAULT_SELECTION, display
 
 
@@ -160,6 +161,7 @@ def lr_section(ctx: Context) -> Section | None:
              "tuning): every candidate trains the first rung's epochs, the best go on to the next rung, and the "
              "final runs use the rates chosen at the last rung. " + budget_sentence(found)),
         Para("Chosen: " + " ".join(choices)) if choices else Para("No strategy's search finished a trial."),
+        *_not_tuned(ctx.inputs.runs or ctx.records),
         Figure(fig, f"Mean validation {on} over the tuning seeds at each learning rate (log scale), one colour "
                     "per strategy: filled markers on solid lines are fully trained trials (the last rung; where one "
                     "candidate was left for it, the mean of its final runs over the study's seeds); hollow "
@@ -170,6 +172,16 @@ def lr_section(ctx: Context) -> Section | None:
                    key="tuning-budget"),
         text_table(["strategy", "lr", "head lr", "epochs", "seeds", f"mean val {on}", "outcome"], rows,
                    key="tuning-trials")])
+
+
+def _not_tuned(records: list[dict[str, Any]]) -> list[Para]:
+    """The fitted candidates of the study (embed-logreg, setfit): ranked with the rest, but not tuned by rates."""
+    names = list(dict.fromkeys(str(r["strategy"]) for r in records if is_fitted_candidate(r)))
+    if not names:
+        return []
+    return [Para(f"Not tuned: {', '.join(names)} — fitted by {'its' if len(names) == 1 else 'their'} own recipe, at "
+                 f"{'its' if len(names) == 1 else 'their'} own defaults (no engine learning rate to tune); compared "
+                 "with the tuned strategies like any other.")]
 
 
 def budget_sentence(found: dict[str, Search]) -> str:

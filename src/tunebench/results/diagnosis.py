@@ -131,6 +131,9 @@ def advice_for(flag: str, evidence: dict[str, Any], label: str = "this run") -> 
         score = e.get("val_macro_f1", e.get("test_macro_f1"))  # records diagnosed before 0.2 name the test split
         if score is not None and e.get("majority_macro_f1") is not None:
             what += f", validation macro-F1 {score:.3f} against the majority baseline's {e['majority_macro_f1']:.3f}"
+        if e.get("fitted"):
+            return (f"{label} collapsed: {what}; it is fitted by its own recipe, not tuned: check its options (C, "
+                    "iterations, lr=) and the data before comparing it.")
         if e.get("tuned"):
             return (f"{label} collapsed: {what}, even at its tuned learning rate; widen tuning.lr or give it more "
                     "epochs before comparing it.")
@@ -157,7 +160,7 @@ def diagnose(curves: list[dict[str, Any]], val_predictions: Sequence[int] | None
              val_macro_f1: float | None = None, *, n_classes: int | None = None,
              label: str = "this run", pred_counts: Sequence[int] | None = None,
              label_counts: Sequence[int] | None = None, tuned: bool = False,
-             initial: dict[str, Any] | None = None) -> dict[str, Any]:
+             initial: dict[str, Any] | None = None, fitted: bool = False) -> dict[str, Any]:
     """The diagnosis of one run: ``{"diagnosis", "flags", "evidence", "advice", "advices", "undecided"}``.
 
     ``curves``: the run's per-epoch dicts (``epoch, train_loss, val_loss, val_accuracy,
@@ -167,11 +170,15 @@ def diagnose(curves: list[dict[str, Any]], val_predictions: Sequence[int] | None
     predictions); ``n_classes``: the number of classes (None: from the ids seen); ``pred_counts`` /
     ``label_counts`` (per class) instead of the predictions and labels, as a stored confusion matrix
     gives them; ``initial``: the validation score before training (epoch 0); ``label`` names the run
-    in the advice.  ``diagnosis`` is the most serious flag (:data:`FLAGS`) or "ok"; ``advice`` one
+    in the advice; ``fitted``: a fitted candidate (embed-logreg, setfit), which has no epochs by design — only
+    collapse is judged, and its lack of curves is said as such, never flagged.  ``diagnosis`` is the most
+    serious flag (:data:`FLAGS`) or "ok"; ``advice`` one
     sentence per flag, joined (``advices``: by flag); ``undecided`` says which checks the inputs
     could not decide.
     """
     evidence: dict[str, Any] = {"tuned": True} if tuned else {}
+    if fitted:
+        evidence["fitted"] = True
     undecided: list[str] = []
     curves = sorted(curves or [], key=lambda c: c.get("epoch", 0))
     f1 = [float(c["val_macro_f1"]) for c in curves if c.get("val_macro_f1") is not None]
@@ -202,6 +209,9 @@ def diagnose(curves: list[dict[str, Any]], val_predictions: Sequence[int] | None
                             "baseline) to judge by",
                "still improving": "still improving: no validation curve",
                "overfitting": "overfitting: fewer than two epochs with both losses"}
+    if fitted:  # no epochs: not a missing curve but the recipe (nothing to converge or overfit epoch by epoch)
+        why_not.update({name: f"{name}: not applicable, fitted by its own recipe (no epochs)"
+                        for name in ("still improving", "overfitting")})
     for name in FLAGS:
         raised, ev = checks[name]
         evidence.update(ev)
@@ -216,6 +226,11 @@ def diagnose(curves: list[dict[str, Any]], val_predictions: Sequence[int] | None
 
 def is_baseline(record: dict[str, Any]) -> bool:
     return bool(record.get("baseline")) or (record.get("spec") or {}).get("kind") in BASELINE_KINDS
+
+
+def is_fitted_candidate(record: dict[str, Any]) -> bool:
+    """A candidate fitted by its own recipe (embed-logreg, setfit): ranked like any run, never tuned by rates."""
+    return bool(record.get("fitted")) and not is_baseline(record)
 
 
 def baseline_diagnosis() -> dict[str, Any]:
@@ -249,4 +264,4 @@ def diagnose_record(record: dict[str, Any], majority_macro_f1: float | None = No
     tuned = bool(((stored or {}).get("evidence") or {}).get("tuned")) if isinstance(stored, dict) else False
     return diagnose(record.get("curves") or [], majority_macro_f1=majority_macro_f1,
                     val_macro_f1=val.get("macro_f1"), label=name, pred_counts=preds, label_counts=labels,
-                    tuned=tuned, initial=record.get("val_initial"))
+                    tuned=tuned, initial=record.get("val_initial"), fitted=bool(record.get("fitted")))

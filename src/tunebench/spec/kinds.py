@@ -1,9 +1,11 @@
-"""The built-in kinds' options models: full, head, partial, lora, bitfit, the baselines and the PEFT table.
+"""The built-in kinds' options models: full, head, partial, lora, bitfit, the baselines, the PEFT table and
+the fitted candidates on sentence embeddings (embed-logreg, setfit).
 
 Each is a :class:`~tunebench.spec.options.StrategyOptions` subclass registered in
 :data:`~tunebench.spec.options.OPTIONS` on import, in the order kinds are listed to users: the
 hand-written models first, then one model per row of :data:`tunebench.spec.peft_kinds.PEFT_KINDS`
-(:func:`_table_kind`).
+(:func:`_table_kind`), then the fitted candidates (last, so that the option columns of results.csv
+keep their order).
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ class MajorityOptions(StrategyOptions):
 
     kind: Literal["majority"] = "majority"
     default_lr: ClassVar[float] = 0.0  # trains nothing: no learning rate
+    fitted: ClassVar[bool] = True
     baseline: ClassVar[bool] = True
 
 
@@ -127,6 +130,7 @@ class TfidfLogregOptions(StrategyOptions):
     # macro-F1 weighs classes alike; unweighted, R52's rare classes go unpredicted (test macro-F1 0.051 vs 0.406)
     class_weight: Literal["balanced", "none"] = Field(default="balanced", description="tfidf-logreg: class weights")
     default_lr: ClassVar[float] = 0.0  # trains no network: no learning rate
+    fitted: ClassVar[bool] = True
     baseline: ClassVar[bool] = True
 
     def options_label(self) -> list[str]:
@@ -163,3 +167,46 @@ def _table_kind(row: KindRow) -> type[StrategyOptions]:
 
 
 globals().update({cls.__name__: cls for cls in map(_table_kind, PEFT_KINDS)})  # LoraFaOptions, ...
+
+
+@register_options
+class EmbedLogregOptions(StrategyOptions):
+    """Frozen sentence embeddings of the study's encoder (sentence-transformers: the folder's own pooling, else
+    the mean over tokens by the attention mask; a pair: each side embedded, then [u, v, |u-v|]) and a logistic
+    regression (scikit-learn). A candidate ranked like any fine-tuning, not a floor; seconds to minutes on a CPU."""
+
+    kind: Literal["embed-logreg"] = "embed-logreg"
+    C: float = Field(default=1.0, gt=0, description="embed-logreg: inverse regularisation strength")
+    class_weight: Literal["balanced", "none"] = Field(default="balanced", description="embed-logreg: class weights "
+                                                      "(follows training.class_weight unless set)")
+    default_lr: ClassVar[float] = 0.0  # the encoder is frozen and the head is fitted by lbfgs: no learning rate
+    fitted: ClassVar[bool] = True
+    sweepable: ClassVar[tuple[str, ...]] = ("C",)
+
+    def options_label(self) -> list[str]:
+        parts = [f"C={_fmt(self.C)}"] if self.C != 1.0 else []
+        return parts + ([f"class_weight={self.class_weight}"] if self.class_weight != "balanced" else [])
+
+
+@register_options
+class SetfitOptions(StrategyOptions):
+    """SetFit (setfit): contrastive fine-tuning of the whole sentence encoder on pairs of training examples, then
+    a logistic regression (scikit-learn) on its embeddings (Tunstall et al., 2022); a pair task: the two texts
+    joined by the tokenizer's separator. Trains its own ``epochs`` (default 1) of ``iterations`` pairs per example
+    at its own ``lr`` (default 2e-5), setfit's defaults (training.epochs and training.lr are the engine's), batch
+    training.batch_size, head classes weighted as training.class_weight."""
+
+    kind: Literal["setfit"] = "setfit"
+    display: ClassVar[str] = "SetFit"
+    iterations: int = Field(default=20, ge=1, description="setfit: pairs generated per training example "
+                                                          "(setfit's num_iterations)")
+    # setfit 1.2 TrainingArguments.body_learning_rate = (2e-5, 1e-5): the first is the contrastive phase's
+    default_lr: ClassVar[float] = 2e-5
+    lr_source: ClassVar[str] = ("setfit 1.2's TrainingArguments default body_learning_rate (2e-5 for the contrastive "
+                                "phase; src/setfit/training_args.py)")
+    own_head_rate: ClassVar[bool] = False  # the head is a logistic regression fitted by lbfgs: no rate
+    fitted: ClassVar[bool] = True
+    sweepable: ClassVar[tuple[str, ...]] = ("iterations",)
+
+    def options_label(self) -> list[str]:
+        return [f"iterations={self.iterations}"] if self.iterations != 20 else []

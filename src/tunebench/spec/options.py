@@ -2,7 +2,7 @@
 
 :class:`StrategyOptions` is what every kind's options model extends: the shared per-strategy overrides
 (``lr``, ``epochs``, ``scheduler``, ``head_lr``), the class attributes a kind sets (default learning rate
-and its source, sweepable options, baseline or not) and the label.  :data:`OPTIONS` maps each kind to its
+and its source, sweepable options, fitted or not, baseline or not) and the label.  :data:`OPTIONS` maps each kind to its
 options model, in the order kinds are listed to users; :func:`register_options` adds one.  The built-in
 kinds are registered by :mod:`tunebench.spec.kinds`; :mod:`tunebench.spec.strategy` builds the union and
 the grammar over whatever is registered.
@@ -54,7 +54,12 @@ class StrategyOptions(_Strict):
     #: the kind's own head rate (None: the rule of :mod:`tunebench.spec.rates`); VeRA and FourierFT
     default_head_lr: ClassVar[float | None] = None
     own_head_rate: ClassVar[bool] = True  # False where the head is all that trains: lr is its rate
-    #: a reference method that trains no network (majority, tfidf-logreg): no lr, no epochs, never tuned
+    #: fitted by its own recipe, not tunebench's engine (:meth:`tunebench.methods.base.FittedMethod.fit_predict`):
+    #: no model loaded for the engine, no head rate, never tuned by rates; every baseline, and the candidates
+    #: ``embed-logreg`` and ``setfit``
+    fitted: ClassVar[bool] = False
+    #: a reference method (majority, tfidf-logreg): a floor the report compares with, never ranked as a
+    #: candidate; always ``fitted`` too
     baseline: ClassVar[bool] = False
     #: options a sweep may set as ``kind.option`` (besides ``lr`` / ``epochs`` / ``scheduler``)
     sweepable: ClassVar[tuple[str, ...]] = ()
@@ -62,6 +67,12 @@ class StrategyOptions(_Strict):
     display: ClassVar[str] = ""
     #: the peft config this kind's options translate to (None: its method builds the model by hand)
     peft: ClassVar[PeftRecipe | None] = None
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls.baseline:  # a reference row is fitted by its own recipe, a plug-in's too
+            cls.fitted = True
 
     @classmethod
     def own_options(cls) -> tuple[str, ...]:

@@ -3,7 +3,7 @@ classifier head's (:func:`head_rate`, with a default chosen by measurement).
 
 Its own module so that :mod:`tunebench.spec.strategy` stays a registry of options.  ``strategy`` is
 any strategy options model (:mod:`tunebench.spec.strategy`); only its class attributes
-``default_lr``, ``own_head_rate``, ``baseline`` and ``default_head_lr`` and its ``lr`` and
+``default_lr``, ``own_head_rate``, ``fitted`` and ``default_head_lr`` and its ``lr`` and
 ``head_lr`` are read.
 """
 
@@ -29,9 +29,10 @@ def head_rate(strategy: Any, lr: float, given: float | None = None) -> float | N
     (``training.head_lr``), else the kind's own default (VeRA, FourierFT), else
     ``max(DEFAULT_HEAD_LR, lr)``.  None when it is ``lr`` (one rate for all: the engine's single group,
     and the run id of runs stored before heads had a rate of their own), and always for a kind whose
-    head is all that trains (head-only, the baselines)."""
+    head is all that trains (head-only) or that is fitted by its own recipe (the baselines, embed-logreg,
+    setfit: no engine, no head rate)."""
     options = type(strategy)
-    if not options.own_head_rate or options.baseline:
+    if not options.own_head_rate or options.fitted:
         return None
     rate = strategy.head_lr or given or options.default_head_lr or max(DEFAULT_HEAD_LR, lr)
     return None if rate == lr else rate

@@ -312,7 +312,7 @@ def check_methods_fit(spec: StudySpec, prepared: Prepared, plan: list[PlannedRun
     seen: set[str] = set()
     for planned in plan:
         key = planned.strategy.model_dump_json()
-        if key in seen or OPTIONS[planned.strategy.kind].baseline:  # a baseline loads no model
+        if key in seen or OPTIONS[planned.strategy.kind].fitted:  # fitted by its own recipe: no classifier loaded
             continue
         seen.add(key)
         with torch.device("meta"):

@@ -65,6 +65,7 @@ class RunRecord(_RecordBase, total=False):
     diagnosis: dict[str, Any]  # results.diagnosis.diagnose(): collapsed / still improving / overfitting / ok
     val_initial: dict[str, Any]  # validation before training (epoch 0): loss, accuracy, macro-F1
     baseline: bool  # a reference method (majority, tfidf-logreg): no network trained
+    fitted: bool  # a fitted candidate (embed-logreg, setfit): its own recipe, no engine, ranked like any run
     tuning: dict[str, Any]  # a learning-rate trial (study.tuning): strategy, lr, trial, value, pruned_at
     serving: dict[str, Any] | None  # training.serving.measure_serving(): latency, throughput, deploy bytes
 

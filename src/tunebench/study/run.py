@@ -3,8 +3,8 @@ attempt it (what can go wrong becomes a record: diverged / failed / interrupted 
 retried once), store its result, and find its stored result.  Every planned run (baselines, a
 study's runs, tuning and search trials) is executed by :func:`tunebench.study.execute.execute`, whose
 backend runs :func:`attempt_run` and which stores through :func:`store_result`; every
-record (:class:`RunRecord`) is built by :func:`tunebench.study.records.base_record`; baselines run in
-:mod:`tunebench.study.baseline`."""
+record (:class:`RunRecord`) is built by :func:`tunebench.study.records.base_record`; fitted runs (the
+baselines, embed-logreg, setfit: no engine) run in :mod:`tunebench.study.baseline`."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tunebench.methods import build_strategy
 from tunebench.results.store import Store
 from tunebench.spec.strategy import OPTIONS
 from tunebench.spec.study import StudySpec
-from tunebench.study.baseline import diagnose_run, execute_baseline
+from tunebench.study.baseline import diagnose_run, execute_fitted
 from tunebench.study.plan import HASHED_ELSEWHERE, PlannedRun, Prepared, planned_steps
 from tunebench.study.records import RunRecord, Status, base_record, seeds_used
 from tunebench.training import distributed, engine
@@ -233,8 +233,8 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     (:class:`RunPruned`).  What can go wrong is raised; :func:`attempt_run` makes records of it.
     """
     strategy_spec, position, run_id, cfg = planned.strategy, planned.position, planned.run_id, planned.cfg
-    if OPTIONS[strategy_spec.kind].baseline:
-        return execute_baseline(spec, planned, total, prepared, env, reporter)
+    if OPTIONS[strategy_spec.kind].fitted:  # the baselines, embed-logreg, setfit: no engine, no classifier loaded
+        return execute_fitted(spec, planned, total, prepared, env, reporter)
     started = datetime.now(timezone.utc)
     engine.seed_everything(cfg.seed)  # same head initialisation for every strategy
     bundle = prepared.bundle

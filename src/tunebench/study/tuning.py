@@ -1,8 +1,9 @@
 """Equal-budget learning-rate tuning (``tuning:`` in the spec, ``--tune``): the same search for every strategy.
 
 Comparing strategies at one untuned learning rate each compares learning rates.  Here every
-strategy (baselines aside) gets the same search, scored on the validation split alone (the engine
-is told not to evaluate the test split, ``RunConfig.evaluate_test``; no checkpoint is saved):
+strategy (the fitted ones aside: the baselines, embed-logreg, setfit keep their own recipe) gets the
+same search, scored on the validation split alone (the engine is told not to evaluate the test
+split, ``RunConfig.evaluate_test``; no checkpoint is saved):
 
 - **Candidates**: the body's rate times :data:`~tunebench.spec.parts.GRID_FACTORS` (or the listed
   rates, or ``trials`` rates evenly spaced over a range) *times* the head's rate times
@@ -191,8 +192,13 @@ def most_trials(spec: StudySpec) -> int:
 
 
 def tunable(spec: StudySpec) -> list[StrategyOptions]:
-    """The strategies that are tuned: all but the baselines (which have no learning rate)."""
-    return [s for s in spec.strategies if not OPTIONS[s.kind].baseline]
+    """The strategies that are tuned: all but the fitted ones (the baselines, embed-logreg, setfit), which are
+    fitted by their own recipe at their own defaults: no engine rate to tune."""
+    return [s for s in spec.strategies if not OPTIONS[s.kind].fitted]
+
+
+#: what the tuning says of a fitted candidate (the terminal, and the report's learning-rate section)
+NOT_TUNED = "not tuned: fitted by its own recipe, at its own defaults"
 
 
 def at_rates(strategy: StrategyOptions, c: Candidate) -> StrategyOptions:
@@ -254,6 +260,9 @@ def tune(spec: StudySpec, ex: Execution) -> tuple[StudySpec, list[Tuned]]:
     outcomes: list[Tuned] = []
     labels: list[str] = []
     metric = display(spec.training.selection_metric)
+    for strategy in spec.strategies:
+        if OPTIONS[strategy.kind].fitted and not OPTIONS[strategy.kind].baseline:
+            ex.reporter.message(f"tuning {strategy.label}: {NOT_TUNED}")
     for strategy in tunable(spec):
         tuned = _tune_one(spec, trials_spec, ex, strategy, len(labels))
         labels += [r["label"] for r in tuned.trials]

@@ -69,6 +69,23 @@ def measure_serving(model: nn.Module, split: EncodedSplit, pad_id: int, device: 
     return out
 
 
+def measure_fitted_serving(run: Any, n_examples: int, device: torch.device, deploy_bytes: int,
+                           onnx: bool = False) -> dict[str, Any] | None:
+    """A fitted method's serving figures (``embed-logreg``, ``setfit``, the baselines): ``run(index) -> logits``
+    predicts the validation examples at ``index`` the way the fitted predictor serves them (encoder and
+    scikit-learn head), timed as :func:`measure_serving` times a network; None for an empty split.  Its head is
+    not a torch model: not exported to ONNX, which ``onnx`` says in a note."""
+    if not n_examples:
+        return None
+    n = min(n_examples, LATENCY_EXAMPLES)
+    plain, _ = _clocked(run, n)
+    out: dict[str, Any] = {"device": device.type, "precision": "fp32", "latency_examples": n,
+                           "batch": THROUGHPUT_BATCH, **plain, "deploy_bytes": int(deploy_bytes)}
+    if onnx:
+        out["onnx"] = {"note": "not exported to ONNX: a fitted method's scikit-learn head is not a torch model"}
+    return out
+
+
 def require_onnx_runtime(what: str) -> None:
     """One sentence before any work when ``what`` (an option) needs ONNX Runtime and it is not installed."""
     import importlib.util
