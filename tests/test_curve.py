@@ -172,3 +172,41 @@ def test_bad_curve_options_are_one_sentence_and_exit_2(tmp_path, tiny_bert, caps
                        "-o", str(tmp_path / "out"), *args)
     assert code == 2
     assert expected in one_error(err)
+
+
+def test_min_steps_per_epoch_gives_small_training_sets_passes_and_leaves_large_ones_alone():
+    from tunebench.spec.parts import TrainingSpec
+    from tunebench.study.plan import passes_for
+
+    t = TrainingSpec(batch_size=16, min_steps_per_epoch=16)
+    assert [passes_for(t, n) for n in (16, 17, 64, 256, 1024)] == [16, 8, 4, 1, 1]
+    assert passes_for(TrainingSpec(batch_size=16), 16) == 1  # not set: one pass
+    assert passes_for(TrainingSpec(batch_size=8, grad_accumulation=2, min_steps_per_epoch=4), 16) == 4
+
+
+def test_an_epoch_of_two_passes_takes_twice_the_steps_and_keeps_the_first_passs_order(tiny_bert):
+    from tunebench.training import engine
+    from tunebench.training.batching import EncodedSplit
+
+    from .test_engine import _cfg, _train
+
+    _, one, _ = _train(tiny_bert, _cfg(epochs=1))
+    _, two, _ = _train(tiny_bert, _cfg(epochs=1, passes=2))
+    assert two.resources["optimizer_steps"] == 2 * one.resources["optimizer_steps"] == 16  # 64 rows, batches of 8
+    split = EncodedSplit([[1] * (2 + i % 7) for i in range(64)], None, np.zeros(64, dtype=np.int64))
+    cfg = _cfg(passes=2)
+    first = [b.tolist() for b in engine.epoch_plan(split, _cfg(), 3)]
+    both = [b.tolist() for b in engine.epoch_plan(split, cfg, 3)]
+    assert both[:len(first)] == first and both[len(first):] != first  # the second pass: its own order
+    assert sorted(i for b in both for i in b) == sorted(list(range(64)) * 2)
+
+
+def test_run_ids_of_one_pass_are_unchanged_by_the_setting():
+    from tunebench.study.plan import identity_settings
+    from tunebench.training import engine
+
+    from .test_engine import _cfg
+
+    assert "passes" not in identity_settings(_cfg())  # one pass: the computation of every run before it
+    assert identity_settings(_cfg(passes=4))["passes"] == 4
+    assert engine.LATER_FIELDS["passes"] == 1

@@ -60,6 +60,7 @@ class Curve:
     picks: dict[int, str | None] = field(default_factory=dict)
     bases: list[str] = field(default_factory=list)
     answer: str = ""
+    draws: list[int] | None = None  # data.data_seeds: seed i trained on draw i of each size's subset
 
 
 def line_name(spec: dict[str, Any]) -> str:
@@ -77,7 +78,7 @@ def build_curve(out_dir: Path, sizes: list[int] | None = None, verdict_settings:
     """Read every size's study in ``out_dir`` and compute the curve (nothing written); ``verdict_settings``: the
     report's overrides of the stored verdict settings (``metric``, ``margin``, ``alpha``)."""
     sizes = curve_sizes(out_dir) if sizes is None else [s for s in sizes if s in curve_sizes(out_dir)]
-    rows, verdicts, picks, bases, metric = [], {}, {}, set(), "macro_f1"
+    rows, verdicts, picks, bases, metric, draws = [], {}, {}, set(), "macro_f1", None
     for size in list(sizes):
         try:
             inputs = load_inputs(size_folder(out_dir, size), verdict=verdict_settings)
@@ -85,6 +86,7 @@ def build_curve(out_dir: Path, sizes: list[int] | None = None, verdict_settings:
             sizes.remove(size)
             continue
         metric = inputs.metric
+        draws = ((inputs.runs[0].get("study_spec") or {}).get("data") or {}).get("data_seeds") if inputs.runs else None
         frame = configuration_frame(inputs, {})
         judged = verdict(inputs, frame)
         names = {significance.group_of(r): line_name(r["spec"]) for r in inputs.runs}
@@ -111,7 +113,7 @@ def build_curve(out_dir: Path, sizes: list[int] | None = None, verdict_settings:
         match = _PICK.match(sentence)
         picks[size] = names.get(match.group(1), match.group(1)) if match else None
         bases.update(fam.bases if fam is not None else [])
-    curve = Curve(metric, sizes, pd.DataFrame(rows), verdicts, picks, sorted(bases))
+    curve = Curve(metric, sizes, pd.DataFrame(rows), verdicts, picks, sorted(bases), draws=draws)
     curve.answer = answer(curve)
     return curve
 
@@ -168,6 +170,13 @@ def markdown(curve: Curve) -> str:
                      f"{r[f'test_{curve.metric}']:.3f} | {interval} | {md(r['outcome'])} |")
     lines += ["", "Outcomes are against the configuration with the best validation score at the same size "
               "(*reference*); a flagged run is not ranked. Each size's report holds the tests, costs and diagnostics."]
+    if curve.draws:
+        drawn = ", ".join(map(str, curve.draws))
+        lines += ["", f"Each seed trained on its own draw of the training subset (data_seeds {drawn}; the baselines "
+                  "were fitted per draw): the seed level of every test holds the draws' variance as well as the seeds'."]
+    else:
+        lines += ["", "Every seed trained on the same draw of the training subset at each size: the tests measure "
+                  "seed noise, not the variance between draws of the training examples (data_seeds adds it)."]
     return "\n".join(lines) + "\n"
 
 

@@ -125,6 +125,11 @@ class TrainingSpec(_Strict):
     selection_metric: SelectionMetric = Field(
         default=metrics.DEFAULT_SELECTION, description="the validation metric that picks the best epoch and "
                                                        "early stopping watches (spec.metrics rows that can select)")
+    min_steps_per_epoch: int | None = Field(
+        default=None, ge=1, description="an epoch of fewer optimizer steps than this goes over the training data "
+        "several times (passes) until it has at least this many, so that a small training set (a curve's smallest "
+        "sizes) gets updates enough for the epochs, tuning rungs and patience to mean what they do on a large one; "
+        "None: one pass per epoch")
     class_weight: Literal["balanced", "none"] = Field(
         default="balanced", description="the training loss's class weights: balanced (inversely to the training "
         "split's class counts, as the tf-idf floor fits; equal counts give equal weights) or none; the tf-idf floor "

@@ -171,10 +171,11 @@ class Prepared:
 
 def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training: TrainingSpec | None = None,
                seed: int | None = None, compile_auto: bool = False,
-               class_weights: tuple[float, ...] | None = None) -> engine.RunConfig:
+               class_weights: tuple[float, ...] | None = None, n_train: int | None = None) -> engine.RunConfig:
     """The engine's settings for ``strategy``: ``training`` (a sweep's, default the study's) and ``seed``;
     ``compile_auto``: what ``training.compile: auto`` resolved to for this study (:class:`CompileChoice`);
-    ``class_weights``: ``training.class_weight`` resolved on the training split (:meth:`Prepared.class_weights`)."""
+    ``class_weights``: ``training.class_weight`` resolved on the training split (:meth:`Prepared.class_weights`);
+    ``n_train``: the training rows, for ``training.min_steps_per_epoch`` (:func:`passes_for`)."""
     t = training or spec.training
     stopping = t.early_stopping
     lr = body_rate(strategy, t.lr)
@@ -188,6 +189,7 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training
         head_lr=head_rate(strategy, lr, t.head_lr),
         patience=stopping.patience if stopping else None, min_delta=stopping.min_delta if stopping else 0.0,
         max_length=spec.model.max_length, selection_metric=t.selection_metric, class_weights=class_weights,
+        passes=passes_for(t, n_train),
     )
 
 
@@ -282,7 +284,7 @@ def planned_run(spec: StudySpec, prepared: Prepared, config: Configuration, seed
     """One configuration with one seed, resolved into engine settings and its stable run id."""
     strategy = follow_class_weight(config.strategy, config.training)
     cfg = run_config(spec, strategy, prepared.precision, config.training, seed, prepared.compile_auto,
-                     prepared.class_weights(config.training.class_weight))
+                     prepared.class_weights(config.training.class_weight), len(prepared.train))
     run_id = run_id_for(spec, strategy, prepared.bundle, cfg, prepared.device)
     return PlannedRun(position, strategy, cfg, run_id, run_label(config.group, seed, spec.sweep.seed_list),
                       config.group, config.params)
@@ -298,7 +300,17 @@ def follow_class_weight(strategy: StrategySpec, training: TrainingSpec) -> Strat
 
 def planned_steps(cfg: engine.RunConfig, n_train: int) -> int:
     """The optimizer steps a run plans over its maximum epochs (as the engine's schedule counts them)."""
-    return math.ceil(math.ceil(n_train / cfg.batch_size) / cfg.grad_accumulation) * cfg.epochs
+    return engine.steps_per_epoch(cfg, n_train) * cfg.epochs
+
+
+def passes_for(training: TrainingSpec, n_train: int | None) -> int:
+    """``training.min_steps_per_epoch``: the passes over ``n_train`` training rows an epoch needs to have at least
+    that many optimizer steps (1 without the setting, or when one pass has them)."""
+    need = training.min_steps_per_epoch
+    if need is None or not n_train:
+        return 1
+    one_pass = math.ceil(math.ceil(n_train / training.batch_size) / training.grad_accumulation)
+    return max(1, math.ceil(need / one_pass))
 
 
 def check_methods_fit(spec: StudySpec, prepared: Prepared, plan: list[PlannedRun]) -> None:

@@ -35,7 +35,7 @@ def encode_split(tokenizer, texts: list[str], pairs: list[str] | None, labels: l
                         labels=np.asarray(labels, dtype=np.int64))
 
 
-def batches(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: int = 0,
+def batches(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: int | list[int] = 0,
             bucket: int = 50) -> list[np.ndarray]:
     """Index batches with little padding.
 

@@ -63,12 +63,13 @@ class RunConfig:
     max_length: int | None = None  # the tokens inputs were truncated to (model.max_length; in a run id as such)
     selection_metric: str = DEFAULT_SELECTION  # the validation metric that picks the best epoch (spec.metrics)
     class_weights: tuple[float, ...] | None = None  # the training loss's weight per class; None: unweighted
+    passes: int = 1  # passes over the training data per epoch (training.min_steps_per_epoch; study.plan.passes_for)
 
 
 #: RunConfig fields added after run ids were first written, at the value that computes as before:
 #: left out of a run's id at that value (study.plan.run_id_for), so earlier results stay reusable
 LATER_FIELDS: dict[str, Any] = {"head_lr": None, "patience": None, "min_delta": 0.0, "evaluate_test": True,
-                                 "selection_metric": DEFAULT_SELECTION, "class_weights": None}
+                                 "selection_metric": DEFAULT_SELECTION, "class_weights": None, "passes": 1}
 
 
 def pick_device(requested: str) -> torch.device:
@@ -115,6 +116,22 @@ def seed_everything(seed: int) -> None:
 def data_order_seed(seed: int, epoch: int) -> int:
     """The seed of an epoch's batch plan: the order is a pure function of the run's seed and the epoch."""
     return seed * 1000 + epoch
+
+
+def epoch_plan(train: EncodedSplit, cfg: RunConfig, epoch: int) -> list[np.ndarray]:
+    """An epoch's batches: ``cfg.passes`` passes over the training data, each in its own seeded order (the first
+    pass's order is the one an epoch of one pass has always had)."""
+    plan: list[np.ndarray] = []
+    for p in range(cfg.passes):
+        seed = data_order_seed(cfg.seed, epoch)
+        plan += batches(train, cfg.batch_size, shuffle=True, seed=seed if p == 0 else [seed, p],
+                        bucket=50 if cfg.bucketing else 0)
+    return plan
+
+
+def steps_per_epoch(cfg: RunConfig, n_train: int) -> int:
+    """Optimizer steps in an epoch (its passes' batches, grouped by gradient accumulation)."""
+    return math.ceil(cfg.passes * math.ceil(n_train / cfg.batch_size) / cfg.grad_accumulation)
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -184,8 +201,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     memory = PeakMemory(device)
     memory.start()
     callbacks = callbacks or Callbacks()
-    steps_per_epoch = math.ceil(math.ceil(len(train) / cfg.batch_size) / cfg.grad_accumulation)
-    stepper = Stepper(model, cfg, device, hooks or TrainHooks(), steps_per_epoch * cfg.epochs)
+    stepper = Stepper(model, cfg, device, hooks or TrainHooks(), steps_per_epoch(cfg, len(train)) * cfg.epochs)
     prefix = FrozenPrefix.for_model(model, lowest_trainable_layer or 0)
     runner = _compiled(model) if cfg.compile else model  # what is called; parameters stay model's
     best = BestWeights()
@@ -201,8 +217,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
             loop.epoch = epoch
             _train_mode(model, prefix)
             epoch_start = time.perf_counter()
-            plan = batches(train, cfg.batch_size, shuffle=True, seed=data_order_seed(cfg.seed, epoch),
-                           bucket=50 if cfg.bucketing else 0)
+            plan = epoch_plan(train, cfg, epoch)
             stepper.optimizer.zero_grad(set_to_none=True)
             for i, whole in enumerate(plan):
                 if i < loop.next_batch:
