@@ -210,3 +210,18 @@ def test_run_ids_of_one_pass_are_unchanged_by_the_setting():
     assert "passes" not in identity_settings(_cfg())  # one pass: the computation of every run before it
     assert identity_settings(_cfg(passes=4))["passes"] == 4
     assert engine.LATER_FIELDS["passes"] == 1
+
+
+def test_the_command_line_sets_the_curve_and_warns_when_small_sizes_get_few_steps(tmp_path, tiny_bert, capsys):
+    from tunebench.cli.run import spec_from_options
+
+    spec = spec_from_options({"study_file": None, "train_sizes": "16 64", "data_seeds": "0,1,2",
+                              "min_steps_per_epoch": 8, "train_limit": 200})
+    assert spec.data.train_sizes == [16, 64] and spec.data.data_seeds == [0, 1, 2]
+    assert spec.training.min_steps_per_epoch == 8
+    csv = tmp_path / "reviews.csv"
+    easy_reviews(120).to_csv(csv, index=False)
+    code, _, err = cli(capsys, "run", "--model", str(tiny_bert), "--dataset", str(csv), "-s", "head", "--epochs", "1",
+                       "--train-sizes", "8", "--no-checkpoints", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    assert "at 8 training examples an epoch is 1 optimizer step (1 in 1 epochs)" in " ".join(err.split())

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,13 @@ def run_curve(spec: StudySpec, *, force: bool = False, reporter: Any = None, tra
     reporter = reporter or SilentReporter()
     out = make_output_dir(Path(spec.output.dir))
     sizes = spec.data.train_sizes or []
+    t = spec.training
+    few = math.ceil(math.ceil(sizes[0] / t.batch_size) / t.grad_accumulation) if sizes else 0
+    if sizes and t.min_steps_per_epoch is None and few * t.epochs < 50:
+        reporter.message(f"at {sizes[0]:,} training examples an epoch is {few} optimizer step{'s' * (few != 1)} "
+                         f"({few * t.epochs} in {t.epochs} epochs): fine-tuning is likely to be flagged still "
+                         "improving there; --min-steps-per-epoch N (training.min_steps_per_epoch) gives small sizes "
+                         "more passes per epoch")
     result = None
     for i, size in enumerate(sizes, 1):
         one = size_spec(spec, size)

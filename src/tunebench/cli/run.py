@@ -91,6 +91,9 @@ def run(
         "--train-sizes", help="a data-efficiency curve: the whole study once per training size, e.g. 64 256 1024 "
         "(nested stratified subsets of one training pool; results in OUTPUT/n=<size>, the curve in OUTPUT/curve.md)")
     ] = None,
+    min_steps_per_epoch: Annotated[int | None, typer.Option(
+        "--min-steps-per-epoch", help="an epoch of fewer optimizer steps goes over the training data again until it "
+        "has this many (small training sets, a curve's smallest sizes)")] = None,
     data_seeds: Annotated[str | None, typer.Option(
         "--data-seeds", help="with --train-sizes: one draw of the training subset per seed, paired in order (e.g. "
         "0 1 2 with seeds 0 1 2), so the draws' variance enters the statistics; default: one draw for all")] = None,

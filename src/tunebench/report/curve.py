@@ -184,7 +184,7 @@ def markdown(curve: Curve) -> str:
 def draw(curve: Curve, path: Path) -> Path:
     """Test score against training examples (log scale): one line per strategy, its seed interval as a band,
     baselines dashed, points not ranked at a size drawn hollow."""
-    fig, axes = figures._new(1, width=6.4, height=4.0)
+    fig, axes = figures._new(1, width=7.6, height=4.0)
     ax = axes[0]
     col = f"test_{curve.metric}"
     table = curve.table
@@ -198,7 +198,7 @@ def draw(curve: Curve, path: Path) -> Path:
         if len(band):
             # a t interval can pass the metric's 0-1 range with 3 seeds; the band stops at it (curve.csv keeps it)
             ax.fill_between(band["train_size"], band["low"].clip(0, 1), band["high"].clip(0, 1), color=colour,
-                            alpha=0.15, lw=0)
+                            alpha=0.08, lw=0)
         hollow = rows["outcome"].str.startswith("not ranked")
         ax.scatter(rows["train_size"][~hollow], rows[col][~hollow], color=colour, s=18, zorder=3)
         ax.scatter(rows["train_size"][hollow], rows[col][hollow], facecolors="white", edgecolors=colour, s=24,
@@ -214,5 +214,5 @@ def draw(curve: Curve, path: Path) -> Path:
                  "hollow: not ranked)", fontsize=9)
     ax.grid(alpha=0.3)
     if len(table):
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside: no line hidden
     return figures.save(fig, path)
