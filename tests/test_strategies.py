@@ -132,3 +132,8 @@ def test_layer_stack_found_generically(tiny_models, arch):
     name, stack = find_layer_stack(model)
     assert name == ARCH[arch][0]
     assert len(stack) == TINY_LAYERS
+
+
+def test_a_digit_int_cannot_read_is_one_sentence_not_a_value_error():
+    with pytest.raises(SpecError, match="layers"):  # "²".isdigit() is true; int("²") fails
+        parse_strategy("full:layers=²")

@@ -224,4 +224,5 @@ def parse_strategy(text: str) -> StrategyOptions:
 
 
 def _all_int(parts: list[str]) -> bool:
-    return all(p.lstrip("-").isdigit() for p in parts)
+    # isascii: str.isdigit() is true of "²" and "٣", which int() refuses (found by the property test)
+    return all(p.lstrip("-").isdigit() and p.isascii() for p in parts)
