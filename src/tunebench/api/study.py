@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -212,13 +211,14 @@ def run_curve(spec: StudySpec, *, force: bool = False, reporter: Any = None, tra
     interrupted size keeps every finished run; a rerun continues where it stopped."""
     from tunebench.report.curve import build_curve, write_curve
     from tunebench.study.driver import make_output_dir
+    from tunebench.study.plan import steps_per_pass
     from tunebench.study.run import SilentReporter
 
     reporter = reporter or SilentReporter()
     out = make_output_dir(Path(spec.output.dir))
     sizes = spec.data.train_sizes or []
     t = spec.training
-    few = math.ceil(math.ceil(sizes[0] / t.batch_size) / t.grad_accumulation) if sizes else 0
+    few = steps_per_pass(t, sizes[0]) if sizes else 0
     if sizes and t.min_steps_per_epoch is None and few * t.epochs < 50:
         reporter.message(f"at {sizes[0]:,} training examples an epoch is {few} optimizer step{'s' * (few != 1)} "
                          f"({few * t.epochs} in {t.epochs} epochs): fine-tuning is likely to be flagged still "

@@ -30,7 +30,7 @@ from tunebench.spec.sweep import Configuration
 from tunebench.study.backends import LocalBackend, backend_for
 from tunebench.study.execute import Execution, execute, set_plan
 from tunebench.study.lock import StudyLock
-from tunebench.study.plan import Prepared, check_methods_fit, plan_runs, planned_run
+from tunebench.study.plan import Prepared, check_methods_fit, passes_for, plan_runs, planned_run
 from tunebench.study.run import Reporter, SilentReporter
 from tunebench.study.search import run_search
 from tunebench.study.tuning import check_tuning, tune
@@ -91,7 +91,7 @@ def compile_for(spec: StudySpec, prepared: Prepared) -> CompileChoice:
     attention = prepared.attention
     step = attention.step_s.get(attention.kernel) if attention is not None and attention.kernel else None
     epochs = max([s.epochs or spec.training.epochs for s in spec.strategies], default=spec.training.epochs)
-    batches = epochs * -(-len(prepared.train) // spec.training.batch_size)
+    batches = epochs * -(-len(prepared.train) // spec.training.batch_size) * passes_for(spec.training, len(prepared.train))
     return compile_choice(spec.training.compile, prepared.device.type, step, batches)
 
 
@@ -130,7 +130,7 @@ def _say_what_long_runs_imply(plan: list[Any], prepared: Prepared, reporter: Rep
     longest = max(plan, key=lambda p: p.cfg.epochs, default=None)
     if longest is None or longest.cfg.epochs <= MANY_EPOCHS or longest.cfg.patience:
         return
-    steps = longest.cfg.epochs * -(-len(prepared.train) // longest.cfg.batch_size)
+    steps = longest.cfg.epochs * longest.cfg.passes * -(-len(prepared.train) // longest.cfg.batch_size)
     reporter.message(f"'{longest.label}' trains {longest.cfg.epochs:,} epochs ({steps:,} batches) and nothing stops it "
                      "sooner (no early stopping): it runs until it ends or Ctrl-C, which records it and keeps every "
                      "finished run; lower --epochs to bound it")

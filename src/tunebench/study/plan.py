@@ -21,13 +21,15 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from tunebench.data.bundle import DatasetBundle
+from tunebench.data.subsets import nested_subset
+from tunebench.errors import SpecError
 from tunebench.methods import build_strategy
 from tunebench.results.choices import AttentionChoice, CompileChoice
 from tunebench.spec.parts import RangeSpec, TrainingSpec, stable_hash
@@ -117,11 +119,6 @@ class Prepared:
     def subset_of(self, size: int, draw: int) -> Prepared:
         """The same study on the first ``size`` rows of the training pool's nested order for ``draw``
         (:mod:`tunebench.data.subsets`): validation, test and tokenization shared, nothing tokenized again."""
-        from dataclasses import replace
-
-        from tunebench.data.subsets import nested_subset
-        from tunebench.errors import SpecError
-
         pool = self.bundle.train
         if size > len(pool):
             raise SpecError(f"data.train_size {size:,} is larger than the training pool ({len(pool):,} rows after "
@@ -303,14 +300,18 @@ def planned_steps(cfg: engine.RunConfig, n_train: int) -> int:
     return engine.steps_per_epoch(cfg, n_train) * cfg.epochs
 
 
+def steps_per_pass(training: TrainingSpec, n_train: int) -> int:
+    """Optimizer steps in one pass over ``n_train`` training rows (batches grouped by gradient accumulation)."""
+    return math.ceil(math.ceil(n_train / training.batch_size) / training.grad_accumulation)
+
+
 def passes_for(training: TrainingSpec, n_train: int | None) -> int:
     """``training.min_steps_per_epoch``: the passes over ``n_train`` training rows an epoch needs to have at least
     that many optimizer steps (1 without the setting, or when one pass has them)."""
     need = training.min_steps_per_epoch
     if need is None or not n_train:
         return 1
-    one_pass = math.ceil(math.ceil(n_train / training.batch_size) / training.grad_accumulation)
-    return max(1, math.ceil(need / one_pass))
+    return max(1, math.ceil(need / steps_per_pass(training, n_train)))
 
 
 def check_methods_fit(spec: StudySpec, prepared: Prepared, plan: list[PlannedRun]) -> None:
