@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,16 +38,16 @@ def test_the_default_selection_metric_leaves_every_run_id_as_before():
 
 def _scripted(monkeypatch, scores: dict[str, list[float]]) -> None:
     """Validation metrics as scripted per call (epoch 0 first), on top of the real ones; then the test's, real."""
-    real, calls = engine.classification_metrics, []
+    real, calls = engine.evaluate_outputs, []
 
-    def scripted(labels, preds, names):
-        out = real(labels, preds, names)
+    def scripted(labels, probabilities, names, thresholds=None):
+        out = real(labels, probabilities, names, thresholds)
         if len(calls) < len(next(iter(scores.values()))):
             out.update({name: values[len(calls)] for name, values in scores.items()})
             calls.append(1)
         return out
 
-    monkeypatch.setattr(engine, "classification_metrics", scripted)
+    monkeypatch.setattr(engine, "evaluate_outputs", scripted)
 
 
 @pytest.mark.parametrize(("selection", "kept"), [("macro_f1", 2), ("accuracy", 1), ("weighted_f1", 3)])
@@ -72,7 +73,8 @@ def test_a_metric_that_cannot_select_is_one_sentence_with_exit_code_2(capsys, re
                        "--output", str(tmp_path / "out"))
     assert code == 2
     assert one_error(err) == ("error: options: field 'training.selection_metric' must be one of 'accuracy', "
-                              "'macro_f1' or 'weighted_f1' (got 'macro_recall'); 1 more problem(s) in the same spec")
+                              "'macro_f1', 'weighted_f1' or 'micro_f1' (got 'macro_recall'); 1 more problem(s) in the "
+                              "same spec")
     # (the other: verdict.metric, which --metric sets too)
     assert not (tmp_path / "out").exists()
 
@@ -93,20 +95,26 @@ def test_every_layer_lists_the_tables_metrics():
     from tunebench.report import analysis, sections, trackers
     from tunebench.results import outputs, stats
     from tunebench.spec.parts import VerdictSpec
-    from tunebench.training.metrics import classification_metrics
+    from tunebench.training.metrics import classification_metrics, multilabel_metrics
 
     everything, selectable = metrics.names(), metrics.names(can_select=True)
-    assert set(everything) <= set(classification_metrics([0, 1, 1], [0, 1, 0], ["a", "b"]))  # computed by training
-    assert [c for c in outputs.COLUMNS if c.startswith("test_")] == [f"test_{n}" for n in everything]
+    single = metrics.names(task="single_label")
+    assert set(single) <= set(classification_metrics([0, 1, 1], [0, 1, 0], ["a", "b"]))  # computed by training
+    multi = multilabel_metrics(np.array([[1, 0], [0, 1]]), np.array([[1, 0], [1, 1]]), ["a", "b"])
+    assert set(metrics.names(task="multi_label")) <= set(multi)  # multi-label rows: the same keys, and more
+    assert [c for c in outputs.COLUMNS if c.startswith("test_")] == [f"test_{n}" for n in single]
+    assert [c for c in outputs.columns("multi_label") if c.startswith("test_")] == [
+        f"test_{n}" for n in metrics.names(task="multi_label")]
     assert list(trackers.TEST_KEYS) == [*everything, "loss"]
     assert set(stats.METRICS) == set(selectable)
     assert {f"test_{n}" for n in everything} <= set(analysis.BETTER)
     shown = [col for _, col, _ in sections.HEADLINE + sections.HEADLINE_MORE]
     assert [c for c in shown if c.startswith("test_")] == ["test_macro_f1", "test_accuracy", "test_macro_precision",
                                                            "test_macro_recall", "test_weighted_f1",
-                                                           "test_weighted_precision", "test_weighted_recall"]
+                                                           "test_weighted_precision", "test_weighted_recall",
+                                                           "test_micro_f1", "test_hamming_loss"]
     assert [h for h, col, _ in sections.HEADLINE if "macro_f1" in col] == ["val macro-F1", "test macro-F1"]
-    with pytest.raises(Exception, match="'accuracy', 'macro_f1' or 'weighted_f1'"):
+    with pytest.raises(Exception, match="'accuracy', 'macro_f1', 'weighted_f1' or 'micro_f1'"):
         VerdictSpec(metric="macro_recall")
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from tunebench.cli.app import main
 from tunebench.report import build_document, build_report, tracking
 from tunebench.report.inputs import load_inputs
-from tunebench.report.sections import HEADLINE, HEADLINE_MORE
+from tunebench.report.sections import HEADLINE, headline_more
 from tunebench.results.store import STORE_NAME, Store
 from tunebench.study import driver as study_module
 
@@ -65,7 +65,7 @@ def test_report_files_and_figures_exist_and_are_valid_pngs(reported):
 
 #: column positions of the headline table (name, settings, then sections.HEADLINE) and of the one below it
 HEAD = {h: i for i, h in enumerate(["strategy", "settings"] + [h for h, _, _ in HEADLINE])}
-MORE = {h: i for i, h in enumerate(["strategy"] + [h for h, _, _ in HEADLINE_MORE])}
+MORE = {h: i for i, h in enumerate(["strategy"] + [h for h, _, _ in headline_more("single_label")])}
 
 
 def _cells(html: str, table: str) -> list[list[tuple[str, str | None]]]:

@@ -37,6 +37,12 @@ def run(
     text_column: Annotated[str | None, typer.Option(help="column with the text")] = None,
     text_pair_column: Annotated[str | None, typer.Option(help="column with the second text of a pair")] = None,
     label_column: Annotated[str | None, typer.Option(help="column with the label")] = None,
+    task: Annotated[str | None, typer.Option(
+        help="single_label (default: one class per row) or multi_label (a set of labels per row: a list, or text "
+        "split on --label-sep)")] = None,
+    label_sep: Annotated[str | None, typer.Option(
+        "--label-sep", help="the separator of a multi-label column's labels, e.g. '|' (implies --task multi_label)")
+    ] = None,
     encoding: Annotated[str | None, typer.Option(help="encoding of a local file (default utf-8)")] = None,
     strategies: Annotated[list[str] | None, typer.Option(
         "--strategies", "-s", help="strategies, space-separated or repeated: 'full partial:k=2 lora:r=8 head'")] = None,

@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -25,11 +26,12 @@ _CACHE_FORMAT = 1
 
 @dataclass(frozen=True)
 class Split:
-    """One split: parallel lists of texts, optional second texts, and label indices."""
+    """One split: parallel lists of texts, optional second texts, and labels: a class index per row, or (a
+    multi-label split) a sorted tuple of label indices per row."""
 
     texts: list[str]
     pairs: list[str] | None
-    labels: list[int]
+    labels: list[Any]
 
     def __post_init__(self) -> None:
         n = len(self.texts)
@@ -63,6 +65,8 @@ class DatasetBundle:
     test: Split
     notes: list[str]
     origin: str
+    #: single_label (a class index per row) or multi_label (a tuple of label indices per row)
+    task: str = "single_label"
 
     @property
     def num_labels(self) -> int:

@@ -66,6 +66,8 @@ def _load_hub(source: str, spec: DataSpec, seed: int, local_dir: bool = False) -
     text, pair, label = _resolve_columns(list(loaded[train_key].column_names), spec, where)
     feature = loaded[train_key].features[label]
     class_names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+    inner = getattr(feature, "feature", None)  # Sequence(ClassLabel) / List(ClassLabel): a multi-label column
+    set_names = list(inner.names) if isinstance(inner, datasets.ClassLabel) else None
     name = Path(source).resolve().name if local_dir else shown
     name = name if spec.config is None else f"{name}:{spec.config}"
     notes = [f"source: {where}" + (f" config {spec.config}" if spec.config else "")
@@ -87,13 +89,16 @@ def _load_hub(source: str, spec: DataSpec, seed: int, local_dir: bool = False) -
             n = len(class_names)
             rows.labels = [class_names[int(v)] if _label_value(v, set()) in range(n) else None
                            for v in rows.labels]
+        elif set_names is not None:  # each row's ids -> names (a multi-label row)
+            rows.labels = [None if v is None else [set_names[int(i)] for i in v] for v in rows.labels]
         cleaned = _clean(rows, split, where, label, notes, allow_unlabelled=split != "train")
         if cleaned is not None:
             parts[split] = cleaned
             notes.append(f"{split}: the source's own '{key}' split ({len(cleaned):,} rows)")
     origin = (f"local folder {Path(source).resolve()}" if local_dir
               else f"Hugging Face hub dataset {source}" + (f" (config {spec.config})" if spec.config else ""))
-    return _assemble(name, origin, parts, class_names, spec, seed, notes)
+    return _assemble(name, origin, parts, class_names or (set_names if spec.task == "multi_label" else None), spec,
+                     seed, notes)
 
 
 def _offline_requested() -> bool:

@@ -11,7 +11,9 @@ Schema (read by the report)::
     {"name", "origin", "is_pair", "label_names", "max_length", "tokenizer",
      "splits": {split: {"rows", "label_counts": {label: n},
                         "tokens": {"mean", "median", "p95", "max", "truncated_share"},
-                        "empty_texts", "duplicates", "length_histogram": {"edges", "counts"}}},
+                        "empty_texts", "duplicates", "length_histogram": {"edges", "counts"},
+                        multi-label only: "labels_per_row", "label_sets"}},
+     "task": "single_label" | "multi_label" (label_counts then count the rows holding each label),
      "hashes": {split: str}, "notes": [str],
      "figures": {"lengths": "figures/data_lengths.png", "boxplot": "figures/data_boxplot.png"},
      "length_by_label": {"split": "train", "labels": {label: {"n", "mean", "q1", "median", "q3",
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from tunebench.data.bundle import SPLITS, DatasetBundle, Split
+from tunebench.data.labelsets import label_counts, multi_hot
 from tunebench.faults import atomic_write
 
 PROFILE_NAME = "dataset_profile.json"
@@ -72,10 +75,11 @@ def dataset_profile(bundle: DatasetBundle, tokenizer: Any, max_length: int) -> d
     edges = np.linspace(0, longest, _BINS + 1)
     splits: dict[str, Any] = {}
     notes = list(bundle.notes)
+    multi = bundle.task == "multi_label"  # label_counts: rows holding each label (a row can hold several)
     for name in SPLITS:
         split: Split = getattr(bundle, name)
         n = lengths[name]
-        counts = Counter(split.labels)
+        counts = label_counts(split.labels) if multi else Counter(split.labels)
         keys = _row_keys(split)
         empty = sum(1 for t in split.texts if not t.strip())
         if split.pairs is not None:
@@ -86,6 +90,8 @@ def dataset_profile(bundle: DatasetBundle, tokenizer: Any, max_length: int) -> d
             "label_counts": {label: int(counts.get(i, 0)) for i, label in enumerate(bundle.label_names)},
             "tokens": _token_stats(n, truncated),
             "empty_texts": empty,
+            **({"labels_per_row": round(sum(map(len, split.labels)) / max(len(split), 1), 4),
+                "label_sets": len(set(split.labels))} if multi else {}),
             "duplicates": len(keys) - len(set(keys)),
             "length_histogram": {"edges": [round(float(e), 3) for e in edges],
                                  "counts": [int(c) for c in np.histogram(n, bins=edges)[0]]},
@@ -100,6 +106,7 @@ def dataset_profile(bundle: DatasetBundle, tokenizer: Any, max_length: int) -> d
         "name": bundle.name,
         "origin": bundle.origin,
         "is_pair": bundle.is_pair,
+        "task": bundle.task,
         "label_names": list(bundle.label_names),
         "max_length": int(max_length),
         "tokenizer": str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__),
@@ -133,10 +140,13 @@ def _token_stats(n: np.ndarray, truncated: float) -> dict[str, float | int]:
 
 def _by_label(bundle: DatasetBundle, lengths: np.ndarray) -> dict[str, dict[str, float | int]]:
     """Box-plot statistics (quartiles, 1.5 IQR whiskers) of token lengths per label."""
-    labels = np.asarray(bundle.train.labels, dtype=np.int64)
+    if bundle.task == "multi_label":  # a row counts under each of its labels
+        member = multi_hot(bundle.train.labels, len(bundle.label_names)).astype(bool)
+    else:
+        member = np.asarray(bundle.train.labels, dtype=np.int64)[:, None] == np.arange(len(bundle.label_names))
     out = {}
     for i, name in enumerate(bundle.label_names):
-        v = lengths[labels == i]
+        v = lengths[member[:, i]] if len(member) else lengths[:0]
         if not v.size:
             continue
         q1, med, q3 = (float(x) for x in np.percentile(v, [25, 50, 75]))

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tunebench.data import labelsets
 from tunebench.data.bundle import (
     _FLOAT_LIKE,
     _INT_LIKE,
@@ -106,9 +107,11 @@ def _text_value(value: Any) -> str:
     return str(value)
 
 
-def _label_value(value: Any, missing: set[str]) -> int | float | str | None:
+def _label_value(value: Any, missing: set[str]) -> int | float | str | tuple[Any, ...] | None:
     if value is None or value is pd.NA:
         return None
+    if isinstance(value, (list, tuple, np.ndarray)):  # a row's label list (JSON, Parquet): a multi-label row
+        return tuple(v.item() if isinstance(v, np.generic) else v for v in value)
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):
@@ -124,6 +127,10 @@ def _label_value(value: Any, missing: set[str]) -> int | float | str | None:
 def _unify_labels(parts: dict[str, _Rows], fixed: bool, where: str) -> None:
     """Make every label an int (all int-like) or a str (otherwise); ``fixed`` keeps names as str."""
     distinct = {(v.__class__, v) for rows in parts.values() for v in rows.labels}
+    listed = next((v for cls, v in distinct if cls is tuple), None)
+    if listed is not None:
+        raise DataError(f"{where} has lists of labels (e.g. {list(listed)!r}) in its label column; for multi-label "
+                        "data use --task multi_label (data.task)")
     floats = sorted(v for cls, v in distinct if cls is float)
     if not fixed and not floats and all(cls is int or _FLOAT_LIKE.fullmatch(v) for cls, v in distinct):
         floats = sorted(float(v) for cls, v in distinct if cls is str and not _INT_LIKE.fullmatch(v))
@@ -146,6 +153,8 @@ def _take(labels: Sequence[Any], n_take: int, seed: int, keep_rare: bool = False
     """
     from sklearn.model_selection import train_test_split
 
+    if labels and labelsets.is_label_set(labels[0]):
+        return labelsets.take_label_sets(labels, n_take, seed)
     lookup = {v: i for i, v in enumerate(sorted(set(labels)))}
     codes = np.fromiter((lookup[v] for v in labels), dtype=np.int64, count=len(labels))
     idx = np.arange(len(codes))
@@ -252,7 +261,11 @@ def slice_val_cap(train_limit: int | None) -> int | None:
 def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list[str] | None,
               spec: DataSpec, seed: int, notes: list[str]) -> DatasetBundle:
     """Unify labels, hold out missing splits, map labels to indices, apply limits, build the bundle."""
-    _unify_labels(parts, fixed_names is not None, name)
+    multi = spec.task == "multi_label"
+    if multi:  # label sets: parsed and indexed first, so the held-out splits are stratified on them
+        names = labelsets.unify_label_sets(parts, fixed_names, spec.label_sep, name, spec.label_column or "label")
+    else:
+        _unify_labels(parts, fixed_names is not None, name)
     if "test" not in parts:
         parts["train"], parts["test"] = _carve(parts["train"], "test", spec.test_fraction, spec.test_limit,
                                                seed, notes, name)
@@ -261,6 +274,46 @@ def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list
     if "validation" not in parts:
         parts["train"], parts["validation"] = _carve(parts["train"], "validation", spec.val_fraction,
                                                      val_limit, seed, notes, name, cap_reason=val_cap)
+    if not multi:
+        names = _index_labels(parts, fixed_names, name)
+    if spec.val_limit is None and val_limit is not None and val_limit < len(parts["validation"]):
+        notes.append(f"validation: at most {val_limit:,} rows of the source's own split, {_SLICE_CAP}")
+    limits = {"train": spec.train_limit, "validation": val_limit, "test": spec.test_limit}
+    len_before_limits = len(parts["train"])
+    for split in SPLITS:
+        limit, rows = limits[split], parts[split]
+        if limit is not None and limit < len(rows):
+            taken, _, stratified = _take(rows.labels, limit, seed)
+            if split == "train" and spec.min_per_class and not multi:
+                taken = _with_minimum(rows.labels, taken, spec.min_per_class, seed)
+            parts[split] = rows.take(taken)
+            notes.append(f"{split}: kept {limit:,} of {len(rows):,} rows ({_how(stratified, seed)}"
+                         + (f", at least {spec.min_per_class} per class where the data has them" if split == "train"
+                            and spec.min_per_class and not multi else "") + ")")
+    if spec.train_limit is not None and spec.train_limit < len_before_limits and not multi:  # as _with_minimum
+        names = _drop_rare(parts, names, spec.min_per_class, notes)
+    splits = {s: Split(texts=parts[s].texts, pairs=parts[s].pairs, labels=parts[s].labels) for s in SPLITS}
+    present = {i for s in splits["train"].labels for i in s} if multi else set(splits["train"].labels)
+    absent = [n for i, n in enumerate(names) if i not in present]
+    if absent:
+        notes.append(f"train has no rows of class(es): {', '.join(absent[:10])}")
+    notes.extend(_duplicate_notes(splits))
+    counts = {s: labelsets.label_counts(splits[s].labels) if multi else Counter(splits[s].labels) for s in SPLITS}
+    notes.append("sizes train/validation/test: " + "/".join(f"{len(splits[s]):,}" for s in SPLITS)
+                 + "; per class: " + ", ".join(f"{n} " + "/".join(str(counts[s][i]) for s in SPLITS)
+                                               for i, n in enumerate(names[:20]))
+                 + (", …" if len(names) > 20 else ""))
+    if multi:
+        notes.append(f"task: multi-label ({len(names)} labels; " + ", ".join(
+            f"{s} {sum(map(len, splits[s].labels)) / max(len(splits[s]), 1):.2f}" for s in SPLITS)
+            + " labels per row in train/validation/test; splits by iterative stratification)")
+    return DatasetBundle(name=name, label_names=names, train=splits["train"], validation=splits["validation"],
+                         test=splits["test"], notes=notes, origin=origin, task=spec.task)
+
+
+def _index_labels(parts: dict[str, _Rows], fixed_names: list[str] | None, name: str) -> list[str]:
+    """Single-label classes: the names (the source's own, else the training split's sorted values), every
+    split's labels as their indices; refused: one class, a class only validation or test has."""
     seen = set(parts["train"].labels)
     if fixed_names is not None:
         unknown = sorted({str(v) for rows in parts.values() for v in set(rows.labels)} - set(fixed_names))
@@ -281,34 +334,7 @@ def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list
     index = {v: i for i, v in enumerate(fixed_names if fixed_names is not None else sorted(seen))}
     for rows in parts.values():
         rows.labels = [index[v] for v in rows.labels]
-    if spec.val_limit is None and val_limit is not None and val_limit < len(parts["validation"]):
-        notes.append(f"validation: at most {val_limit:,} rows of the source's own split, {_SLICE_CAP}")
-    limits = {"train": spec.train_limit, "validation": val_limit, "test": spec.test_limit}
-    len_before_limits = len(parts["train"])
-    for split in SPLITS:
-        limit, rows = limits[split], parts[split]
-        if limit is not None and limit < len(rows):
-            taken, _, stratified = _take(rows.labels, limit, seed)
-            if split == "train" and spec.min_per_class:
-                taken = _with_minimum(rows.labels, taken, spec.min_per_class, seed)
-            parts[split] = rows.take(taken)
-            notes.append(f"{split}: kept {limit:,} of {len(rows):,} rows ({_how(stratified, seed)}"
-                         + (f", at least {spec.min_per_class} per class where the data has them" if split == "train"
-                            and spec.min_per_class else "") + ")")
-    if spec.train_limit is not None and spec.train_limit < len_before_limits:  # a slice: the rule of _with_minimum
-        names = _drop_rare(parts, names, spec.min_per_class, notes)
-    splits = {s: Split(texts=parts[s].texts, pairs=parts[s].pairs, labels=parts[s].labels) for s in SPLITS}
-    absent = [n for i, n in enumerate(names) if i not in set(splits["train"].labels)]
-    if absent:
-        notes.append(f"train has no rows of class(es): {', '.join(absent[:10])}")
-    notes.extend(_duplicate_notes(splits))
-    counts = {s: Counter(splits[s].labels) for s in SPLITS}
-    notes.append("sizes train/validation/test: " + "/".join(f"{len(splits[s]):,}" for s in SPLITS)
-                 + "; per class: " + ", ".join(f"{n} " + "/".join(str(counts[s][i]) for s in SPLITS)
-                                               for i, n in enumerate(names[:20]))
-                 + (", …" if len(names) > 20 else ""))
-    return DatasetBundle(name=name, label_names=names, train=splits["train"], validation=splits["validation"],
-                         test=splits["test"], notes=notes, origin=origin)
+    return names
 
 
 def _carve(rows: _Rows, split: str, fraction: float, limit: int | None, seed: int, notes: list[str],

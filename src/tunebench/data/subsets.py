@@ -16,15 +16,18 @@ hold one row of each of the ``k`` classes (each class's first key is 0).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from tunebench.data.bundle import Split
+from tunebench.data.labelsets import is_label_set, stratum
 
 
-def nested_order(labels: Sequence[int], seed: int) -> np.ndarray:
-    """Row indices of ``labels`` in an order whose every prefix is stratified (module docstring)."""
-    labels = np.asarray(labels, dtype=np.int64)
+def nested_order(labels: Sequence[Any], seed: int) -> np.ndarray:
+    """Row indices of ``labels`` in an order whose every prefix is stratified (module docstring).  Multi-label
+    rows (tuples) are stratified by their rarest label (:func:`tunebench.data.labelsets.stratum`)."""
+    labels = stratum(labels) if len(labels) and is_label_set(labels[0]) else np.asarray(labels, dtype=np.int64)
     rng = np.random.default_rng([seed, 0x5B5E7])  # its own stream: not the split's or the runs' draws
     keys = np.empty(len(labels), dtype=float)
     for c in np.unique(labels):
@@ -39,8 +42,9 @@ def nested_subset(train: Split, size: int, draw: int) -> tuple[list[int], str]:
     and the note the study prints and records."""
     order = nested_order(train.labels, draw)[:size]
     idx = sorted(int(i) for i in order)
-    classes = len(set(train.labels))
-    kept = len({train.labels[i] for i in idx})
+    multi = bool(len(train.labels)) and is_label_set(train.labels[0])
+    classes = len({c for s in train.labels for c in s}) if multi else len(set(train.labels))
+    kept = len({c for i in idx for c in train.labels[i]}) if multi else len({train.labels[i] for i in idx})
     missing = (f"; {classes - kept} of the pool's {classes} classes have no row at this size" if kept < classes
                else "")
     return idx, (f"train: {size:,} of the {len(train):,}-row training pool, a prefix of its stratified nested order "

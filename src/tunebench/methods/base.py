@@ -153,6 +153,13 @@ class FitContext:
     serve_onnx: bool = False
 
 
+def coefficient_count(model: Any) -> int:
+    """A scikit-learn linear model's coefficients and intercepts; a one-vs-rest model's (multi-label), summed over
+    its labels' models (a label no training row holds is a constant: one value)."""
+    parts = getattr(model, "estimators_", [model])
+    return int(sum(m.coef_.size + np.size(m.intercept_) if hasattr(m, "coef_") else 1 for m in parts))
+
+
 @dataclass
 class FittedMethod(Method):
     """A method fitted by its own recipe, not tunebench's engine (its options have ``fitted = True``): no
@@ -162,6 +169,8 @@ class FittedMethod(Method):
     context: FitContext = field(default_factory=FitContext)
 
     cache_note = "n/a"
+    #: whether it fits multi-label data (data.task: multi_label); False: refused before any run
+    multi_label: ClassVar[bool] = False
     #: one sentence for the run's resources (``engine_notes``): what trained, how tokens were counted
     engine_note: ClassVar[str] = ""
 

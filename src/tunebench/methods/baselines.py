@@ -1,7 +1,9 @@
 """Baselines: the floor every fine-tuning must clear, and the cheapest answer when it does not.
 
 ``majority`` always says the training split's most frequent class; ``tfidf-logreg`` is TF-IDF
-word uni- and bigrams and a logistic regression, both scikit-learn (seconds on a CPU).  They train
+word uni- and bigrams and a logistic regression, both scikit-learn (seconds on a CPU).  Multi-label data:
+the majority per label (each label's training share as its probability, said where above 0.5) and one
+balanced logistic regression per label (scikit-learn's ``OneVsRestClassifier``).  They train
 no network, so they do not go through the engine: :meth:`BaselineMethod.fit_predict` gives class
 probabilities for the validation and test splits, and the study records them like any run (with
 no curves, no learning rate and no epochs) as reference rows.  A pair task (premise, hypothesis) gets
@@ -11,12 +13,14 @@ exactly what a floor should show.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 
 from tunebench.data.bundle import Split
-from tunebench.methods.base import FittedMethod
+from tunebench.data.labelsets import is_label_set, multi_hot
+from tunebench.methods.base import FittedMethod, coefficient_count
 from tunebench.methods.registry import register
 
 
@@ -36,11 +40,16 @@ class MajorityMethod(BaselineMethod):
     """The training split's most frequent class, every time (ties: the lowest label id)."""
 
     kind = "majority"
+    multi_label = True
 
-    def fit(self, train: Split, n_labels: int) -> int:
+    def fit(self, train: Split, n_labels: int) -> Any:
+        if _is_multi(train):  # each label's share of the training rows: above 0.5, the majority says it
+            return multi_hot(train.labels, n_labels).mean(axis=0).astype(np.float32)
         return int(np.bincount(np.asarray(train.labels, dtype=int), minlength=n_labels).argmax())
 
-    def probabilities(self, fitted: int, split: Split, n_labels: int) -> np.ndarray:
+    def probabilities(self, fitted: Any, split: Split, n_labels: int) -> np.ndarray:
+        if isinstance(fitted, np.ndarray):
+            return np.tile(fitted, (len(split), 1))
         probs = np.zeros((len(split), n_labels), dtype=np.float32)
         probs[:, fitted] = 1.0
         return probs
@@ -56,6 +65,7 @@ class TfidfLogregMethod(BaselineMethod):
     macro-F1 comparison should be fitted for macro-F1."""
 
     kind = "tfidf-logreg"
+    multi_label = True
 
     def _vectorizer(self) -> Any:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -71,10 +81,19 @@ class TfidfLogregMethod(BaselineMethod):
         if train.pairs is not None:
             sides.append(self._vectorizer().fit(train.pairs))
         features = hstack([v.transform(t) for v, t in zip(sides, _texts(train), strict=True)]).tocsr()
+        weights = None if self.spec.class_weight == "none" else self.spec.class_weight
+        if _is_multi(train):  # one logistic regression per label (one-vs-rest), each balanced on its own counts
+            from sklearn.multiclass import OneVsRestClassifier
+
+            model = OneVsRestClassifier(LogisticRegression(C=float(self.spec.C), class_weight=weights, max_iter=1000))
+            with warnings.catch_warnings():  # a label no training row holds: predicted absent, as it should be
+                warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
+                warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
+                model.fit(features, multi_hot(train.labels, n_labels))
+            return sides, model
         labels = np.asarray(train.labels, dtype=int)
         if len(np.unique(labels)) < 2:  # logistic regression needs two classes: the one there is, always
             return sides, int(labels[0]) if len(labels) else 0
-        weights = None if self.spec.class_weight == "none" else self.spec.class_weight
         model = LogisticRegression(C=float(self.spec.C), class_weight=weights, max_iter=1000)
         model.fit(features, labels)
         return sides, model
@@ -89,12 +108,18 @@ class TfidfLogregMethod(BaselineMethod):
             return probs
         if len(split):
             features = hstack([v.transform(t) for v, t in zip(sides, _texts(split), strict=True)]).tocsr()
+            if hasattr(model, "estimators_"):  # one-vs-rest (multi-label): a probability per label
+                return model.predict_proba(features).astype(np.float32)
             probs[:, model.classes_] = model.predict_proba(features)  # classes unseen in training stay at 0
         return probs
 
     def parameter_count(self, fitted: Any) -> int:
         _, model = fitted
-        return 1 if isinstance(model, int) else int(model.coef_.size + model.intercept_.size)
+        return 1 if isinstance(model, int) else coefficient_count(model)
+
+
+def _is_multi(split: Split) -> bool:
+    return bool(len(split.labels)) and is_label_set(split.labels[0])
 
 
 def _texts(split: Split) -> list[list[str]]:

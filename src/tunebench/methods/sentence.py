@@ -32,8 +32,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tunebench.data.bundle import Split
+from tunebench.data.labelsets import is_label_set, multi_hot
 from tunebench.errors import ModelError, first_line
-from tunebench.methods.base import FittedMethod
+from tunebench.methods.base import FittedMethod, coefficient_count
 from tunebench.methods.registry import register
 from tunebench.training.modeling import quiet_libraries
 
@@ -72,13 +73,15 @@ def parameter_total(encoder: Any) -> tuple[int, int]:
 
 def head_size(head: Any) -> int:
     """The logistic regression's coefficients and intercepts; 1 for a constant (one class in training)."""
-    return 1 if isinstance(head, int) else int(head.coef_.size + head.intercept_.size)
+    return 1 if isinstance(head, int) else coefficient_count(head)
 
 
 def head_probabilities(head: Any, features: np.ndarray, n: int, n_labels: int) -> np.ndarray:
     probs = np.zeros((n, n_labels), dtype=np.float32)
     if isinstance(head, int):
         probs[:, head] = 1.0
+    elif n and hasattr(head, "estimators_"):  # one-vs-rest (multi-label): a probability per label
+        return head.predict_proba(features).astype(np.float32)
     elif n:
         probs[:, head.classes_] = head.predict_proba(features)  # classes unseen in training stay at 0
     return probs
@@ -95,6 +98,7 @@ class EmbedLogregMethod(FittedMethod):
     """Frozen sentence embeddings and a logistic regression (see the module docstring)."""
 
     kind = "embed-logreg"
+    multi_label = True
     cache_note = "n/a (each text is embedded once, frozen)"
     engine_note: ClassVar[str] = ("embed-logreg: frozen sentence embeddings (sentence-transformers) and a "
                                   "scikit-learn logistic regression; tokens are whitespace words")
@@ -118,10 +122,16 @@ class EmbedLogregMethod(FittedMethod):
         from sklearn.linear_model import LogisticRegression
 
         encoder = sentence_encoder(self)
+        weights = None if self.spec.class_weight == "none" else self.spec.class_weight
+        if len(train.labels) and is_label_set(train.labels[0]):  # multi-label: one regression per label
+            from sklearn.multiclass import OneVsRestClassifier
+
+            head = OneVsRestClassifier(LogisticRegression(C=float(self.spec.C), class_weight=weights, max_iter=1000))
+            head.fit(self.embed(encoder, train), multi_hot(train.labels, n_labels))
+            return encoder, head
         constant = single_class(train.labels)
         if constant is not None:
             return encoder, constant
-        weights = None if self.spec.class_weight == "none" else self.spec.class_weight
         head = LogisticRegression(C=float(self.spec.C), class_weight=weights, max_iter=1000)
         head.fit(self.embed(encoder, train), np.asarray(train.labels, dtype=int))
         return encoder, head

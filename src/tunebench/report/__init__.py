@@ -11,7 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunebench.faults import atomic_write
-from tunebench.report import sections, sections_checks, sections_data, sections_serving, sections_tuning
+from tunebench.report import (
+    sections,
+    sections_checks,
+    sections_data,
+    sections_labels,
+    sections_serving,
+    sections_tuning,
+)
 from tunebench.report import sections_significance as significance_sections
 from tunebench.report.cost import DEFAULT_PRICES
 from tunebench.report.document import Document, Section, cell, text_table
@@ -21,9 +28,10 @@ from tunebench.report.markdown import render_markdown
 from tunebench.report.verdict import configuration_frame
 
 SECTIONS = [sections.headline, sections_checks.convergence_section, significance_sections.significance_section,
-            significance_sections.sweep_section, sections.comparison, sections.pareto, sections.curves, sections.confusion,
-            sections_data.errors, sections_data.dataset, sections.cost, sections_serving.serving_section,
-            sections_tuning.lr_section,
+            significance_sections.sweep_section, sections.comparison, sections.pareto, sections.curves,
+            sections.confusion, sections_labels.per_label,  # single-label | multi-label: one of the two
+            sections_data.errors, sections_labels.errors,  # likewise
+            sections_data.dataset, sections.cost, sections_serving.serving_section, sections_tuning.lr_section,
             sections.recommendation, sections.environment]
 
 

@@ -18,7 +18,8 @@ from tunebench.results.text import md
 
 #: the figures of the evaluation table: (results.csv column without ``test_``, shown as)
 METRICS = [("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted F1"),
-           ("macro_precision", "macro precision"), ("macro_recall", "macro recall")]
+           ("macro_precision", "macro precision"), ("macro_recall", "macro recall"),
+           ("micro_f1", "micro-F1"), ("hamming_loss", "Hamming loss")]  # the last two: multi-label only
 
 
 @dataclass
@@ -95,10 +96,21 @@ def _intro(c: CardInputs) -> str:
     form = {"merged": "the adapter merged into the base model (a plain transformers model)",
             "model": "a plain transformers model",
             "adapter": "a peft adapter on the base model" + (f" ({c.why_not_merged})" if c.why_not_merged else "")}
+    multi = c.meta.get("task") == "multi_label"
+    kind = "Multi-label text classification" if multi else "Text classification"
     return (f"# {md(_base_name(c.base_model))} · {md(c.meta.get('strategy', '?'))}\n\n"
-            f"Text classification{pair} into {len(names)} labels ({shown}), fine-tuned from {code(c.base_model)} "
+            f"{kind}{pair} into {len(names)} labels ({shown}){_thresholds(c)}, fine-tuned from {code(c.base_model)} "
             f"with {code(c.meta.get('strategy', '?'))} by [tunebench](https://pypi.org/project/tunebench/), run "
             f"`{c.meta.get('run_id', '?')}`. This folder holds {form.get(c.form, c.form)}.")
+
+
+def _thresholds(c: CardInputs) -> str:
+    """A multi-label run's decision rule: each label's threshold, chosen on the validation split."""
+    if c.meta.get("task") != "multi_label" or not c.meta.get("thresholds"):
+        return ""
+    pairs = ", ".join(f"{code(n)} {t:g}" for n, t in zip(c.meta["label_names"], c.meta["thresholds"], strict=True))
+    return (f"; a row gets every label whose sigmoid probability reaches the label's threshold, chosen on the "
+            f"validation split ({pairs})")
 
 
 def _usage(c: CardInputs) -> str:
@@ -119,6 +131,12 @@ def _usage(c: CardInputs) -> str:
                 else 'classify("some text")')
         code = ('from transformers import pipeline\n\n'
                 f'classify = pipeline("text-classification", model="THIS_FOLDER")\n{call}')
+        if c.meta.get("task") == "multi_label" and c.meta.get("thresholds"):  # sigmoid scores, the run's thresholds
+            thresholds = dict(zip(c.meta["label_names"], c.meta["thresholds"], strict=True))
+            code = ('from transformers import pipeline\n\n'
+                    'classify = pipeline("text-classification", model="THIS_FOLDER", top_k=None)  # a sigmoid per label\n'
+                    f"thresholds = {thresholds!r}\n"
+                    f"labels = [s[\"label\"] for s in {call} if s[\"score\"] >= thresholds[s[\"label\"]]]")
     if c.onnx:
         file = (f"huggingface_hub.hf_hub_download({c.location!r}, {c.onnx['file']!r})" if c.location
                 else f"\"THIS_FOLDER/{c.onnx['file']}\"")
@@ -165,7 +183,11 @@ def _training(c: CardInputs) -> str:
                      f"(best validation {code(r.get('selection_metric', 'macro_f1'))})")
         weights = r.get("class_weights")
         shown = ", ".join(f"{md(n)} {w:.3g}" for n, w in zip(c.meta["label_names"], weights or [], strict=False))
-        lines.append("- loss: cross-entropy" + (f", class weights {shown}" if weights else ", unweighted"))
+        if c.meta.get("task") == "multi_label":
+            lines.append("- loss: binary cross-entropy per label" + (f", positive weights {shown}" if weights
+                                                                     else ", unweighted"))
+        else:
+            lines.append("- loss: cross-entropy" + (f", class weights {shown}" if weights else ", unweighted"))
     return "\n".join(lines)
 
 

@@ -297,13 +297,13 @@ def per_class_f1(table: pd.DataFrame, path: Path, title: str = "Per-class test F
 
 
 @styled
-def error_labels(counts: dict[str, tuple[list[int], list[int]]], names: list[str], path: Path) -> Path:
-    """Per run: how errors distribute over true labels and over predicted labels."""
+def error_labels(counts: dict[str, Any], names: list[str], path: Path, legend=("true label", "predicted label")) -> Path:
+    """Per run: how errors distribute over true labels and over predicted labels (multi-label: missed, said wrongly)."""
     fig, axes = _new(len(counts), width=max(3.2, 0.4 * len(names) + 1.5))
     xs = np.arange(len(names))
     for ax, (run, (true, pred)) in zip(axes, counts.items(), strict=True):
-        ax.bar(xs - 0.2, true, 0.4, label="true label", color="#4c72b0")
-        ax.bar(xs + 0.2, pred, 0.4, label="predicted label", color="#c44e52")
+        ax.bar(xs - 0.2, true, 0.4, label=legend[0], color="#4c72b0")
+        ax.bar(xs + 0.2, pred, 0.4, label=legend[1], color="#c44e52")
         ax.set_xticks(xs, plain(names), rotation=45, ha="right", fontsize=7)
         ax.set_title(f"errors of {text(run)}")
         ax.margins(y=0.3)  # headroom above the bars: the legend sat on them (the default study's full run)

@@ -21,6 +21,7 @@ from tunebench.report.document import Bullets, Cell, Code, Figure, Para, Section
 from tunebench.report.inputs import ReportInputs
 from tunebench.report.verdict import verdict
 from tunebench.results.choices import AttentionChoice, CompileChoice
+from tunebench.results.decisions import task_of
 from tunebench.results.diagnosis import is_baseline
 from tunebench.results.outputs import _fmt_bytes as format_bytes
 from tunebench.results.outputs import selection_names
@@ -93,6 +94,12 @@ HEADLINE_MORE = [
 ]
 
 
+def headline_more(task: str = "single_label") -> list[tuple[str, str, str]]:
+    """The secondary numbers of a study of ``task`` (a metric of another task shape is not a column)."""
+    other = {f"test_{n}" for n in metrics.names()} - {f"test_{n}" for n in metrics.names(task=task)}
+    return [c for c in HEADLINE_MORE if c[1] not in other]
+
+
 def _rows(ctx: Context, columns: list[tuple[str, str, str]], marks: dict[str, set[int]]) -> list[list[Cell]]:
     """One row per configuration: its name, then ``columns`` (★ on the best; "—" where missing)."""
     summ = significance.summaries(ctx.inputs.runs) if ctx.inputs.repeated else {}
@@ -137,12 +144,13 @@ def headline(ctx: Context) -> Section:
         caption += (" Several seeds: every number is the mean over a configuration's seeds; ± is their standard "
                     f"deviation; the interval is a 95% t interval of the mean {headline_name} (n − 1 degrees of freedom).")
         headers = ["configuration", "settings", "seeds", f"{headline_name} 95% CI"] + [h for h, _, _ in HEADLINE]
-    more = _rows(ctx, HEADLINE_MORE, marks)
+    more_columns = headline_more(task_of(ctx.records))
+    more = _rows(ctx, more_columns, marks)
     more_caption = ("process peak MB: the whole process's peak memory as results.csv stores it (on the CPU it "
                     "includes Python, torch and the loaded model). save: the size of what the run saves.")
     return Section("headline", "1. Headline", [
         Table(headers, rows, key="headline", caption=caption),
-        Table([headers[0]] + [h for h, _, _ in HEADLINE_MORE], more, key="headline-more", caption=more_caption)])
+        Table([headers[0]] + [h for h, _, _ in more_columns], more, key="headline-more", caption=more_caption)])
 
 
 def comparison(ctx: Context) -> Section:
@@ -184,7 +192,9 @@ def curves(ctx: Context) -> Section:
                    caption=f"★ the epoch kept (best validation {selection_names(ctx.records)}), evaluated on test.")])
 
 
-def confusion(ctx: Context) -> Section:
+def confusion(ctx: Context) -> Section | None:
+    if ctx.records[0]["data"].get("task") == "multi_label":  # no confusion matrix: sections_labels.per_label
+        return None
     section = Section("confusion", "5. Confusion matrices and per-class F1")
     table = analysis.per_class_f1(ctx.records)
     if len(ctx.names) <= MANY_CLASSES:
@@ -289,7 +299,8 @@ def intro(ctx: Context) -> list[str]:
     refs = [r["strategy"] for r in ctx.records if is_baseline(r)]
     beside = f" beside {len(refs)} baseline{'s' * (len(refs) != 1)} ({', '.join(refs)})" if refs else ""
     model = next((r["model"]["name"] for r in ctx.records if not is_baseline(r)), first["model"]["name"])
+    kinds = "labels, multi-label" if data.get("task") == "multi_label" else "classes"
     return [f"Study '{ctx.inputs.study}': {len(tuned)} strategies ({', '.join(tuned)}) fine-tuning {model}{beside} on "
-            f"{data['name']} ({len(data['label_names'])} classes; train {sizes['train']:,}, validation "
+            f"{data['name']} ({len(data['label_names'])} {kinds}; train {sizes['train']:,}, validation "
             f"{sizes['validation']:,}, test {sizes['test']:,}), same splits, seed and evaluation for every run, "
             f"on {first['environment']['device']}."]

@@ -14,7 +14,9 @@ from tunebench.results.diagnosis import is_baseline
 WORDS_PER_RUN = 10
 
 
-def errors(ctx: Context) -> Section:
+def errors(ctx: Context) -> Section | None:
+    if ctx.records[0]["data"].get("task") == "multi_label":  # label by label: sections_labels.errors
+        return None
     section = Section("errors", "6. Error analysis")
     preds = predicted(ctx)
     if not preds:
@@ -96,7 +98,9 @@ def dataset(ctx: Context) -> Section:
 
 def _from_profile(ctx: Context, profile: dict[str, Any]) -> Section:
     section = Section("dataset", "7. Dataset")
-    section.add(Para(f"{profile.get('name')} ({profile.get('origin')}); {len(profile.get('label_names', []))} classes; "
+    multi = profile.get("task") == "multi_label"
+    kinds = "labels (multi-label: a row holds any number of them; counts are rows holding each)" if multi else "classes"
+    section.add(Para(f"{profile.get('name')} ({profile.get('origin')}); {len(profile.get('label_names', []))} {kinds}; "
                      f"{'sentence pairs' if profile.get('is_pair') else 'single texts'}; tokenizer "
                      f"{profile.get('tokenizer')}, max length {profile.get('max_length')} (from dataset_profile.json)."))
     splits = profile.get("splits") or {}

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tunebench.results import stats
+from tunebench.results.decisions import record_predictions, task_of
 from tunebench.results.outputs import seed_metrics
 
 
@@ -46,7 +47,8 @@ def groups(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 def summaries(runs: list[dict[str, Any]]) -> dict[str, dict[str, stats.Summary]]:
     """For each configuration, each metric of :func:`~tunebench.results.outputs.seed_metrics` (from the metric
     table) summarised over its seeds (t intervals): ``{"test_macro_f1": Summary, ...}``."""
-    return {g: {f"{part}_{key}": stats.summarize([r[part][key] for r in rs]) for part, key in seed_metrics()}
+    task = task_of(runs)
+    return {g: {f"{part}_{key}": stats.summarize([r[part][key] for r in rs]) for part, key in seed_metrics(task)}
             for g, rs in groups(runs).items()}
 
 
@@ -165,8 +167,8 @@ def _compare(group: str, runs: list[dict[str, Any]], against: str, others: list[
     if any(predictions[r["run_id"]][0] != labels for r in a + b):
         return Comparison(group, against, None, note="their test examples differ: no paired test")
     n_classes = len(a[0]["data"]["label_names"])
-    pa = [np.asarray(predictions[r["run_id"]][1]).argmax(1) for r in a]
-    pb = [np.asarray(predictions[r["run_id"]][1]).argmax(1) for r in b]
+    pa = [record_predictions(r, predictions[r["run_id"]][1]) for r in a]  # multi-label: at each run's thresholds
+    pb = [record_predictions(r, predictions[r["run_id"]][1]) for r in b]
     if len(labels) not in draws:
         draws[len(labels)] = stats.test_draws(len(labels), n_resamples)
     test = stats.paired_test(labels, pa, pb, metric=metric, margin=margin, n_classes=n_classes,

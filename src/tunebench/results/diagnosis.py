@@ -70,8 +70,11 @@ def majority_macro_f1_of(label_counts: Sequence[int]) -> float:
 
 
 def _collapse(pred_counts: np.ndarray | None, label_counts: np.ndarray | None, val_f1: float | None,
-              majority: float | None, majority_basis: str) -> tuple[bool | None, dict[str, Any]]:
+              majority: float | None, majority_basis: str, predicted_sets: int | None = None
+              ) -> tuple[bool | None, dict[str, Any]]:
     ev: dict[str, Any] = {}
+    if predicted_sets is not None:  # multi-label: one label set answered for every example is a constant
+        ev["predicted_sets"] = int(predicted_sets)
     top = int(pred_counts.argmax()) if pred_counts is not None and pred_counts.sum() else None
     if top is not None:
         ev["top_class"] = top
@@ -85,9 +88,10 @@ def _collapse(pred_counts: np.ndarray | None, label_counts: np.ndarray | None, v
     by_share = top is not None and ev["top_class_share"] >= COLLAPSE_SHARE - _EPS and \
         ev.get("top_class_label_share", 0.0) < COLLAPSE_SHARE - _EPS
     by_f1 = val_f1 is not None and majority is not None and val_f1 <= majority + COLLAPSE_MARGIN + _EPS
-    if top is None and not (val_f1 is not None and majority is not None):
+    by_sets = predicted_sets is not None and predicted_sets <= 1
+    if top is None and predicted_sets is None and not (val_f1 is not None and majority is not None):
         return None, ev
-    return bool(by_share or by_f1), ev
+    return bool(by_share or by_f1 or by_sets), ev
 
 
 def _improving(f1: list[float], initial: float | None) -> tuple[bool | None, dict[str, Any]]:
@@ -126,8 +130,9 @@ def advice_for(flag: str, evidence: dict[str, Any], label: str = "this run") -> 
     if flag == "collapsed":
         share = e.get("top_class_share")
         what = (f"{100 * share:.0f} % of its validation predictions are one class (class {e.get('top_class')})"
-                if share is not None and share >= COLLAPSE_SHARE - _EPS else "its validation predictions are no "
-                                                                              "better than a constant")
+                if share is not None and share >= COLLAPSE_SHARE - _EPS else
+                "it answers the same label set for every validation example" if e.get("predicted_sets") == 1 else
+                "its validation predictions are no better than a constant")
         score = e.get("val_macro_f1", e.get("test_macro_f1"))  # records diagnosed before 0.2 name the test split
         if score is not None and e.get("majority_macro_f1") is not None:
             what += f", validation macro-F1 {score:.3f} against the majority baseline's {e['majority_macro_f1']:.3f}"
@@ -160,7 +165,8 @@ def diagnose(curves: list[dict[str, Any]], val_predictions: Sequence[int] | None
              val_macro_f1: float | None = None, *, n_classes: int | None = None,
              label: str = "this run", pred_counts: Sequence[int] | None = None,
              label_counts: Sequence[int] | None = None, tuned: bool = False,
-             initial: dict[str, Any] | None = None, fitted: bool = False) -> dict[str, Any]:
+             initial: dict[str, Any] | None = None, fitted: bool = False,
+             predicted_sets: int | None = None) -> dict[str, Any]:
     """The diagnosis of one run: ``{"diagnosis", "flags", "evidence", "advice", "advices", "undecided"}``.
 
     ``curves``: the run's per-epoch dicts (``epoch, train_loss, val_loss, val_accuracy,
@@ -171,7 +177,8 @@ def diagnose(curves: list[dict[str, Any]], val_predictions: Sequence[int] | None
     ``label_counts`` (per class) instead of the predictions and labels, as a stored confusion matrix
     gives them; ``initial``: the validation score before training (epoch 0); ``label`` names the run
     in the advice; ``fitted``: a fitted candidate (embed-logreg, setfit), which has no epochs by design — only
-    collapse is judged, and its lack of curves is said as such, never flagged.  ``diagnosis`` is the most
+    collapse is judged, and its lack of curves is said as such, never flagged; ``predicted_sets``: a multi-label
+    run's count of distinct label sets answered on validation (1: collapsed).  ``diagnosis`` is the most
     serious flag (:data:`FLAGS`) or "ok"; ``advice`` one
     sentence per flag, joined (``advices``: by flag); ``undecided`` says which checks the inputs
     could not decide.
@@ -200,9 +207,9 @@ def diagnose(curves: list[dict[str, Any]], val_predictions: Sequence[int] | None
         majority_macro_f1, basis = majority_macro_f1_of(label_counts), "validation labels"
     flags: list[str] = []
     start = (initial or {}).get("val_macro_f1")
-    checks = {"collapsed": _collapse(pred_counts, label_counts, val_macro_f1, majority_macro_f1, basis)
-              if pred_counts is not None or (val_macro_f1 is not None and majority_macro_f1 is not None)
-              else (None, {}),
+    checks = {"collapsed": _collapse(pred_counts, label_counts, val_macro_f1, majority_macro_f1, basis, predicted_sets)
+              if pred_counts is not None or predicted_sets is not None
+              or (val_macro_f1 is not None and majority_macro_f1 is not None) else (None, {}),
               "still improving": _improving(f1, None if start is None else float(start)),
               "overfitting": _overfitting([c.get("val_loss") for c in curves], [c.get("train_loss") for c in curves])}
     why_not = {"collapsed": "collapse: no validation predictions (nor a validation macro-F1 and a majority "
@@ -264,4 +271,5 @@ def diagnose_record(record: dict[str, Any], majority_macro_f1: float | None = No
     tuned = bool(((stored or {}).get("evidence") or {}).get("tuned")) if isinstance(stored, dict) else False
     return diagnose(record.get("curves") or [], majority_macro_f1=majority_macro_f1,
                     val_macro_f1=val.get("macro_f1"), label=name, pred_counts=preds, label_counts=labels,
-                    tuned=tuned, initial=record.get("val_initial"), fitted=bool(record.get("fitted")))
+                    tuned=tuned, initial=record.get("val_initial"), fitted=bool(record.get("fitted")),
+                    predicted_sets=val.get("predicted_sets"))

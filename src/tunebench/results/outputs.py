@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from tunebench.faults import atomic_write
+from tunebench.results.decisions import task_of
 from tunebench.results.diagnosis import FLAGS, diagnose_record
 from tunebench.results.text import md
 from tunebench.spec import metrics
@@ -34,15 +35,17 @@ AFTER_METRICS = ["precision", "device", "seed", "status", "failure", "diagnosis"
                  *(f"onnx_{k}" for k in ("latency_ms_p50", "latency_ms_p95", "per_s", "bytes"))]
 
 
-def metric_fields() -> list[tuple[str, str]]:
+def metric_fields(task: str = "single_label") -> list[tuple[str, str]]:
     """results.csv's metrics as (part, metric), from the metric table (:mod:`tunebench.spec.metrics`): the
-    headline (default selection) metric on validation, then every metric on test; the column is ``part_metric``."""
-    return [("val", metrics.DEFAULT_SELECTION), *(("test", name) for name in metrics.names())]
+    headline (default selection) metric on validation, then every metric of the task shape on test; the column
+    is ``part_metric``."""
+    return [("val", metrics.DEFAULT_SELECTION), *(("test", name) for name in metrics.names(task=task))]
 
 
-def columns() -> list[str]:
-    """results.csv's columns, in order, as the metric table is when called."""
-    return [*BEFORE_METRICS, *(f"{part}_{name}" for part, name in metric_fields()), *AFTER_METRICS]
+def columns(task: str = "single_label") -> list[str]:
+    """results.csv's columns, in order, as the metric table is when called (a multi-label study's add micro-F1
+    and Hamming loss)."""
+    return [*BEFORE_METRICS, *(f"{part}_{name}" for part, name in metric_fields(task)), *AFTER_METRICS]
 
 
 #: results.csv's columns, in order (as :func:`columns` computed them on import)
@@ -98,7 +101,7 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
         "tokens_per_s": round(res["train_tokens_per_s"], 0) if res else None,
         "peak_memory_mb": peak,
         "save_bytes": record.get("save_bytes"),
-        **{f"{part}_{name}": _r4(parts[part].get(name)) for part, name in metric_fields()},
+        **{f"{part}_{name}": _r4(parts[part].get(name)) for part, name in metric_fields(task_of([record]))},
         "precision": resolved.get("precision"),
         "device": resolved.get("device"),
         "seed": resolved.get("seed"),
@@ -125,13 +128,14 @@ def serving_columns(serving: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame([summary_row(r) for r in records], columns=columns())
+    return pd.DataFrame([summary_row(r) for r in records], columns=columns(task_of(records)))
 
 
-def seed_metrics() -> list[tuple[str, str]]:
+def seed_metrics(task: str = "single_label") -> list[tuple[str, str]]:
     """(part, metric) summarised per configuration over its seeds (results_by_config.csv, the report's
     intervals): the headline metric on validation, then each metric of the table that can select on test."""
-    return [("val", metrics.DEFAULT_SELECTION), *(("test", name) for name in metrics.names(can_select=True))]
+    return [("val", metrics.DEFAULT_SELECTION),
+            *(("test", name) for name in metrics.names(can_select=True, task=task))]
 
 
 def config_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -142,7 +146,8 @@ def config_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for config, part in frame[frame["status"] == "finished"].groupby("config", sort=False):
         row: dict[str, Any] = {"config": config, "strategy": part["strategy"].iloc[0], "seeds": len(part),
                                "seed_list": " ".join(str(s) for s in part["seed"])}
-        for metric in (f"{part}_{name}" for part, name in seed_metrics()):
+        task = "multi_label" if "test_micro_f1" in frame else "single_label"  # results_frame's columns say
+        for metric in (f"{part}_{name}" for part, name in seed_metrics(task)):
             s = summarize(part[metric].tolist())
             row.update({f"{metric}_mean": round(s.mean, 4), f"{metric}_std": round(s.std, 4),
                         f"{metric}_ci_low": round(s.low, 4), f"{metric}_ci_high": round(s.high, 4)})

@@ -78,19 +78,21 @@ def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Summar
 
 # --- metrics on weighted draws of the test examples -------------------------------------------------
 
-def _one_hot(ids: np.ndarray, n_classes: int) -> np.ndarray:
-    return np.eye(n_classes)[ids]
+def _indicators(ids: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class ids as one-hot rows; multi-label 0/1 rows (2-D) as they are."""
+    return ids if ids.ndim == 2 else np.eye(n_classes)[ids]
 
 
 def _f1_per_class(labels: np.ndarray, preds: np.ndarray, weights: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
-    true_1h, pred_1h = _one_hot(labels, n_classes), _one_hot(preds, n_classes)
+    true_1h, pred_1h = _indicators(labels, n_classes), _indicators(preds, n_classes)
     tp, n_true, n_pred = weights @ (true_1h * pred_1h), weights @ true_1h, weights @ pred_1h
     denom = n_true + n_pred
     return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0), n_true
 
 
 def _accuracy(labels, preds, weights, classes, n_classes):
-    return weights @ (labels == preds).astype(float) / weights.sum(axis=1)
+    right = labels == preds if labels.ndim == 1 else (labels == preds).all(axis=1)  # multi-label: subset accuracy
+    return weights @ right.astype(float) / weights.sum(axis=1)
 
 
 def _macro_f1(labels, preds, weights, classes, n_classes):
@@ -103,13 +105,29 @@ def _weighted_f1(labels, preds, weights, classes, n_classes):
     return (f1 * support).sum(axis=1) / support.sum(axis=1)
 
 
+def _micro_f1(labels, preds, weights, classes, n_classes):
+    true_1h, pred_1h = _indicators(labels, n_classes), _indicators(preds, n_classes)
+    tp = (weights @ (true_1h * pred_1h)).sum(axis=1)
+    denom = (weights @ true_1h).sum(axis=1) + (weights @ pred_1h).sum(axis=1)
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+
+
 #: each metric of the table (:mod:`tunebench.spec.metrics`) that can select, on weighted draws:
 #: name -> f(labels, preds, weights, classes, n_classes).  Each computes the metric for every row of
 #: ``weights`` (how often each test example is drawn) at once; macro-F1 averages over ``classes``, the
-#: classes present in the test split (see training.metrics).
-ON_DRAWS: dict[str, Callable[..., np.ndarray]] = {"accuracy": _accuracy, "macro_f1": _macro_f1, "weighted_f1": _weighted_f1}
+#: classes present in the test split (see training.metrics).  ``labels``/``preds``: class ids, or multi-label
+#: 0/1 rows (one column per label), for which accuracy is subset accuracy.
+ON_DRAWS: dict[str, Callable[..., np.ndarray]] = {"accuracy": _accuracy, "macro_f1": _macro_f1,
+                                                  "weighted_f1": _weighted_f1, "micro_f1": _micro_f1}
 #: the metrics a verdict can be drawn on: the table's rows that can select (each must have its function above)
 METRICS: dict[str, Callable[..., np.ndarray]] = {name: ON_DRAWS[name] for name in table.names(can_select=True)}
+
+
+def _classes(labels: np.ndarray, preds: Sequence[np.ndarray], n_classes: int | None) -> tuple[int, np.ndarray]:
+    """The number of classes (labels) and the ones present in ``labels``: the columns macro-F1 averages over."""
+    if labels.ndim == 2:
+        return labels.shape[1], np.flatnonzero(labels.sum(axis=0) > 0)
+    return int(n_classes or max(int(labels.max()), *(int(p.max()) for p in preds)) + 1), np.unique(labels)
 
 
 def margin_text(margin: float) -> str:
@@ -128,8 +146,8 @@ def weighted_metric(metric: str, labels: np.ndarray, preds: np.ndarray, weights:
     """``metric`` of ``preds`` against ``labels`` for each row of ``weights`` (a draw of the test examples)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
-    k = int(n_classes or max(int(labels.max()), int(preds.max())) + 1)
-    classes = np.unique(labels) if classes is None else np.asarray(classes)
+    k, present = _classes(labels, [preds], n_classes)
+    classes = present if classes is None else np.asarray(classes)
     return METRICS[metric](labels, preds, weights, classes, k)
 
 
@@ -208,8 +226,7 @@ def paired_test(labels: Sequence[int], preds_a: Sequence[Sequence[int]], preds_b
     s = max(len(a), len(b))
     a, b = a * (s // len(a)), b * (s // len(b))
     seed_level = s >= 2 and (len(preds_b) == s or seed_free_b) and len(preds_a) == s
-    k = int(n_classes or max(int(y.max()), *(int(p.max()) for p in a + b)) + 1)
-    classes = np.unique(y)
+    k, classes = _classes(y, a + b, n_classes)
     n = len(y)
     weights = test_draws(n, n_resamples, seed) if draws is None else draws
     both = np.vstack([np.ones((1, n)), weights])  # row 0: the test split itself

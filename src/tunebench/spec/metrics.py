@@ -25,6 +25,7 @@ class Metric:
     higher_is_better: bool = True
     can_select: bool = False  # best epoch, early stopping, tuning, reference, verdict, summaries over seeds
     in_curves: bool = False  # every epoch's curve point holds val_<name> (the selection metric always does)
+    tasks: tuple[str, ...] = ("single_label", "multi_label")  # the task shapes (data.task) that have the metric
 
     def header(self, part: str, short: bool = False) -> str:
         """``part`` ("val", "test") and the metric's name, as a column header: "test macro-F1", "test acc"."""
@@ -40,7 +41,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("weighted_f1", "weighted F1", can_select=True),
     Metric("weighted_precision", "weighted precision", "weighted P"),
     Metric("weighted_recall", "weighted recall", "weighted R"),
+    Metric("micro_f1", "micro-F1", can_select=True, tasks=("multi_label",)),
+    Metric("hamming_loss", "Hamming loss", "Hamming", higher_is_better=False, tasks=("multi_label",)),
 )
+#: the task shapes (``data.task``); a multi-label run's ``accuracy`` is subset accuracy (training.metrics)
+TASKS = ("single_label", "multi_label")
 
 #: the metric a study selects on unless ``training.selection_metric`` says otherwise; the report's headline metric
 DEFAULT_SELECTION = "macro_f1"
@@ -56,9 +61,11 @@ def by_name(name: str) -> Metric:
     raise ValueError(f"unknown metric {name!r}; use one of {', '.join(names())}")
 
 
-def names(can_select: bool | None = None) -> tuple[str, ...]:
-    """Every metric's name, in table order (``can_select`` True: only those that can select)."""
-    return tuple(m.name for m in METRICS if can_select is None or m.can_select == can_select)
+def names(can_select: bool | None = None, task: str | None = None) -> tuple[str, ...]:
+    """Every metric's name, in table order (``can_select`` True: only those that can select; ``task``: only
+    those a study of that task shape has; None: every task's)."""
+    return tuple(m.name for m in METRICS if (can_select is None or m.can_select == can_select)
+                 and (task is None or task in m.tasks))
 
 
 def display(name: str) -> str:
@@ -66,9 +73,9 @@ def display(name: str) -> str:
     return by_name(name).display
 
 
-def columns(part: str, selectable: bool | None = None) -> list[str]:
+def columns(part: str, selectable: bool | None = None, task: str | None = None) -> list[str]:
     """results.csv's columns of ``part`` ("test", "val") for the table's metrics: ``test_accuracy``, ..."""
-    return [f"{part}_{name}" for name in names(selectable)]
+    return [f"{part}_{name}" for name in names(selectable, task)]
 
 
 def curve_key(name: str) -> str:
@@ -79,3 +86,10 @@ def curve_key(name: str) -> str:
 def curve_metrics(selection: str = DEFAULT_SELECTION) -> tuple[str, ...]:
     """The metrics every epoch's curve point holds: the rows ``in_curves`` and the selection metric."""
     return tuple(m.name for m in METRICS if m.in_curves or m.name == selection)
+
+
+def check_task(name: str, task: str, setting: str) -> None:
+    """Refuse a metric the task shape does not have (``micro_f1`` in a single-label study): one sentence."""
+    if task not in by_name(name).tasks:
+        raise ValueError(f"{setting} {name} is a metric of {' and '.join(by_name(name).tasks)} data; this study's "
+                         f"data.task is {task}: use one of {', '.join(names(can_select=True, task=task))}")

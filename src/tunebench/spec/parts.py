@@ -50,6 +50,12 @@ class DataSpec(_Strict):
     text_column: str | None = None
     text_pair_column: str | None = None
     label_column: str | None = None
+    task: Literal["single_label", "multi_label"] = Field(
+        default="single_label", description="single_label: one class per row; multi_label: a set of labels per "
+        "row (a list in JSON/Parquet, or text split on label_sep), sigmoid outputs and per-label thresholds "
+        "chosen on validation; label_sep given: multi_label")
+    label_sep: str | None = Field(default=None, min_length=1, description="the separator of a multi-label column's "
+                                  "labels in text (--label-sep '|'); implies task multi_label")
     encoding: str | None = Field(default=None, description="text encoding of a local file")
     train_limit: int | None = Field(default=None, ge=1)
     val_limit: int | None = Field(default=None, ge=1, description="rows of validation; with train_limit "
@@ -71,6 +77,12 @@ class DataSpec(_Strict):
         default=None, description="the draws of the training subset (--data-seeds), one per seed, paired in order: "
         "seed i trains on draw i, so the draws' variance enters the seed level of the statistics; None: one draw "
         "(training.seed) for every seed")
+
+    @model_validator(mode="after")
+    def _task(self) -> DataSpec:
+        if self.label_sep is not None and self.task != "multi_label":  # a separator of labels: a multi-label column
+            object.__setattr__(self, "task", "multi_label")  # validate_assignment would re-run this validator
+        return self
 
     @field_validator("train_sizes")
     @classmethod

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tunebench.errors import SpecError, first_line, quoted
+from tunebench.spec import metrics
 from tunebench.spec.parts import (
     DEFAULT_MODEL,
     DataSpec,
@@ -87,6 +88,8 @@ class StudySpec(_Strict):
         if dupes:
             raise ValueError(f"strategies are listed twice: {', '.join(dupes)}")
         check_sweep(self)  # the sweep's keys and values, against the strategies
+        metrics.check_task(self.training.selection_metric, self.data.task, "training.selection_metric")
+        metrics.check_task(self.verdict.metric, self.data.task, "verdict.metric")
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise ValueError(f"baselines must be among {', '.join(BASELINES)} (got {', '.join(map(repr, unknown))})")

@@ -16,7 +16,7 @@ from tunebench.spec.strategy import OPTIONS
 from tunebench.spec.study import StudySpec
 from tunebench.study.plan import PlannedRun, Prepared
 from tunebench.study.records import RunRecord, base_record
-from tunebench.training.metrics import classification_metrics
+from tunebench.training.metrics import classification_metrics, evaluate_outputs, multilabel_metrics
 from tunebench.training.resources import PeakMemory
 
 
@@ -28,19 +28,25 @@ def diagnose_run(curves: list[dict[str, Any]], val_metrics: dict[str, Any] | Non
     before training (``initial``) — against the majority baseline on the same validation split
     (``tuned``: its rate came from the study's tuning; ``fitted``: a fitted candidate, no curves by design).
     Test predictions are never read."""
-    matrix = np.asarray((val_metrics or {}).get("confusion_matrix") or [], dtype=float)
+    val = val_metrics or {}
+    matrix = np.asarray(val.get("confusion_matrix") or [], dtype=float)
     counts = (matrix.sum(axis=0), matrix.sum(axis=1)) if matrix.size else (None, None)
-    return diagnose(curves, majority_macro_f1=majority_macro_f1(prepared) if matrix.size else None,
-                    val_macro_f1=(val_metrics or {}).get("macro_f1"), n_classes=len(prepared.bundle.label_names),
+    sets = val.get("predicted_sets")  # multi-label: no confusion matrix; the label sets answered instead
+    return diagnose(curves, majority_macro_f1=majority_macro_f1(prepared) if matrix.size or sets else None,
+                    val_macro_f1=val.get("macro_f1"), n_classes=len(prepared.bundle.label_names),
                     label=label, pred_counts=counts[0], label_counts=counts[1], tuned=tuned, initial=initial,
-                    fitted=fitted)
+                    fitted=fitted, predicted_sets=sets)
 
 
 def majority_macro_f1(prepared: Prepared) -> float:
-    """Validation macro-F1 of always saying the training split's most frequent class."""
+    """Validation macro-F1 of always saying the training split's most frequent class (multi-label: of answering
+    each label as most training rows do, the majority per label)."""
     names = prepared.bundle.label_names
-    counts = np.bincount(np.asarray(prepared.train.labels, dtype=int), minlength=len(names))
     labels = np.asarray(prepared.validation.labels)
+    if prepared.train.labels.ndim == 2:
+        majority = (prepared.train.labels.mean(axis=0) > 0.5).astype(np.int64)
+        return float(multilabel_metrics(labels, np.tile(majority, (len(labels), 1)), names)["macro_f1"])
+    counts = np.bincount(np.asarray(prepared.train.labels, dtype=int), minlength=len(names))
     return float(classification_metrics(labels, np.full(len(labels), counts.argmax()), names)["macro_f1"])
 
 
@@ -63,9 +69,12 @@ def execute_fitted(spec: StudySpec, planned: PlannedRun, total: int, prepared: P
                          serve_onnx=spec.output.serving_onnx)
     method = build_strategy(planned.strategy)
     out = method.fit_predict(bundle, context)
-    val = classification_metrics(np.asarray(bundle.validation.labels), out["val"].argmax(1), bundle.label_names)
-    labels = np.asarray(bundle.test.labels)
-    test = classification_metrics(labels, out["test"].argmax(1), bundle.label_names)
+    # multi-label: thresholds chosen on validation as for any run, except the majority baseline's (0.5 per label:
+    # the label's majority answer; chosen thresholds would turn it into "say every label")
+    fixed = [0.5] * len(bundle.label_names) if planned.strategy.kind == "majority" else None
+    val = evaluate_outputs(prepared.validation.labels, out["val"], bundle.label_names, fixed)
+    labels = prepared.test.labels.astype(np.int64)
+    test = evaluate_outputs(labels, out["test"], bundle.label_names, val.get("thresholds"))
     words = sum(len(t.split()) for t in bundle.train.texts + (bundle.train.pairs or []))
     resources = {**memory.stop(), "train_time_s": out["train_time_s"], "eval_time_s": out["eval_time_s"],
                  "train_examples": len(bundle.train), "train_tokens": words, "optimizer_steps": 0,

@@ -57,7 +57,8 @@ def prepare(spec: StudySpec, reporter: Reporter, placement: tuple[torch.device, 
     reporter.message(f"loading data '{shorten(spec.data.source, 300)}'")  # a 100 KB name: not 100 KB of stderr
     bundle = load_dataset_bundle(spec.data, seed=spec.training.seed)
     tokenizer = load_tokenizer(model_source, trust_remote_code=spec.model.trust_remote_code)
-    encoded = [batching.encode_split(tokenizer, s.texts, s.pairs, s.labels, spec.model.max_length)
+    encoded = [batching.encode_split(tokenizer, s.texts, s.pairs, s.labels, spec.model.max_length,
+                                     len(bundle.label_names))
                for s in (bundle.train, bundle.validation, bundle.test)]
     return Prepared(bundle, model_source, tokenizer, *encoded, device=device, precision=precision)
 
@@ -71,7 +72,7 @@ def attention_for(spec: StudySpec, prepared: Prepared, placement: tuple[torch.de
     source, trusted = prepared.model_source, spec.model.trust_remote_code
 
     def load():
-        return load_classifier(source, prepared.bundle.label_names, trust_remote_code=trusted,
+        return load_classifier(source, prepared.bundle.label_names, trust_remote_code=trusted, task=prepared.bundle.task,
                                allow_pickle=spec.model.allow_pickle)
 
     config = None

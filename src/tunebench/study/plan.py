@@ -144,12 +144,19 @@ class Prepared:
         """The training loss's weight per class for ``training.class_weight``: ``balanced`` is scikit-learn's
         rule (``n / (classes × count)``, the tf-idf floor's) over the training split's labels; None when
         unweighted, and when balanced weights are all equal (equal counts: the same computation, the same run id).
-        A class absent from the training split keeps weight 1 (it contributes no loss either way)."""
+        A class absent from the training split keeps weight 1 (it contributes no loss either way).  Multi-label:
+        ``pos_weight`` of the BCE loss per label, ``negatives / positives`` (scikit-learn's balanced weights of
+        each label's two-class problem, as a ratio), 1 for a label without positives or without negatives."""
         from sklearn.utils.class_weight import compute_class_weight
 
-        labels = np.asarray(self.train.labels, dtype=np.int64)
-        if mode == "none" or not len(labels):
+        if mode == "none" or not len(self.train.labels):
             return None
+        if self.train.labels.ndim == 2:  # multi-label: each label's positive weight, its negatives over positives
+            positives = self.train.labels.sum(axis=0)
+            negatives = len(self.train.labels) - positives
+            weights = np.divide(negatives, positives, out=np.ones_like(positives), where=(positives > 0) & (negatives > 0))
+            return tuple(round(float(w), 6) for w in weights)
+        labels = np.asarray(self.train.labels, dtype=np.int64)
         present = np.unique(labels)
         weights = np.ones(len(self.bundle.label_names))
         weights[present] = compute_class_weight("balanced", classes=present, y=labels)
@@ -204,12 +211,18 @@ def run_id_for(spec: StudySpec, strategy: StrategySpec, bundle: DatasetBundle, c
         "model": spec.model.model_dump(exclude=set(MODEL_LOADING_OPTIONS)),
         # min_per_class changes a run only through the splits, whose hashes are here: ids of runs stored before it;
         # the subset fields likewise (the training split's hash is the subset's)
-        "data": spec.data.model_dump(exclude={"min_per_class", *SUBSET_FIELDS}),
+        "data": {k: v for k, v in spec.data.model_dump(exclude={"min_per_class", *SUBSET_FIELDS}).items()
+                 if LATER_DATA_FIELDS.get(k, ...) != v},  # a later field at its default: ids as before it
         "hashes": bundle.hashes(),
         "strategy": identity_options(strategy),
         "run": identity_settings(cfg),
         "device": device.type,
     })
+
+
+#: DataSpec fields added after run ids were first written, at the value that computes as before: left out of a
+#: run's id at that value (single-label data: every stored run keeps its id)
+LATER_DATA_FIELDS: dict[str, Any] = {"task": "single_label", "label_sep": None}
 
 
 #: The option keys every run id has hashed (``None`` where an option is not the strategy kind's), as
@@ -325,7 +338,12 @@ def check_methods_fit(spec: StudySpec, prepared: Prepared, plan: list[PlannedRun
     seen: set[str] = set()
     for planned in plan:
         key = planned.strategy.model_dump_json()
-        if key in seen or OPTIONS[planned.strategy.kind].fitted:  # fitted by its own recipe: no classifier loaded
+        if key in seen:
+            continue
+        if OPTIONS[planned.strategy.kind].fitted:  # fitted by its own recipe: no classifier loaded
+            if prepared.bundle.task == "multi_label" and not build_strategy(planned.strategy).multi_label:
+                raise SpecError(f"strategy {planned.strategy.label} does not fit multi-label data (data.task: "
+                                "multi_label) yet; leave it out of the study")
             continue
         seen.add(key)
         with torch.device("meta"):

@@ -101,7 +101,8 @@ def base_record(spec: StudySpec, planned: PlannedRun, prepared: Prepared, env: d
         "seeds": seeds_used(spec, cfg, epochs_run),
         "data": {"name": bundle.name, "origin": bundle.origin, "label_names": bundle.label_names,
                  "sizes": bundle.sizes(), "hashes": bundle.hashes(), "notes": bundle.notes,
-                 "is_pair": bundle.is_pair, **({"subset": prepared.subset} if prepared.subset else {})},
+                 "is_pair": bundle.is_pair, **({"task": bundle.task} if bundle.task != "single_label" else {}),
+                 **({"subset": prepared.subset} if prepared.subset else {})},
         "environment": env,
         "wall_time_s": round(time.time() - started.timestamp(), 2),
     }

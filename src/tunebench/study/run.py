@@ -239,6 +239,7 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     engine.seed_everything(cfg.seed)  # same head initialisation for every strategy
     bundle = prepared.bundle
     model = load_classifier(prepared.model_source, bundle.label_names, attention=prepared.attention_kernel,
+                            task=bundle.task,
                             trust_remote_code=spec.model.trust_remote_code, allow_pickle=spec.model.allow_pickle)
     strategy = build_strategy(strategy_spec)
     strategy.total_steps = planned_steps(cfg, len(prepared.train))
@@ -266,7 +267,8 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     if spec.output.save_checkpoints and cfg.evaluate_test and distributed.is_writer():  # not a tuning trial
         meta = {"run_id": run_id, "strategy": strategy_spec.label, "label_names": bundle.label_names,
                 "max_length": cfg.max_length, **base_model_identity(prepared.model_source),
-                "model_name": spec.model.name, "is_pair": bundle.is_pair,
+                "model_name": spec.model.name, "is_pair": bundle.is_pair, "task": bundle.task,
+                **({"thresholds": result.val_metrics["thresholds"]} if "thresholds" in result.val_metrics else {}),
                 "data": spec.data.model_dump(), "seed": cfg.seed, "precision": cfg.precision,
                 "trust_remote_code": spec.model.trust_remote_code, "allow_pickle": spec.model.allow_pickle}
         tmp = checkpoint.with_name(checkpoint.name + ".tmp")

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from tunebench.data.labelsets import multi_hot
+
 
 @dataclass
 class EncodedSplit:
@@ -16,7 +18,7 @@ class EncodedSplit:
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
-    labels: np.ndarray
+    labels: np.ndarray  # class ids (int64), or a multi-label split's 0/1 rows (float32, one column per label)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -26,13 +28,19 @@ class EncodedSplit:
         return np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64, count=len(self))
 
 
-def encode_split(tokenizer, texts: list[str], pairs: list[str] | None, labels: list[int],
-                 max_length: int) -> EncodedSplit:
-    """Tokenize a split once, truncating to ``max_length`` and without padding."""
+def encode_split(tokenizer, texts: list[str], pairs: list[str] | None, labels: list[Any],
+                 max_length: int, n_labels: int | None = None) -> EncodedSplit:
+    """Tokenize a split once, truncating to ``max_length`` and without padding.  ``labels`` of tuples (a
+    multi-label split's label sets) become 0/1 rows of ``n_labels`` columns, the BCE loss's targets."""
     enc = tokenizer(texts, pairs, truncation=True, max_length=max_length, padding=False)
     token_type_ids = enc.get("token_type_ids")
-    return EncodedSplit(input_ids=enc["input_ids"], token_type_ids=token_type_ids,
-                        labels=np.asarray(labels, dtype=np.int64))
+    if labels and isinstance(labels[0], tuple):
+        if n_labels is None:
+            raise ValueError("multi-label rows need n_labels")
+        targets = multi_hot(labels, n_labels).astype(np.float32)
+    else:
+        targets = np.asarray(labels, dtype=np.int64)
+    return EncodedSplit(input_ids=enc["input_ids"], token_type_ids=token_type_ids, labels=targets)
 
 
 def batches(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: int | list[int] = 0,

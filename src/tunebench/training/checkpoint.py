@@ -142,7 +142,8 @@ def load_checkpoint(folder: Path, *, trust_remote_code: bool = False, allow_pick
             raise ModelError(f"'{folder / META}' names no base_model for its adapter; the checkpoint folder is damaged")
         base_source = check_model_source(base_name, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         check_base_model(meta, base_source, folder / META)
-        base = load_classifier(base_source, labels, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        base = load_classifier(base_source, labels, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+                               task=meta.get("task", "single_label"))
         try:
             with warnings.catch_warnings():  # peft calls a name transformers 5 deprecated: not the user's to act on
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)

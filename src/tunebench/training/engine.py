@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from tunebench.results.decisions import decide
 from tunebench.spec.metrics import DEFAULT_SELECTION, curve_key, curve_metrics
 from tunebench.training import distributed
 from tunebench.training.batching import EncodedSplit, batches, collate
 from tunebench.training.loop import BestWeights, Callbacks, Objective, check_finite
-from tunebench.training.metrics import classification_metrics
+from tunebench.training.metrics import evaluate_outputs
 from tunebench.training.optim import Stepper, TrainHooks, should_stop_early
 from tunebench.training.prefix import FrozenPrefix, PrefixCache, SharedCaches, compute_shared, current_shared
 from tunebench.training.resources import PeakMemory
@@ -154,7 +155,8 @@ class EngineResult:
 
 def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int, device: torch.device,
             precision: str, feed: Callable[[np.ndarray, int], None] | None = None) -> tuple[np.ndarray, float]:
-    """Class probabilities for every example of ``split`` (in its order) and the mean loss.
+    """Class probabilities (multi-label: each label's) for every example of ``split`` (in its order) and the
+    mean loss.
 
     ``feed(index, width)`` is called before each batch's forward (the frozen-prefix cache's :meth:`PrefixCache.feed`).
     """
@@ -170,8 +172,13 @@ def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int,
             with autocast_for(device, precision):
                 out = model(**batch)
             logits = out.logits.float()
-            total_loss += float(nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
-            p = torch.softmax(logits, dim=-1).cpu().numpy()
+            if split.labels.ndim == 2:  # multi-label: each label's own sigmoid; the loss summed over labels
+                total_loss += float(nn.functional.binary_cross_entropy_with_logits(
+                    logits, batch["labels"].float(), reduction="sum")) / split.labels.shape[1]
+                p = torch.sigmoid(logits).cpu().numpy()
+            else:
+                total_loss += float(nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
+                p = torch.softmax(logits, dim=-1).cpu().numpy()
             if probs is None:
                 n_labels = p.shape[1]
                 probs = np.zeros((len(split), n_labels), dtype=np.float32)
@@ -259,7 +266,8 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     test_probs, test_metrics = _test_once(runner, test, label_names, cfg, pad_id, device, loop)
     resources = _resources(memory, loop, prefix, cache, cfg, model)
     return EngineResult(curves=loop.curves, best_epoch=loop.best_epoch, val_metrics=loop.best_val, test_metrics=test_metrics,
-                        test_probabilities=test_probs, test_predictions=test_probs.argmax(1), resources=resources,
+                        test_probabilities=test_probs,
+                        test_predictions=decide(test_probs, (loop.best_val or {}).get("thresholds")), resources=resources,
                         best_state=best_state, stop_reason=stop_reason, initial=loop.initial)
 
 
@@ -282,7 +290,7 @@ def _validate(runner: nn.Module, validation: EncodedSplit, label_names: list[str
     eval_start = time.perf_counter()
     probs, loss = predict(runner, validation, cfg.eval_batch_size, pad_id, device, cfg.precision,
                           partial(cache.feed, "validation"))
-    metrics = classification_metrics(validation.labels, probs.argmax(1), label_names)
+    metrics = evaluate_outputs(validation.labels, probs, label_names)  # multi-label: thresholds chosen here
     loop.eval_time += time.perf_counter() - eval_start
     return metrics, loss
 
@@ -325,7 +333,8 @@ def _test_once(runner: nn.Module, test: EncodedSplit | None, label_names: list[s
     test_probs, test_metrics = np.zeros((0, len(label_names)), dtype=np.float32), {}
     if test is not None and cfg.evaluate_test:
         test_probs, test_loss = predict(runner, test, cfg.eval_batch_size, pad_id, device, cfg.precision)
-        test_metrics = {**classification_metrics(test.labels, test_probs.argmax(1), label_names), "loss": test_loss}
+        thresholds = (loop.best_val or {}).get("thresholds")  # the kept epoch's, chosen on validation
+        test_metrics = {**evaluate_outputs(test.labels, test_probs, label_names, thresholds), "loss": test_loss}
     loop.eval_time += time.perf_counter() - eval_start
     return test_probs, test_metrics
 

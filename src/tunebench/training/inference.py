@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 from tunebench.errors import DataError
+from tunebench.results.decisions import decide
 from tunebench.spec.parts import DataSpec
 from tunebench.training import batching, engine
 from tunebench.training.checkpoint import load_checkpoint
-from tunebench.training.metrics import classification_metrics
+from tunebench.training.metrics import evaluate_outputs
 
 
 def evaluate_checkpoint(run_dir: Path, *, dataset: str | None = None, text_column: str | None = None,
@@ -30,7 +31,7 @@ def evaluate_checkpoint(run_dir: Path, *, dataset: str | None = None, text_colum
     data = DataSpec.model_validate(meta["data"])
     if dataset is not None:
         data = DataSpec(source=dataset, text_column=text_column, text_pair_column=text_pair_column,
-                        label_column=label_column)
+                        label_column=label_column, task=data.task, label_sep=data.label_sep)
     bundle = load_dataset_bundle(data, seed=meta.get("seed", 0))
     chosen = getattr(bundle, split)
     label_names = meta["label_names"]
@@ -39,23 +40,34 @@ def evaluate_checkpoint(run_dir: Path, *, dataset: str | None = None, text_colum
         raise DataError(f"the data has label(s) the model was not trained on: {', '.join(unknown[:10])}; "
                         f"the model knows: {', '.join(label_names[:20])}")
     remap = np.array([label_names.index(name) for name in bundle.label_names])
-    labels = remap[np.asarray(chosen.labels, dtype=np.int64)]
-    encoded = batching.encode_split(tokenizer, chosen.texts, chosen.pairs, labels.tolist(), meta["max_length"])
+    if meta.get("task") == "multi_label":  # each row's label set in the model's label order
+        labels = [tuple(sorted(int(remap[i]) for i in row)) for row in chosen.labels]
+    else:
+        labels = remap[np.asarray(chosen.labels, dtype=np.int64)].tolist()
+    encoded = batching.encode_split(tokenizer, chosen.texts, chosen.pairs, labels, meta["max_length"], len(label_names))
     probs, loss = engine.predict(model, encoded, batch_size, tokenizer.pad_token_id or 0,
                                  torch.device("cpu"), "fp32")
-    metrics = classification_metrics(labels, probs.argmax(1), label_names)
+    metrics = evaluate_outputs(encoded.labels, probs, label_names, meta.get("thresholds"))  # the run's own thresholds
     metrics["loss"] = loss
     return metrics
 
 
 def predict_texts(run_dir: Path, texts: list[str], pair: str | None = None, *, trust_remote_code: bool = False,
                   allow_pickle: bool = False) -> list[tuple[str, dict[str, float]]]:
-    """(label, {label: probability}) for each text (permissions as for :func:`evaluate_checkpoint`)."""
+    """(label, {label: probability}) for each text (permissions as for :func:`evaluate_checkpoint`).  A multi-label
+    run's label is its label set, the names joined by ``|`` in the model's order ("" for none), each decided at
+    the threshold the run chose for it on validation."""
     model, tokenizer, meta = load_checkpoint(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     if meta.get("is_pair") and pair is None:
         raise DataError("this run was trained on sentence pairs; give the second sentence with --pair")
     pairs = [pair] * len(texts) if pair is not None else None
-    encoded = batching.encode_split(tokenizer, list(texts), pairs, [0] * len(texts), meta["max_length"])
-    probs, _ = engine.predict(model, encoded, 64, tokenizer.pad_token_id or 0, torch.device("cpu"), "fp32")
     names = meta["label_names"]
-    return [(names[int(row.argmax())], {n: float(p) for n, p in zip(names, row, strict=True)}) for row in probs]
+    multi = meta.get("task") == "multi_label"
+    dummy = [()] * len(texts) if multi else [0] * len(texts)  # no labels: the loss is not read
+    encoded = batching.encode_split(tokenizer, list(texts), pairs, dummy, meta["max_length"], len(names))
+    probs, _ = engine.predict(model, encoded, 64, tokenizer.pad_token_id or 0, torch.device("cpu"), "fp32")
+    answers = decide(probs, meta.get("thresholds") if multi else None)
+    shown = ["|".join(n for n, a in zip(names, row, strict=True) if a) for row in answers] if multi else \
+        [names[int(a)] for a in answers]
+    return [(label, {n: float(p) for n, p in zip(names, row, strict=True)}) for label, row in zip(shown, probs,
+                                                                                                  strict=True)]

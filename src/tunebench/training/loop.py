@@ -22,20 +22,27 @@ StepCallback = Callable[[dict[str, Any]], None]
 
 
 class Objective:
-    """The training loss: cross-entropy, weighted per class when the run asks (``RunConfig.class_weights``).
+    """The training loss: cross-entropy, weighted per class when the run asks (``RunConfig.class_weights``);
+    for multi-label targets (0/1 rows) binary cross-entropy on each label's logit, the weights then being each
+    label's positive weight (``pos_weight``: its negatives over its positives when balanced).
 
     A batch split over processes counts each shard by its share of the whole batch's weight
     (:meth:`share`), so the gradients summed over processes are the whole batch's weighted mean: torch's
     ``cross_entropy(weight=)`` divides by the weights of the examples it sees, a shard's, not the batch's.
+    The multi-label loss is a plain mean over examples and labels, so a shard counts by its examples.
     """
 
     def __init__(self, class_weights: tuple[float, ...] | None, labels: np.ndarray, device: torch.device) -> None:
-        self.host = None if class_weights is None else np.asarray(class_weights, dtype=np.float64)
+        self.multi_label = np.ndim(labels) == 2
+        self.host = None if class_weights is None or self.multi_label else np.asarray(class_weights, dtype=np.float64)
         self.weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32,
                                                                         device=device)
-        self.labels = np.asarray(labels, dtype=np.int64)
+        self.labels = labels if self.multi_label else np.asarray(labels, dtype=np.int64)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.multi_label:
+            return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float(),
+                                                                  pos_weight=self.weights)
         return nn.functional.cross_entropy(logits.float(), labels, self.weights)  # weight passed by position
 
     def share(self, index: np.ndarray, whole: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""Classification metrics from scikit-learn, in one JSON-ready dictionary.
+"""Classification metrics from scikit-learn, in one JSON-ready dictionary (single-label and multi-label).
 
 Its keys include every row of the metric table (:data:`tunebench.spec.metrics.METRICS`): a row names
 where its value lives here, in a record's ``val``/``test`` and in results.csv.
@@ -13,8 +13,55 @@ from sklearn.metrics import (
     accuracy_score,
     classification_report,
     confusion_matrix,
+    f1_score,
+    hamming_loss,
+    multilabel_confusion_matrix,
     precision_recall_fscore_support,
 )
+
+from tunebench.results.decisions import choose_thresholds, decide, is_multi_label
+
+
+def evaluate_outputs(labels: np.ndarray, probabilities: np.ndarray, label_names: list[str],
+                     thresholds: list[float] | None = None) -> dict[str, Any]:
+    """The metrics of a split from the model's outputs, for either task shape.
+
+    Single-label: :func:`classification_metrics` of the argmax.  Multi-label (``labels`` 0/1 rows):
+    ``thresholds`` None chooses one per label on these examples (a validation split: the run's choice,
+    returned as ``thresholds``); given (a test split), they are applied unchanged.
+    """
+    if not is_multi_label(labels):
+        return classification_metrics(labels, decide(probabilities), label_names)
+    chosen = choose_thresholds(labels, probabilities) if thresholds is None else [float(t) for t in thresholds]
+    return {**multilabel_metrics(labels, decide(probabilities, chosen), label_names), "thresholds": chosen}
+
+
+def multilabel_metrics(labels: np.ndarray, preds: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+    """Multi-label metrics under the keys single-label uses, so every table, test and verdict reads them alike.
+
+    ``accuracy`` is subset accuracy (every label of a row right); ``macro_*`` average over the labels
+    **present in** ``labels`` (as :func:`classification_metrics` averages over present classes);
+    ``weighted_*`` weight labels by support; ``micro_f1`` pools every decision; ``hamming_loss`` is the
+    share of wrong decisions.  ``per_class``: each label's precision, recall, F1 and support;
+    ``label_confusion``: each label's ``[[tn, fp], [fn, tp]]``; ``predicted_sets``: how many distinct label
+    sets the model answered (1: the same answer for every example, a collapse).
+    """
+    y, p = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
+    label_ids = list(range(len(label_names)))
+    present = [j for j in label_ids if y[:, j].any()] or label_ids
+    out: dict[str, Any] = {"accuracy": float(accuracy_score(y, p)), "n": int(len(y))}
+    for average in ("macro", "weighted"):
+        pr, rc, f, _ = precision_recall_fscore_support(y, p, labels=present, average=average, zero_division=0)
+        out[f"{average}_precision"], out[f"{average}_recall"], out[f"{average}_f1"] = float(pr), float(rc), float(f)
+    out["micro_f1"] = float(f1_score(y, p, average="micro", zero_division=0))
+    out["hamming_loss"] = float(hamming_loss(y, p))
+    out["absent_classes"] = [label_names[j] for j in label_ids if j not in set(present)]
+    report = classification_report(y, p, labels=label_ids, target_names=label_names, output_dict=True, zero_division=0)
+    out["per_class"] = {name: {k: float(v) for k, v in report[name].items()} for name in label_names}
+    out["label_confusion"] = multilabel_confusion_matrix(y, p, labels=label_ids).tolist()
+    out["predicted_sets"] = int(len({row.tobytes() for row in p}))
+    out["labels_per_row"] = float(p.sum(axis=1).mean()) if len(p) else 0.0
+    return out
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, label_names: list[str]) -> dict[str, Any]:

@@ -115,8 +115,12 @@ def load_tokenizer(source: str, trust_remote_code: bool = False):
 
 
 def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = torch.float32, *,
-                    attention: str = "auto", trust_remote_code: bool = False, allow_pickle: bool = False) -> nn.Module:
+                    attention: str = "auto", trust_remote_code: bool = False, allow_pickle: bool = False,
+                    task: str = "single_label") -> nn.Module:
     """Load ``AutoModelForSequenceClassification`` with a fresh head sized to the labels.
+
+    ``task`` sets the config's ``problem_type`` (``multi_label_classification`` for multi-label data), so a
+    saved or exported model says how its outputs are read (a sigmoid per label) to plain transformers too.
 
     Safetensors only unless ``allow_pickle``; the model's own code runs only with ``trust_remote_code``.
     ``attention``: ``auto`` leaves the kernel to transformers (sdpa where the architecture has it);
@@ -134,7 +138,7 @@ def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = to
         model, info = AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=len(label_names), id2label=id2label, label2id=label2id, dtype=dtype,
             trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True,
-            output_loading_info=True, **kwargs,
+            output_loading_info=True, problem_type=f"{task}_classification", **kwargs,
         )
         # what the checkpoint lacked, so transformers initialised it fresh: part of the head, whatever its name
         model.tunebench_fresh_parameters = frozenset(info.get("missing_keys") or ())
