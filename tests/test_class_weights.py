@@ -21,7 +21,7 @@ BUNDLE = SimpleNamespace(hashes=lambda: {"train": "t", "validation": "v", "test"
 
 def _prepared(labels: list[int], names: tuple[str, ...] = ("a", "b", "c")) -> Prepared:
     """A stand-in for a study's shared state with only what ``class_weights`` reads."""
-    return Prepared(bundle=SimpleNamespace(label_names=list(names)), model_source="m", tokenizer=None,
+    return Prepared(bundle=SimpleNamespace(label_names=list(names), task="single_label"), model_source="m", tokenizer=None,
                     train=SimpleNamespace(labels=np.asarray(labels)), validation=None, test=None,
                     device=torch.device("cpu"), precision="fp32")
 

@@ -117,7 +117,7 @@ def test_bad_multi_label_inputs_are_one_sentence_and_exit_2(capsys, tmp_path, ta
         load_dataset_bundle(DataSpec(source=str(solo), task="multi_label"), 0)
     code, _, err = cli(capsys, "run", "--dataset", str(tagged_csv), "--label-column", "labels", "--label-sep", "|",
                        "--metric", "micro_f1", "-s", "setfit", "--model", str(tiny_bert), "-o", str(tmp_path / "o3"))
-    assert code == 2 and "setfit does not fit multi-label data" in one_error(err)
+    assert code == 2 and "setfit does not fit multi_label data" in one_error(err)
     code, _, err = cli(capsys, "run", "--dataset", str(tagged_csv), "--metric", "micro_f1", "-o", str(tmp_path / "o4"))
     assert code == 2 and "micro_f1 is a metric of multi_label data" in one_error(err)
 
@@ -145,7 +145,8 @@ def test_balanced_multi_label_weights_are_negatives_over_positives():
     from tunebench.study.plan import Prepared
 
     labels = multi_hot([(0,), (0, 1), (0,), (0, 2)], 4).astype(np.float32)  # labels 0 (always), 3 (never): 1
-    prepared = Prepared(bundle=SimpleNamespace(label_names=list("abcd")), model_source="m", tokenizer=None,
+    prepared = Prepared(bundle=SimpleNamespace(label_names=list("abcd"), task="multi_label"), model_source="m",
+                        tokenizer=None,
                         train=SimpleNamespace(labels=labels), validation=None, test=None,
                         device=torch.device("cpu"), precision="fp32")
     assert prepared.class_weights("balanced") == pytest.approx((1.0, 3 / 1, 3 / 1, 1.0))
@@ -208,12 +209,15 @@ def test_a_multi_label_study_trains_reports_and_predicts(tiny_bert, tmp_path, ca
     from tunebench.study.driver import run_study
 
     spec = StudySpec(name="tags", data={"source": str(tagged_csv), "label_column": "labels", "label_sep": "|"},
-                     model={"name": str(tiny_bert), "max_length": 32}, strategies=["full:lr=3e-3"],
+                     model={"name": str(tiny_bert), "max_length": 32}, strategies=["full:lr=3e-3", "embed-logreg"],
                      baselines=["majority", "tfidf-logreg"], output={"dir": str(tmp_path / "out")},
                      training={"epochs": 10, "batch_size": 8}, sweep={"seeds": [0, 1]})
     records = run_study(spec)
     full = [r for r in records if r["strategy"].startswith("full")]
     assert len(full) == 2 and all(r["status"] == "finished" for r in full)
+    embedded = [r for r in records if r["strategy"] == "embed-logreg"]  # one-vs-rest on frozen embeddings
+    assert len(embedded) == 2 and all(r["status"] == "finished" and len(r["val"]["thresholds"]) == 3 for r in embedded)
+    assert embedded[0]["params"]["trainable"] == 3 * (embedded[0]["params"]["trainable"] // 3)  # a head per label
     for r in full:
         assert r["data"]["task"] == "multi_label" and r["resolved"]["class_weights"] is not None
         assert r["test"]["macro_f1"] >= 0.75  # a random tiny encoder learns the words (the floor's 1.0, below)

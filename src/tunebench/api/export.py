@@ -21,6 +21,7 @@ from typing import Any
 
 from tunebench.errors import ModelError, SpecError, first_line
 from tunebench.faults import disk_guard
+from tunebench.results.decisions import headline
 
 
 def export_run(run_dir: str | Path, dest: str | Path, *, merge: bool = True, onnx: bool = False,
@@ -31,6 +32,7 @@ def export_run(run_dir: str | Path, dest: str | Path, *, merge: bool = True, onn
     never the run folder's."""
     from tunebench.report.card import CardInputs, model_card
     from tunebench.training.checkpoint import META, load_checkpoint
+    from tunebench.training.modeling import fold_target_scale
     from tunebench.training.serving import require_onnx_runtime
 
     run_dir, dest = Path(run_dir), Path(dest)
@@ -39,6 +41,8 @@ def export_run(run_dir: str | Path, dest: str | Path, *, merge: bool = True, onn
     if onnx:
         require_onnx_runtime("--onnx")
     model, tokenizer, meta = load_checkpoint(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    if meta.get("target_scale"):  # a regression trained on the standardised target: export it in the target's units
+        fold_target_scale(model, *meta["target_scale"])
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -46,7 +50,8 @@ def export_run(run_dir: str | Path, dest: str | Path, *, merge: bool = True, onn
             form, why, saved = _write_model(model, meta, tmp, merge)
             tokenizer.save_pretrained(tmp)
             checked = write_onnx(saved, tokenizer, meta, tmp) if onnx else None
-            kept = {k: v for k, v in meta.items() if form == "adapter" or k not in ("base_model", "base_model_sha256")}
+            kept = {k: v for k, v in meta.items() if (form == "adapter" or k not in ("base_model", "base_model_sha256"))
+                    and k != "target_scale"}  # folded into the head: the outputs are the target's
             (tmp / META).write_text(json.dumps({**kept, "exported_as": form, **({"onnx": checked} if checked else {})},
                                                indent=2) + "\n", encoding="utf-8")
             inputs = CardInputs(meta=meta, form=form, base_model=base_model_name(meta), why_not_merged=why,
@@ -168,7 +173,7 @@ def study_facts(run_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
         facts["verdict"] = f"not computed ({type(exc).__name__}: {first_line(exc, 120)})"
         return facts
     facts.update(verdict=found.sentence, outcomes=dict(found.outcomes), group=group, recommended=found.choice)
-    facts["floor"] = {str(b["strategy"]): float(b["test"]["macro_f1"]) for b in baselines
+    facts["floor"] = {str(b["strategy"]): float(b["test"][headline(b)]) for b in baselines
                       if b["status"] == "finished" and b.get("test")}
     return facts
 

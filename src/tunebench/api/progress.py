@@ -89,9 +89,11 @@ class ProgressReporter:
             failure = record.get("failure") or {}
             self._say(f"  ✗ {label}: {record['status']} ({failure.get('error') or 'no result'})")
             return
-        test, res = record["test"], record["resources"]
-        self._say(f"  ✓ {label}: test macro-F1 {test['macro_f1']:.3f}, accuracy {test['accuracy']:.3f}, "
-                  f"best epoch {record['best_epoch']}, train {res['train_time_s']:.1f} s")
+        from tunebench.results.decisions import one_line
+
+        res = record["resources"]
+        self._say(f"  ✓ {label}: {one_line(record)}, best epoch {record['best_epoch']}, "
+                  f"train {res['train_time_s']:.1f} s")
 
     def run_skipped(self, label: str, run_id: str) -> None:
         self._say(f"  ↷ {label}: already finished in the store (run {run_id}); force=True redoes it")

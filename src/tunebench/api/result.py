@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from tunebench.errors import SpecError
+from tunebench.results.decisions import headline
 
 
 @dataclass
@@ -59,8 +60,10 @@ class Run:
         return Path(where) if where else None
 
     def __repr__(self) -> str:
-        f1 = self.test.get("macro_f1")
-        return f"Run({self.label!r}, {self.status}" + (f", test macro-F1 {f1:.3f})" if f1 is not None else ")")
+        name = headline(self.record)
+        value = self.test.get(name)
+        shown = "R²" if name == "r2" else "macro-F1"
+        return f"Run({self.label!r}, {self.status}" + (f", test {shown} {value:.3f})" if value is not None else ")")
 
     def predict_proba(self, texts: str | list[str], pair: str | None = None, *, trust_remote_code: bool = False,
                       allow_pickle: bool = False) -> pd.DataFrame:
@@ -189,7 +192,7 @@ class Result:
         found = verdict(inputs, frame)
         tuned_frame = frame[~baseline_mask(frame)]  # a baseline is a reference row, never "the best run"
         best = str((tuned_frame if len(tuned_frame) else frame).sort_values(
-            "test_macro_f1", ascending=False, kind="stable").iloc[0]["strategy"])
+            f"test_{inputs.metric}", ascending=False, kind="stable").iloc[0]["strategy"])
         picks, caveats, equivalent = found.picks, found.caveats, found.equivalent
         sentence = next((p for p in picks if p.startswith("Recommended: ")), picks[0])
         names = set(frame["strategy"])

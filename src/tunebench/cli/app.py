@@ -53,6 +53,10 @@ def evaluate(
                                   text_pair_column=text_pair_column, label_column=label_column,
                                   split=split, batch_size=batch_size, trust_remote_code=trust_remote_code,
                                   allow_pickle=allow_pickle)
+    if "r2" in metrics:  # a regression
+        out.print(f"{metrics['n']} examples ({split}): R² {metrics['r2']:.4f}, RMSE {metrics['rmse']:.4g}, "
+                  f"MAE {metrics['mae']:.4g}, Pearson {metrics['pearson']:.4f}, Spearman {metrics['spearman']:.4f}")
+        return
     out.print(f"{metrics['n']} examples ({split}): accuracy {metrics['accuracy']:.4f}, "
               f"macro-F1 {metrics['macro_f1']:.4f}, weighted F1 {metrics['weighted_f1']:.4f}")
     for label, row in metrics["per_class"].items():

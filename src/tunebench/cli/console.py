@@ -13,11 +13,18 @@ from rich.segment import Segment
 from rich.table import Table
 
 from tunebench.errors import terminal_safe
+from tunebench.results.decisions import one_line
 from tunebench.results.outputs import display_rows
 from tunebench.spec import metrics
 
 #: the metric the progress lines show: the table's headline (default selection) metric
 HEADLINE = metrics.by_name(metrics.DEFAULT_SELECTION)
+
+
+def _val_point(point: dict[str, Any]) -> str:
+    """``val macro-F1 0.512`` (a regression's curve point holds R²: ``val R² 0.41``)."""
+    row = metrics.by_name("r2") if metrics.curve_key("r2") in point else HEADLINE
+    return f"{row.header('val')} {_number(point.get(metrics.curve_key(row.name)), row.fmt)}"
 
 
 class SafeConsole(Console):
@@ -54,7 +61,7 @@ def epoch_line(point: dict[str, Any], examples_per_s: float | None = None, eta_s
     eta = "—" if eta_s is None else ("done" if eta_s <= 0 else _duration(eta_s))
     return (f"{where}{point.get('label', '?')}  epoch {point['epoch']}/{point.get('epochs', '?')}  "
             f"train loss {_number(point.get('train_loss'), '.4f')}  "
-            f"{HEADLINE.header('val')} {_number(point.get(metrics.curve_key(HEADLINE.name)), HEADLINE.fmt)}  "
+            f"{_val_point(point)}  "
             f"{_number(examples_per_s, '.1f')} ex/s  ETA {eta}")
 
 
@@ -210,9 +217,7 @@ class RichReporter:
                                f"best epoch {record['best_epoch']}, train {res['train_time_s']:.1f} s")
             return
         self.console.print(
-            f"  [green]✓[/green] {record['strategy']}: {HEADLINE.header('test')} "
-            f"{format(test[HEADLINE.name], HEADLINE.fmt)}, accuracy {test['accuracy']:.3f}, "
-            f"best epoch {record['best_epoch']}, "
+            f"  [green]✓[/green] {record['strategy']}: {one_line(record)}, best epoch {record['best_epoch']}, "
             f"train {res['train_time_s']:.1f} s")
         self._estimate(record)
 

@@ -101,14 +101,19 @@ def show(
     text_column: Annotated[str | None, typer.Option(help="column with the text")] = None,
     text_pair_column: Annotated[str | None, typer.Option(help="column with the second text of a pair")] = None,
     label_column: Annotated[str | None, typer.Option(help="column with the label")] = None,
+    task: Annotated[str, typer.Option(help="single_label, multi_label or regression")] = "single_label",
+    label_sep: Annotated[str | None, typer.Option(
+        "--label-sep", help="the separator of a multi-label column's labels (implies --task multi_label)")] = None,
     encoding: Annotated[str | None, typer.Option(help="encoding of a local file (default utf-8)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the held-out splits", min=0)] = 0,
 ) -> None:
     """Profile a dataset as a study would see it: splits, labels, token lengths, duplicates, figures."""
+    from pydantic import ValidationError
+
     from tunebench.data.loading import load_dataset_bundle
     from tunebench.data.profile import dataset_profile, write_profile
     from tunebench.errors import SpecError
-    from tunebench.spec.parts import DataSpec
+    from tunebench.spec.parts import DataSpec, _explain
     from tunebench.training.modeling import check_model_source, load_tokenizer, quiet_libraries
 
     if output is not None and not output.strip():  # Path("") is the current folder: the user's own files
@@ -116,8 +121,11 @@ def show(
     if max_length < 1:
         raise SpecError(f"--max-length must be a positive number of tokens (got {max_length})")
     quiet_libraries()
-    spec = DataSpec(source=name, config=config, text_column=text_column, text_pair_column=text_pair_column,
-                    label_column=label_column, encoding=encoding)
+    try:
+        spec = DataSpec(source=name, config=config, text_column=text_column, text_pair_column=text_pair_column,
+                        label_column=label_column, encoding=encoding, task=task, label_sep=label_sep)
+    except ValidationError as exc:  # --task bogus: one sentence naming the allowed values
+        raise SpecError(_explain(exc, "options")) from None
     bundle = load_dataset_bundle(spec, seed=seed)
     tokenizer = load_tokenizer(check_model_source(model))
     profile = dataset_profile(bundle, tokenizer, max_length)

@@ -13,7 +13,9 @@ Schema (read by the report)::
                         "tokens": {"mean", "median", "p95", "max", "truncated_share"},
                         "empty_texts", "duplicates", "length_histogram": {"edges", "counts"},
                         multi-label only: "labels_per_row", "label_sets"}},
-     "task": "single_label" | "multi_label" (label_counts then count the rows holding each label),
+     "task": "single_label" | "multi_label" (label_counts then count the rows holding each label) | "regression"
+             (label_counts: the target's rows; each split's "target": mean, sd, min, q1, median, q3, max;
+              length_by_label: by the target's training quartiles),
      "hashes": {split: str}, "notes": [str],
      "figures": {"lengths": "figures/data_lengths.png", "boxplot": "figures/data_boxplot.png"},
      "length_by_label": {"split": "train", "labels": {label: {"n", "mean", "q1", "median", "q3",
@@ -33,6 +35,7 @@ import numpy as np
 
 from tunebench.data.bundle import SPLITS, DatasetBundle, Split
 from tunebench.data.labelsets import label_counts, multi_hot
+from tunebench.data.targets import strata
 from tunebench.faults import atomic_write
 
 PROFILE_NAME = "dataset_profile.json"
@@ -79,7 +82,8 @@ def dataset_profile(bundle: DatasetBundle, tokenizer: Any, max_length: int) -> d
     for name in SPLITS:
         split: Split = getattr(bundle, name)
         n = lengths[name]
-        counts = label_counts(split.labels) if multi else Counter(split.labels)
+        counts = label_counts(split.labels) if multi else Counter(
+            [0] * len(split) if bundle.task == "regression" else split.labels)  # a regression: rows with a target
         keys = _row_keys(split)
         empty = sum(1 for t in split.texts if not t.strip())
         if split.pairs is not None:
@@ -92,6 +96,7 @@ def dataset_profile(bundle: DatasetBundle, tokenizer: Any, max_length: int) -> d
             "empty_texts": empty,
             **({"labels_per_row": round(sum(map(len, split.labels)) / max(len(split), 1), 4),
                 "label_sets": len(set(split.labels))} if multi else {}),
+            **({"target": _target_stats(split.labels)} if bundle.task == "regression" else {}),
             "duplicates": len(keys) - len(set(keys)),
             "length_histogram": {"edges": [round(float(e), 3) for e in edges],
                                  "counts": [int(c) for c in np.histogram(n, bins=edges)[0]]},
@@ -138,14 +143,27 @@ def _token_stats(n: np.ndarray, truncated: float) -> dict[str, float | int]:
             "truncated_share": round(truncated, 6)}
 
 
+def _target_stats(labels: list[float]) -> dict[str, float]:
+    y = np.asarray(labels, dtype=float)
+    q1, med, q3 = (float(x) for x in np.percentile(y, [25, 50, 75])) if len(y) else (0.0, 0.0, 0.0)
+    return {"mean": round(float(y.mean()), 6) if len(y) else 0.0, "sd": round(float(y.std(ddof=1)), 6) if len(y) > 1
+            else 0.0, "min": float(y.min()) if len(y) else 0.0, "q1": q1, "median": med, "q3": q3,
+            "max": float(y.max()) if len(y) else 0.0}
+
+
 def _by_label(bundle: DatasetBundle, lengths: np.ndarray) -> dict[str, dict[str, float | int]]:
     """Box-plot statistics (quartiles, 1.5 IQR whiskers) of token lengths per label."""
-    if bundle.task == "multi_label":  # a row counts under each of its labels
+    names = list(bundle.label_names)
+    if bundle.task == "regression":  # the target's quartiles stand for labels
+        bins = strata(bundle.train.labels, 4)
+        names = [f"target quartile {k + 1}" for k in range(int(bins.max()) + 1)] if len(bins) else []
+        member = bins[:, None] == np.arange(len(names))
+    elif bundle.task == "multi_label":  # a row counts under each of its labels
         member = multi_hot(bundle.train.labels, len(bundle.label_names)).astype(bool)
     else:
         member = np.asarray(bundle.train.labels, dtype=np.int64)[:, None] == np.arange(len(bundle.label_names))
     out = {}
-    for i, name in enumerate(bundle.label_names):
+    for i, name in enumerate(names):
         v = lengths[member[:, i]] if len(member) else lengths[:0]
         if not v.size:
             continue
@@ -225,7 +243,7 @@ def _lengths_figure(plt: Any, profile: dict[str, Any]) -> Any:
 def _boxplot_figure(plt: Any, profile: dict[str, Any]) -> Any:
     stats = profile.get("length_by_label", {}).get("labels", {})
     shown = sorted(stats, key=lambda k: -stats[k]["n"])[:_MAX_BOXES]
-    shown = [k for k in profile["label_names"] if k in shown]
+    shown = [k for k in profile["label_names"] if k in shown] or sorted(shown)  # a regression: target quartiles
     height = max(3.0, 0.28 * len(shown) + 1.2)
     fig, ax = plt.subplots(figsize=(7, height), layout="constrained")
     boxes = [{"label": f"{_short(k)} ({stats[k]['n']:,})", "med": stats[k]["median"], "q1": stats[k]["q1"],
@@ -237,5 +255,6 @@ def _boxplot_figure(plt: Any, profile: dict[str, Any]) -> Any:
     ax.axvline(profile["max_length"], color="black", linestyle="--", linewidth=1)
     ax.set_xlabel("tokens per example (train)")
     more = len(stats) - len(shown)
-    ax.set_title(f"{_short(profile['name'])}: length by label" + (f" ({more} rarer labels not shown)" if more else ""))
+    by = "target quartile" if profile.get("task") == "regression" else "label"
+    ax.set_title(f"{_short(profile['name'])}: length by {by}" + (f" ({more} rarer labels not shown)" if more else ""))
     return fig

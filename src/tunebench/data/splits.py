@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tunebench.data import labelsets
+from tunebench.data import labelsets, targets
 from tunebench.data.bundle import (
     _FLOAT_LIKE,
     _INT_LIKE,
@@ -136,7 +136,7 @@ def _unify_labels(parts: dict[str, _Rows], fixed: bool, where: str) -> None:
         floats = sorted(float(v) for cls, v in distinct if cls is str and not _INT_LIKE.fullmatch(v))
     if floats:
         raise DataError(f"{where} has non-integer numbers as labels (e.g. {floats[0]}); classification "
-                        "needs class names or integer class ids")
+                        "needs class names or integer class ids (a numeric target: --task regression)")
     as_int = not fixed and all(cls is int or _INT_LIKE.fullmatch(v) for cls, v in distinct)
     # int(v) of "12345678901234567", not int(float(v)): a float round-trip merges neighbouring ids
     convert = {v: (int(str(v).split(".")[0]) if as_int else str(v)) for _, v in distinct}
@@ -155,8 +155,11 @@ def _take(labels: Sequence[Any], n_take: int, seed: int, keep_rare: bool = False
 
     if labels and labelsets.is_label_set(labels[0]):
         return labelsets.take_label_sets(labels, n_take, seed)
-    lookup = {v: i for i, v in enumerate(sorted(set(labels)))}
-    codes = np.fromiter((lookup[v] for v in labels), dtype=np.int64, count=len(labels))
+    if labels and targets.is_target(labels[0]):  # a regression: stratified on the target's deciles
+        codes = targets.strata(labels)
+    else:
+        lookup = {v: i for i, v in enumerate(sorted(set(labels)))}
+        codes = np.fromiter((lookup[v] for v in labels), dtype=np.int64, count=len(labels))
     idx = np.arange(len(codes))
     if n_take >= len(codes):
         return idx.tolist(), [], True
@@ -261,9 +264,12 @@ def slice_val_cap(train_limit: int | None) -> int | None:
 def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list[str] | None,
               spec: DataSpec, seed: int, notes: list[str]) -> DatasetBundle:
     """Unify labels, hold out missing splits, map labels to indices, apply limits, build the bundle."""
-    multi = spec.task == "multi_label"
+    multi, numeric = spec.task == "multi_label", spec.task == "regression"
     if multi:  # label sets: parsed and indexed first, so the held-out splits are stratified on them
         names = labelsets.unify_label_sets(parts, fixed_names, spec.label_sep, name, spec.label_column or "label")
+    elif numeric:  # one output: the target, named after its column
+        targets.numeric_targets(parts, name, spec.label_column or "label")
+        names = [spec.label_column or "label"]
     else:
         _unify_labels(parts, fixed_names is not None, name)
     if "test" not in parts:
@@ -274,7 +280,7 @@ def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list
     if "validation" not in parts:
         parts["train"], parts["validation"] = _carve(parts["train"], "validation", spec.val_fraction,
                                                      val_limit, seed, notes, name, cap_reason=val_cap)
-    if not multi:
+    if not (multi or numeric):
         names = _index_labels(parts, fixed_names, name)
     if spec.val_limit is None and val_limit is not None and val_limit < len(parts["validation"]):
         notes.append(f"validation: at most {val_limit:,} rows of the source's own split, {_SLICE_CAP}")
@@ -284,20 +290,23 @@ def _assemble(name: str, origin: str, parts: dict[str, _Rows], fixed_names: list
         limit, rows = limits[split], parts[split]
         if limit is not None and limit < len(rows):
             taken, _, stratified = _take(rows.labels, limit, seed)
-            if split == "train" and spec.min_per_class and not multi:
+            if split == "train" and spec.min_per_class and spec.task == "single_label":
                 taken = _with_minimum(rows.labels, taken, spec.min_per_class, seed)
             parts[split] = rows.take(taken)
             notes.append(f"{split}: kept {limit:,} of {len(rows):,} rows ({_how(stratified, seed)}"
                          + (f", at least {spec.min_per_class} per class where the data has them" if split == "train"
-                            and spec.min_per_class and not multi else "") + ")")
-    if spec.train_limit is not None and spec.train_limit < len_before_limits and not multi:  # as _with_minimum
+                            and spec.min_per_class and spec.task == "single_label" else "") + ")")
+    if spec.train_limit is not None and spec.train_limit < len_before_limits and spec.task == "single_label":
         names = _drop_rare(parts, names, spec.min_per_class, notes)
     splits = {s: Split(texts=parts[s].texts, pairs=parts[s].pairs, labels=parts[s].labels) for s in SPLITS}
+    notes.extend(_duplicate_notes(splits))
+    if numeric:
+        notes.append(targets.sizes_note(splits, names[0]))
+        return DatasetBundle(name=name, label_names=names, **splits, notes=notes, origin=origin, task=spec.task)
     present = {i for s in splits["train"].labels for i in s} if multi else set(splits["train"].labels)
     absent = [n for i, n in enumerate(names) if i not in present]
     if absent:
         notes.append(f"train has no rows of class(es): {', '.join(absent[:10])}")
-    notes.extend(_duplicate_notes(splits))
     counts = {s: labelsets.label_counts(splits[s].labels) if multi else Counter(splits[s].labels) for s in SPLITS}
     notes.append("sizes train/validation/test: " + "/".join(f"{len(splits[s]):,}" for s in SPLITS)
                  + "; per class: " + ", ".join(f"{n} " + "/".join(str(counts[s][i]) for s in SPLITS)

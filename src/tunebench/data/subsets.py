@@ -22,12 +22,17 @@ import numpy as np
 
 from tunebench.data.bundle import Split
 from tunebench.data.labelsets import is_label_set, stratum
+from tunebench.data.targets import is_target, strata
 
 
 def nested_order(labels: Sequence[Any], seed: int) -> np.ndarray:
     """Row indices of ``labels`` in an order whose every prefix is stratified (module docstring).  Multi-label
     rows (tuples) are stratified by their rarest label (:func:`tunebench.data.labelsets.stratum`)."""
-    labels = stratum(labels) if len(labels) and is_label_set(labels[0]) else np.asarray(labels, dtype=np.int64)
+    if len(labels) and is_label_set(labels[0]):
+        labels = stratum(labels)
+    elif len(labels) and is_target(labels[0]):  # a regression: by the target's deciles
+        labels = strata(labels)
+    labels = np.asarray(labels, dtype=np.int64)
     rng = np.random.default_rng([seed, 0x5B5E7])  # its own stream: not the split's or the runs' draws
     keys = np.empty(len(labels), dtype=float)
     for c in np.unique(labels):
@@ -46,7 +51,7 @@ def nested_subset(train: Split, size: int, draw: int) -> tuple[list[int], str]:
     classes = len({c for s in train.labels for c in s}) if multi else len(set(train.labels))
     kept = len({c for i in idx for c in train.labels[i]}) if multi else len({train.labels[i] for i in idx})
     missing = (f"; {classes - kept} of the pool's {classes} classes have no row at this size" if kept < classes
-               else "")
+               and not (len(train.labels) and is_target(train.labels[0])) else "")
     return idx, (f"train: {size:,} of the {len(train):,}-row training pool, a prefix of its stratified nested order "
                  f"(draw {draw}): every smaller size's rows are inside it, classes in the pool's proportions "
                  f"within one row{missing}")

@@ -169,8 +169,6 @@ class FittedMethod(Method):
     context: FitContext = field(default_factory=FitContext)
 
     cache_note = "n/a"
-    #: whether it fits multi-label data (data.task: multi_label); False: refused before any run
-    multi_label: ClassVar[bool] = False
     #: one sentence for the run's resources (``engine_notes``): what trained, how tokens were counted
     engine_note: ClassVar[str] = ""
 

@@ -3,7 +3,8 @@
 ``majority`` always says the training split's most frequent class; ``tfidf-logreg`` is TF-IDF
 word uni- and bigrams and a logistic regression, both scikit-learn (seconds on a CPU).  Multi-label data:
 the majority per label (each label's training share as its probability, said where above 0.5) and one
-balanced logistic regression per label (scikit-learn's ``OneVsRestClassifier``).  They train
+balanced logistic regression per label (scikit-learn's ``OneVsRestClassifier``).  A regression's floor: ``mean``
+(the training target's mean) and ``tfidf-ridge`` (the same features, a ridge regression).  They train
 no network, so they do not go through the engine: :meth:`BaselineMethod.fit_predict` gives class
 probabilities for the validation and test splits, and the study records them like any run (with
 no curves, no learning rate and no epochs) as reference rows.  A pair task (premise, hypothesis) gets
@@ -40,7 +41,6 @@ class MajorityMethod(BaselineMethod):
     """The training split's most frequent class, every time (ties: the lowest label id)."""
 
     kind = "majority"
-    multi_label = True
 
     def fit(self, train: Split, n_labels: int) -> Any:
         if _is_multi(train):  # each label's share of the training rows: above 0.5, the majority says it
@@ -65,7 +65,6 @@ class TfidfLogregMethod(BaselineMethod):
     macro-F1 comparison should be fitted for macro-F1."""
 
     kind = "tfidf-logreg"
-    multi_label = True
 
     def _vectorizer(self) -> Any:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -116,6 +115,49 @@ class TfidfLogregMethod(BaselineMethod):
     def parameter_count(self, fitted: Any) -> int:
         _, model = fitted
         return 1 if isinstance(model, int) else coefficient_count(model)
+
+
+@register
+class MeanMethod(BaselineMethod):
+    """A regression's floor: the training split's mean target, every time (R² about 0 on any split)."""
+
+    kind = "mean"
+
+    def fit(self, train: Split, n_labels: int) -> float:
+        return float(np.mean(np.asarray(train.labels, dtype=float)))
+
+    def probabilities(self, fitted: float, split: Split, n_labels: int) -> np.ndarray:
+        return np.full((len(split), 1), fitted, dtype=np.float32)
+
+    def parameter_count(self, fitted: Any) -> int:
+        return 1
+
+
+@register
+class TfidfRidgeMethod(TfidfLogregMethod):
+    """A regression's floor with words: TF-IDF (as ``tfidf-logreg``'s) and a ridge regression (scikit-learn,
+    ``alpha = 1 / C``) on the target."""
+
+    kind = "tfidf-ridge"
+
+    def fit(self, train: Split, n_labels: int) -> Any:
+        from scipy.sparse import hstack
+        from sklearn.linear_model import Ridge
+
+        sides = [self._vectorizer().fit(train.texts)]
+        if train.pairs is not None:
+            sides.append(self._vectorizer().fit(train.pairs))
+        features = hstack([v.transform(t) for v, t in zip(sides, _texts(train), strict=True)]).tocsr()
+        return sides, Ridge(alpha=1.0 / float(self.spec.C)).fit(features, np.asarray(train.labels, dtype=float))
+
+    def probabilities(self, fitted: Any, split: Split, n_labels: int) -> np.ndarray:
+        from scipy.sparse import hstack
+
+        sides, model = fitted
+        if not len(split):
+            return np.zeros((0, 1), dtype=np.float32)
+        features = hstack([v.transform(t) for v, t in zip(sides, _texts(split), strict=True)]).tocsr()
+        return model.predict(features).astype(np.float32)[:, None]
 
 
 def _is_multi(split: Split) -> bool:

@@ -98,7 +98,6 @@ class EmbedLogregMethod(FittedMethod):
     """Frozen sentence embeddings and a logistic regression (see the module docstring)."""
 
     kind = "embed-logreg"
-    multi_label = True
     cache_note = "n/a (each text is embedded once, frozen)"
     engine_note: ClassVar[str] = ("embed-logreg: frozen sentence embeddings (sentence-transformers) and a "
                                   "scikit-learn logistic regression; tokens are whitespace words")

@@ -17,6 +17,7 @@ from tunebench.report import (
     sections_data,
     sections_labels,
     sections_serving,
+    sections_targets,
     sections_tuning,
 )
 from tunebench.report import sections_significance as significance_sections
@@ -29,8 +30,8 @@ from tunebench.report.verdict import configuration_frame
 
 SECTIONS = [sections.headline, sections_checks.convergence_section, significance_sections.significance_section,
             significance_sections.sweep_section, sections.comparison, sections.pareto, sections.curves,
-            sections.confusion, sections_labels.per_label,  # single-label | multi-label: one of the two
-            sections_data.errors, sections_labels.errors,  # likewise
+            sections.confusion, sections_labels.per_label, sections_targets.predictions,  # one of the three
+            sections_data.errors, sections_labels.errors, sections_targets.errors,  # likewise: by data.task
             sections_data.dataset, sections.cost, sections_serving.serving_section, sections_tuning.lr_section,
             sections.recommendation, sections.environment]
 

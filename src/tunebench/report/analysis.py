@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tunebench.report.cost import cost_per_f1_point, run_cost
+from tunebench.results.decisions import headline
 from tunebench.results.diagnosis import BASELINE_KINDS, FLAGS, UNRANKABLE, is_baseline
 from tunebench.results.outputs import config_diagnosis, config_flags, results_frame
 from tunebench.spec import metrics
@@ -33,7 +34,8 @@ def headline_frame(records: list[dict[str, Any]], prices: dict[str, float]) -> p
     frame = results_frame(records)
     costs = [run_cost(r, prices) for r in records]
     frame["cost_usd"] = costs
-    frame["cost_per_f1_point"] = [cost_per_f1_point(c, r["test"]["macro_f1"]) for c, r in zip(costs, records, strict=True)]
+    frame["cost_per_f1_point"] = [cost_per_f1_point(c, r["test"][headline(r)])  # a regression's: per point of R²
+                                  for c, r in zip(costs, records, strict=True)]
     frame["train_memory_mb"] = pd.to_numeric(pd.Series([own_memory_mb(r) for r in records], dtype=object))
     reference = baseline_mask(frame)
     for col in NOT_FOR_BASELINES:
@@ -230,8 +232,9 @@ def caveats(frame: pd.DataFrame, records: list[dict[str, Any]], tuned: bool = Fa
                    + (", …" if len(absent) > 10 else "") + ".")
     sizes = records[0]["data"]["sizes"]
     if sizes["test"] < 1000 or sizes["train"] < 5000:
-        out.append(f"Small data (train {sizes['train']:,}, test {sizes['test']:,} examples): one test example "
-                   f"is {100 / max(sizes['test'], 1):.2f} points of accuracy.")
+        out.append(f"Small data (train {sizes['train']:,}, test {sizes['test']:,} examples)" + (
+            "." if records[0]["data"].get("task") == "regression" else
+            f": one test example is {100 / max(sizes['test'], 1):.2f} points of accuracy."))
     with_lr = [r for r in trained if _res(r).get("lr") is not None]
     lrs = sorted({_res(r)["lr"] for r in with_lr})
     if tuned and lrs:

@@ -19,7 +19,9 @@ from tunebench.results.text import md
 #: the figures of the evaluation table: (results.csv column without ``test_``, shown as)
 METRICS = [("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted F1"),
            ("macro_precision", "macro precision"), ("macro_recall", "macro recall"),
-           ("micro_f1", "micro-F1"), ("hamming_loss", "Hamming loss")]  # the last two: multi-label only
+           ("micro_f1", "micro-F1"), ("hamming_loss", "Hamming loss"),  # multi-label only
+           ("r2", "R²"), ("pearson", "Pearson r"), ("spearman", "Spearman ρ"), ("rmse", "RMSE"),  # regression only
+           ("mae", "MAE")]
 
 
 @dataclass
@@ -57,17 +59,20 @@ def card_data(c: CardInputs) -> Any:
 
     data = (c.record or {}).get("data") or {}
     dataset = str(c.meta.get("data", {}).get("source") or data.get("name") or "local data")
-    results = []
+    results, regression = [], c.meta.get("task") == "regression"
     if c.row is not None:
         results = [EvalResult(task_type="text-classification", dataset_type=dataset, dataset_name=dataset,
                               dataset_split="test", metric_type=key.split("_")[-1] if key != "accuracy" else key,
                               metric_name=f"test {shown}", metric_value=round(float(c.row[f"test_{key}"]), 4),
                               metric_config=key.split("_")[0] if "_" in key else None)
-                   for key, shown in METRICS[:3] if c.row.get(f"test_{key}") is not None]
+                   for key, shown in METRICS if key in (("r2", "pearson", "rmse") if regression else
+                                                        ("accuracy", "macro_f1", "weighted_f1"))
+                   if c.row.get(f"test_{key}") is not None]
     return ModelCardData(
         base_model=c.base_model, library_name="peft" if c.form == "adapter" else "transformers",
         pipeline_tag="text-classification", tags=["tunebench", "text-classification", c.meta.get("strategy", "")],
-        metrics=["accuracy", "f1"], model_name=f"{_base_name(c.base_model)} {c.meta.get('strategy')} ({dataset})",
+        metrics=["r_squared", "pearsonr"] if regression else ["accuracy", "f1"],
+        model_name=f"{_base_name(c.base_model)} {c.meta.get('strategy')} ({dataset})",
         eval_results=results or None)
 
 
@@ -97,6 +102,13 @@ def _intro(c: CardInputs) -> str:
             "model": "a plain transformers model",
             "adapter": "a peft adapter on the base model" + (f" ({c.why_not_merged})" if c.why_not_merged else "")}
     multi = c.meta.get("task") == "multi_label"
+    if c.meta.get("task") == "regression":  # one numeric output: the target, in its own units
+        return (f"# {md(_base_name(c.base_model))} · {md(c.meta.get('strategy', '?'))}\n\n"
+                f"Text regression{pair}: predicts {code(names[0])}, fine-tuned from {code(c.base_model)} with "
+                f"{code(c.meta.get('strategy', '?'))} by [tunebench](https://pypi.org/project/tunebench/), run "
+                f"`{c.meta.get('run_id', '?')}`, on the target standardised by its training mean and sd; the head "
+                f"here is rescaled, so the output is in the target's units. This folder holds "
+                f"{form.get(c.form, c.form)}.")
     kind = "Multi-label text classification" if multi else "Text classification"
     return (f"# {md(_base_name(c.base_model))} · {md(c.meta.get('strategy', '?'))}\n\n"
             f"{kind}{pair} into {len(names)} labels ({shown}){_thresholds(c)}, fine-tuned from {code(c.base_model)} "
@@ -131,7 +143,11 @@ def _usage(c: CardInputs) -> str:
                 else 'classify("some text")')
         code = ('from transformers import pipeline\n\n'
                 f'classify = pipeline("text-classification", model="THIS_FOLDER")\n{call}')
-        if c.meta.get("task") == "multi_label" and c.meta.get("thresholds"):  # sigmoid scores, the run's thresholds
+        if c.meta.get("task") == "regression":
+            code = ('from transformers import pipeline\n\n'
+                    'predict = pipeline("text-classification", model="THIS_FOLDER", function_to_apply="none")\n'
+                    f'{call.replace("classify", "predict")}[0]["score"]  # the predicted target')
+        elif c.meta.get("task") == "multi_label" and c.meta.get("thresholds"):  # sigmoid scores, the run's thresholds
             thresholds = dict(zip(c.meta["label_names"], c.meta["thresholds"], strict=True))
             code = ('from transformers import pipeline\n\n'
                     'classify = pipeline("text-classification", model="THIS_FOLDER", top_k=None)  # a sigmoid per label\n'
@@ -183,7 +199,11 @@ def _training(c: CardInputs) -> str:
                      f"(best validation {code(r.get('selection_metric', 'macro_f1'))})")
         weights = r.get("class_weights")
         shown = ", ".join(f"{md(n)} {w:.3g}" for n, w in zip(c.meta["label_names"], weights or [], strict=False))
-        if c.meta.get("task") == "multi_label":
+        if c.meta.get("task") == "regression":
+            lines.append("- loss: mean squared error of the standardised target (mean "
+                         f"{c.meta['target_scale'][0]:.6g}, sd {c.meta['target_scale'][1]:.6g})"
+                         if c.meta.get("target_scale") else "- loss: mean squared error")
+        elif c.meta.get("task") == "multi_label":
             lines.append("- loss: binary cross-entropy per label" + (f", positive weights {shown}" if weights
                                                                      else ", unweighted"))
         else:

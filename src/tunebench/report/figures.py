@@ -125,22 +125,28 @@ def _bars(ax, labels: list[str], values: list[float], title: str, fmt: str, log:
                         textcoords="offset points")
 
 
+#: the quality panel's two bars: (frame column, legend) each; a regression's (QUALITY_REGRESSION): R², Pearson r
+QUALITY = (("test_accuracy", "accuracy"), ("test_macro_f1", "macro-F1"))
+QUALITY_REGRESSION = (("test_pearson", "Pearson r"), ("test_r2", "R²"))
+
+
 @styled
-def comparison(frame: pd.DataFrame, path: Path) -> Path:
-    """Four panels as the financial-sentiment study drew them: quality, parameters, time, cost.
+def comparison(frame: pd.DataFrame, path: Path, quality: tuple[tuple[str, str], ...] = QUALITY) -> Path:
+    """Four panels as the financial-sentiment study drew them: quality (``quality``'s two metrics), parameters,
+    time, cost.
 
     A baseline's trainable share is "—" (it trains no network).  Above :data:`COMPARISON_COLUMNS_MAX` configurations,
     or names with tuned rates, the bars lie down (a row each, its name once): rotated long names ran into each other."""
     labels = list(frame["strategy"])
     if len(labels) > COMPARISON_COLUMNS_MAX or any("\n" in t for t in tick_labels(labels)):  # tuned: long names
-        return _comparison_rows(frame, labels, path)
+        return _comparison_rows(frame, labels, path, quality)
     fig, axes = _new(4, width=3.6)
     xs = np.arange(len(labels))
     ax = axes[0]
-    ax.bar(xs - 0.2, frame["test_accuracy"], 0.4, label="accuracy", color="#4c72b0")
-    ax.bar(xs + 0.2, frame["test_macro_f1"], 0.4, label="macro-F1", color="#dd8452")
+    for dx, (col, name), shade in zip((-0.2, 0.2), quality, ("#4c72b0", "#dd8452"), strict=True):
+        ax.bar(xs + dx, frame[col], 0.4, label=name, color=shade)
     ax.set_xticks(xs, tick_labels(labels), rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(min(0.0, *(float(v) for c, _ in quality for v in frame[c] if v == v)), 1.05)  # R² can be negative
     ax.set_title("Quality (test)")
     ax.legend(fontsize=7, loc="lower right")
     _bars(axes[1], labels, list(frame["trainable_share_pct"]), "Trainable parameters (%)", ".2f", log=True)
@@ -153,14 +159,14 @@ def comparison(frame: pd.DataFrame, path: Path) -> Path:
 COMPARISON_COLUMNS_MAX = 8
 
 
-def _comparison_rows(frame: pd.DataFrame, labels: list[str], path: Path) -> Path:
+def _comparison_rows(frame: pd.DataFrame, labels: list[str], path: Path, quality: tuple[tuple[str, str], ...]) -> Path:
     """The comparison figure for many configurations: horizontal bars, one row each, top to bottom."""
     fig, axes = _new(4, width=3.3, height=1.4 + 0.3 * len(labels))
     ys = np.arange(len(labels))
     ax = axes[0]
-    ax.barh(ys - 0.2, frame["test_accuracy"], 0.4, label="accuracy", color="#4c72b0")
-    ax.barh(ys + 0.2, frame["test_macro_f1"], 0.4, label="macro-F1", color="#dd8452")
-    ax.set_xlim(0, 1.05)
+    for dy, (col, name), shade in zip((-0.2, 0.2), quality, ("#4c72b0", "#dd8452"), strict=True):
+        ax.barh(ys + dy, frame[col], 0.4, label=name, color=shade)
+    ax.set_xlim(min(0.0, *(float(v) for c, _ in quality for v in frame[c] if v == v)), 1.05)
     ax.set_title("Quality (test)")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=2,  # 20 pt under the axis, its ticks
               bbox_transform=ax.transAxes + ScaledTranslation(0, -20 / 72, fig.dpi_scale_trans))
@@ -198,12 +204,12 @@ def axis_values(frame: pd.DataFrame, col: str, log: bool) -> list[float | None]:
 
 
 @styled
-def pareto(frame: pd.DataFrame, path: Path, memory_label: str = "memory (MB)") -> Path:
-    """Test macro-F1 against each cost axis; the non-dominated runs joined by a line.
+def pareto(frame: pd.DataFrame, path: Path, memory_label: str = "memory (MB)", metric: str = "macro_f1") -> Path:
+    """Test ``metric`` (macro-F1; a regression's R²) against each cost axis; the non-dominated runs joined by a line.
 
     ``memory_label``: what the memory axis measures (:func:`tunebench.report.analysis.memory_measure`)."""
     fig, axes = _new(3)
-    f1 = list(frame["test_macro_f1"])
+    f1, shown = list(frame[f"test_{metric}"]), {"r2": "R²"}.get(metric, "macro-F1")
     for ax, (col, label, log) in zip(axes, PARETO_AXES, strict=True):
         label = memory_label if col == "train_memory_mb" else label
         xs = axis_values(frame, col, log)
@@ -216,8 +222,8 @@ def pareto(frame: pd.DataFrame, path: Path, memory_label: str = "memory (MB)") -
         if log:
             log_axis(ax, "x", xs)
         ax.set_xlabel(label)
-        ax.set_ylabel("test macro-F1")
-        ax.set_title(f"macro-F1 vs {label.split(' (')[0]}")
+        ax.set_ylabel(f"test {shown}")
+        ax.set_title(f"{shown} vs {label.split(' (')[0]}")
     handles, labels = axes[0].get_legend_handles_labels()
     if len(handles) > LEGEND_IN_PANEL_MAX:  # 22 strategies' entries covered the panels: a legend below them
         fig.set_figheight(fig.get_figheight() + 0.2 * math.ceil(len(handles) / 3))
@@ -233,14 +239,17 @@ LEGEND_IN_PANEL_MAX = 9
 
 CURVES = [("train_loss", "train loss"), ("val_loss", "validation loss"), ("val_accuracy", "validation accuracy"),
           ("val_macro_f1", "validation macro-F1")]
+#: a regression's: its losses are the standardised target's mean squared error
+CURVES_REGRESSION = [("train_loss", "train loss (MSE, standardised)"), ("val_loss", "validation loss (same)"),
+                     ("val_r2", "validation R²")]
 
 
 @styled
-def curves(records: list[dict[str, Any]], path: Path) -> Path:
+def curves(records: list[dict[str, Any]], path: Path, panels: list[tuple[str, str]] = CURVES) -> Path:
     """Per-epoch curves, one line per run that has them (a baseline has none: no line, no legend entry);
     epochs are whole numbers on the axis.  The legend sits in the first panel that has a line."""
-    fig, axes = _new(4, width=3.4)
-    for ax, (key, title) in zip(axes, CURVES, strict=True):
+    fig, axes = _new(len(panels), width=3.4)
+    for ax, (key, title) in zip(axes, panels, strict=True):
         for i, r in enumerate(records):  # colours by position, as in the other figures
             pts = [(c["epoch"], c[key]) for c in r.get("curves") or [] if c.get(key) is not None]
             if pts:
@@ -293,35 +302,6 @@ def per_class_f1(table: pd.DataFrame, path: Path, title: str = "Per-class test F
     ax.set_ylabel("F1")
     ax.set_title(title)
     ax.legend(fontsize=7)
-    return save(fig, path)
-
-
-@styled
-def error_labels(counts: dict[str, Any], names: list[str], path: Path, legend=("true label", "predicted label")) -> Path:
-    """Per run: how errors distribute over true labels and over predicted labels (multi-label: missed, said wrongly)."""
-    fig, axes = _new(len(counts), width=max(3.2, 0.4 * len(names) + 1.5))
-    xs = np.arange(len(names))
-    for ax, (run, (true, pred)) in zip(axes, counts.items(), strict=True):
-        ax.bar(xs - 0.2, true, 0.4, label=legend[0], color="#4c72b0")
-        ax.bar(xs + 0.2, pred, 0.4, label=legend[1], color="#c44e52")
-        ax.set_xticks(xs, plain(names), rotation=45, ha="right", fontsize=7)
-        ax.set_title(f"errors of {text(run)}")
-        ax.margins(y=0.3)  # headroom above the bars: the legend sat on them (the default study's full run)
-    axes[0].legend(fontsize=7, loc="upper right", ncol=2)
-    return save(fig, path)
-
-
-@styled
-def probability_gaps(gaps: dict[str, dict[int, list[float]]], names: list[str], path: Path) -> Path:
-    """Per run: box plots of predicted-minus-true probability of errors, per true class."""
-    fig, axes = _new(len(gaps), width=max(3.2, 0.4 * len(names) + 1.5))
-    for ax, (run, by_class) in zip(axes, gaps.items(), strict=True):
-        data = [by_class.get(k, []) for k in range(len(names))]
-        ax.boxplot([d if d else [np.nan] for d in data], tick_labels=plain(names))
-        ax.tick_params(axis="x", rotation=45, labelsize=7)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("p(predicted) − p(true)")
-        ax.set_title(f"errors of {text(run)}")
     return save(fig, path)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from tunebench.errors import SpecError
 from tunebench.results.store import STORE_NAME, Store, label_of
+from tunebench.spec import metrics
 
 PROFILE_NAME = "dataset_profile.json"
 #: a study's tuning trials are stored as the study ``<name>:tuning``
@@ -121,9 +122,13 @@ def verdict_settings(record: dict[str, Any], overrides: dict[str, Any] | None = 
     stored = (record.get("study_spec") or {}).get("verdict") or {}
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     try:
-        return VerdictSpec(**{**stored, **given}).model_dump()
+        settings = VerdictSpec(**{**stored, **given}).model_dump()
+        metrics.check_task(settings["metric"], (record.get("data") or {}).get("task") or "single_label", "--metric")
+        return settings
     except ValidationError as exc:
         raise SpecError(_explain(exc, "verdict")) from None
+    except ValueError as exc:  # a metric of another task shape (micro_f1 of a single-label study)
+        raise SpecError(str(exc)) from None
 
 
 def choose_study(store: Store, records: list[dict[str, Any]], study: str | None, out_dir: Path) -> str:

@@ -118,9 +118,18 @@ def _rows(ctx: Context, columns: list[tuple[str, str, str]], marks: dict[str, se
     return rows
 
 
+def headline_columns(task: str = "single_label") -> list[tuple[str, str, str]]:
+    """The headline's columns for a study of ``task``: :data:`HEADLINE`, a regression's with R² and RMSE."""
+    if task != "regression":
+        return HEADLINE
+    return [*HEADLINE[:4], _metric("val", "r2"), _metric("test", "r2"), _metric("test", "rmse"), HEADLINE[-1]]
+
+
 def headline(ctx: Context) -> Section:
     marks = analysis.best_rows(ctx.frame)
-    rows = _rows(ctx, HEADLINE, marks)
+    task = task_of(ctx.records)
+    columns = headline_columns(task)
+    rows = _rows(ctx, columns, marks)
     for rec, cells in zip(ctx.records, rows, strict=True):
         cells.insert(1, Cell(settings(rec)))
     caption = ("★ marks the best value of each column. Cost is the measured train time times the price of the "
@@ -134,16 +143,16 @@ def headline(ctx: Context) -> Section:
                                                                                     strict=True)):
         caption += (" ⚠ marks a configuration flagged by the convergence checks (see Convergence checks): a collapsed "
                     "or still-improving one is not ranked as beaten; an overfitting one is (its best epoch is kept).")
-    headers = ["strategy", "settings"] + [h for h, _, _ in HEADLINE]
+    headers = ["strategy", "settings"] + [h for h, _, _ in columns]
     if ctx.inputs.repeated:
-        headline_name = metrics.by_name(metrics.DEFAULT_SELECTION).header("test")
+        headline_name = metrics.by_name(metrics.default_for(task)).header("test")
         summ = significance.summaries(ctx.inputs.runs)
         for rec, cells in zip(ctx.records, rows, strict=True):
-            ci = summ[rec["strategy"]][f"test_{metrics.DEFAULT_SELECTION}"]
+            ci = summ[rec["strategy"]][f"test_{metrics.default_for(task)}"]
             cells[2:2] = [cell(ci.n), Cell(significance.fmt_interval(ci.low, ci.high))]
         caption += (" Several seeds: every number is the mean over a configuration's seeds; ± is their standard "
                     f"deviation; the interval is a 95% t interval of the mean {headline_name} (n − 1 degrees of freedom).")
-        headers = ["configuration", "settings", "seeds", f"{headline_name} 95% CI"] + [h for h, _, _ in HEADLINE]
+        headers = ["configuration", "settings", "seeds", f"{headline_name} 95% CI"] + [h for h, _, _ in columns]
     more_columns = headline_more(task_of(ctx.records))
     more = _rows(ctx, more_columns, marks)
     more_caption = ("process peak MB: the whole process's peak memory as results.csv stores it (on the CPU it "
@@ -154,7 +163,9 @@ def headline(ctx: Context) -> Section:
 
 
 def comparison(ctx: Context) -> Section:
-    fig = figures.comparison(ctx.frame, ctx.figure("comparison.png"))
+    regression = task_of(ctx.records) == "regression"
+    fig = figures.comparison(ctx.frame, ctx.figure("comparison.png"),
+                             figures.QUALITY_REGRESSION if regression else figures.QUALITY)
     return Section("comparison", "2. Comparison", [Figure(fig, "Quality, parameter efficiency (log scale; — for a "
                                                               "baseline, which trains no network), training time and "
                                                               "estimated cost per run.")])
@@ -162,8 +173,9 @@ def comparison(ctx: Context) -> Section:
 
 def pareto(ctx: Context) -> Section:
     memory = analysis.memory_measure(ctx.records)[0]
-    fig = figures.pareto(ctx.frame, ctx.figure("pareto.png"), memory)
-    f1 = list(ctx.frame["test_macro_f1"])
+    metric = metrics.default_for(task_of(ctx.records))
+    fig = figures.pareto(ctx.frame, ctx.figure("pareto.png"), memory, metric)
+    f1 = list(ctx.frame[f"test_{metric}"])
     rows = []
     for col, label, log in figures.PARETO_AXES:
         label = memory if col == "train_memory_mb" else label
@@ -171,14 +183,16 @@ def pareto(ctx: Context) -> Section:
         front = analysis.pareto_front(xs, f1)
         rows.append([label, ", ".join(ctx.frame["strategy"].iloc[i] for i in front) or "—"])
     return Section("pareto", "3. Pareto fronts", [
-        Figure(fig, "Test macro-F1 against cost; the dashed line joins the runs no other run beats on both axes. "
-                    "Memory is each run's own (see the headline); a run with no parameters is left out of the "
+        Figure(fig, f"Test {metrics.display(metric)} against cost; the dashed line joins the runs no other run beats on "
+                    "both axes. Memory is each run's own (see the headline); a run with no parameters is left out of the "
                     "log-scale parameters panel."),
         text_table(["cost axis", "non-dominated runs (cheapest first)"], rows, key="pareto")])
 
 
 def curves(ctx: Context) -> Section:
-    fig = figures.curves(ctx.records, ctx.figure("curves.png"))
+    regression = task_of(ctx.records) == "regression"
+    fig = figures.curves(ctx.records, ctx.figure("curves.png"), figures.CURVES_REGRESSION if regression
+                         else figures.CURVES)
     shown = [metrics.by_name(name) for name in metrics.names()
              if any(metrics.curve_key(name) in c for r in ctx.records for c in r["curves"])]  # accuracy, macro-F1, ...
     rows = [[r["strategy"], c["epoch"], cell(c.get("train_loss"), ".4f"), cell(c.get("val_loss"), ".4f"),
@@ -186,14 +200,15 @@ def curves(ctx: Context) -> Section:
              "★" if c["epoch"] == r["best_epoch"] else ""]
             for r in ctx.records for c in r["curves"]]
     return Section("curves", "4. Training curves", [
-        Figure(fig, "Per-epoch train loss, validation loss, validation accuracy and macro-F1."),
+        Figure(fig, "Per-epoch train loss, validation loss and validation R²." if regression else
+               "Per-epoch train loss, validation loss, validation accuracy and macro-F1."),
         text_table(["run", "epoch", "train loss", "val loss", *(m.header("val", short=m.name == "accuracy") for m in shown),
                     "epoch s", "best"], rows, key="curves",
                    caption=f"★ the epoch kept (best validation {selection_names(ctx.records)}), evaluated on test.")])
 
 
 def confusion(ctx: Context) -> Section | None:
-    if ctx.records[0]["data"].get("task") == "multi_label":  # no confusion matrix: sections_labels.per_label
+    if ctx.records[0]["data"].get("task") in ("multi_label", "regression"):  # sections_labels / sections_targets
         return None
     section = Section("confusion", "5. Confusion matrices and per-class F1")
     table = analysis.per_class_f1(ctx.records)
@@ -299,7 +314,8 @@ def intro(ctx: Context) -> list[str]:
     refs = [r["strategy"] for r in ctx.records if is_baseline(r)]
     beside = f" beside {len(refs)} baseline{'s' * (len(refs) != 1)} ({', '.join(refs)})" if refs else ""
     model = next((r["model"]["name"] for r in ctx.records if not is_baseline(r)), first["model"]["name"])
-    kinds = "labels, multi-label" if data.get("task") == "multi_label" else "classes"
+    kinds = {"multi_label": "labels, multi-label", "regression": "numeric target, regression"}.get(
+        data.get("task", ""), "classes")
     return [f"Study '{ctx.inputs.study}': {len(tuned)} strategies ({', '.join(tuned)}) fine-tuning {model}{beside} on "
             f"{data['name']} ({len(data['label_names'])} {kinds}; train {sizes['train']:,}, validation "
             f"{sizes['validation']:,}, test {sizes['test']:,}), same splits, seed and evaluation for every run, "

@@ -10,6 +10,7 @@ from tunebench.report.sections import Context
 from tunebench.results.diagnosis import (
     COLLAPSE_MARGIN,
     COLLAPSE_SHARE,
+    CONSTANT_SPREAD,
     IMPROVING_GAIN,
     OVERFIT_MIN_RISE,
     OVERFIT_RISE,
@@ -49,18 +50,26 @@ def convergence_section(ctx: Context) -> Section | None:
                      cell(e.get("val_loss_rise_pct"), "+.0f"),
                      cell(None if share is None else 100 * share, ".0f"),
                      cell(e.get("val_macro_f1"), ".3f"), cell(e.get("majority_macro_f1"), ".3f")])
+    regression = (runs[0].get("data") or {}).get("task") == "regression"
+    if regression:  # the same checks on R², against the mean baseline; a constant prediction is a collapse
+        rule = (f"Collapsed: the kept epoch's validation predictions vary by less than {100 * CONSTANT_SPREAD:.0f} % "
+                f"of the target's standard deviation (a constant), or its validation R² within {COLLAPSE_MARGIN} of "
+                f"the mean baseline's. Still improving: the best epoch is the last and validation R² gained at least "
+                f"{100 * IMPROVING_GAIN:.0f} point in it")
     section = Section("convergence", "Convergence checks", [Para(
-        f"A run that did not train is no evidence against its strategy. Every check reads training and validation "
-        f"data only (the test split decides nothing but the final scores). Collapsed: at least "
-        f"{100 * COLLAPSE_SHARE:.0f} % of the kept epoch's validation predictions are one class (unless the "
-        f"validation labels are too), or its validation macro-F1 within {COLLAPSE_MARGIN} of the majority "
-        f"baseline's. Still improving: the best epoch is the last and validation macro-F1 gained at least "
-        f"{100 * IMPROVING_GAIN:.0f} point in it (a one-epoch run: against epoch 0, the score before training). "
+        "A run that did not train is no evidence against its strategy. Every check reads training and validation "
+        "data only (the test split decides nothing but the final scores). " + (rule if regression else (
+            f"Collapsed: at least {100 * COLLAPSE_SHARE:.0f} % of the kept epoch's validation predictions are one "
+            f"class (unless the validation labels are too), or its validation macro-F1 within {COLLAPSE_MARGIN} of "
+            f"the majority baseline's. Still improving: the best epoch is the last and validation macro-F1 gained "
+            f"at least {100 * IMPROVING_GAIN:.0f} point in it"))
+        + " (a one-epoch run: against epoch 0, the score before training). "
         f"Overfitting: the last validation loss is at least {100 * OVERFIT_RISE:.0f} % (and {OVERFIT_MIN_RISE}) "
         "above its minimum, reached earlier, while training loss fell. The recommendation does not rank a "
         "collapsed or still-improving run as beaten."),
         text_table(["run", "diagnosis", "best epoch / run", "last-epoch gain (points)", "val loss vs its min %",
-                    "top predicted class % (val)", "val macro-F1", "majority val macro-F1"], rows,
+                    "top predicted class % (val)", *(["val R²", "mean-baseline val R²"] if regression else
+                                                     ["val macro-F1", "majority val macro-F1"])], rows,
                    key="convergence")])
     flagged = flagged_runs(runs)
     if flagged:

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from tunebench.report import error_analysis as ea
-from tunebench.report import figures
+from tunebench.report import figures, figures_errors
 from tunebench.report.document import Bullets, Figure, Para, Section, cell, text_table
 from tunebench.report.sections import Context, predicted, short
 from tunebench.results.diagnosis import is_baseline
@@ -15,7 +15,7 @@ WORDS_PER_RUN = 10
 
 
 def errors(ctx: Context) -> Section | None:
-    if ctx.records[0]["data"].get("task") == "multi_label":  # label by label: sections_labels.errors
+    if ctx.records[0]["data"].get("task") in ("multi_label", "regression"):  # sections_labels / sections_targets
         return None
     section = Section("errors", "6. Error analysis")
     preds = predicted(ctx)
@@ -27,13 +27,13 @@ def errors(ctx: Context) -> Section | None:
     if texts is not None:
         section.add(_word_lift(ctx, preds, labels, texts))
     counts = {run: ea.error_label_counts(labels, p, len(names)) for run, p in preds.items()}
-    section.add(Figure(figures.error_labels(counts, names, ctx.figure("error_labels.png")),
+    section.add(Figure(figures_errors.error_labels(counts, names, ctx.figure("error_labels.png")),
                        "Among each run's errors: the true labels and the labels predicted instead."))
     rows = [[name] + [f"{true[k]} / {pred[k]}" for true, pred in counts.values()] for k, name in enumerate(names)]
     section.add(text_table(["class"] + [f"{run} (true / predicted)" for run in counts], rows, key="error-labels"))
     gaps = {r["strategy"]: ea.probability_gaps(*ctx.inputs.predictions[r["run_id"]])
             for r in ctx.records if r["run_id"] in ctx.inputs.predictions}
-    section.add(Figure(figures.probability_gaps(gaps, names, ctx.figure("probability_gaps.png")),
+    section.add(Figure(figures_errors.probability_gaps(gaps, names, ctx.figure("probability_gaps.png")),
                        "Predicted-minus-true probability of each error, per true class: near 1 means confidently "
                        "wrong, near 0 a near miss."))
     section.add(_disagreements(preds, labels, names, texts), _confident(ctx, names, texts))
@@ -98,8 +98,8 @@ def dataset(ctx: Context) -> Section:
 
 def _from_profile(ctx: Context, profile: dict[str, Any]) -> Section:
     section = Section("dataset", "7. Dataset")
-    multi = profile.get("task") == "multi_label"
-    kinds = "labels (multi-label: a row holds any number of them; counts are rows holding each)" if multi else "classes"
+    kinds = {"multi_label": "labels (multi-label: a row holds any number of them; counts are rows holding each)",
+             "regression": "numeric target (regression)"}.get(profile.get("task", ""), "classes")
     section.add(Para(f"{profile.get('name')} ({profile.get('origin')}); {len(profile.get('label_names', []))} {kinds}; "
                      f"{'sentence pairs' if profile.get('is_pair') else 'single texts'}; tokenizer "
                      f"{profile.get('tokenizer')}, max length {profile.get('max_length')} (from dataset_profile.json)."))
@@ -107,6 +107,11 @@ def _from_profile(ctx: Context, profile: dict[str, Any]) -> Section:
     labels = profile.get("label_names") or sorted({k for s in splits.values() for k in s.get("label_counts", {})})
     rows = [[lab] + [s.get("label_counts", {}).get(lab, 0) for s in splits.values()] for lab in labels]
     section.add(text_table(["label"] + list(splits), rows, key="label-counts", caption="Examples per label and split."))
+    if any("target" in sp for sp in splits.values()):  # a regression: the target's distribution per split
+        keys = ("mean", "sd", "min", "q1", "median", "q3", "max")
+        section.add(text_table(["split", *keys], [[name] + [cell((sp.get("target") or {}).get(k), ".4g") for k in keys]
+                                                  for name, sp in splits.items()], key="target",
+                               caption="The target per split."))
     tok = [[name, s.get("rows"), cell((s.get("tokens") or {}).get("mean"), ".1f"), (s.get("tokens") or {}).get("median"),
             (s.get("tokens") or {}).get("p95"), (s.get("tokens") or {}).get("max"),
             cell((s.get("tokens") or {}).get("truncated_share"), ".1%"), s.get("empty_texts"), s.get("duplicates")]

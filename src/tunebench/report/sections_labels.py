@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tunebench.report import error_analysis as ea
-from tunebench.report import figures
+from tunebench.report import figures, figures_errors
 from tunebench.report.analysis import per_class_f1
 from tunebench.report.document import Figure, Para, Section, cell, text_table
 from tunebench.report.sections import MANY_CLASSES, Context, short
@@ -76,7 +76,7 @@ def errors(ctx: Context) -> Section | None:
     section.add(Para(ctx.inputs.texts.note))
     counts = {run: (((labels == 1) & (p == 0)).sum(axis=0).tolist(), ((labels == 0) & (p == 1)).sum(axis=0).tolist())
               for run, p in answers.items()}
-    section.add(Figure(figures.error_labels(counts, names, ctx.figure("error_labels.png"),
+    section.add(Figure(figures_errors.error_labels(counts, names, ctx.figure("error_labels.png"),
                                             legend=("missed (false negative)", "said wrongly (false positive)")),
                        "Per label: the test examples each run missed and the ones it said the label for wrongly."))
     rows = [[name] + [f"{fn[k]} / {fp[k]}" for fn, fp in counts.values()] for k, name in enumerate(names)]

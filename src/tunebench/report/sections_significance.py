@@ -12,6 +12,8 @@ from tunebench.report.document import Cell, Figure, Para, Section, cell, text_ta
 from tunebench.report.sections import Context
 from tunebench.report.verdict import comparison_family
 from tunebench.results import stats
+from tunebench.results.decisions import task_of
+from tunebench.spec import metrics
 
 
 def significance_section(ctx: Context) -> Section | None:
@@ -86,10 +88,11 @@ def sweep_section(ctx: Context) -> Section | None:
     if not keys:
         return None
     summ = significance.summaries(runs)
-    configs = {g: (rs[0].get("sweep") or {}, summ[g]["test_macro_f1"].mean) for g, rs in significance.groups(runs).items()}
+    metric = metrics.default_for(task_of(runs))
+    configs = {g: (rs[0].get("sweep") or {}, summ[g][f"test_{metric}"].mean) for g, rs in significance.groups(runs).items()}
     section = Section("sweep", "Sweep")
-    section.add(Para(f"Swept: {', '.join(keys)}; {len(configs)} configurations. Mean test macro-F1 over the "
-                     "configurations with each value (and the best of them); a key that applies to one kind of "
+    section.add(Para(f"Swept: {', '.join(keys)}; {len(configs)} configurations. Mean test {metrics.display(metric)} "
+                     "over the configurations with each value (and the best of them); a key that applies to one kind of "
                      "strategy (lora.r) counts only those."))
     for key in keys:
         values = _ordered([p[key] for p, _ in configs.values() if key in p])

@@ -34,7 +34,9 @@ from tunebench.report.analysis import (
     unrankable_mask,
 )
 from tunebench.report.inputs import ReportInputs
+from tunebench.results.decisions import task_of
 from tunebench.results.stats import margin_text, metric_name
+from tunebench.spec import metrics
 
 
 def configuration_frame(inputs: ReportInputs, prices: dict[str, float]) -> pd.DataFrame:
@@ -104,7 +106,7 @@ def recommendation(frame: pd.DataFrame, records: list[dict], fam: significance.F
     Baseline rows are the floor, never picked unless no fine-tuning clears them; a collapsed or
     still-improving row is never ranked as beaten (its sentence says what to do instead).  ``tuned``:
     the learning rates came from tuning.  Without ``fam`` (nothing compared) only point estimates."""
-    metric = fam.metric if fam is not None else "macro_f1"
+    metric = fam.metric if fam is not None else metrics.default_for(task_of(records))
     col, name = f"test_{metric}", metric_name(metric)
     base, bad = baseline_mask(frame), unrankable_mask(frame)
     finetuned, ranked = frame[~base], frame[~base & ~bad]
@@ -122,8 +124,9 @@ def recommendation(frame: pd.DataFrame, records: list[dict], fam: significance.F
         return picks + not_ranked(frame), caveats(frame, records, tuned)
     top = ranked.loc[ranked[col].idxmax()]
     among = " among the strategies that converged" if bad.any() else ""
-    picks.append(f"Highest mean test {name}{among}: {top['strategy']} (test {name} {top[col]:.3f}, "
-                 f"accuracy {top['test_accuracy']:.3f}).")
+    second = (f"accuracy {top['test_accuracy']:.3f}" if "test_accuracy" in top else  # a regression: RMSE
+              f"RMSE {top['test_rmse']:.4g}")
+    picks.append(f"Highest mean test {name}{among}: {top['strategy']} (test {name} {top[col]:.3f}, {second}).")
     if fallback is None and fam is not None and fam.reference is not None:
         picks.append(_answer(frame, ranked, finetuned, fam, col, name))
     fast = finetuned.loc[finetuned["train_time_s"].idxmin()]

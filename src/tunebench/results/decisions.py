@@ -1,9 +1,9 @@
-"""From a model's outputs to its answers, for both task shapes: the one place that knows how.
+"""From a model's outputs to its answers, for every task shape: the one place that knows how.
 
-Single-label: the class of highest probability (``argmax``).  Multi-label: every label whose sigmoid
-probability reaches that label's threshold, the thresholds chosen on the validation split
-(:func:`choose_thresholds`) at the epoch the run keeps and applied unchanged to the test split, so the
-test split never chooses anything.  The engine, the baselines, the statistics' test predictions and the
+Single-label: the class of highest probability (``argmax``).  Regression: the output itself (one column).
+Multi-label: every label whose sigmoid probability reaches that label's threshold, the thresholds chosen on
+the validation split (:func:`choose_thresholds`) at the epoch the run keeps and applied unchanged to the test
+split, so the test split never chooses anything.  The engine, the baselines, the statistics' test predictions and the
 report all decide through :func:`decide`.
 """
 
@@ -24,9 +24,12 @@ def is_multi_label(labels: Any) -> bool:
     return np.ndim(labels) == 2
 
 
-def decide(probabilities: Any, thresholds: Sequence[float] | None = None) -> np.ndarray:
-    """Answers from outputs: class ids (``thresholds`` None) or a 0/1 row per example (multi-label)."""
+def decide(probabilities: Any, thresholds: Sequence[float] | None = None, regression: bool = False) -> np.ndarray:
+    """Answers from outputs: class ids (``thresholds`` None), a 0/1 row per example (multi-label) or, for a
+    regression, the predicted value (the outputs' one column)."""
     p = np.asarray(probabilities, dtype=float)
+    if regression:
+        return p[:, 0] if p.ndim == 2 else p
     if thresholds is None:
         return p.argmax(axis=1) if len(p) else np.zeros(0, dtype=np.int64)
     return (p >= np.asarray(thresholds, dtype=float)[None, :]).astype(np.int64)
@@ -61,9 +64,22 @@ def record_thresholds(record: dict[str, Any]) -> list[float] | None:
 
 def record_predictions(record: dict[str, Any], probabilities: Any) -> np.ndarray:
     """A stored run's answers on the split of ``probabilities`` (its test predictions as stored)."""
-    return decide(probabilities, record_thresholds(record))
+    return decide(probabilities, record_thresholds(record), (record.get("data") or {}).get("task") == "regression")
 
 
 def task_of(records: Sequence[dict[str, Any]]) -> str:
     """The task shape of a study's records (``data.task``; records of single-label studies do not say it)."""
     return next((str(r["data"]["task"]) for r in records if (r.get("data") or {}).get("task")), "single_label")
+
+
+def headline(record: dict[str, Any]) -> str:
+    """The metric a run is summed up by in one line: macro-F1, a regression's R² (``spec.metrics.default_for``)."""
+    return "r2" if (record.get("data") or {}).get("task") == "regression" else "macro_f1"
+
+
+def one_line(record: dict[str, Any]) -> str:
+    """``test macro-F1 0.812, accuracy 0.820`` (a regression: ``test R² 0.61, RMSE 1.2``) for progress lines."""
+    test = record.get("test") or {}
+    if headline(record) == "r2":
+        return f"test R² {test['r2']:.3f}, RMSE {test['rmse']:.4g}"
+    return f"test macro-F1 {test['macro_f1']:.3f}, accuracy {test['accuracy']:.3f}"

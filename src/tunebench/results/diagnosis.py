@@ -41,12 +41,14 @@ OVERFIT_RISE = 0.10
 OVERFIT_MIN_RISE = 0.02
 _EPS = 1e-9
 
+#: a regression whose validation predictions vary less than this share of the target's sd predicts a constant
+CONSTANT_SPREAD = 0.05
 #: the flags, most serious first: ``diagnosis`` is the first one raised, else "ok"
 FLAGS = ("collapsed", "still improving", "overfitting")
 #: flags that stop a run from being called beaten: it was not trained, so it lost nothing
 UNRANKABLE = ("collapsed", "still improving")
 #: kinds of the reference methods: no curves, never diagnosed
-BASELINE_KINDS = ("majority", "tfidf-logreg")
+BASELINE_KINDS = ("majority", "tfidf-logreg", "mean", "tfidf-ridge")
 
 
 def macro_f1(labels: Sequence[int], preds: Sequence[int], n_classes: int) -> float:
@@ -70,9 +72,12 @@ def majority_macro_f1_of(label_counts: Sequence[int]) -> float:
 
 
 def _collapse(pred_counts: np.ndarray | None, label_counts: np.ndarray | None, val_f1: float | None,
-              majority: float | None, majority_basis: str, predicted_sets: int | None = None
-              ) -> tuple[bool | None, dict[str, Any]]:
+              majority: float | None, majority_basis: str, predicted_sets: int | None = None,
+              spread: float | None = None) -> tuple[bool | None, dict[str, Any]]:
     ev: dict[str, Any] = {}
+    if spread is not None:  # a regression: the predictions' sd over the target's; near 0 is a constant
+        ev["prediction_spread"] = round(float(spread), 4)
+        ev["constant"] = bool(spread < CONSTANT_SPREAD)
     if predicted_sets is not None:  # multi-label: one label set answered for every example is a constant
         ev["predicted_sets"] = int(predicted_sets)
     top = int(pred_counts.argmax()) if pred_counts is not None and pred_counts.sum() else None
@@ -88,8 +93,8 @@ def _collapse(pred_counts: np.ndarray | None, label_counts: np.ndarray | None, v
     by_share = top is not None and ev["top_class_share"] >= COLLAPSE_SHARE - _EPS and \
         ev.get("top_class_label_share", 0.0) < COLLAPSE_SHARE - _EPS
     by_f1 = val_f1 is not None and majority is not None and val_f1 <= majority + COLLAPSE_MARGIN + _EPS
-    by_sets = predicted_sets is not None and predicted_sets <= 1
-    if top is None and predicted_sets is None and not (val_f1 is not None and majority is not None):
+    by_sets = (predicted_sets is not None and predicted_sets <= 1) or bool(ev.get("constant"))
+    if top is None and predicted_sets is None and spread is None and not (val_f1 is not None and majority is not None):
         return None, ev
     return bool(by_share or by_f1 or by_sets), ev
 
@@ -124,6 +129,11 @@ def _overfitting(val_loss: list[float | None], train_loss: list[float | None]) -
     return flagged, ev
 
 
+def _shown(evidence: dict[str, Any]) -> str:
+    """The metric a diagnosis judged by (macro-F1 unless its evidence names another: a regression's R²)."""
+    return {"r2": "R²"}.get(evidence.get("metric", ""), "macro-F1")
+
+
 def advice_for(flag: str, evidence: dict[str, Any], label: str = "this run") -> str:
     """One sentence for ``flag``, with the numbers of ``evidence`` (re-rendered for any label)."""
     e = evidence
@@ -132,10 +142,13 @@ def advice_for(flag: str, evidence: dict[str, Any], label: str = "this run") -> 
         what = (f"{100 * share:.0f} % of its validation predictions are one class (class {e.get('top_class')})"
                 if share is not None and share >= COLLAPSE_SHARE - _EPS else
                 "it answers the same label set for every validation example" if e.get("predicted_sets") == 1 else
+                "it predicts nearly the same value for every validation example" if e.get("constant") else
                 "its validation predictions are no better than a constant")
         score = e.get("val_macro_f1", e.get("test_macro_f1"))  # records diagnosed before 0.2 name the test split
         if score is not None and e.get("majority_macro_f1") is not None:
-            what += f", validation macro-F1 {score:.3f} against the majority baseline's {e['majority_macro_f1']:.3f}"
+            floor = "mean" if e.get("metric") == "r2" else "majority"
+            what += (f", validation {_shown(e)} {score:.3f} against the {floor} baseline's "
+                     f"{e['majority_macro_f1']:.3f}")
         if e.get("fitted"):
             return (f"{label} collapsed: {what}; it is fitted by its own recipe, not tuned: check its options (C, "
                     "iterations, lr=) and the data before comparing it.")
@@ -149,7 +162,7 @@ def advice_for(flag: str, evidence: dict[str, Any], label: str = "this run") -> 
                 "to compare it with; rerun it (the engine now measures epoch 0) or give it more epochs.")
     if flag == "still improving":
         return (f"{label} did not converge: best epoch = last ({e.get('best_epoch')} of {e.get('epochs_run')}), "
-                f"+{100 * e.get('last_gain', 0.0):.1f} points of validation macro-F1 in it; "
+                f"+{100 * e.get('last_gain', 0.0):.1f} points of validation {_shown(e)} in it; "
                 + ("its rate is already tuned: rerun with more epochs." if e.get("tuned")
                    else "rerun with --tune or more epochs."))
     if flag == "overfitting":
@@ -166,7 +179,7 @@ def diagnose(curves: list[dict[str, Any]], val_predictions: Sequence[int] | None
              label: str = "this run", pred_counts: Sequence[int] | None = None,
              label_counts: Sequence[int] | None = None, tuned: bool = False,
              initial: dict[str, Any] | None = None, fitted: bool = False,
-             predicted_sets: int | None = None) -> dict[str, Any]:
+             predicted_sets: int | None = None, metric: str = "macro_f1", spread: float | None = None) -> dict[str, Any]:
     """The diagnosis of one run: ``{"diagnosis", "flags", "evidence", "advice", "advices", "undecided"}``.
 
     ``curves``: the run's per-epoch dicts (``epoch, train_loss, val_loss, val_accuracy,
@@ -178,17 +191,22 @@ def diagnose(curves: list[dict[str, Any]], val_predictions: Sequence[int] | None
     gives them; ``initial``: the validation score before training (epoch 0); ``label`` names the run
     in the advice; ``fitted``: a fitted candidate (embed-logreg, setfit), which has no epochs by design — only
     collapse is judged, and its lack of curves is said as such, never flagged; ``predicted_sets``: a multi-label
-    run's count of distinct label sets answered on validation (1: collapsed).  ``diagnosis`` is the most
+    run's count of distinct label sets answered on validation (1: collapsed); ``metric``: the validation curve the
+    checks read (``val_<metric>``; a regression's ``r2``, whose ``val_macro_f1`` / ``majority_macro_f1`` arguments
+    then carry R²s); ``spread``: a regression's prediction sd over the target's (below
+    :data:`CONSTANT_SPREAD`: collapsed).  ``diagnosis`` is the most
     serious flag (:data:`FLAGS`) or "ok"; ``advice`` one
     sentence per flag, joined (``advices``: by flag); ``undecided`` says which checks the inputs
     could not decide.
     """
     evidence: dict[str, Any] = {"tuned": True} if tuned else {}
+    if metric != "macro_f1":
+        evidence["metric"] = metric
     if fitted:
         evidence["fitted"] = True
     undecided: list[str] = []
     curves = sorted(curves or [], key=lambda c: c.get("epoch", 0))
-    f1 = [float(c["val_macro_f1"]) for c in curves if c.get("val_macro_f1") is not None]
+    f1 = [float(c[f"val_{metric}"]) for c in curves if c.get(f"val_{metric}") is not None]
 
     if pred_counts is not None:
         pred_counts = np.asarray(pred_counts, dtype=float)
@@ -206,9 +224,10 @@ def diagnose(curves: list[dict[str, Any]], val_predictions: Sequence[int] | None
     if majority_macro_f1 is None and label_counts is not None:
         majority_macro_f1, basis = majority_macro_f1_of(label_counts), "validation labels"
     flags: list[str] = []
-    start = (initial or {}).get("val_macro_f1")
-    checks = {"collapsed": _collapse(pred_counts, label_counts, val_macro_f1, majority_macro_f1, basis, predicted_sets)
-              if pred_counts is not None or predicted_sets is not None
+    start = (initial or {}).get(f"val_{metric}")
+    checks = {"collapsed": _collapse(pred_counts, label_counts, val_macro_f1, majority_macro_f1, basis, predicted_sets,
+                                     spread)
+              if pred_counts is not None or predicted_sets is not None or spread is not None
               or (val_macro_f1 is not None and majority_macro_f1 is not None) else (None, {}),
               "still improving": _improving(f1, None if start is None else float(start)),
               "overfitting": _overfitting([c.get("val_loss") for c in curves], [c.get("train_loss") for c in curves])}
@@ -269,7 +288,15 @@ def diagnose_record(record: dict[str, Any], majority_macro_f1: float | None = No
         preds, labels = m.sum(axis=0), m.sum(axis=1)
     name = label or record.get("label") or record.get("strategy", "this run")
     tuned = bool(((stored or {}).get("evidence") or {}).get("tuned")) if isinstance(stored, dict) else False
+    regression = (record.get("data") or {}).get("task") == "regression"
     return diagnose(record.get("curves") or [], majority_macro_f1=majority_macro_f1,
-                    val_macro_f1=val.get("macro_f1"), label=name, pred_counts=preds, label_counts=labels,
-                    tuned=tuned, initial=record.get("val_initial"), fitted=bool(record.get("fitted")),
-                    predicted_sets=val.get("predicted_sets"))
+                    val_macro_f1=val.get("r2" if regression else "macro_f1"), label=name, pred_counts=preds,
+                    label_counts=labels, tuned=tuned, initial=record.get("val_initial"),
+                    fitted=bool(record.get("fitted")), predicted_sets=val.get("predicted_sets"),
+                    metric="r2" if regression else "macro_f1", spread=spread_of(val) if regression else None)
+
+
+def spread_of(val: dict[str, Any]) -> float | None:
+    """A regression's validation prediction sd over its target sd (None without them)."""
+    sd, target = val.get("prediction_sd"), val.get("target_sd")
+    return None if sd is None or not target else float(sd) / float(target)

@@ -37,9 +37,14 @@ AFTER_METRICS = ["precision", "device", "seed", "status", "failure", "diagnosis"
 
 def metric_fields(task: str = "single_label") -> list[tuple[str, str]]:
     """results.csv's metrics as (part, metric), from the metric table (:mod:`tunebench.spec.metrics`): the
-    headline (default selection) metric on validation, then every metric of the task shape on test; the column
-    is ``part_metric``."""
-    return [("val", metrics.DEFAULT_SELECTION), *(("test", name) for name in metrics.names(task=task))]
+    headline (the task's default selection) metric on validation, then every metric of the task shape on test;
+    the column is ``part_metric``."""
+    return [("val", metrics.default_for(task)), *(("test", name) for name in metrics.names(task=task))]
+
+
+def frame_task(frame: pd.DataFrame) -> str:
+    """The task shape of a results frame, from its metric columns (:func:`columns`)."""
+    return "regression" if "test_r2" in frame else "multi_label" if "test_micro_f1" in frame else "single_label"
 
 
 def columns(task: str = "single_label") -> list[str]:
@@ -134,7 +139,7 @@ def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 def seed_metrics(task: str = "single_label") -> list[tuple[str, str]]:
     """(part, metric) summarised per configuration over its seeds (results_by_config.csv, the report's
     intervals): the headline metric on validation, then each metric of the table that can select on test."""
-    return [("val", metrics.DEFAULT_SELECTION),
+    return [("val", metrics.default_for(task)),
             *(("test", name) for name in metrics.names(can_select=True, task=task))]
 
 
@@ -146,8 +151,7 @@ def config_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for config, part in frame[frame["status"] == "finished"].groupby("config", sort=False):
         row: dict[str, Any] = {"config": config, "strategy": part["strategy"].iloc[0], "seeds": len(part),
                                "seed_list": " ".join(str(s) for s in part["seed"])}
-        task = "multi_label" if "test_micro_f1" in frame else "single_label"  # results_frame's columns say
-        for metric in (f"{part}_{name}" for part, name in seed_metrics(task)):
+        for metric in (f"{part}_{name}" for part, name in seed_metrics(frame_task(frame))):
             s = summarize(part[metric].tolist())
             row.update({f"{metric}_mean": round(s.mean, 4), f"{metric}_std": round(s.std, 4),
                         f"{metric}_ci_low": round(s.low, 4), f"{metric}_ci_high": round(s.high, 4)})
@@ -229,21 +233,28 @@ def metric_display(part: str, name: str, short: bool = True) -> tuple[str, str, 
     return row.header(part, short), f"{part}_{name}", lambda v: format(v, row.fmt)
 
 
-#: (header, frame column, formatter) of the human-readable table, shared by Markdown and terminal.
-DISPLAY = [
-    ("strategy", "label", str),
-    ("trainable", "trainable_params", _fmt_int),
-    ("share %", "trainable_share_pct", lambda v: f"{v:.2f}"),
-    ("lr", "lr", lambda v: f"{v:g}"),
-    ("train s", "train_time_s", lambda v: f"{v:.1f}"),
-    ("ex/s", "examples_per_s", lambda v: f"{v:.1f}"),
-    ("peak MB", "peak_memory_mb", lambda v: "—" if v is None or v != v else f"{v:.0f}"),
-    ("save", "save_bytes", _fmt_bytes),
-    metric_display("val", metrics.DEFAULT_SELECTION),
-    metric_display("test", "accuracy"),
-    metric_display("test", metrics.DEFAULT_SELECTION),
-    ("check", "diagnosis", check_mark),
-]
+def display(task: str = "single_label") -> list[tuple[str, str, Callable[[Any], str]]]:
+    """(header, frame column, formatter) of the human-readable table, shared by Markdown and terminal: the task's
+    headline metric on validation and test, and accuracy (a regression: RMSE) on test."""
+    headline = metrics.default_for(task)
+    return [
+        ("strategy", "label", str),
+        ("trainable", "trainable_params", _fmt_int),
+        ("share %", "trainable_share_pct", lambda v: f"{v:.2f}"),
+        ("lr", "lr", lambda v: f"{v:g}"),
+        ("train s", "train_time_s", lambda v: f"{v:.1f}"),
+        ("ex/s", "examples_per_s", lambda v: f"{v:.1f}"),
+        ("peak MB", "peak_memory_mb", lambda v: "—" if v is None or v != v else f"{v:.0f}"),
+        ("save", "save_bytes", _fmt_bytes),
+        metric_display("val", headline),
+        metric_display("test", "rmse" if task == "regression" else "accuracy"),
+        metric_display("test", headline),
+        ("check", "diagnosis", check_mark),
+    ]
+
+
+#: the single-label table (:func:`display`)
+DISPLAY = display()
 
 
 def _shown(fmt, value: Any) -> str:
@@ -255,10 +266,11 @@ def _shown(fmt, value: Any) -> str:
 
 def display_rows(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Headers and formatted rows; a run that did not finish shows its status instead of numbers."""
-    headers = [h for h, _, _ in DISPLAY]
+    shown = display(frame_task(frame))
+    headers = [h for h, _, _ in shown]
     rows = []
     for _, row in frame.iterrows():
-        cells = [_shown(fmt, row[col]) for _, col, fmt in DISPLAY]
+        cells = [_shown(fmt, row[col]) for _, col, fmt in shown]
         if row["status"] != "finished":
             cells[0] = f"{cells[0]} ({row['status']})"
         rows.append(cells)
@@ -273,8 +285,11 @@ def seed_table(configs: pd.DataFrame) -> list[str]:
             return f"{mean:.3f}"
         return f"{mean:.3f} ± {std:.3f} [{low:.3f}, {high:.3f}]"
 
-    shown = [metric_display("test", metrics.DEFAULT_SELECTION, short=False), metric_display("test", "accuracy"),
-             metric_display("val", metrics.DEFAULT_SELECTION, short=False)]
+    task = "regression" if "test_r2_mean" in configs else "single_label"
+    headline = metrics.default_for(task)
+    shown = [metric_display("test", headline, short=False),
+             metric_display("test", "pearson" if task == "regression" else "accuracy"),
+             metric_display("val", headline, short=False)]
     lines = ["Over seeds (mean ± std [95% t interval of the mean]):", "",
              "| configuration | seeds | " + " | ".join(h for h, _, _ in shown) + " | train s |",
              "|---|---:|" + "---:|" * len(shown) + "---:|"]
@@ -302,7 +317,9 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
     lines.append(f"- **Model**: {md(model['name'])} ({_fmt_int(total)} parameters, "
                  f"{model.get('n_layers', '?')} layers)")
     sizes = data["sizes"]
-    lines.append(f"- **Data**: {md(data['name'])} — {len(data['label_names'])} classes "
+    kinds = {"multi_label": "labels (multi-label)", "regression": "target (regression)"}.get(data.get("task", ""),
+                                                                                            "classes")
+    lines.append(f"- **Data**: {md(data['name'])} — {len(data['label_names'])} {kinds} "
                  f"({', '.join(md(n) for n in data['label_names'][:10])}{', …' if len(data['label_names']) > 10 else ''}); "
                  f"train {sizes['train']:,} / validation {sizes['validation']:,} / test {sizes['test']:,}")
     lines.append("- **Split hashes** (identical for every run): " +
@@ -322,7 +339,7 @@ def summary_markdown(records: list[dict[str, Any]], frame: pd.DataFrame | None =
         lines += seed_table(config_frame(frame)) + [""]
     done = frame[frame["status"] == "finished"]  # rankings use finished runs only
     if len(done):
-        header, column, fmt = metric_display("test", metrics.DEFAULT_SELECTION, short=False)
+        header, column, fmt = metric_display("test", metrics.default_for(frame_task(frame)), short=False)
         best = done.loc[done[column].astype(float).idxmax()]
         fastest = done.loc[done["examples_per_s"].astype(float).idxmax()]
         lines.append(f"Best {header} (one run): **{md(best['label'])}** ({fmt(best[column])}). "

@@ -105,6 +105,28 @@ def _weighted_f1(labels, preds, weights, classes, n_classes):
     return (f1 * support).sum(axis=1) / support.sum(axis=1)
 
 
+def _weighted_moments(labels, preds, weights):
+    """Per draw (row of ``weights``): the weighted means of y and p and the weighted sums of squares about them."""
+    w = weights.sum(axis=1)
+    my, mp = weights @ labels / w, weights @ preds / w
+    syy = weights @ labels ** 2 - w * my ** 2
+    spp = weights @ preds ** 2 - w * mp ** 2
+    syp = weights @ (labels * preds) - w * my * mp
+    return syy, spp, syp
+
+
+def _r2(labels, preds, weights, classes, n_classes):
+    sse = weights @ (labels - preds) ** 2
+    syy, _, _ = _weighted_moments(labels, preds, weights)
+    return 1 - np.divide(sse, syy, out=np.full_like(sse, np.inf), where=syy > 0)
+
+
+def _pearson(labels, preds, weights, classes, n_classes):
+    syy, spp, syp = _weighted_moments(labels, preds, weights)
+    denom = np.sqrt(np.clip(syy, 0, None) * np.clip(spp, 0, None))
+    return np.divide(syp, denom, out=np.zeros_like(syp), where=denom > 0)
+
+
 def _micro_f1(labels, preds, weights, classes, n_classes):
     true_1h, pred_1h = _indicators(labels, n_classes), _indicators(preds, n_classes)
     tp = (weights @ (true_1h * pred_1h)).sum(axis=1)
@@ -116,15 +138,19 @@ def _micro_f1(labels, preds, weights, classes, n_classes):
 #: name -> f(labels, preds, weights, classes, n_classes).  Each computes the metric for every row of
 #: ``weights`` (how often each test example is drawn) at once; macro-F1 averages over ``classes``, the
 #: classes present in the test split (see training.metrics).  ``labels``/``preds``: class ids, or multi-label
-#: 0/1 rows (one column per label), for which accuracy is subset accuracy.
+#: 0/1 rows (one column per label), for which accuracy is subset accuracy; a regression's R² and Pearson r take the
+#: targets and predictions as numbers (weighted sums of squares: a draw's R² is 1 - its SSE / its SST about its mean).
 ON_DRAWS: dict[str, Callable[..., np.ndarray]] = {"accuracy": _accuracy, "macro_f1": _macro_f1,
-                                                  "weighted_f1": _weighted_f1, "micro_f1": _micro_f1}
+                                                  "weighted_f1": _weighted_f1, "micro_f1": _micro_f1,
+                                                  "r2": _r2, "pearson": _pearson}
 #: the metrics a verdict can be drawn on: the table's rows that can select (each must have its function above)
 METRICS: dict[str, Callable[..., np.ndarray]] = {name: ON_DRAWS[name] for name in table.names(can_select=True)}
 
 
 def _classes(labels: np.ndarray, preds: Sequence[np.ndarray], n_classes: int | None) -> tuple[int, np.ndarray]:
     """The number of classes (labels) and the ones present in ``labels``: the columns macro-F1 averages over."""
+    if labels.dtype.kind == "f":  # a regression: no classes
+        return 1, np.zeros(0, dtype=np.int64)
     if labels.ndim == 2:
         return labels.shape[1], np.flatnonzero(labels.sum(axis=0) > 0)
     return int(n_classes or max(int(labels.max()), *(int(p.max()) for p in preds)) + 1), np.unique(labels)
@@ -217,9 +243,11 @@ def paired_test(labels: Sequence[int], preds_a: Sequence[Sequence[int]], preds_b
     otherwise that side's seed noise is unmeasured and the test is not ``seed_level``.  ``draws``: the
     bootstrap draws of the test examples (:func:`test_draws`; None: drawn here from ``seed``).
     """
-    y = np.asarray(labels, dtype=np.int64)
-    a = [np.asarray(p, dtype=np.int64) for p in preds_a]
-    b = [np.asarray(p, dtype=np.int64) for p in preds_b]
+    y = np.asarray(labels)
+    kind = np.float64 if y.dtype.kind == "f" else np.int64  # a regression's targets and predictions stay numbers
+    y = y.astype(kind)
+    a = [np.asarray(p, dtype=kind) for p in preds_a]
+    b = [np.asarray(p, dtype=kind) for p in preds_b]
     if not a or not b or (len(a) != len(b) and 1 not in (len(a), len(b))) or any(len(p) != len(y) for p in a + b):
         raise ValueError("paired_test needs the same number of seeds for A and B (or one for either), "
                          "each predicting every label")

@@ -118,6 +118,7 @@ class MajorityOptions(StrategyOptions):
     default_lr: ClassVar[float] = 0.0  # trains nothing: no learning rate
     fitted: ClassVar[bool] = True
     baseline: ClassVar[bool] = True
+    tasks: ClassVar[tuple[str, ...]] = ("single_label", "multi_label")
 
 
 @register_options
@@ -132,11 +133,40 @@ class TfidfLogregOptions(StrategyOptions):
     default_lr: ClassVar[float] = 0.0  # trains no network: no learning rate
     fitted: ClassVar[bool] = True
     baseline: ClassVar[bool] = True
+    tasks: ClassVar[tuple[str, ...]] = ("single_label", "multi_label")
 
     def options_label(self) -> list[str]:
         parts = [f"max_features={self.max_features}"] if self.max_features != 50_000 else []
         parts += [f"C={_fmt(self.C)}"] if self.C != 1.0 else []
         return parts + ([f"class_weight={self.class_weight}"] if self.class_weight != "balanced" else [])
+
+
+@register_options
+class MeanOptions(StrategyOptions):
+    """Baseline of a regression: always the training split's mean target (no model, no training)."""
+
+    kind: Literal["mean"] = "mean"
+    default_lr: ClassVar[float] = 0.0
+    fitted: ClassVar[bool] = True
+    baseline: ClassVar[bool] = True
+    tasks: ClassVar[tuple[str, ...]] = ("regression",)
+
+
+@register_options
+class TfidfRidgeOptions(StrategyOptions):
+    """Baseline of a regression: TF-IDF word and bigram features and a ridge regression (scikit-learn)."""
+
+    kind: Literal["tfidf-ridge"] = "tfidf-ridge"
+    max_features: int = Field(default=50_000, ge=1, description="tfidf-ridge: vocabulary size")
+    C: float = Field(default=1.0, gt=0, description="tfidf-ridge: inverse regularisation strength (ridge alpha = 1/C)")
+    default_lr: ClassVar[float] = 0.0
+    fitted: ClassVar[bool] = True
+    baseline: ClassVar[bool] = True
+    tasks: ClassVar[tuple[str, ...]] = ("regression",)
+
+    def options_label(self) -> list[str]:
+        parts = [f"max_features={self.max_features}"] if self.max_features != 50_000 else []
+        return parts + ([f"C={_fmt(self.C)}"] if self.C != 1.0 else [])
 
 
 class _TableLabel(BaseModel):
@@ -182,6 +212,7 @@ class EmbedLogregOptions(StrategyOptions):
     default_lr: ClassVar[float] = 0.0  # the encoder is frozen and the head is fitted by lbfgs: no learning rate
     fitted: ClassVar[bool] = True
     sweepable: ClassVar[tuple[str, ...]] = ("C",)
+    tasks: ClassVar[tuple[str, ...]] = ("single_label", "multi_label")  # multi-label: one regression per label
 
     def options_label(self) -> list[str]:
         parts = [f"C={_fmt(self.C)}"] if self.C != 1.0 else []
@@ -198,6 +229,7 @@ class SetfitOptions(StrategyOptions):
 
     kind: Literal["setfit"] = "setfit"
     display: ClassVar[str] = "SetFit"
+    tasks: ClassVar[tuple[str, ...]] = ("single_label",)
     iterations: int = Field(default=20, ge=1, description="setfit: pairs generated per training example "
                                                           "(setfit's num_iterations)")
     # setfit 1.2 TrainingArguments.body_learning_rate = (2e-5, 1e-5): the first is the contrastive phase's

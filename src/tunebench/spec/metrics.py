@@ -43,14 +43,27 @@ METRICS: tuple[Metric, ...] = (
     Metric("weighted_recall", "weighted recall", "weighted R"),
     Metric("micro_f1", "micro-F1", can_select=True, tasks=("multi_label",)),
     Metric("hamming_loss", "Hamming loss", "Hamming", higher_is_better=False, tasks=("multi_label",)),
+    Metric("r2", "R²", can_select=True, in_curves=True, tasks=("regression",)),
+    Metric("pearson", "Pearson r", "Pearson", can_select=True, tasks=("regression",)),
+    Metric("spearman", "Spearman ρ", "Spearman", tasks=("regression",)),
+    Metric("rmse", "RMSE", higher_is_better=False, fmt=".4g", tasks=("regression",)),
+    Metric("mae", "MAE", higher_is_better=False, fmt=".4g", tasks=("regression",)),
 )
 #: the task shapes (``data.task``); a multi-label run's ``accuracy`` is subset accuracy (training.metrics)
-TASKS = ("single_label", "multi_label")
+TASKS = ("single_label", "multi_label", "regression")
+#: each task shape's default metric (selection and verdict): a regression's is R² (1 - MSE / the target's variance:
+#: the loss it trains on, on a 0-1 scale where the verdict's ±1 point margin means what it means for F1)
+TASK_DEFAULTS = {"single_label": "macro_f1", "multi_label": "macro_f1", "regression": "r2"}
 
 #: the metric a study selects on unless ``training.selection_metric`` says otherwise; the report's headline metric
 DEFAULT_SELECTION = "macro_f1"
 
 assert all(m.higher_is_better for m in METRICS if m.can_select), "the engine keeps the highest selection value"
+
+
+def default_for(task: str) -> str:
+    """The metric a study of ``task`` selects on and draws its verdict on unless set: macro-F1, or R²."""
+    return TASK_DEFAULTS.get(task, DEFAULT_SELECTION)
 
 
 def by_name(name: str) -> Metric:

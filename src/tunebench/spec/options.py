@@ -61,6 +61,8 @@ class StrategyOptions(_Strict):
     #: a reference method (majority, tfidf-logreg): a floor the report compares with, never ranked as a
     #: candidate; always ``fitted`` too
     baseline: ClassVar[bool] = False
+    #: the task shapes (data.task) it fits; a study of another shape refuses it (a baseline: leaves it out by default)
+    tasks: ClassVar[tuple[str, ...]] = ("single_label", "multi_label", "regression")
     #: options a sweep may set as ``kind.option`` (besides ``lr`` / ``epochs`` / ``scheduler``)
     sweepable: ClassVar[tuple[str, ...]] = ()
     #: how the method is named in sentences (``LoRA``, ``VeRA``); empty: the kind

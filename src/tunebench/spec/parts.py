@@ -50,10 +50,11 @@ class DataSpec(_Strict):
     text_column: str | None = None
     text_pair_column: str | None = None
     label_column: str | None = None
-    task: Literal["single_label", "multi_label"] = Field(
+    task: Literal["single_label", "multi_label", "regression"] = Field(
         default="single_label", description="single_label: one class per row; multi_label: a set of labels per "
         "row (a list in JSON/Parquet, or text split on label_sep), sigmoid outputs and per-label thresholds "
-        "chosen on validation; label_sep given: multi_label")
+        "chosen on validation; label_sep given: multi_label; regression: a numeric target (MSE on the standardised "
+        "target, R² by default)")
     label_sep: str | None = Field(default=None, min_length=1, description="the separator of a multi-label column's "
                                   "labels in text (--label-sep '|'); implies task multi_label")
     encoding: str | None = Field(default=None, description="text encoding of a local file")
@@ -80,7 +81,7 @@ class DataSpec(_Strict):
 
     @model_validator(mode="after")
     def _task(self) -> DataSpec:
-        if self.label_sep is not None and self.task != "multi_label":  # a separator of labels: a multi-label column
+        if self.label_sep is not None and self.task == "single_label":  # a separator of labels: a multi-label column
             object.__setattr__(self, "task", "multi_label")  # validate_assignment would re-run this validator
         return self
 

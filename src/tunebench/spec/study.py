@@ -30,7 +30,7 @@ from tunebench.spec.parts import (
     _explain,
     _Strict,
 )
-from tunebench.spec.strategy import KindList, StrategySpec, parse_strategy
+from tunebench.spec.strategy import OPTIONS, KindList, StrategySpec, parse_strategy
 from tunebench.spec.sweep import check_sweep, parsed_space
 
 #: why an Optuna search cannot be spread over processes (said when the spec is built, and by the driver
@@ -88,6 +88,7 @@ class StudySpec(_Strict):
         if dupes:
             raise ValueError(f"strategies are listed twice: {', '.join(dupes)}")
         check_sweep(self)  # the sweep's keys and values, against the strategies
+        _task_defaults(self)
         metrics.check_task(self.training.selection_metric, self.data.task, "training.selection_metric")
         metrics.check_task(self.verdict.metric, self.data.task, "verdict.metric")
         unknown = [b for b in self.baselines if b not in BASELINES]
@@ -108,6 +109,28 @@ class StudySpec(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
+
+
+def _task_defaults(spec: StudySpec) -> None:
+    """What follows from ``data.task`` where the spec holds another shape's default: a regression selects on and
+    compares R² (not macro-F1, the classification default) and its floor is the mean and tf-idf ridge; a
+    baseline of another shape listed by hand is refused by name."""
+    task = spec.data.task
+    for part, field in ((spec.training, "selection_metric"), (spec.verdict, "metric")):
+        if getattr(part, field) == metrics.DEFAULT_SELECTION and task != "single_label" and \
+                task not in metrics.by_name(metrics.DEFAULT_SELECTION).tasks:
+            object.__setattr__(part, field, metrics.default_for(task))
+    fits = default_baselines(task)
+    if set(spec.baselines) in [set(BASELINES)] + [set(default_baselines(t)) for t in metrics.TASKS]:
+        object.__setattr__(spec, "baselines", fits)  # a default list (this shape's or another's): this shape's floor
+    other = [b for b in spec.baselines if task not in OPTIONS[b].tasks]
+    if other:
+        raise ValueError(f"baselines {', '.join(other)} do not fit {task} data; this shape's are {', '.join(fits)}")
+
+
+def default_baselines(task: str) -> list[str]:
+    """The floor of a study of ``task``: every baseline that fits it, in registry order."""
+    return [b for b in BASELINES if task in OPTIONS[b].tasks]
 
 
 #: the reference methods (options with ``baseline = True``), in registry order

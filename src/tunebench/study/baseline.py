@@ -11,12 +11,17 @@ import numpy as np
 import torch
 
 from tunebench.methods import FitContext, build_strategy
-from tunebench.results.diagnosis import baseline_diagnosis, diagnose
+from tunebench.results.diagnosis import baseline_diagnosis, diagnose, spread_of
 from tunebench.spec.strategy import OPTIONS
 from tunebench.spec.study import StudySpec
 from tunebench.study.plan import PlannedRun, Prepared
 from tunebench.study.records import RunRecord, base_record
-from tunebench.training.metrics import classification_metrics, evaluate_outputs, multilabel_metrics
+from tunebench.training.metrics import (
+    classification_metrics,
+    evaluate_outputs,
+    multilabel_metrics,
+    regression_metrics,
+)
 from tunebench.training.resources import PeakMemory
 
 
@@ -32,10 +37,19 @@ def diagnose_run(curves: list[dict[str, Any]], val_metrics: dict[str, Any] | Non
     matrix = np.asarray(val.get("confusion_matrix") or [], dtype=float)
     counts = (matrix.sum(axis=0), matrix.sum(axis=1)) if matrix.size else (None, None)
     sets = val.get("predicted_sets")  # multi-label: no confusion matrix; the label sets answered instead
+    if prepared.bundle.task == "regression":  # against the mean baseline's validation R² (about 0)
+        return diagnose(curves, majority_macro_f1=mean_r2(prepared), val_macro_f1=val.get("r2"), label=label,
+                        tuned=tuned, initial=initial, fitted=fitted, metric="r2", spread=spread_of(val))
     return diagnose(curves, majority_macro_f1=majority_macro_f1(prepared) if matrix.size or sets else None,
                     val_macro_f1=val.get("macro_f1"), n_classes=len(prepared.bundle.label_names),
                     label=label, pred_counts=counts[0], label_counts=counts[1], tuned=tuned, initial=initial,
                     fitted=fitted, predicted_sets=sets)
+
+
+def mean_r2(prepared: Prepared) -> float:
+    """Validation R² of always saying the training split's mean target."""
+    y = np.asarray(prepared.validation.labels, dtype=float)
+    return float(regression_metrics(y, np.full(len(y), float(np.mean(prepared.train.labels))))["r2"])
 
 
 def majority_macro_f1(prepared: Prepared) -> float:
@@ -73,7 +87,7 @@ def execute_fitted(spec: StudySpec, planned: PlannedRun, total: int, prepared: P
     # the label's majority answer; chosen thresholds would turn it into "say every label")
     fixed = [0.5] * len(bundle.label_names) if planned.strategy.kind == "majority" else None
     val = evaluate_outputs(prepared.validation.labels, out["val"], bundle.label_names, fixed)
-    labels = prepared.test.labels.astype(np.int64)
+    labels = prepared.test.labels.astype(np.int64) if prepared.test.labels.ndim == 2 else np.asarray(bundle.test.labels)
     test = evaluate_outputs(labels, out["test"], bundle.label_names, val.get("thresholds"))
     words = sum(len(t.split()) for t in bundle.train.texts + (bundle.train.pairs or []))
     resources = {**memory.stop(), "train_time_s": out["train_time_s"], "eval_time_s": out["eval_time_s"],

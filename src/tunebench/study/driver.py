@@ -21,6 +21,7 @@ from tunebench.data.profile import dataset_profile, write_profile
 from tunebench.errors import SpecError, shorten
 from tunebench.faults import InterruptGuard, disk_guard
 from tunebench.results.choices import AttentionChoice, CompileChoice, compile_choice
+from tunebench.results.decisions import headline
 from tunebench.results.outputs import write_outputs
 from tunebench.results.store import STORE_NAME, Store, check_store_writable
 from tunebench.spec.parts import SweepSpec
@@ -171,8 +172,9 @@ def run_baselines(spec: StudySpec, ex: Execution, draws: list[Draw] | None = Non
         here = replace(draw_ex, reporter=SilentReporter(), runner=LocalBackend(), attempts=[])
         record = execute(here, bspec, [planned], outputs=False, everywhere=False)[0]
         test = (record or {}).get("test") or {}
-        said.append(f"{planned.label} {test['macro_f1']:.3f}" if test else f"{planned.label} {record['status']}")
-    ex.reporter.message(f"baselines (test macro-F1, the floor every strategy must clear): {', '.join(said)}")
+        said.append(f"{planned.label} {test[headline(record)]:.3f}" if test else f"{planned.label} {record['status']}")
+    shown = "R²" if bspec.data.task == "regression" else "macro-F1"
+    ex.reporter.message(f"baselines (test {shown}, the floor every strategy must clear): {', '.join(said)}")
     return ex.store.records(bspec.name)
 
 

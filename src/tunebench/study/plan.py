@@ -149,7 +149,7 @@ class Prepared:
         each label's two-class problem, as a ratio), 1 for a label without positives or without negatives."""
         from sklearn.utils.class_weight import compute_class_weight
 
-        if mode == "none" or not len(self.train.labels):
+        if mode == "none" or not len(self.train.labels) or self.bundle.task == "regression":  # no classes
             return None
         if self.train.labels.ndim == 2:  # multi-label: each label's positive weight, its negatives over positives
             positives = self.train.labels.sum(axis=0)
@@ -163,6 +163,17 @@ class Prepared:
         return None if np.allclose(weights, weights[0], rtol=0, atol=1e-12) else tuple(round(float(w), 6)
                                                                                           for w in weights)
 
+    @property
+    def target_scale(self) -> tuple[float, float] | None:
+        """A regression's training-target mean and standard deviation: the loss is on the standardised target (a
+        fresh head starts near 0 and every strategy's rates mean the same whatever the target's units); None for
+        classification."""
+        if self.bundle.task != "regression" or not len(self.train.labels):
+            return None
+        y = np.asarray(self.train.labels, dtype=np.float64)
+        sd = float(y.std(ddof=1)) if len(y) > 1 else 0.0
+        return round(float(y.mean()), 8), round(sd if sd > 0 else 1.0, 8)
+
     def environment(self) -> dict[str, Any]:
         """This process's environment record (:func:`training.resources.environment`) and the kernel choice."""
         env = environment(self.device)
@@ -175,11 +186,13 @@ class Prepared:
 
 def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training: TrainingSpec | None = None,
                seed: int | None = None, compile_auto: bool = False,
-               class_weights: tuple[float, ...] | None = None, n_train: int | None = None) -> engine.RunConfig:
+               class_weights: tuple[float, ...] | None = None, n_train: int | None = None,
+               target_scale: tuple[float, float] | None = None) -> engine.RunConfig:
     """The engine's settings for ``strategy``: ``training`` (a sweep's, default the study's) and ``seed``;
     ``compile_auto``: what ``training.compile: auto`` resolved to for this study (:class:`CompileChoice`);
     ``class_weights``: ``training.class_weight`` resolved on the training split (:meth:`Prepared.class_weights`);
-    ``n_train``: the training rows, for ``training.min_steps_per_epoch`` (:func:`passes_for`)."""
+    ``n_train``: the training rows, for ``training.min_steps_per_epoch`` (:func:`passes_for`);
+    ``target_scale``: a regression's training-target mean and sd (:attr:`Prepared.target_scale`)."""
     t = training or spec.training
     stopping = t.early_stopping
     lr = body_rate(strategy, t.lr)
@@ -193,7 +206,7 @@ def run_config(spec: StudySpec, strategy: StrategySpec, precision: str, training
         head_lr=head_rate(strategy, lr, t.head_lr),
         patience=stopping.patience if stopping else None, min_delta=stopping.min_delta if stopping else 0.0,
         max_length=spec.model.max_length, selection_metric=t.selection_metric, class_weights=class_weights,
-        passes=passes_for(t, n_train),
+        passes=passes_for(t, n_train), target_scale=target_scale,
     )
 
 
@@ -294,7 +307,7 @@ def planned_run(spec: StudySpec, prepared: Prepared, config: Configuration, seed
     """One configuration with one seed, resolved into engine settings and its stable run id."""
     strategy = follow_class_weight(config.strategy, config.training)
     cfg = run_config(spec, strategy, prepared.precision, config.training, seed, prepared.compile_auto,
-                     prepared.class_weights(config.training.class_weight), len(prepared.train))
+                     prepared.class_weights(config.training.class_weight), len(prepared.train), prepared.target_scale)
     run_id = run_id_for(spec, strategy, prepared.bundle, cfg, prepared.device)
     return PlannedRun(position, strategy, cfg, run_id, run_label(config.group, seed, spec.sweep.seed_list),
                       config.group, config.params)
@@ -340,10 +353,10 @@ def check_methods_fit(spec: StudySpec, prepared: Prepared, plan: list[PlannedRun
         key = planned.strategy.model_dump_json()
         if key in seen:
             continue
+        if prepared.bundle.task not in OPTIONS[planned.strategy.kind].tasks:
+            raise SpecError(f"strategy {planned.strategy.label} does not fit {prepared.bundle.task} data (data.task) "
+                            "yet; leave it out of the study")
         if OPTIONS[planned.strategy.kind].fitted:  # fitted by its own recipe: no classifier loaded
-            if prepared.bundle.task == "multi_label" and not build_strategy(planned.strategy).multi_label:
-                raise SpecError(f"strategy {planned.strategy.label} does not fit multi-label data (data.task: "
-                                "multi_label) yet; leave it out of the study")
             continue
         seen.add(key)
         with torch.device("meta"):

@@ -269,7 +269,9 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
                 "max_length": cfg.max_length, **base_model_identity(prepared.model_source),
                 "model_name": spec.model.name, "is_pair": bundle.is_pair, "task": bundle.task,
                 **({"thresholds": result.val_metrics["thresholds"]} if "thresholds" in result.val_metrics else {}),
-                "data": spec.data.model_dump(), "seed": cfg.seed, "precision": cfg.precision,
+                **({"target_scale": list(cfg.target_scale)} if cfg.target_scale else {}),
+                "data": spec.data.model_dump(), "seed": cfg.seed, "split_seed": spec.training.seed,
+                "precision": cfg.precision,
                 "trust_remote_code": spec.model.trust_remote_code, "allow_pickle": spec.model.allow_pickle}
         tmp = checkpoint.with_name(checkpoint.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -304,7 +306,9 @@ def execute_run(spec: StudySpec, planned: PlannedRun, total: int, prepared: Prep
     if not cfg.evaluate_test:  # a tuning trial: no test predictions exist
         return record, None, None
     probs = [[round(float(x), 6) for x in row] for row in result.test_probabilities]
-    return record, prepared.test.labels.tolist(), probs
+    labels = prepared.test.labels
+    stored = labels.astype(int).tolist() if labels.ndim == 2 else list(prepared.bundle.test.labels)  # ints; targets
+    return record, stored, probs
 
 
 def _epoch_hook(planned: PlannedRun, reporter: Reporter, then: StepCallback | None) -> StepCallback:

@@ -219,7 +219,7 @@ def trial_run(spec: StudySpec, ex: Execution, strategy: StrategyOptions, c: Cand
     s = at_rates(strategy, c)
     cfg = replace(run_config(spec, s, ex.prepared.precision, seed=seed, compile_auto=ex.prepared.compile_auto,
                              class_weights=ex.prepared.class_weights(spec.training.class_weight),
-                             n_train=len(ex.prepared.train)),
+                             n_train=len(ex.prepared.train), target_scale=ex.prepared.target_scale),
                   epochs=epochs, evaluate_test=False)
     return PlannedRun(position, s, cfg, run_id_for(spec, s, ex.prepared.bundle, cfg, ex.prepared.device),
                       trial_label(strategy, c, epochs, seed), strategy.label,

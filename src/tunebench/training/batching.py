@@ -18,7 +18,7 @@ class EncodedSplit:
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
-    labels: np.ndarray  # class ids (int64), or a multi-label split's 0/1 rows (float32, one column per label)
+    labels: np.ndarray  # class ids (int64), a multi-label split's 0/1 rows (float32, a column per label), or targets
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -38,6 +38,8 @@ def encode_split(tokenizer, texts: list[str], pairs: list[str] | None, labels: l
         if n_labels is None:
             raise ValueError("multi-label rows need n_labels")
         targets = multi_hot(labels, n_labels).astype(np.float32)
+    elif labels and isinstance(labels[0], float):  # a regression's targets
+        targets = np.asarray(labels, dtype=np.float32)
     else:
         targets = np.asarray(labels, dtype=np.int64)
     return EncodedSplit(input_ids=enc["input_ids"], token_type_ids=token_type_ids, labels=targets)

@@ -65,12 +65,14 @@ class RunConfig:
     selection_metric: str = DEFAULT_SELECTION  # the validation metric that picks the best epoch (spec.metrics)
     class_weights: tuple[float, ...] | None = None  # the training loss's weight per class; None: unweighted
     passes: int = 1  # passes over the training data per epoch (training.min_steps_per_epoch; study.plan.passes_for)
+    target_scale: tuple[float, float] | None = None  # a regression: the training target's mean and sd (standardised)
 
 
 #: RunConfig fields added after run ids were first written, at the value that computes as before:
 #: left out of a run's id at that value (study.plan.run_id_for), so earlier results stay reusable
 LATER_FIELDS: dict[str, Any] = {"head_lr": None, "patience": None, "min_delta": 0.0, "evaluate_test": True,
-                                 "selection_metric": DEFAULT_SELECTION, "class_weights": None, "passes": 1}
+                                 "selection_metric": DEFAULT_SELECTION, "class_weights": None, "passes": 1,
+                                 "target_scale": None}
 
 
 def pick_device(requested: str) -> torch.device:
@@ -154,9 +156,11 @@ class EngineResult:
 
 
 def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int, device: torch.device,
-            precision: str, feed: Callable[[np.ndarray, int], None] | None = None) -> tuple[np.ndarray, float]:
-    """Class probabilities (multi-label: each label's) for every example of ``split`` (in its order) and the
-    mean loss.
+            precision: str, feed: Callable[[np.ndarray, int], None] | None = None,
+            target_scale: tuple[float, float] | None = None) -> tuple[np.ndarray, float]:
+    """Class probabilities (multi-label: each label's; a regression, ``target_scale`` given: the prediction in the
+    target's units, one column) for every example of ``split`` (in its order) and the mean loss (a regression's:
+    the mean squared error of the standardised target, the training loss's scale).
 
     ``feed(index, width)`` is called before each batch's forward (the frozen-prefix cache's :meth:`PrefixCache.feed`).
     """
@@ -172,7 +176,12 @@ def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int,
             with autocast_for(device, precision):
                 out = model(**batch)
             logits = out.logits.float()
-            if split.labels.ndim == 2:  # multi-label: each label's own sigmoid; the loss summed over labels
+            if target_scale is not None:  # a regression: the output is the standardised target
+                mean, sd = target_scale
+                total_loss += float(nn.functional.mse_loss(logits[:, 0], (batch["labels"].float() - mean) / sd,
+                                                           reduction="sum"))
+                p = (logits * sd + mean).cpu().numpy()
+            elif split.labels.ndim == 2:  # multi-label: each label's own sigmoid; the loss summed over labels
                 total_loss += float(nn.functional.binary_cross_entropy_with_logits(
                     logits, batch["labels"].float(), reduction="sum")) / split.labels.shape[1]
                 p = torch.sigmoid(logits).cpu().numpy()
@@ -212,7 +221,7 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     prefix = FrozenPrefix.for_model(model, lowest_trainable_layer or 0)
     runner = _compiled(model) if cfg.compile else model  # what is called; parameters stay model's
     best = BestWeights()
-    objective = Objective(cfg.class_weights, train.labels, device)
+    objective = Objective(cfg.class_weights, train.labels, device, cfg.target_scale)
     stop_reason = "max epochs"
     with _prefix_cache(model, prefix if cfg.prefix_cache else None, train, validation, cfg, pad_id, device) as cache:
         loop = _start(resume, model, stepper, best, cache)  # a killed run continues from its last saved state
@@ -267,7 +276,8 @@ def train_and_evaluate(model: nn.Module, train: EncodedSplit, validation: Encode
     resources = _resources(memory, loop, prefix, cache, cfg, model)
     return EngineResult(curves=loop.curves, best_epoch=loop.best_epoch, val_metrics=loop.best_val, test_metrics=test_metrics,
                         test_probabilities=test_probs,
-                        test_predictions=decide(test_probs, (loop.best_val or {}).get("thresholds")), resources=resources,
+                        test_predictions=decide(test_probs, (loop.best_val or {}).get("thresholds"),
+                                                regression=cfg.target_scale is not None), resources=resources,
                         best_state=best_state, stop_reason=stop_reason, initial=loop.initial)
 
 
@@ -289,7 +299,7 @@ def _validate(runner: nn.Module, validation: EncodedSplit, label_names: list[str
     """Validation metrics and loss, the time counted as evaluation."""
     eval_start = time.perf_counter()
     probs, loss = predict(runner, validation, cfg.eval_batch_size, pad_id, device, cfg.precision,
-                          partial(cache.feed, "validation"))
+                          partial(cache.feed, "validation"), cfg.target_scale)
     metrics = evaluate_outputs(validation.labels, probs, label_names)  # multi-label: thresholds chosen here
     loop.eval_time += time.perf_counter() - eval_start
     return metrics, loss
@@ -297,7 +307,7 @@ def _validate(runner: nn.Module, validation: EncodedSplit, label_names: list[str
 
 def _curve_point(val: dict[str, Any], cfg: RunConfig) -> dict[str, float]:
     """An epoch's validation metrics as its curve point holds them (``val_accuracy``, ``val_macro_f1``, ...)."""
-    return {curve_key(name): val[name] for name in curve_metrics(cfg.selection_metric)}
+    return {curve_key(name): val[name] for name in curve_metrics(cfg.selection_metric) if name in val}  # the task's
 
 
 def _train_mode(model: nn.Module, prefix: FrozenPrefix | None) -> None:
@@ -332,7 +342,8 @@ def _test_once(runner: nn.Module, test: EncodedSplit | None, label_names: list[s
     eval_start = time.perf_counter()
     test_probs, test_metrics = np.zeros((0, len(label_names)), dtype=np.float32), {}
     if test is not None and cfg.evaluate_test:
-        test_probs, test_loss = predict(runner, test, cfg.eval_batch_size, pad_id, device, cfg.precision)
+        test_probs, test_loss = predict(runner, test, cfg.eval_batch_size, pad_id, device, cfg.precision,
+                                        target_scale=cfg.target_scale)
         thresholds = (loop.best_val or {}).get("thresholds")  # the kept epoch's, chosen on validation
         test_metrics = {**evaluate_outputs(test.labels, test_probs, label_names, thresholds), "loss": test_loss}
     loop.eval_time += time.perf_counter() - eval_start

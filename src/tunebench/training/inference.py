@@ -32,13 +32,21 @@ def evaluate_checkpoint(run_dir: Path, *, dataset: str | None = None, text_colum
     if dataset is not None:
         data = DataSpec(source=dataset, text_column=text_column, text_pair_column=text_pair_column,
                         label_column=label_column, task=data.task, label_sep=data.label_sep)
-    bundle = load_dataset_bundle(data, seed=meta.get("seed", 0))
+    # the splits' seed (training.seed), not the run's: a seed-1 run of a study tested on training.seed's splits
+    bundle = load_dataset_bundle(data, seed=meta.get("split_seed", meta.get("seed", 0)))
     chosen = getattr(bundle, split)
     label_names = meta["label_names"]
-    unknown = sorted(set(bundle.label_names) - set(label_names))
+    unknown = sorted(set(bundle.label_names) - set(label_names)) if meta.get("task") != "regression" else []
     if unknown:
         raise DataError(f"the data has label(s) the model was not trained on: {', '.join(unknown[:10])}; "
                         f"the model knows: {', '.join(label_names[:20])}")
+    scale = meta.get("target_scale")  # a regression's (mean, sd): the checkpoint outputs the standardised target
+    if meta.get("task") == "regression":
+        encoded = batching.encode_split(tokenizer, chosen.texts, chosen.pairs, [float(v) for v in chosen.labels],
+                                        meta["max_length"])
+        probs, loss = engine.predict(model, encoded, batch_size, tokenizer.pad_token_id or 0, torch.device("cpu"),
+                                     "fp32", target_scale=tuple(scale) if scale else (0.0, 1.0))  # exported: folded
+        return {**evaluate_outputs(encoded.labels, probs, label_names), "loss": loss}
     remap = np.array([label_names.index(name) for name in bundle.label_names])
     if meta.get("task") == "multi_label":  # each row's label set in the model's label order
         labels = [tuple(sorted(int(remap[i]) for i in row)) for row in chosen.labels]
@@ -54,7 +62,8 @@ def evaluate_checkpoint(run_dir: Path, *, dataset: str | None = None, text_colum
 
 def predict_texts(run_dir: Path, texts: list[str], pair: str | None = None, *, trust_remote_code: bool = False,
                   allow_pickle: bool = False) -> list[tuple[str, dict[str, float]]]:
-    """(label, {label: probability}) for each text (permissions as for :func:`evaluate_checkpoint`).  A multi-label
+    """(label, {label: probability}) for each text (permissions as for :func:`evaluate_checkpoint`); a regression:
+    (the predicted value as text, {target: value}).  A multi-label
     run's label is its label set, the names joined by ``|`` in the model's order ("" for none), each decided at
     the threshold the run chose for it on validation."""
     model, tokenizer, meta = load_checkpoint(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
@@ -62,10 +71,14 @@ def predict_texts(run_dir: Path, texts: list[str], pair: str | None = None, *, t
         raise DataError("this run was trained on sentence pairs; give the second sentence with --pair")
     pairs = [pair] * len(texts) if pair is not None else None
     names = meta["label_names"]
-    multi = meta.get("task") == "multi_label"
-    dummy = [()] * len(texts) if multi else [0] * len(texts)  # no labels: the loss is not read
+    multi, regression = meta.get("task") == "multi_label", meta.get("task") == "regression"
+    dummy = [()] * len(texts) if multi else [0.0] * len(texts) if regression else [0] * len(texts)  # loss not read
     encoded = batching.encode_split(tokenizer, list(texts), pairs, dummy, meta["max_length"], len(names))
-    probs, _ = engine.predict(model, encoded, 64, tokenizer.pad_token_id or 0, torch.device("cpu"), "fp32")
+    scale = meta.get("target_scale")
+    probs, _ = engine.predict(model, encoded, 64, tokenizer.pad_token_id or 0, torch.device("cpu"), "fp32",
+                              target_scale=(tuple(scale) if scale else (0.0, 1.0)) if regression else None)
+    if regression:  # the predicted value, as text and as the one output
+        return [(f"{row[0]:.6g}", {names[0]: float(row[0])}) for row in probs]
     answers = decide(probs, meta.get("thresholds") if multi else None)
     shown = ["|".join(n for n, a in zip(names, row, strict=True) if a) for row in answers] if multi else \
         [names[int(a)] for a in answers]

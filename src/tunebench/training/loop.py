@@ -24,7 +24,8 @@ StepCallback = Callable[[dict[str, Any]], None]
 class Objective:
     """The training loss: cross-entropy, weighted per class when the run asks (``RunConfig.class_weights``);
     for multi-label targets (0/1 rows) binary cross-entropy on each label's logit, the weights then being each
-    label's positive weight (``pos_weight``: its negatives over its positives when balanced).
+    label's positive weight (``pos_weight``: its negatives over its positives when balanced); for a regression
+    (``target_scale``: the training target's mean and sd) the mean squared error of the standardised target.
 
     A batch split over processes counts each shard by its share of the whole batch's weight
     (:meth:`share`), so the gradients summed over processes are the whole batch's weighted mean: torch's
@@ -32,7 +33,9 @@ class Objective:
     The multi-label loss is a plain mean over examples and labels, so a shard counts by its examples.
     """
 
-    def __init__(self, class_weights: tuple[float, ...] | None, labels: np.ndarray, device: torch.device) -> None:
+    def __init__(self, class_weights: tuple[float, ...] | None, labels: np.ndarray, device: torch.device,
+                 target_scale: tuple[float, float] | None = None) -> None:
+        self.target_scale = target_scale  # a regression: (mean, sd) of the training target
         self.multi_label = np.ndim(labels) == 2
         self.host = None if class_weights is None or self.multi_label else np.asarray(class_weights, dtype=np.float64)
         self.weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32,
@@ -40,6 +43,9 @@ class Objective:
         self.labels = labels if self.multi_label else np.asarray(labels, dtype=np.int64)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.target_scale is not None:
+            mean, sd = self.target_scale
+            return nn.functional.mse_loss(logits.float()[:, 0], (labels.float() - mean) / sd)
         if self.multi_label:
             return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float(),
                                                                   pos_weight=self.weights)

@@ -1,4 +1,5 @@
-"""Classification metrics from scikit-learn, in one JSON-ready dictionary (single-label and multi-label).
+"""Metrics from scikit-learn (and scipy's correlations), in one JSON-ready dictionary: single-label, multi-label
+and regression.
 
 Its keys include every row of the metric table (:data:`tunebench.spec.metrics.METRICS`): a row names
 where its value lives here, in a record's ``val``/``test`` and in results.csv.
@@ -30,10 +31,29 @@ def evaluate_outputs(labels: np.ndarray, probabilities: np.ndarray, label_names:
     ``thresholds`` None chooses one per label on these examples (a validation split: the run's choice,
     returned as ``thresholds``); given (a test split), they are applied unchanged.
     """
+    y = np.asarray(labels)
+    if y.ndim == 1 and y.dtype.kind == "f":  # a regression's targets: the outputs are its predictions
+        return regression_metrics(y, decide(probabilities, regression=True))
     if not is_multi_label(labels):
         return classification_metrics(labels, decide(probabilities), label_names)
     chosen = choose_thresholds(labels, probabilities) if thresholds is None else [float(t) for t in thresholds]
     return {**multilabel_metrics(labels, decide(probabilities, chosen), label_names), "thresholds": chosen}
+
+
+def regression_metrics(targets: np.ndarray, predictions: np.ndarray) -> dict[str, Any]:
+    """R² (scikit-learn's ``r2_score``: 1 - MSE / the split's variance of the target), Pearson and Spearman
+    correlations (scipy), RMSE and MAE, in the target's units; ``prediction_sd`` / ``target_sd`` say whether the
+    predictions are a constant (a collapse)."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    y, p = np.asarray(targets, dtype=float), np.asarray(predictions, dtype=float)
+    constant = len(y) < 2 or np.ptp(p) == 0 or np.ptp(y) == 0  # a correlation of a constant is undefined: 0
+    return {"r2": float(r2_score(y, p)) if len(y) > 1 else 0.0,
+            "pearson": 0.0 if constant else float(pearsonr(y, p).statistic),
+            "spearman": 0.0 if constant else float(spearmanr(y, p).statistic),
+            "rmse": float(np.sqrt(mean_squared_error(y, p))), "mae": float(mean_absolute_error(y, p)),
+            "n": int(len(y)), "prediction_sd": float(p.std()), "target_sd": float(y.std())}
 
 
 def multilabel_metrics(labels: np.ndarray, preds: np.ndarray, label_names: list[str]) -> dict[str, Any]:

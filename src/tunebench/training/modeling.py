@@ -114,6 +114,11 @@ def load_tokenizer(source: str, trust_remote_code: bool = False):
         raise ModelError(f"could not load a tokenizer for model '{source}': {first_line(exc)}") from None
 
 
+#: data.task -> the transformers config's problem_type (how a pipeline reads the outputs: softmax, sigmoid, none)
+PROBLEM_TYPES = {"single_label": "single_label_classification", "multi_label": "multi_label_classification",
+                 "regression": "regression"}
+
+
 def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = torch.float32, *,
                     attention: str = "auto", trust_remote_code: bool = False, allow_pickle: bool = False,
                     task: str = "single_label") -> nn.Module:
@@ -138,7 +143,7 @@ def load_classifier(source: str, label_names: list[str], dtype: torch.dtype = to
         model, info = AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=len(label_names), id2label=id2label, label2id=label2id, dtype=dtype,
             trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True,
-            output_loading_info=True, problem_type=f"{task}_classification", **kwargs,
+            output_loading_info=True, problem_type=PROBLEM_TYPES[task], **kwargs,
         )
         # what the checkpoint lacked, so transformers initialised it fresh: part of the head, whatever its name
         model.tunebench_fresh_parameters = frozenset(info.get("missing_keys") or ())
@@ -235,3 +240,22 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     trainable = sum(p.numel() for _, p in params if p.requires_grad)
     total = sum(p.numel() for _, p in params)
     return trainable, total
+
+
+def fold_target_scale(model: nn.Module, mean: float, sd: float) -> str:
+    """A regression trained on the standardised target, made to output the target itself: the head's output
+    layer (the last one-output ``nn.Linear`` outside peft's frozen ``original_module`` copy) scaled by ``sd`` and
+    shifted by ``mean`` in place, so plain transformers predicts in the target's units.  Returns the layer's name;
+    an architecture without such a layer is one sentence."""
+    found = [(name, m) for name, m in model.named_modules()
+             if isinstance(m, nn.Linear) and m.out_features == 1 and "original_module" not in name]
+    if not found:
+        raise ModelError("the regression head has no one-output linear layer to put the target's scale into; "
+                         "export needs one (an architecture whose head ends in nn.Linear)")
+    name, layer = found[-1]
+    with torch.no_grad():
+        layer.weight.mul_(sd)
+        if layer.bias is None:
+            layer.bias = nn.Parameter(torch.zeros(1, dtype=layer.weight.dtype, device=layer.weight.device))
+        layer.bias.mul_(sd).add_(mean)
+    return name
