@@ -55,7 +55,7 @@ class MajorityMethod(BaselineMethod):
         return probs
 
     def parameter_count(self, fitted: Any) -> int:
-        return 1
+        return int(fitted.size) if isinstance(fitted, np.ndarray) else 1  # multi-label: a share per label
 
 
 @register

@@ -21,7 +21,7 @@ from tunebench.report.document import Bullets, Cell, Code, Figure, Para, Section
 from tunebench.report.inputs import ReportInputs
 from tunebench.report.verdict import verdict
 from tunebench.results.choices import AttentionChoice, CompileChoice
-from tunebench.results.decisions import task_of
+from tunebench.results.decisions import record_predictions, task_of
 from tunebench.results.diagnosis import is_baseline
 from tunebench.results.outputs import _fmt_bytes as format_bytes
 from tunebench.results.outputs import selection_names
@@ -300,6 +300,18 @@ def environment(ctx: Context) -> Section:
         text_table(["what", "value"], facts, key="environment"),
         text_table(["run", "run id", "finished (UTC)", "device"], runs, key="runs"),
         Para("The full study spec:"), Code(spec)])
+
+
+def answers(ctx: Context) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """The test labels as stored (class ids, 0/1 rows, a regression's targets) and each run's answers, decided
+    as it decides (:func:`tunebench.results.decisions.record_predictions`: at a multi-label run's thresholds)."""
+    labels, found = None, {}
+    for r in ctx.records:
+        stored = ctx.inputs.predictions.get(r["run_id"])
+        if stored is not None:
+            labels = np.asarray(stored[0], dtype=float if task_of(ctx.records) == "regression" else np.int64)
+            found[r["strategy"]] = record_predictions(r, stored[1])
+    return labels, found
 
 
 def predicted(ctx: Context) -> dict[str, np.ndarray]:

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from tunebench.report import error_analysis as ea
-from tunebench.report import figures, figures_errors
+from tunebench.report import figures, figures_errors, sections
 from tunebench.report.analysis import per_class_f1
 from tunebench.report.document import Figure, Para, Section, cell, text_table
 from tunebench.report.sections import MANY_CLASSES, Context, short
-from tunebench.results.decisions import record_predictions, record_thresholds
+from tunebench.results.decisions import record_thresholds
 from tunebench.results.diagnosis import is_baseline
 
 WORDS_PER_RUN = 10
@@ -49,19 +49,9 @@ def per_label(ctx: Context) -> Section | None:
     section.add(text_table(["label", "test rows"] + list(table.columns), rows, key="per-class-f1",
                            caption="Test F1 @ the threshold chosen for the label on the validation split (the best "
                                    "F1 there among 0.05, 0.10, …, 0.95; the test split chooses nothing). The "
-                                   "majority baseline keeps 0.5: each label's majority answer."))
+                                   "majority baseline keeps 0.5: each label's majority answer. Accuracy elsewhere in "
+                                   "this report is subset accuracy: every label of a row right."))
     return section
-
-
-def _answers(ctx: Context) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-    """The test labels (0/1 rows) and each run's answers, decided at its own thresholds."""
-    labels, answers = None, {}
-    for r in ctx.records:
-        stored = ctx.inputs.predictions.get(r["run_id"])
-        if stored is not None:
-            labels = np.asarray(stored[0], dtype=np.int64)
-            answers[r["strategy"]] = record_predictions(r, stored[1])
-    return labels, answers
 
 
 def errors(ctx: Context) -> Section | None:
@@ -69,16 +59,23 @@ def errors(ctx: Context) -> Section | None:
     if not is_multi_label(ctx):
         return None
     section = Section("errors", "6. Error analysis")
-    labels, answers = _answers(ctx)
+    labels, answers = sections.answers(ctx)
     if labels is None or not answers:
         return section.add(Para("No test predictions are stored for these runs."))
     names, texts = ctx.names, ctx.inputs.texts.texts
     section.add(Para(ctx.inputs.texts.note))
     counts = {run: (((labels == 1) & (p == 0)).sum(axis=0).tolist(), ((labels == 0) & (p == 1)).sum(axis=0).tolist())
               for run, p in answers.items()}
-    section.add(Figure(figures_errors.error_labels(counts, names, ctx.figure("error_labels.png"),
-                                            legend=("missed (false negative)", "said wrongly (false positive)")),
-                       "Per label: the test examples each run missed and the ones it said the label for wrongly."))
+    baselines = {r["strategy"] for r in ctx.records if is_baseline(r)}
+    drawn = {run: c for run, c in counts.items() if run not in baselines} or counts  # a floor's errors: the table
+    errors_per_label = np.sum([np.add(*c) for c in drawn.values()], axis=0)
+    top = sorted(np.argsort(-errors_per_label, kind="stable")[:MANY_CLASSES].tolist())  # the most errors, in order
+    shown = {run: ([fn[k] for k in top], [fp[k] for k in top]) for run, (fn, fp) in drawn.items()}
+    more = f" (the {len(top)} labels with the most errors; every label in the table)" if len(top) < len(names) else ""
+    section.add(Figure(figures_errors.error_labels(shown, [names[k] for k in top], ctx.figure("error_labels.png"),
+                                                   legend=("missed (false negative)", "said wrongly (false positive)")),
+                       f"Per label{more}: the test examples each fine-tuned run missed and the ones it said the label "
+                       "for wrongly."))
     rows = [[name] + [f"{fn[k]} / {fp[k]}" for fn, fp in counts.values()] for k, name in enumerate(names)]
     section.add(text_table(["label"] + [f"{run} (missed / said wrongly)" for run in counts], rows, key="error-labels"))
     if texts is not None:

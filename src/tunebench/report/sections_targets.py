@@ -15,8 +15,7 @@ import numpy as np
 from tunebench.report import error_analysis as ea
 from tunebench.report import figures_errors
 from tunebench.report.document import Figure, Para, Section, cell, text_table
-from tunebench.report.sections import Context, short
-from tunebench.results.decisions import record_predictions
+from tunebench.report.sections import Context, answers, short
 from tunebench.results.diagnosis import is_baseline
 
 WORDS_PER_RUN = 10
@@ -28,23 +27,12 @@ def is_regression(ctx: Context) -> bool:
     return bool(ctx.records) and ctx.records[0]["data"].get("task") == "regression"
 
 
-def _points(ctx: Context) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-    """The test targets and each run's predictions (as stored)."""
-    targets, predicted = None, {}
-    for r in ctx.records:
-        stored = ctx.inputs.predictions.get(r["run_id"])
-        if stored is not None:
-            targets = np.asarray(stored[0], dtype=float)
-            predicted[r["strategy"]] = record_predictions(r, stored[1])
-    return targets, predicted
-
-
 def predictions(ctx: Context) -> Section | None:
     """5. Each run's test predictions against the targets, and its error by the target's quartile."""
     if not is_regression(ctx):
         return None
     section = Section("confusion", "5. Predictions against targets")
-    y, predicted = _points(ctx)
+    y, predicted = answers(ctx)
     if y is None or not predicted:
         return section.add(Para("No test predictions are stored for these runs."))
     name = ctx.names[0]
@@ -69,7 +57,7 @@ def errors(ctx: Context) -> Section | None:
     if not is_regression(ctx):
         return None
     section = Section("errors", "6. Error analysis")
-    y, predicted = _points(ctx)
+    y, predicted = answers(ctx)
     if y is None or not predicted:
         return section.add(Para("No test predictions are stored for these runs."))
     texts = ctx.inputs.texts.texts

@@ -149,7 +149,7 @@ METRICS: dict[str, Callable[..., np.ndarray]] = {name: ON_DRAWS[name] for name i
 
 def _classes(labels: np.ndarray, preds: Sequence[np.ndarray], n_classes: int | None) -> tuple[int, np.ndarray]:
     """The number of classes (labels) and the ones present in ``labels``: the columns macro-F1 averages over."""
-    if labels.dtype.kind == "f":  # a regression: no classes
+    if labels.dtype.kind == "f" and labels.ndim == 1:  # a regression: no classes
         return 1, np.zeros(0, dtype=np.int64)
     if labels.ndim == 2:
         return labels.shape[1], np.flatnonzero(labels.sum(axis=0) > 0)
@@ -244,7 +244,8 @@ def paired_test(labels: Sequence[int], preds_a: Sequence[Sequence[int]], preds_b
     bootstrap draws of the test examples (:func:`test_draws`; None: drawn here from ``seed``).
     """
     y = np.asarray(labels)
-    kind = np.float64 if y.dtype.kind == "f" else np.int64  # a regression's targets and predictions stay numbers
+    # a regression's targets (numbers, one per example) and predictions stay numbers; 0/1 rows are counts
+    kind = np.float64 if y.dtype.kind == "f" and y.ndim == 1 else np.int64
     y = y.astype(kind)
     a = [np.asarray(p, dtype=kind) for p in preds_a]
     b = [np.asarray(p, dtype=kind) for p in preds_b]
