@@ -73,8 +73,8 @@ def test_a_metric_that_cannot_select_is_one_sentence_with_exit_code_2(capsys, re
                        "--output", str(tmp_path / "out"))
     assert code == 2
     assert one_error(err) == ("error: options: field 'training.selection_metric' must be one of 'accuracy', "
-                              "'macro_f1', 'weighted_f1' or 'micro_f1' (got 'macro_recall'); 1 more problem(s) in the "
-                              "same spec")
+                              "'macro_f1', 'weighted_f1', 'micro_f1', 'r2' or 'pearson' (got 'macro_recall'); 1 more "
+                              "problem(s) in the same spec")
     # (the other: verdict.metric, which --metric sets too)
     assert not (tmp_path / "out").exists()
 
@@ -112,9 +112,10 @@ def test_every_layer_lists_the_tables_metrics():
     assert [c for c in shown if c.startswith("test_")] == ["test_macro_f1", "test_accuracy", "test_macro_precision",
                                                            "test_macro_recall", "test_weighted_f1",
                                                            "test_weighted_precision", "test_weighted_recall",
-                                                           "test_micro_f1", "test_hamming_loss"]
+                                                           "test_micro_f1", "test_hamming_loss", "test_r2",
+                                                           "test_pearson", "test_spearman", "test_rmse", "test_mae"]
     assert [h for h, col, _ in sections.HEADLINE if "macro_f1" in col] == ["val macro-F1", "test macro-F1"]
-    with pytest.raises(Exception, match="'accuracy', 'macro_f1', 'weighted_f1' or 'micro_f1'"):
+    with pytest.raises(Exception, match="'accuracy', 'macro_f1', 'weighted_f1', 'micro_f1', 'r2' or 'pearson'"):
         VerdictSpec(metric="macro_recall")
 
 

@@ -24,7 +24,7 @@ def _spec(strategies, **sweep) -> StudySpec:
 def _prepared():
     bundle = SimpleNamespace(hashes=lambda: {"train": "t", "validation": "v", "test": "x"})
     return SimpleNamespace(precision="fp32", bundle=bundle, device=torch.device("cpu"), compile_auto=False,
-                           class_weights=lambda mode: None, train=())
+                           class_weights=lambda mode: None, train=(), target_scale=None)
 
 
 def test_grid_applies_kind_keys_to_their_kind_and_plain_keys_to_all():

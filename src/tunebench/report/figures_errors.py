@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from tunebench.report.figures import _new, color, plain, save, styled, text
+from tunebench.report import figures
+from tunebench.report.figures import _new, color, plain, styled, text
 
 
 @styled
@@ -24,7 +25,7 @@ def error_labels(counts: dict[str, Any], names: list[str], path: Path, legend=("
         ax.set_title(f"errors of {text(run)}")
         ax.margins(y=0.3)  # headroom above the bars: the legend sat on them (the default study's full run)
     axes[0].legend(fontsize=7, loc="upper right", ncol=2)
-    return save(fig, path)
+    return figures.save(fig, path)  # through the module: one place saves every figure
 
 
 @styled
@@ -38,7 +39,7 @@ def probability_gaps(gaps: dict[str, dict[int, list[float]]], names: list[str], 
         ax.set_ylim(0, 1)
         ax.set_ylabel("p(predicted) − p(true)")
         ax.set_title(f"errors of {text(run)}")
-    return save(fig, path)
+    return figures.save(fig, path)  # through the module: one place saves every figure
 
 
 @styled
@@ -55,4 +56,4 @@ def predicted_vs_target(points: dict[str, tuple[Any, Any]], path: Path, name: st
         ax.set_xlabel(f"{text(name)} (test)")
         ax.set_ylabel("predicted")
         ax.set_title(text(run))
-    return save(fig, path)
+    return figures.save(fig, path)  # through the module: one place saves every figure

@@ -31,7 +31,7 @@ from tunebench.results.decisions import decide
 from tunebench.spec.metrics import DEFAULT_SELECTION, curve_key, curve_metrics
 from tunebench.training import distributed
 from tunebench.training.batching import EncodedSplit, batches, collate
-from tunebench.training.loop import BestWeights, Callbacks, Objective, check_finite
+from tunebench.training.loop import BestWeights, Callbacks, Objective, check_finite, evaluation_outputs
 from tunebench.training.metrics import evaluate_outputs
 from tunebench.training.optim import Stepper, TrainHooks, should_stop_early
 from tunebench.training.prefix import FrozenPrefix, PrefixCache, SharedCaches, compute_shared, current_shared
@@ -175,19 +175,8 @@ def predict(model: nn.Module, split: EncodedSplit, batch_size: int, pad_id: int,
                 feed(index, batch["input_ids"].shape[1])
             with autocast_for(device, precision):
                 out = model(**batch)
-            logits = out.logits.float()
-            if target_scale is not None:  # a regression: the output is the standardised target
-                mean, sd = target_scale
-                total_loss += float(nn.functional.mse_loss(logits[:, 0], (batch["labels"].float() - mean) / sd,
-                                                           reduction="sum"))
-                p = (logits * sd + mean).cpu().numpy()
-            elif split.labels.ndim == 2:  # multi-label: each label's own sigmoid; the loss summed over labels
-                total_loss += float(nn.functional.binary_cross_entropy_with_logits(
-                    logits, batch["labels"].float(), reduction="sum")) / split.labels.shape[1]
-                p = torch.sigmoid(logits).cpu().numpy()
-            else:
-                total_loss += float(nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
-                p = torch.softmax(logits, dim=-1).cpu().numpy()
+            p, batch_loss = evaluation_outputs(out.logits.float(), batch["labels"], target_scale)
+            total_loss += batch_loss
             if probs is None:
                 n_labels = p.shape[1]
                 probs = np.zeros((len(split), n_labels), dtype=np.float32)

@@ -62,6 +62,22 @@ class Objective:
         return len(index) if self.host is None else self.share(index, whole) * len(whole)
 
 
+def evaluation_outputs(logits: torch.Tensor, labels: torch.Tensor,
+                       target_scale: tuple[float, float] | None) -> tuple[np.ndarray, float]:
+    """One evaluation batch's outputs and summed loss, by task shape: softmax and cross-entropy (class ids);
+    each label's sigmoid and BCE summed over labels, divided by their number (0/1 rows); a regression
+    (``target_scale``): the prediction in the target's units, the MSE of the standardised target."""
+    if target_scale is not None:
+        mean, sd = target_scale
+        loss = nn.functional.mse_loss(logits[:, 0], (labels.float() - mean) / sd, reduction="sum")
+        return (logits * sd + mean).cpu().numpy(), float(loss)
+    if labels.ndim == 2:
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), reduction="sum")
+        return torch.sigmoid(logits).cpu().numpy(), float(loss) / labels.shape[1]
+    loss = nn.functional.cross_entropy(logits, labels, reduction="sum")
+    return torch.softmax(logits, dim=-1).cpu().numpy(), float(loss)
+
+
 @dataclass
 class Callbacks:
     """What the caller sees of the loop, and how it stops it (every one optional).
