@@ -134,3 +134,19 @@ def round_trip_run_ids(tmp_path: Path, yaml_text: str, labels: list[str]) -> lis
     ids = [run_id(spec, s) for s in spec.strategies]
     assert ids == [run_id(again, s) for s in again.strategies] == [run_id(spec, parse_strategy(lab)) for lab in labels]
     return ids
+
+
+@pytest.fixture()
+def captured(monkeypatch):
+    """Every figure the report saves, by file name, as the Figure object just before saving."""
+    from tunebench.report import figures
+
+    seen: dict = {}
+    save = figures.save
+
+    def keep(fig, path):
+        seen[path.name] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "save", keep)
+    return seen

@@ -15,7 +15,7 @@ from sklearn.metrics import f1_score
 
 from tunebench.data.labelsets import as_label_set, multi_hot
 from tunebench.data.loading import load_dataset_bundle
-from tunebench.errors import DataError
+from tunebench.errors import DataError, ModelError
 from tunebench.results import stats
 from tunebench.results.decisions import choose_thresholds, decide
 from tunebench.spec.parts import DataSpec
@@ -23,6 +23,7 @@ from tunebench.training.loop import Objective
 from tunebench.training.metrics import evaluate_outputs, multilabel_metrics
 
 from .conftest import NEGATIVE, POSITIVE, SUBJECTS, cli, one_error
+from .test_report_figures import check_reads_cleanly
 
 MUSIC = ["song", "tune", "melody"]
 
@@ -202,7 +203,7 @@ def test_the_statistics_draw_multi_label_metrics_on_0_1_rows():
 # --- a study end to end ---------------------------------------------------------------------------------
 
 
-def test_a_multi_label_study_trains_reports_and_predicts(tiny_bert, tmp_path, capsys, tagged_csv):
+def test_a_multi_label_study_trains_reports_and_predicts(tiny_bert, tmp_path, capsys, tagged_csv, captured):
     from tunebench.report import build_report
     from tunebench.results.store import STORE_NAME, Store
     from tunebench.spec.study import StudySpec
@@ -241,6 +242,11 @@ def test_a_multi_label_study_trains_reports_and_predicts(tiny_bert, tmp_path, ca
     assert "Per-label F1 and thresholds" in report and "missed / said wrongly" in report
     assert "Confusion matrices" not in report and "labels, multi-label" in report
     assert "Recommended:" in report
+    assert {"per_class_f1.png", "error_labels.png", "comparison.png"} <= set(captured)
+    assert "confusion.png" not in captured and "probability_gaps.png" not in captured
+    for name, fig in captured.items():  # plain text, no empty legend entry, as every report figure
+        check_reads_cleanly(name, fig)
+    assert "micro-F1" in check_reads_cleanly("comparison.png", captured["comparison.png"])
     from tunebench.training.inference import evaluate_checkpoint
 
     again = evaluate_checkpoint(full[0]["checkpoint"])  # the test split at the run's own thresholds
@@ -252,10 +258,18 @@ def test_a_multi_label_study_trains_reports_and_predicts(tiny_bert, tmp_path, ca
     names, thresholds = full[0]["data"]["label_names"], full[0]["val"]["thresholds"]
     assert code == 0 and answer == "|".join(n for n, t in zip(names, thresholds, strict=True) if probs[n] >= t)
     assert "pos" in answer.split("|") and "neg" not in answer.split("|")
+    import tunebench as tb
+    from tunebench.training.inference import predict_texts
+
+    result = tb.load(tmp_path / "out")
+    run = result.run(full[0]["label"])  # the Python API answers as the command does: a label set
+    assert run.predict(["the film was good with a song"]) == [answer]
+    if result.best.strategy == "embed-logreg":  # fitted, no model saved: one sentence, not "checkpoints off"
+        with pytest.raises(ModelError, match="fitted by its own recipe and saves no model"):
+            result.best.predict(["the film was good"])
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     from tunebench.api.export import export_run
-    from tunebench.training.inference import predict_texts
 
     dest = tmp_path / "exported"
     export_run(full[0]["checkpoint"], dest)

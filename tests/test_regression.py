@@ -22,6 +22,7 @@ from tunebench.training.loop import Objective
 from tunebench.training.metrics import regression_metrics
 
 from .conftest import cli, one_error
+from .test_report_figures import check_reads_cleanly
 
 WORDS = ["alpha", "beta", "gamma", "delta", "omega", "kappa", "sigma", "theta"]
 
@@ -134,7 +135,7 @@ def test_a_constant_prediction_is_collapsed():
     assert fine["diagnosis"] == "ok"
 
 
-def test_a_regression_study_trains_reports_predicts_and_exports(tiny_bert, tmp_path, capsys, counted_csv):
+def test_a_regression_study_trains_reports_predicts_and_exports(tiny_bert, tmp_path, capsys, counted_csv, captured):
     from transformers import pipeline
 
     from tunebench.api.export import export_run
@@ -171,6 +172,10 @@ def test_a_regression_study_trains_reports_predicts_and_exports(tiny_bert, tmp_p
     assert "Predictions against targets" in report and "largest mean absolute error" in report
     assert "Confusion matrices" not in report and "numeric target, regression" in report
     assert "test R²" in report and (tmp_path / "out" / "figures" / "predicted_vs_target.png").is_file()
+    assert {"predicted_vs_target.png", "comparison.png", "pareto.png", "curves.png"} <= set(captured)
+    for name, fig in captured.items():  # plain text, no empty legend entry, as every report figure
+        check_reads_cleanly(name, fig)
+    assert "validation R²" in check_reads_cleanly("curves.png", captured["curves.png"])
     again = evaluate_checkpoint(best["checkpoint"])
     assert again["r2"] == pytest.approx(best["test"]["r2"], abs=1e-5)
     texts = ["alpha beta", "alpha beta gamma delta omega kappa sigma theta alpha beta"]

@@ -5,7 +5,6 @@ mathtext and no "$", and every legend entry stands for something drawn."""
 
 from __future__ import annotations
 
-import matplotlib
 import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
@@ -82,20 +81,6 @@ def check_reads_cleanly(name: str, fig) -> list[str]:
     entries = legend_entries(fig)
     assert all(ok for _, ok in entries), (name, entries)
     return [s for s, _ in texts]
-
-
-@pytest.fixture()
-def captured(monkeypatch):
-    """Every figure the report saves, by file name, as the Figure object just before saving."""
-    seen: dict[str, matplotlib.figure.Figure] = {}
-    save = figures.save
-
-    def keep(fig, path):
-        seen[path.name] = fig
-        return save(fig, path)
-
-    monkeypatch.setattr(figures, "save", keep)
-    return seen
 
 
 @pytest.fixture()

@@ -65,24 +65,31 @@ class Run:
         shown = "R²" if name == "r2" else "macro-F1"
         return f"Run({self.label!r}, {self.status}" + (f", test {shown} {value:.3f})" if value is not None else ")")
 
-    def predict_proba(self, texts: str | list[str], pair: str | None = None, *, trust_remote_code: bool = False,
-                      allow_pickle: bool = False) -> pd.DataFrame:
-        """Class probabilities for each text: one row per text, one column per label."""
+    def _predicted(self, texts: str | list[str], pair: str | None, **permissions: bool) -> tuple[list[str], list]:
         from tunebench.errors import ModelError
         from tunebench.training.inference import predict_texts
 
         texts = [texts] if isinstance(texts, str) else list(texts)
+        if self.checkpoint is None and self.record.get("fitted"):  # a baseline, embed-logreg, setfit
+            raise ModelError(f"run '{self.label}' is fitted by its own recipe and saves no model to predict with; "
+                             "predict with a fine-tuned run (result.run(label))")
         if self.checkpoint is None:
             raise ModelError(f"run '{self.label}' has no checkpoint (the study ran with output.save_checkpoints "
                              "off); run it again with checkpoints to predict with it")
-        found = predict_texts(self.checkpoint, texts, pair=pair, trust_remote_code=trust_remote_code,
-                              allow_pickle=allow_pickle)
+        return texts, predict_texts(self.checkpoint, texts, pair=pair, **permissions)
+
+    def predict_proba(self, texts: str | list[str], pair: str | None = None, *, trust_remote_code: bool = False,
+                      allow_pickle: bool = False) -> pd.DataFrame:
+        """Class probabilities for each text: one row per text, one column per label (multi-label: each label's
+        sigmoid; a regression: the prediction, one column)."""
+        texts, found = self._predicted(texts, pair, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         return pd.DataFrame([probs for _, probs in found], index=pd.Index(texts, name="text"))
 
     def predict(self, texts: str | list[str], pair: str | None = None, **permissions: bool) -> list[str]:
-        """The predicted label of each text (``pair``: the second sentence, for a sentence-pair model)."""
-        probs = self.predict_proba(texts, pair=pair, **permissions)
-        return [str(label) for label in probs.idxmax(axis=1)]
+        """The predicted label of each text (``pair``: the second sentence, for a sentence-pair model), as
+        ``tunebench predict`` prints it: a multi-label run's label set joined by ``|`` (at its thresholds), a
+        regression's value."""
+        return [label for label, _ in self._predicted(texts, pair, **permissions)[1]]
 
 
 class Report:
