@@ -84,6 +84,8 @@ def test_a_regression_spec_selects_on_r2_and_its_floor_is_the_mean_and_tfidf_rid
     assert spec.baselines == ["mean", "tfidf-ridge"] and StudySpec().baselines == ["majority", "tfidf-logreg"]
     with pytest.raises(Exception, match="baselines majority do not fit regression data"):
         StudySpec(data={"task": "regression"}, baselines=["majority"])
+    with pytest.raises(Exception, match="baselines must be among majority, tfidf-logreg, mean, tfidf-ridge"):
+        StudySpec(data={"task": "regression"}, baselines=["bogus"])  # named, before the task's defaults look it up
     assert StudySpec(data={"task": "regression"}, training={"selection_metric": "pearson"}).training.selection_metric \
         == "pearson"
 

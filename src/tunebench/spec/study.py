@@ -88,12 +88,12 @@ class StudySpec(_Strict):
         if dupes:
             raise ValueError(f"strategies are listed twice: {', '.join(dupes)}")
         check_sweep(self)  # the sweep's keys and values, against the strategies
-        _task_defaults(self)
-        metrics.check_task(self.training.selection_metric, self.data.task, "training.selection_metric")
-        metrics.check_task(self.verdict.metric, self.data.task, "verdict.metric")
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise ValueError(f"baselines must be among {', '.join(BASELINES)} (got {', '.join(map(repr, unknown))})")
+        _task_defaults(self)
+        metrics.check_task(self.training.selection_metric, self.data.task, "training.selection_metric")
+        metrics.check_task(self.verdict.metric, self.data.task, "verdict.metric")
         if self.tuning is not None and self.tuning.enabled and self.sweep.method is not None:
             raise ValueError("tuning gives every strategy the same learning-rate trials; it cannot be combined with a "
                              f"sweep ({self.sweep.method}): drop the sweep's grid/random/search or the tuning section")
