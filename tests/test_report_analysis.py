@@ -12,6 +12,7 @@ from tunebench.errors import SpecError
 from tunebench.report import analysis, cost
 from tunebench.report import error_analysis as ea
 from tunebench.report.verdict import recommendation
+from tunebench.results.decisions import decide
 
 
 def test_pareto_front_keeps_only_non_dominated_runs_in_cost_order():
@@ -46,7 +47,7 @@ def test_word_lift_needs_support_and_ranks_by_a_test_not_by_the_raw_lift():
 def test_error_counts_gaps_disagreements_and_confident_errors():
     labels = [0, 0, 1, 1, 2]
     probs = [[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1], [0.3, 0.3, 0.4]]
-    preds = ea.predictions(probs).tolist()
+    preds = decide(probs).tolist()  # the argmax every report section decides by
     assert preds == [0, 1, 1, 0, 2]
     assert ea.error_label_counts(labels, preds, 3) == ([1, 1, 0], [1, 1, 0])
     gaps = ea.probability_gaps(labels, probs)

@@ -82,10 +82,6 @@ def _bh(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def predictions(probabilities: Sequence[Sequence[float]]) -> np.ndarray:
-    return np.asarray(probabilities, dtype=float).argmax(axis=1)
-
-
 def error_label_counts(labels: Sequence[int], preds: Sequence[int], n_classes: int) -> tuple[list[int], list[int]]:
     """Among errors: how many have each true label, and how many were predicted as each label."""
     y, p = np.asarray(labels), np.asarray(preds)

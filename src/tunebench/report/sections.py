@@ -15,7 +15,6 @@ import pandas as pd
 import yaml
 
 from tunebench.report import analysis, figures, significance
-from tunebench.report import error_analysis as ea
 from tunebench.report.cost import RELATIVE_SPEED, device_key, prefix_shares, study_cost_by_device
 from tunebench.report.document import Bullets, Cell, Code, Figure, Para, Section, Table, cell, text_table
 from tunebench.report.inputs import ReportInputs
@@ -312,11 +311,6 @@ def answers(ctx: Context) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
             labels = np.asarray(stored[0], dtype=float if task_of(ctx.records) == "regression" else np.int64)
             found[r["strategy"]] = record_predictions(r, stored[1])
     return labels, found
-
-
-def predicted(ctx: Context) -> dict[str, np.ndarray]:
-    return {r["strategy"]: ea.predictions(ctx.inputs.predictions[r["run_id"]][1])
-            for r in ctx.records if r["run_id"] in ctx.inputs.predictions}
 
 
 def intro(ctx: Context) -> list[str]:

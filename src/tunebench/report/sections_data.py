@@ -8,7 +8,7 @@ from typing import Any
 from tunebench.report import error_analysis as ea
 from tunebench.report import figures, figures_errors
 from tunebench.report.document import Bullets, Figure, Para, Section, cell, text_table
-from tunebench.report.sections import Context, predicted, short
+from tunebench.report.sections import Context, answers, short
 from tunebench.results.diagnosis import is_baseline
 
 WORDS_PER_RUN = 10
@@ -18,7 +18,7 @@ def errors(ctx: Context) -> Section | None:
     if ctx.records[0]["data"].get("task") in ("multi_label", "regression"):  # sections_labels / sections_targets
         return None
     section = Section("errors", "6. Error analysis")
-    preds = predicted(ctx)
+    preds = answers(ctx)[1]  # each run's class ids, decided as every section decides
     if not preds:
         return section.add(Para("No test predictions are stored for these runs."))
     labels = ctx.inputs.predictions[ctx.records[0]["run_id"]][0]

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from tunebench.spec import metrics
+
 #: the thresholds a multi-label run may choose per label: a grid, not every distinct probability (that
 #: overfits the validation split, one threshold per positive example); 0.5 included
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
@@ -73,8 +75,8 @@ def task_of(records: Sequence[dict[str, Any]]) -> str:
 
 
 def headline(record: dict[str, Any]) -> str:
-    """The metric a run is summed up by in one line: macro-F1, a regression's R² (``spec.metrics.default_for``)."""
-    return "r2" if (record.get("data") or {}).get("task") == "regression" else "macro_f1"
+    """The metric a run is summed up by in one line: its task's default (macro-F1, a regression's R²)."""
+    return metrics.default_for((record.get("data") or {}).get("task") or "single_label")
 
 
 def one_line(record: dict[str, Any]) -> str:

@@ -117,8 +117,8 @@ def _task_defaults(spec: StudySpec) -> None:
     baseline of another shape listed by hand is refused by name."""
     task = spec.data.task
     for part, field in ((spec.training, "selection_metric"), (spec.verdict, "metric")):
-        if getattr(part, field) == metrics.DEFAULT_SELECTION and task != "single_label" and \
-                task not in metrics.by_name(metrics.DEFAULT_SELECTION).tasks:
+        if getattr(part, field) == metrics.DEFAULT_SELECTION and task not in metrics.by_name(
+                metrics.DEFAULT_SELECTION).tasks:
             object.__setattr__(part, field, metrics.default_for(task))
     fits = default_baselines(task)
     if set(spec.baselines) in [set(BASELINES)] + [set(default_baselines(t)) for t in metrics.TASKS]:
